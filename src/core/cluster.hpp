@@ -1,0 +1,134 @@
+// The cluster model: what ZooKeeper says about the cluster and what the local
+// PostgreSQL server says about itself. Plain data, no I/O.
+#pragma once
+#include "core/no_postgres.hpp"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/dynamic_config.hpp"
+#include "core/lsn.hpp"
+
+namespace pgha {
+
+using Json = nlohmann::json;
+
+// Per-node tags, as in Patroni's `tags:` section.
+struct Tags {
+    bool nofailover = false;
+    bool noloadbalance = false;
+    bool nosync = false;
+    bool clonefrom = false;
+    Json to_json() const;
+    static Tags from_json(const Json &j);  // tolerant: unknown keys ignored
+    bool operator==(const Tags &o) const {
+        return nofailover == o.nofailover && noloadbalance == o.noloadbalance && nosync == o.nosync &&
+               clonefrom == o.clonefrom;
+    }
+};
+
+// One members/<name> znode (Patroni's member JSON).
+struct Member {
+    std::string name;
+    std::string conn_url;  // postgres://host:port/postgres
+    std::string api_url;   // http://host:port/patroni
+    std::string state;     // running, starting, stopped, crashed, ...
+    std::string role;      // primary, replica, standby_leader, uninitialized
+    std::string version;   // pg_ha version
+    Lsn xlog_location = 0;
+    int timeline = 0;
+    std::string replication_state;  // streaming, in archive recovery, ""
+    std::optional<Lsn> receive_lsn;
+    std::optional<Lsn> replay_lsn;
+    Tags tags;
+    bool pause = false;
+
+    // host and port from conn_url ("" / 0 when unparsable)
+    std::string host() const;
+    int port() const;
+    // best position this member has: receive/replay for replicas, xlog for the primary
+    Lsn position() const;
+};
+
+struct SyncState {
+    std::string leader;
+    std::vector<std::string> sync_standby;
+    bool empty() const { return leader.empty(); }
+};
+
+struct FailoverRequest {
+    std::string leader;     // switchover: the current leader; "" for failover
+    std::string candidate;  // "member" in Patroni's JSON
+    std::string scheduled_at;  // ISO8601 or ""
+};
+
+struct HistoryEntry {
+    int timeline = 0;
+    Lsn lsn = 0;
+    std::string reason;
+    std::string timestamp;
+    std::string new_leader;
+};
+
+// Everything read from /<namespace>/<scope>/ in one pass.
+struct ClusterView {
+    std::optional<std::string> leader;  // leader znode content (member name)
+    std::int64_t leader_owner = 0;      // ephemeralOwner (session id) of the leader znode
+    std::vector<Member> members;
+    DynamicConfig config;
+    bool config_present = false;
+    std::int64_t config_version = -1;
+    std::optional<std::string> initialize;  // system identifier, "" while bootstrap runs
+    SyncState sync;
+    std::optional<FailoverRequest> failover;
+    Lsn status_optime = 0;
+    std::vector<HistoryEntry> history;
+    // Data we could not parse (written by someone else): shown, never acted upon.
+    std::vector<std::string> warnings;
+
+    const Member *member(const std::string &name) const;
+    const Member *leader_member() const;
+};
+
+// The local server as the worker observes it.
+enum class PgState { Stopped, Starting, Running, Crashed };
+const char *to_string(PgState s);
+
+struct WalSender {
+    std::string application_name;
+    std::string client_addr;
+    std::string state;       // streaming, catchup, ...
+    std::string sync_state;  // async, sync, potential, quorum
+    Lsn sent_lsn = 0, write_lsn = 0, flush_lsn = 0, replay_lsn = 0;
+};
+
+struct LocalState {
+    PgState state = PgState::Starting;
+    bool in_recovery = true;
+    bool accepts_connections = false;  // a local libpq probe succeeded
+    std::string system_identifier;
+    int server_version = 0;  // e.g. 150020
+    int timeline = 0;
+    Lsn write_lsn = 0;    // primary: insert/flush position
+    Lsn receive_lsn = 0;  // replica: WAL received
+    Lsn replay_lsn = 0;   // replica: WAL replayed
+    std::string replication_state;  // "streaming" when the WAL receiver streams
+    std::string upstream_host;      // host of primary_conninfo ("" when none)
+    int upstream_port = 0;
+    std::vector<WalSender> replication;
+    bool pending_restart = false;
+
+    Lsn position() const { return in_recovery ? std::max(receive_lsn, replay_lsn) : write_lsn; }
+};
+
+// "postgres://host:port/db" -> host, port. Returns false when unparsable.
+bool parse_conn_url(const std::string &url, std::string &host, int &port);
+// "host:port" -> host, port (IPv6 in brackets). Returns false when unparsable.
+bool parse_host_port(const std::string &text, std::string &host, int &port);
+
+}  // namespace pgha

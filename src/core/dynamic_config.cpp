@@ -1,0 +1,120 @@
+#include "core/dynamic_config.hpp"
+
+namespace pgha {
+
+using nlohmann::json;
+
+namespace {
+
+// Reads an integer setting; Patroni accepts numbers and numeric strings.
+bool read_int(const json &j, const char *key, std::int64_t lo, std::int64_t hi, std::int64_t &out,
+              std::vector<std::string> &errors) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return false;
+    std::int64_t v;
+    if (it->is_number_integer()) {
+        v = it->get<std::int64_t>();
+    } else if (it->is_number_float()) {
+        v = static_cast<std::int64_t>(it->get<double>());
+    } else if (it->is_string()) {
+        try {
+            std::size_t pos = 0;
+            const std::string s = it->get<std::string>();
+            v = std::stoll(s, &pos);
+            if (pos != s.size()) throw std::invalid_argument(s);
+        } catch (const std::exception &) {
+            errors.push_back(std::string(key) + ": expected an integer, got " + it->dump());
+            return false;
+        }
+    } else {
+        errors.push_back(std::string(key) + ": expected an integer, got " + it->dump());
+        return false;
+    }
+    if (v < lo || v > hi) {
+        errors.push_back(std::string(key) + ": " + std::to_string(v) + " is out of range [" + std::to_string(lo) +
+                         ", " + std::to_string(hi) + "]");
+        return false;
+    }
+    out = v;
+    return true;
+}
+
+bool read_bool(const json &j, const char *key, bool &out, std::vector<std::string> &errors) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return false;
+    if (it->is_boolean()) {
+        out = it->get<bool>();
+        return true;
+    }
+    if (it->is_string()) {
+        const std::string s = it->get<std::string>();
+        if (s == "on" || s == "true" || s == "yes" || s == "1") { out = true; return true; }
+        if (s == "off" || s == "false" || s == "no" || s == "0") { out = false; return true; }
+    }
+    errors.push_back(std::string(key) + ": expected a boolean, got " + it->dump());
+    return false;
+}
+
+}  // namespace
+
+json DynamicConfig::to_json() const {
+    json j = raw.is_object() ? raw : json::object();
+    j["ttl"] = ttl;
+    j["loop_wait"] = loop_wait;
+    j["retry_timeout"] = retry_timeout;
+    j["maximum_lag_on_failover"] = maximum_lag_on_failover;
+    j["master_start_timeout"] = master_start_timeout;
+    j["synchronous_mode"] = synchronous_mode;
+    j["synchronous_mode_strict"] = synchronous_mode_strict;
+    j["failsafe_mode"] = failsafe_mode;
+    j["use_pg_rewind"] = use_pg_rewind;
+    j["use_slots"] = use_slots;
+    j["remove_data_directory_on_rewind_failure"] = remove_data_directory_on_rewind_failure;
+    if (pause) j["pause"] = true; else j.erase("pause");
+    return j;
+}
+
+DynamicConfig DynamicConfig::from_json(const json &j, std::vector<std::string> &errors) {
+    DynamicConfig c;
+    if (!j.is_object()) {
+        errors.push_back("config must be a JSON object, got " + std::string(j.type_name()));
+        return c;
+    }
+    c.raw = j;
+    std::int64_t v;
+    if (read_int(j, "ttl", kMinTtl, 3600, v, errors)) c.ttl = static_cast<int>(v);
+    if (read_int(j, "loop_wait", 1, 3600, v, errors)) c.loop_wait = static_cast<int>(v);
+    if (read_int(j, "retry_timeout", 1, 3600, v, errors)) c.retry_timeout = static_cast<int>(v);
+    if (read_int(j, "maximum_lag_on_failover", 0, INT64_MAX, v, errors)) c.maximum_lag_on_failover = v;
+    if (read_int(j, "master_start_timeout", 0, 86400, v, errors)) c.master_start_timeout = static_cast<int>(v);
+    if (read_int(j, "primary_start_timeout", 0, 86400, v, errors)) c.master_start_timeout = static_cast<int>(v);
+    read_bool(j, "synchronous_mode", c.synchronous_mode, errors);
+    read_bool(j, "synchronous_mode_strict", c.synchronous_mode_strict, errors);
+    read_bool(j, "pause", c.pause, errors);
+    read_bool(j, "failsafe_mode", c.failsafe_mode, errors);
+    read_bool(j, "remove_data_directory_on_rewind_failure", c.remove_data_directory_on_rewind_failure, errors);
+    // Patroni keeps these under postgresql: {use_pg_rewind, use_slots}; accept both places.
+    read_bool(j, "use_pg_rewind", c.use_pg_rewind, errors);
+    read_bool(j, "use_slots", c.use_slots, errors);
+    if (auto pg = j.find("postgresql"); pg != j.end() && pg->is_object()) {
+        read_bool(*pg, "use_pg_rewind", c.use_pg_rewind, errors);
+        read_bool(*pg, "use_slots", c.use_slots, errors);
+        read_bool(*pg, "remove_data_directory_on_rewind_failure", c.remove_data_directory_on_rewind_failure,
+                  errors);
+    }
+    return c;
+}
+
+std::vector<std::string> DynamicConfig::validate() const {
+    std::vector<std::string> errors;
+    if (ttl < kMinTtl) errors.push_back("ttl must be at least " + std::to_string(kMinTtl) + " seconds");
+    if (loop_wait < 1) errors.push_back("loop_wait must be at least 1 second");
+    if (retry_timeout < 1) errors.push_back("retry_timeout must be at least 1 second");
+    if (loop_wait + 2 * retry_timeout > ttl)
+        errors.push_back("loop_wait + 2 * retry_timeout (" + std::to_string(loop_wait + 2 * retry_timeout) +
+                         ") must not exceed ttl (" + std::to_string(ttl) + ")");
+    if (maximum_lag_on_failover < 0) errors.push_back("maximum_lag_on_failover must not be negative");
+    return errors;
+}
+
+}  // namespace pgha

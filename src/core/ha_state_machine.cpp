@@ -1,0 +1,297 @@
+#include "core/ha_state_machine.hpp"
+
+#include <algorithm>
+
+namespace pgha {
+
+const char *to_string(LocalRole r) {
+    switch (r) {
+        case LocalRole::Primary: return "primary";
+        case LocalRole::Standby: return "standby";
+        case LocalRole::Recovering: return "recovering";
+        case LocalRole::Stopped: return "stopped";
+    }
+    return "unknown";
+}
+
+const char *to_string(ActionKind k) {
+    switch (k) {
+        case ActionKind::WriteInitialize: return "write_initialize";
+        case ActionKind::WriteDefaultConfig: return "write_default_config";
+        case ActionKind::AcquireLeader: return "acquire_leader";
+        case ActionKind::DeleteStaleLeader: return "delete_stale_leader";
+        case ActionKind::Promote: return "promote";
+        case ActionKind::RecordPromotion: return "record_promotion";
+        case ActionKind::Demote: return "demote";
+        case ActionKind::Follow: return "follow";
+        case ActionKind::WriteStatus: return "write_status";
+        case ActionKind::EnsureSlots: return "ensure_slots";
+    }
+    return "unknown";
+}
+
+bool Decision::has(ActionKind k) const { return find(k) != nullptr; }
+
+const Action *Decision::find(ActionKind k) const {
+    for (const auto &a : actions)
+        if (a.kind == k) return &a;
+    return nullptr;
+}
+
+namespace {
+
+Action act(ActionKind k) { return Action{k, {}, {}, 0}; }
+
+// The newest timeline the cluster has promoted to, according to `history`.
+int newest_history_timeline(const ClusterView &c) {
+    int tl = 0;
+    for (const auto &e : c.history) tl = std::max(tl, e.timeline + 1);
+    return tl;
+}
+
+// Position of a peer for the failover race: what its API said this loop
+// when peers were checked (unreachable peers drop out), else its znode.
+std::optional<Lsn> peer_position(const Observation &obs, const Member &m) {
+    if (obs.peers_checked) {
+        auto it = obs.peer_positions.find(m.name);
+        if (it == obs.peer_positions.end()) return std::nullopt;
+        return it->second;
+    }
+    return m.position();
+}
+
+std::string mb(Lsn bytes) { return std::to_string(bytes) + " bytes"; }
+
+// Transitions when we hold the leader znode on our own session.
+void decide_as_leader(const Observation &obs, Decision &d) {
+    const auto &cfg = obs.cluster.config;
+    d.is_leader = true;
+    switch (obs.role) {
+        case LocalRole::Primary:
+            // Steady state: renew (the cluster read itself renews the lease),
+            // publish our position, keep slots for the members.
+            d.role = "primary";
+            d.message = "no action: I am (" + obs.me + ") the leader with the lock";
+            if (obs.local.write_lsn != obs.cluster.status_optime) {
+                Action a = act(ActionKind::WriteStatus);
+                a.lsn = obs.local.write_lsn;
+                d.actions.push_back(a);
+            }
+            if (obs.cluster.history.empty() ||
+                newest_history_timeline(obs.cluster) < obs.local.timeline) {
+                // We run on a timeline `history` does not know yet: we were promoted.
+                if (obs.local.timeline > 1) d.actions.push_back(act(ActionKind::RecordPromotion));
+            }
+            if (cfg.use_slots) {
+                Action a = act(ActionKind::EnsureSlots);
+                for (const auto &m : obs.cluster.members)
+                    if (m.name != obs.me) a.names.push_back(slot_name_for_member(m.name));
+                if (!a.names.empty()) d.actions.push_back(a);
+            }
+            return;
+        case LocalRole::Standby:
+            d.role = "replica";
+            if (cfg.pause) {
+                d.message = "paused: holding the leader lock as a standby, not promoting";
+                return;
+            }
+            // We won the race (or were handed the lock): promote in place now.
+            d.message = "promoting: I (" + obs.me + ") hold the leader lock";
+            d.actions.push_back(act(ActionKind::Promote));
+            return;
+        case LocalRole::Recovering:
+            d.role = "primary";
+            d.message = "crash recovery in progress, keeping the leader lock";
+            return;
+        case LocalRole::Stopped:
+            d.role = "uninitialized";
+            d.message = "PostgreSQL is not running, holding the leader lock";
+            return;
+    }
+}
+
+// Transitions when another member holds the leader znode.
+void decide_with_other_leader(const Observation &obs, Decision &d) {
+    const auto &c = obs.cluster;
+    const std::string &leader = *c.leader;
+    switch (obs.role) {
+        case LocalRole::Primary:
+        case LocalRole::Recovering:
+            d.role = "primary";
+            if (c.config.pause) {
+                d.message = "paused: " + leader + " holds the leader lock but this node runs as primary; not demoting";
+                return;
+            }
+            // Two primaries must never both accept writes: fence and restart as a standby.
+            d.message = "demoting: " + leader + " holds the leader lock";
+            {
+                Action a = act(ActionKind::Demote);
+                a.target = leader;
+                d.actions.push_back(a);
+            }
+            return;
+        case LocalRole::Standby: {
+            d.role = "replica";
+            const Member *lm = c.leader_member();
+            if (!lm) {
+                d.message = "following " + leader + " (its member data is not published yet)";
+                return;
+            }
+            std::string host;
+            int port = 0;
+            if (!parse_conn_url(lm->conn_url, host, port)) {
+                d.message = "cannot follow " + leader + ": unparsable conn_url '" + lm->conn_url + "'";
+                return;
+            }
+            if (obs.local.upstream_host != host || obs.local.upstream_port != port) {
+                if (c.config.pause) {
+                    d.message = "paused: not re-pointing replication to " + leader;
+                    return;
+                }
+                Action a = act(ActionKind::Follow);
+                a.target = leader;
+                d.actions.push_back(a);
+                d.message = "following new leader " + leader;
+                return;
+            }
+            d.message = "no action: I am (" + obs.me + ") a secondary and I am following a leader (" + leader + ")";
+            return;
+        }
+        case LocalRole::Stopped:
+            d.role = "uninitialized";
+            d.message = "PostgreSQL is not running; " + leader + " is the leader";
+            return;
+    }
+}
+
+// Transitions when nobody holds the leader znode.
+void decide_without_leader(const Observation &obs, Decision &d) {
+    const auto &c = obs.cluster;
+    switch (obs.role) {
+        case LocalRole::Primary: {
+            d.role = "primary";
+            if (c.config.pause) {
+                // Like Patroni: a running primary may take a free lock even while paused.
+                d.message = "paused: acquiring the free leader lock as the running primary";
+                d.actions.push_back(act(ActionKind::AcquireLeader));
+                return;
+            }
+            int newest = newest_history_timeline(c);
+            if (newest > obs.local.timeline) {
+                d.message = "not taking the leader lock: the cluster has promoted timeline " + std::to_string(newest) +
+                            " and this node is on timeline " + std::to_string(obs.local.timeline);
+                return;
+            }
+            d.message = "acquiring the free leader lock as the running primary";
+            d.actions.push_back(act(ActionKind::AcquireLeader));
+            return;
+        }
+        case LocalRole::Standby: {
+            d.role = "replica";
+            if (c.config.pause) {
+                d.message = "paused: no leader, not taking over";
+                return;
+            }
+            Member me;
+            me.name = obs.me;
+            me.tags = obs.tags;
+            std::string why = failover_ineligibility(obs, me);
+            if (!why.empty()) {
+                d.message = "not taking over: " + why;
+                return;
+            }
+            d.message = "the leader lock is free and I am the healthiest member: acquiring it";
+            d.actions.push_back(act(ActionKind::AcquireLeader));
+            return;
+        }
+        case LocalRole::Recovering:
+            d.role = "primary";
+            d.message = "crash recovery in progress; no leader";
+            return;
+        case LocalRole::Stopped:
+            d.role = "uninitialized";
+            d.message = "PostgreSQL is not running; no leader";
+            return;
+    }
+}
+
+}  // namespace
+
+std::string failover_ineligibility(const Observation &obs, const Member &candidate) {
+    const auto &c = obs.cluster;
+    const bool is_me = candidate.name == obs.me;
+    const Tags &tags = is_me ? obs.tags : candidate.tags;
+    if (tags.nofailover) return candidate.name + " is tagged nofailover";
+    Lsn pos;
+    if (is_me) {
+        if (obs.role != LocalRole::Standby || !obs.running) return candidate.name + " is not a running standby";
+        pos = obs.local.position();
+    } else {
+        if (candidate.state != "running") return candidate.name + " is not running (state " + candidate.state + ")";
+        auto p = peer_position(obs, candidate);
+        if (!p) return candidate.name + " did not answer on its REST API";
+        pos = *p;
+    }
+    if (c.status_optime > pos && c.status_optime - pos > static_cast<Lsn>(c.config.maximum_lag_on_failover))
+        return candidate.name + " lags " + mb(c.status_optime - pos) + " behind the last leader position, more than maximum_lag_on_failover (" +
+               mb(static_cast<Lsn>(c.config.maximum_lag_on_failover)) + ")";
+    int newest = newest_history_timeline(c);
+    if (is_me && obs.local.timeline > 0 && newest > 0 && obs.local.timeline < newest - 1)
+        return candidate.name + " is on timeline " + std::to_string(obs.local.timeline) +
+               ", older than the cluster's timeline " + std::to_string(newest);
+    // Someone healthier? Only members that could win count.
+    for (const auto &m : c.members) {
+        if (m.name == candidate.name || m.tags.nofailover || m.state != "running" || m.role == "primary") continue;
+        if (m.name == obs.me && !is_me) continue;
+        auto p = m.name == obs.me ? std::optional<Lsn>(obs.local.position()) : peer_position(obs, m);
+        if (!p) continue;
+        if (*p > pos) return "member " + m.name + " is ahead (" + format_lsn(*p) + " > " + format_lsn(pos) + ")";
+        if (*p == pos && m.name < candidate.name)
+            return "member " + m.name + " is equally advanced (" + format_lsn(pos) + ") and wins the tie by name";
+    }
+    return "";
+}
+
+Decision decide(const Observation &obs) {
+    Decision d;
+    d.role = obs.role == LocalRole::Standby ? "replica" : obs.role == LocalRole::Stopped ? "uninitialized" : "primary";
+    if (!obs.dcs_ok) {
+        d.message = obs.role == LocalRole::Primary
+                        ? (obs.lease_valid ? "ZooKeeper is unreachable; writes continue until the leader lease runs out"
+                                           : "ZooKeeper is unreachable and there is no valid leader lease: writes are refused")
+                        : "ZooKeeper is unreachable; waiting";
+        return d;
+    }
+    const ClusterView &c = obs.cluster;
+    const bool primary_like = obs.role == LocalRole::Primary;
+
+    // A cluster that was initialized elsewhere is not ours to lead.
+    if (c.initialize && !c.initialize->empty() && !obs.local.system_identifier.empty() &&
+        *c.initialize != obs.local.system_identifier) {
+        d.message = "this data directory (system identifier " + obs.local.system_identifier +
+                    ") does not belong to the cluster (system identifier " + *c.initialize + "); taking no action";
+        return d;
+    }
+    if (!c.initialize && primary_like && obs.running && !obs.local.system_identifier.empty())
+        d.actions.push_back(act(ActionKind::WriteInitialize));
+
+    const bool leader_is_me = c.leader && *c.leader == obs.me;
+    if (leader_is_me && c.leader_owner != obs.session_id) {
+        // Left over from an earlier session of ours (crash-restart that could
+        // not resume the session). That process is gone, so the lock is stale.
+        d.message = "removing the leader lock left by an earlier session of this member";
+        d.actions.push_back(act(ActionKind::DeleteStaleLeader));
+        return d;
+    }
+    if (leader_is_me) {
+        decide_as_leader(obs, d);
+        if (!c.config_present) d.actions.insert(d.actions.begin(), act(ActionKind::WriteDefaultConfig));
+    } else if (c.leader) {
+        decide_with_other_leader(obs, d);
+    } else {
+        decide_without_leader(obs, d);
+    }
+    return d;
+}
+
+}  // namespace pgha

@@ -1,0 +1,82 @@
+// The HA state machine: a pure function from what the worker observed (local
+// server + ZooKeeper + peers) to what it should do. No I/O, no clocks: the
+// worker supplies everything, executes the actions and comes back next loop.
+#pragma once
+#include "core/no_postgres.hpp"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/cluster.hpp"
+
+namespace pgha {
+
+// Where the local server stands, as the state machine sees it.
+enum class LocalRole {
+    Primary,    // not in recovery
+    Standby,    // in recovery with standby.signal
+    Recovering, // in crash/archive recovery without standby.signal: will come up as a primary
+    Stopped,    // not (yet) running
+};
+const char *to_string(LocalRole r);
+
+struct Observation {
+    std::string me;
+    Tags tags;
+    LocalRole role = LocalRole::Stopped;
+    bool running = false;  // accepts connections (hot standby or primary)
+    LocalState local;
+    bool dcs_ok = false;            // the cluster view below was read on a live session this loop
+    std::int64_t session_id = 0;    // our current ZooKeeper session
+    bool lease_valid = false;       // our leader lease has not run out
+    ClusterView cluster;
+    // Positions of peers as confirmed directly over their REST API this loop
+    // (name -> position); peers missing here were unreachable. When
+    // `peers_checked` is false the znode data alone is used.
+    bool peers_checked = false;
+    std::map<std::string, Lsn> peer_positions;
+};
+
+enum class ActionKind {
+    WriteInitialize,     // create `initialize` with our system identifier
+    WriteDefaultConfig,  // create `config` with defaults
+    AcquireLeader,       // create the ephemeral `leader` znode with our name
+    DeleteStaleLeader,   // `leader` names us but belongs to an older session of ours
+    Promote,             // in-place promotion (pg_promote path)
+    RecordPromotion,     // append to `history` after our promotion finished
+    Demote,              // fence now, then shut down; next boot follows the leader
+    Follow,              // point primary_conninfo at `target` and reload
+    WriteStatus,         // `status` optime
+    EnsureSlots,         // physical slots for `names` exist on this primary
+};
+const char *to_string(ActionKind k);
+
+struct Action {
+    ActionKind kind;
+    std::string target;              // Follow: leader member name
+    std::vector<std::string> names;  // EnsureSlots: slot names
+    Lsn lsn = 0;                     // WriteStatus
+    bool operator==(const Action &o) const { return kind == o.kind && target == o.target && names == o.names; }
+};
+
+struct Decision {
+    // Role published to members/<me> and the API: primary, replica, uninitialized
+    std::string role;
+    bool is_leader = false;   // we hold the leader znode on our current session
+    std::vector<Action> actions;
+    std::string message;      // one line: why (shown in logs, /patroni and ha_node())
+
+    bool has(ActionKind k) const;
+    const Action *find(ActionKind k) const;
+};
+
+Decision decide(const Observation &obs);
+
+// Failover eligibility (also used by switchover validation and for error text).
+// Returns "" when `name` may take over, else the reason it may not.
+std::string failover_ineligibility(const Observation &obs, const Member &candidate);
+
+}  // namespace pgha

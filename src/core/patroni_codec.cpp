@@ -1,0 +1,217 @@
+#include "core/patroni_codec.hpp"
+
+#include <cctype>
+
+namespace pgha {
+
+using nlohmann::json;
+
+namespace {
+
+std::optional<json> parse_json(const std::string &data, std::string &error) {
+    json j = json::parse(data, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) {
+        error = "not valid JSON: " + data.substr(0, 80);
+        return std::nullopt;
+    }
+    return j;
+}
+
+std::string str_or(const json &j, const char *key, const std::string &dflt = "") {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return dflt;
+    if (it->is_string()) return it->get<std::string>();
+    return it->dump();
+}
+
+std::optional<std::int64_t> int_of(const json &j, const char *key) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return std::nullopt;
+    if (it->is_number_integer()) return it->get<std::int64_t>();
+    if (it->is_number_unsigned()) return static_cast<std::int64_t>(it->get<std::uint64_t>());
+    if (it->is_string()) {
+        const auto s = it->get<std::string>();
+        if (auto lsn = parse_lsn(s)) return static_cast<std::int64_t>(*lsn);
+        try {
+            std::size_t pos = 0;
+            auto v = std::stoll(s, &pos);
+            if (pos == s.size()) return v;
+        } catch (const std::exception &) {
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::string encode_member(const Member &m) {
+    json j;
+    j["conn_url"] = m.conn_url;
+    j["api_url"] = m.api_url;
+    j["state"] = m.state;
+    j["role"] = m.role;
+    j["version"] = m.version;
+    if (m.state == "running" || m.state == "starting") {
+        j["xlog_location"] = m.xlog_location;
+        if (m.timeline > 0) j["timeline"] = m.timeline;
+    }
+    if (!m.replication_state.empty()) j["replication_state"] = m.replication_state;
+    if (m.receive_lsn) j["receive_lsn"] = *m.receive_lsn;
+    if (m.replay_lsn) j["replay_lsn"] = *m.replay_lsn;
+    json tags = m.tags.to_json();
+    if (!tags.empty()) j["tags"] = tags;
+    if (m.pause) j["pause"] = true;
+    return j.dump();
+}
+
+std::optional<Member> decode_member(const std::string &name, const std::string &data, std::string &error) {
+    auto j = parse_json(data, error);
+    if (!j) return std::nullopt;
+    if (!j->is_object()) {
+        error = "member " + name + ": expected a JSON object";
+        return std::nullopt;
+    }
+    Member m;
+    m.name = name;
+    m.conn_url = str_or(*j, "conn_url");
+    m.api_url = str_or(*j, "api_url");
+    m.state = str_or(*j, "state");
+    m.role = str_or(*j, "role");
+    if (m.role == "master") m.role = "primary";  // Patroni < 3.1 writes "master"
+    m.version = str_or(*j, "version");
+    m.xlog_location = static_cast<Lsn>(int_of(*j, "xlog_location").value_or(0));
+    m.timeline = static_cast<int>(int_of(*j, "timeline").value_or(0));
+    m.replication_state = str_or(*j, "replication_state");
+    if (auto v = int_of(*j, "receive_lsn")) m.receive_lsn = static_cast<Lsn>(*v);
+    if (auto v = int_of(*j, "replay_lsn")) m.replay_lsn = static_cast<Lsn>(*v);
+    if (auto t = j->find("tags"); t != j->end()) m.tags = Tags::from_json(*t);
+    if (auto p = j->find("pause"); p != j->end() && p->is_boolean()) m.pause = p->get<bool>();
+    return m;
+}
+
+std::string encode_sync(const SyncState &s) {
+    if (s.empty()) return "{}";
+    std::string standbys;
+    for (const auto &n : s.sync_standby) standbys += (standbys.empty() ? "" : ",") + n;
+    json j;
+    j["leader"] = s.leader;
+    j["sync_standby"] = standbys.empty() ? json(nullptr) : json(standbys);
+    return j.dump();
+}
+
+SyncState decode_sync(const std::string &data, std::string &error) {
+    SyncState s;
+    if (data.empty()) return s;
+    auto j = parse_json(data, error);
+    if (!j || !j->is_object()) {
+        if (j) error = "sync: expected a JSON object";
+        return s;
+    }
+    s.leader = str_or(*j, "leader");
+    std::string list = str_or(*j, "sync_standby");
+    if (list == "null") list.clear();
+    std::size_t start = 0;
+    while (start < list.size()) {
+        auto comma = list.find(',', start);
+        std::string item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (!item.empty()) s.sync_standby.push_back(item);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return s;
+}
+
+std::string encode_failover(const FailoverRequest &f) {
+    json j = json::object();
+    if (!f.leader.empty()) j["leader"] = f.leader;
+    if (!f.candidate.empty()) j["member"] = f.candidate;
+    if (!f.scheduled_at.empty()) j["scheduled_at"] = f.scheduled_at;
+    return j.dump();
+}
+
+std::optional<FailoverRequest> decode_failover(const std::string &data, std::string &error) {
+    if (data.empty()) return std::nullopt;
+    auto j = parse_json(data, error);
+    if (!j) return std::nullopt;
+    if (!j->is_object()) {
+        error = "failover: expected a JSON object";
+        return std::nullopt;
+    }
+    if (j->empty()) return std::nullopt;
+    FailoverRequest f;
+    f.leader = str_or(*j, "leader");
+    f.candidate = str_or(*j, "member");
+    f.scheduled_at = str_or(*j, "scheduled_at");
+    if (f.leader.empty() && f.candidate.empty()) {
+        error = "failover: neither leader nor member given";
+        return std::nullopt;
+    }
+    return f;
+}
+
+std::string encode_status(Lsn optime) {
+    json j;
+    j["optime"] = optime;
+    j["slots"] = nullptr;
+    return j.dump();
+}
+
+Lsn decode_status(const std::string &data, std::string &error) {
+    if (data.empty()) return 0;
+    auto j = parse_json(data, error);
+    if (!j) return 0;
+    if (j->is_number_integer() || j->is_number_unsigned()) return j->get<Lsn>();  // legacy optime/leader
+    if (!j->is_object()) {
+        error = "status: expected a JSON object";
+        return 0;
+    }
+    return static_cast<Lsn>(int_of(*j, "optime").value_or(0));
+}
+
+std::string encode_history(const std::vector<HistoryEntry> &h) {
+    json arr = json::array();
+    for (const auto &e : h) {
+        json row = json::array({e.timeline, e.lsn, e.reason, e.timestamp});
+        if (!e.new_leader.empty()) row.push_back(e.new_leader);
+        arr.push_back(row);
+    }
+    return arr.dump();
+}
+
+std::vector<HistoryEntry> decode_history(const std::string &data, std::string &error) {
+    std::vector<HistoryEntry> out;
+    if (data.empty()) return out;
+    auto j = parse_json(data, error);
+    if (!j) return out;
+    if (!j->is_array()) {
+        error = "history: expected a JSON array";
+        return out;
+    }
+    for (const auto &row : *j) {
+        if (!row.is_array() || row.size() < 3 || !row[0].is_number_integer()) {
+            error = "history: skipped a malformed entry";
+            continue;
+        }
+        HistoryEntry e;
+        e.timeline = row[0].get<int>();
+        if (row[1].is_number()) e.lsn = row[1].get<Lsn>();
+        if (row[2].is_string()) e.reason = row[2].get<std::string>();
+        if (row.size() > 3 && row[3].is_string()) e.timestamp = row[3].get<std::string>();
+        if (row.size() > 4 && row[4].is_string()) e.new_leader = row[4].get<std::string>();
+        out.push_back(e);
+    }
+    return out;
+}
+
+std::string slot_name_for_member(const std::string &member_name) {
+    std::string out;
+    for (char c : member_name) {
+        unsigned char u = static_cast<unsigned char>(c);
+        if (std::isalnum(u)) out += static_cast<char>(std::tolower(u));
+        else out += '_';
+    }
+    if (out.size() > 63) out.resize(63);
+    return out;
+}
+
+}  // namespace pgha

@@ -1,0 +1,38 @@
+// Patroni's ZooKeeper data formats. Everything that reads znodes written by
+// someone else validates and reports errors instead of throwing or guessing.
+#pragma once
+#include "core/no_postgres.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/cluster.hpp"
+
+namespace pgha {
+
+// members/<name>
+std::string encode_member(const Member &m);
+// Returns nullopt (and an error text) when the data is not a JSON object.
+std::optional<Member> decode_member(const std::string &name, const std::string &data, std::string &error);
+
+// sync: {"leader":..,"sync_standby":"a,b"}; "{}" or empty means none.
+std::string encode_sync(const SyncState &s);
+SyncState decode_sync(const std::string &data, std::string &error);
+
+// failover: {"leader":..,"member":..,"scheduled_at":..}
+std::string encode_failover(const FailoverRequest &f);
+std::optional<FailoverRequest> decode_failover(const std::string &data, std::string &error);
+
+// status: {"optime":<int>,"slots":{..}|null}
+std::string encode_status(Lsn optime);
+Lsn decode_status(const std::string &data, std::string &error);
+
+// history: [[tl, lsn, reason, timestamp, new_leader], ...]
+std::string encode_history(const std::vector<HistoryEntry> &h);
+std::vector<HistoryEntry> decode_history(const std::string &data, std::string &error);
+
+// Patroni's slot name for a member: lower case, [a-z0-9_] only, at most 63 bytes.
+std::string slot_name_for_member(const std::string &member_name);
+
+}  // namespace pgha

@@ -1,0 +1,54 @@
+// The immutable state snapshot the worker publishes after every HA loop.
+// HTTP threads and the SQL functions read it; nobody modifies a published one.
+#pragma once
+#include "core/no_postgres.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/cluster.hpp"
+
+namespace pgha {
+
+struct NodeSnapshot {
+    std::string scope;
+    std::string name;
+    std::string version;     // pg_ha version, reported as patroni.version
+    std::string api_url;     // http://host:port/patroni
+    std::string conn_url;    // postgres://host:port/postgres
+    std::string state;       // Patroni's state: running, starting, stopped, crashed
+    std::string role;        // primary, replica, uninitialized
+    bool is_leader = false;       // holds the leader znode on its current session
+    bool accepts_writes = false;  // primary + leader + lease valid + local probe connected
+    bool dcs_ok = false;
+    std::int64_t dcs_last_seen = 0;       // epoch seconds of the last successful cluster read
+    std::int64_t loop_steady_ms = 0;      // steady_clock ms when the HA loop last finished
+    std::int64_t postmaster_start_time = 0;  // epoch seconds
+    std::string message;                  // the state machine's last message
+    bool pending_restart = false;
+    bool watchdog_failed = false;
+    Tags tags;
+    LocalState local;
+    ClusterView cluster;
+
+    bool paused() const { return cluster.config.pause; }
+    // Leader position used for lag checks (Patroni: the /status optime).
+    Lsn leader_position() const { return cluster.status_optime; }
+};
+
+using SnapshotPtr = std::shared_ptr<const NodeSnapshot>;
+
+// Lock-free hand-over of the newest snapshot between the worker's main
+// thread (writer) and any number of reader threads.
+class SnapshotBox {
+  public:
+    void publish(SnapshotPtr s) { std::atomic_store(&current_, std::move(s)); }
+    SnapshotPtr get() const { return std::atomic_load(&current_); }
+
+  private:
+    SnapshotPtr current_;
+};
+
+}  // namespace pgha
