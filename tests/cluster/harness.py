@@ -717,6 +717,15 @@ def query(conn, sql, params=None):
         return cur.fetchall() if cur.description else None
 
 
+def connection_broken(conn):
+    """True when a trivial query on conn fails (e.g. the server crash-restarted)."""
+    try:
+        query(conn, "select 1")
+    except psycopg2.Error:
+        return True
+    return False
+
+
 # --------------------------------------------------------------------------
 # PostgreSQL nodes
 
@@ -1057,7 +1066,14 @@ class Cluster:
     def __init__(self, nodes=3, zk_servers=1, scope="batman", namespace="/service",
                  tick_time=2000, min_session_timeout=1000, max_session_timeout=None,
                  extra_settings="", node_settings=None, node_env=None, env=None,
-                 haproxy=True, base_dir=None, keep_dir=None, run_id=None):
+                 haproxy=True, base_dir=None, keep_dir=None, run_id=None, pg_hactl_dir=None):
+        """nodes: number of PostgreSQL nodes (pg-1..pg-N); zk_servers: 1 or 3;
+        tick_time/min_session_timeout/max_session_timeout: ZooKeeper (ms);
+        extra_settings: PGHA_EXTRA_SETTINGS lines for every node, node_settings:
+        {"pg-1": "lines"} for one node; node_env: {"pg-1": {"PGHA_NOFAILOVER": "on"}};
+        env: extra environment for every node; keep_dir: keep the run directory
+        at teardown (default: $PGHA_TEST_KEEP); pg_hactl_dir: a directory put
+        first on the nodes' PATH to use another pg_hactl (harness self-tests)."""
         if zk_servers not in (1, 3):
             raise ValueError("zk_servers must be 1 (standalone) or 3 (ensemble)")
         self.run_id = run_id or "%s-%d-%04x" % (time.strftime("%Y%m%d-%H%M%S"), os.getpid(),
@@ -1078,6 +1094,9 @@ class Cluster:
             "extra_settings": extra_settings,
             "env": dict(env or {}),
         }
+        self.pg_hactl_dir = pg_hactl_dir
+        if pg_hactl_dir:
+            self.env["env"]["PATH"] = "%s:%s" % (pg_hactl_dir, self.env["env"].get("PATH", SAFE_PATH))
         self.nodes = []
         for i in range(1, nodes + 1):
             node = PgNode(i, Host(*node_host_spec(i)), self.base_dir, self.env)
@@ -1116,7 +1135,7 @@ class Cluster:
 
     def start_nodes(self, nodes=None, stagger=0.0):
         """Start the supervisors of the given nodes (all by default), `stagger` seconds apart."""
-        if not extension_installed():
+        if not self.pg_hactl_dir and not extension_installed():
             raise HarnessError("pg_ha is not installed (%s, %s): run `make install` first" % (PG_HA_SO, PG_HACTL))
         for i, node in enumerate(self._resolve(nodes)):
             if i and stagger:

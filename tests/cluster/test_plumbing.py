@@ -191,3 +191,52 @@ def test_haproxy_routes_by_health_checks(make_cluster):
     assert {read_name(c.proxy_host.ip, harness.HAPROXY_READ_PORT) for _ in range(12)} == {"pg-1", "pg-2", "pg-3"}
     assert c.node("pg-2").http("OPTIONS", "/primary")[0] == 200
     assert c.node("pg-1").http("GET", "/primary")[0] == 503
+
+
+def test_node_lifecycle_helpers(make_cluster):
+    """Supervisor, entrypoint, runuser and the kill/restart helpers on one
+    node, with the stand-in pg_hactl (plain PostgreSQL, no pg_ha)."""
+    c = make_cluster(nodes=1, haproxy=False, pg_hactl_dir=harness.HERE / "fakebin",
+                     extra_settings="shared_buffers = 16MB")
+    n = c.node("pg-1")
+    n.start()
+    wait_for(lambda: n.sql_value("select 1") == 1, timeout=60, interval=0.5,
+             description="pg-1 accepting connections", state=n.describe)
+    assert n.sql_value("select current_setting('pg_ha.node_name')") == "pg-1"
+    assert n.sql_value("select host(inet_server_addr())") == n.ip
+    assert n.accepts_writes()
+    assert n.system_identifier().isdigit()
+
+    # backend crash: the postmaster survives and restarts its children
+    pm = n.postmaster_pid()
+    observer = n.connect()
+    n.kill_backend()
+    wait_for(lambda: harness.connection_broken(observer), timeout=10, interval=0.2,
+             description="the crash-restart to cut the other session")
+    wait_for(n.accepts_writes, timeout=30, interval=0.3, description="writes after crash", state=n.describe)
+    assert n.postmaster_pid() == pm
+    observer.close()
+
+    # PostgreSQL-only restart: the supervisor starts it again
+    old = n.restart_postgres()
+    assert old == pm
+    wait_for(lambda: n.postmaster_pid() not in (None, pm) and n.sql_value("select 1") == 1,
+             timeout=60, interval=0.3, description="postgres restarted by the supervisor", state=n.describe)
+    assert "pgha-supervisor: run 2" in n.log_tail(200)
+
+    # frozen postmaster: no new connection; thawed: fine again
+    pm = n.sigstop()
+    try:
+        with pytest.raises(Exception):
+            n.sql("select 1", connect_timeout=2)
+    finally:
+        n.sigcont(pm)
+    wait_for(lambda: n.sql_value("select 1") == 1, timeout=20, interval=0.3, description="thawed")
+
+    # power cut and power on: no zombie postmaster blocks the restart
+    n.kill_host()
+    assert n.host.pids() == [] and n.postmaster_pid() is None
+    assert not n.supervisor_running()
+    n.start_host()
+    wait_for(lambda: n.sql_value("select count(*) from pgha_probe") >= 2, timeout=60, interval=0.5,
+             description="pg-1 back after the power cut, data intact", state=n.describe)
