@@ -47,6 +47,7 @@ struct Member {
     std::optional<Lsn> replay_lsn;
     Tags tags;
     bool pause = false;
+    std::int64_t session = 0;  // ephemeralOwner of the znode (not part of the JSON)
 
     // host and port from conn_url ("" / 0 when unparsable)
     std::string host() const;

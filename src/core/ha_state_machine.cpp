@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/patroni_codec.hpp"
+
 namespace pgha {
 
 const char *to_string(LocalRole r) {

@@ -1,0 +1,64 @@
+# pg_ha: PGXS build of the extension (pg_ha.so) and the pg_hactl binary.
+#   make                 build both
+#   make install         install the extension and pg_hactl ($(bindir) and /usr/local/bin)
+#   make installcheck    pg_regress tests in sql/ against a running server
+#   make unit            GoogleTest units through CMake/ctest
+EXTENSION = pg_ha
+MODULE_big = pg_ha
+DATA = pg_ha--0.1.sql
+PGFILEDESC = "pg_ha - high availability inside PostgreSQL"
+REGRESS = pg_ha_setup pg_ha_status pg_ha_permissions
+REGRESS_OPTS = --inputdir=. --load-extension=pg_ha
+
+CORE_SRCS = $(wildcard src/core/*.cpp)
+DCS_SRCS = $(wildcard src/dcs/*.cpp)
+HTTP_SRCS = $(wildcard src/http/*.cpp)
+WATCHDOG_SRCS = $(wildcard src/watchdog/*.cpp)
+PG_SRCS = $(wildcard src/pg/*.cpp)
+CLI_SRCS = $(wildcard src/cli/*.cpp)
+OBJS = $(patsubst %.cpp,%.o,$(CORE_SRCS) $(DCS_SRCS) $(HTTP_SRCS) $(WATCHDOG_SRCS) $(PG_SRCS))
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+
+# C++17, warnings are errors. PostgreSQL's own CXXFLAGS come from PGXS.
+PG_CXXFLAGS = -std=c++17 -fPIC -Wall -Wextra -Werror -Wno-missing-field-initializers \
+	-Isrc -I/usr/include/zookeeper \
+	-DCPPHTTPLIB_OPENSSL_SUPPORT -DCPPHTTPLIB_ZLIB_SUPPORT -DCPPHTTPLIB_BROTLI_SUPPORT
+PG_CPPFLAGS = -Isrc -I$(shell $(PG_CONFIG) --includedir)
+SHLIB_LINK = -lzookeeper_st -lcpp-httplib -lssl -lcrypto -lcurl -lpq -lstdc++ -pthread
+
+# No LLVM bitcode for JIT inlining: it would need clang and buys nothing here.
+with_llvm = no
+
+include $(PGXS)
+
+# The PostgreSQL-facing files need PostgreSQL's headers and its C++-unfriendly
+# warnings relaxed; the PG-free files are built strictly.
+src/pg/%.o: override CXXFLAGS += -Wno-register -Wno-sign-compare -Wno-unused-parameter
+
+HACTL_OBJS = $(patsubst %.cpp,%.hactl.o,$(CORE_SRCS) $(DCS_SRCS) $(CLI_SRCS))
+%.hactl.o: %.cpp
+	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Werror -Isrc -I/usr/include/zookeeper -I$(shell $(PG_CONFIG) --includedir) -c $< -o $@
+
+pg_hactl: $(HACTL_OBJS)
+	$(CXX) -o $@ $^ -lzookeeper_st -lcurl -pthread
+
+all: pg_hactl
+
+install: install-hactl
+install-hactl: pg_hactl
+	$(INSTALL_PROGRAM) pg_hactl '$(DESTDIR)$(bindir)/pg_hactl'
+	$(MKDIR_P) '$(DESTDIR)/usr/local/bin'
+	ln -sf '$(bindir)/pg_hactl' '$(DESTDIR)/usr/local/bin/pg_hactl'
+
+clean: clean-hactl
+clean-hactl:
+	rm -f pg_hactl $(HACTL_OBJS)
+
+unit:
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build build -j2
+	cd build && ctest --output-on-failure
+
+.PHONY: install-hactl clean-hactl unit

@@ -1,0 +1,512 @@
+// pg_hactl: bootstrap (run before postgres starts) and operator commands.
+//
+//   pg_hactl boot --config FILE --pgdata DIR [--timeout SECONDS]
+//   pg_hactl list --config FILE [--format table|json]
+//
+// Exit codes: 0 ok, 1 failed (message on stderr), 2 usage error.
+#include "core/no_postgres.hpp"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <zookeeper/zookeeper.h>
+
+#include "core/cluster.hpp"
+#include "core/patroni_codec.hpp"
+#include "core/settings_file.hpp"
+#include "dcs/cluster_store.hpp"
+#include "dcs/zk_session.hpp"
+
+namespace pgha {
+namespace {
+
+struct NodeConfig {
+    std::string config_path, pgdata, bindir;
+    std::string scope, ns, name, zk_hosts, connect_address;
+    std::string superuser, superuser_password, repl_user, repl_password, rewind_user, rewind_password;
+    std::string admin_user, admin_password, pg_hba;
+    int timeout_s = 300;
+};
+
+[[noreturn]] void die(const std::string &msg) {
+    std::cerr << "pg_hactl: " << msg << std::endl;
+    std::exit(1);
+}
+
+void info(const std::string &msg) { std::cerr << "pg_hactl: " << msg << std::endl; }
+
+std::string shell_quote(const std::string &s) {
+    std::string out = "'";
+    for (char c : s) {
+        if (c == '\'') out += "'\\''";
+        else out += c;
+    }
+    return out + "'";
+}
+
+std::string conf_quote(const std::string &s) {
+    std::string out = "'";
+    for (char c : s) {
+        if (c == '\'') out += "''";
+        else out += c;
+    }
+    return out + "'";
+}
+
+std::string sql_literal(const std::string &s) { return conf_quote(s); }
+
+std::string sql_ident(const std::string &s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"') out += "\"\"";
+        else out += c;
+    }
+    return out + "\"";
+}
+
+bool file_exists(const std::string &p) { return access(p.c_str(), F_OK) == 0; }
+
+std::string read_file(const std::string &p) {
+    std::ifstream f(p);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+void write_file(const std::string &p, const std::string &content, mode_t mode = 0600) {
+    std::string tmp = p + ".pg_ha.tmp";
+    {
+        std::ofstream f(tmp, std::ios::trunc);
+        if (!f) die("cannot write " + tmp + ": " + std::strerror(errno));
+        f << content;
+        if (!f) die("cannot write " + tmp);
+    }
+    chmod(tmp.c_str(), mode);
+    if (std::rename(tmp.c_str(), p.c_str()) != 0) die("cannot rename " + tmp + ": " + std::strerror(errno));
+}
+
+std::string find_bindir() {
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n > 0) {
+        buf[n] = 0;
+        std::string dir(buf);
+        dir = dir.substr(0, dir.rfind('/'));
+        if (file_exists(dir + "/postgres")) return dir;
+    }
+    if (const char *e = std::getenv("PGBIN")) return e;
+    return "/usr/lib/postgresql/15/bin";
+}
+
+int run(const std::string &cmd) {
+    info("running: " + cmd.substr(0, cmd.find(" <")));
+    int rc = std::system(cmd.c_str());
+    if (rc == -1) return 127;
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+NodeConfig load_config(const std::string &path) {
+    NodeConfig c;
+    c.config_path = path;
+    SettingsFile s;
+    std::string err;
+    if (!load_settings_file(path, s, err)) die(err);
+    for (const auto &e : s.errors) die(path + ": " + e);
+    c.scope = s.get("pg_ha.scope");
+    c.ns = s.get("pg_ha.namespace", "/service");
+    c.name = s.get("pg_ha.node_name");
+    c.zk_hosts = s.get("pg_ha.zookeeper_hosts");
+    c.connect_address = s.get("pg_ha.connect_address");
+    c.superuser = s.get("pg_ha.superuser", "postgres");
+    c.superuser_password = s.get("pg_ha.superuser_password");
+    c.repl_user = s.get("pg_ha.replication_user", "replicator");
+    c.repl_password = s.get("pg_ha.replication_password");
+    c.rewind_user = s.get("pg_ha.rewind_user", "rewind_user");
+    c.rewind_password = s.get("pg_ha.rewind_password");
+    c.admin_user = s.get("pg_ha.admin_user", "admin");
+    c.admin_password = s.get("pg_ha.admin_password");
+    c.pg_hba = s.get("pg_ha.pg_hba");
+    if (c.scope.empty()) die(path + ": pg_ha.scope is not set");
+    if (c.name.empty()) die(path + ": pg_ha.node_name is not set");
+    if (c.zk_hosts.empty()) die(path + ": pg_ha.zookeeper_hosts is not set");
+    std::string h;
+    int p;
+    if (!parse_host_port(c.connect_address, h, p))
+        die(path + ": pg_ha.connect_address \"" + c.connect_address + "\" is not host:port");
+    c.bindir = find_bindir();
+    return c;
+}
+
+// A connected session, or exit with a clear message.
+void connect_zk(ZkSession &zk, const NodeConfig &c, int timeout_ms) {
+    std::string err;
+    if (!zk.open(c.zk_hosts, 30000, nullptr, err)) die(err);
+    if (!zk_run_until(zk, [&] { return zk.connected(); }, timeout_ms))
+        die("cannot connect to ZooKeeper at " + c.zk_hosts + " within " + std::to_string(timeout_ms / 1000) + " s");
+}
+
+bool read_view(ZkSession &zk, ClusterStore &store, ClusterView &view, std::string &error) {
+    bool done = false, ok = false;
+    store.read(false, [&](bool k, const ClusterView &v, const std::string &e) {
+        done = true;
+        ok = k;
+        view = v;
+        error = e;
+    });
+    if (!zk_run_until(zk, [&] { return done; }, 10000)) {
+        error = "timed out reading the cluster from ZooKeeper";
+        return false;
+    }
+    return ok;
+}
+
+int zk_sync(ZkSession &zk, const std::function<void(ClusterStore::DoneCb)> &op) {
+    int result = -999;
+    op([&](int rc) { result = rc; });
+    zk_run_until(zk, [&] { return result != -999; }, 10000);
+    return result == -999 ? ZOPERATIONTIMEOUT : result;
+}
+
+// Lines between the markers are pg_ha's; the rest of postgresql.conf is the user's.
+void write_managed_block(const NodeConfig &c) {
+    const std::string path = c.pgdata + "/postgresql.conf";
+    std::string text = read_file(path);
+    const std::string begin = "# BEGIN pg_ha (managed by pg_hactl boot; edits here are overwritten)\n";
+    const std::string end = "# END pg_ha\n";
+    auto b = text.find(begin);
+    if (b != std::string::npos) {
+        auto e = text.find(end, b);
+        text.erase(b, e == std::string::npos ? std::string::npos : e + end.size() - b);
+    }
+    char abs[4096];
+    std::string cfg = c.config_path;
+    if (realpath(c.config_path.c_str(), abs)) cfg = abs;
+    std::string block = begin;
+    block += "shared_preload_libraries = 'pg_ha'\n";
+    block += "wal_level = replica\nhot_standby = on\nmax_wal_senders = 10\nmax_replication_slots = 10\n";
+    block += "wal_log_hints = on\nwal_keep_size = '128MB'\nhot_standby_feedback = on\n";
+    block += "include " + conf_quote(cfg) + "\n";
+    block += end;
+    if (!text.empty() && text.back() != '\n') text += '\n';
+    write_file(path, text + block);
+}
+
+// postgresql.auto.conf: replace or add `key = 'value'`.
+void set_auto_conf(const NodeConfig &c, const std::map<std::string, std::string> &kv) {
+    const std::string path = c.pgdata + "/postgresql.auto.conf";
+    std::istringstream in(file_exists(path) ? read_file(path) : "");
+    std::string line, out;
+    while (std::getline(in, line)) {
+        bool replaced = false;
+        for (const auto &[k, v] : kv) {
+            std::size_t i = 0;
+            while (i < line.size() && line[i] == ' ') ++i;
+            if (line.compare(i, k.size(), k) == 0 && (line.size() == i + k.size() || line[i + k.size()] == ' ' ||
+                                                      line[i + k.size()] == '='))
+                replaced = true;
+        }
+        if (!replaced) out += line + "\n";
+    }
+    for (const auto &[k, v] : kv) out += k + " = " + conf_quote(v) + "\n";
+    write_file(path, out);
+}
+
+std::string primary_conninfo(const NodeConfig &c, const std::string &host, int port) {
+    return "user=" + c.repl_user + " password=" + c.repl_password + " host=" + host + " port=" + std::to_string(port) +
+           " application_name=" + c.name + " sslmode=prefer connect_timeout=5";
+}
+
+void configure_follower(const NodeConfig &c, const Member &leader, bool use_slots) {
+    std::string host;
+    int port = 0;
+    if (!parse_conn_url(leader.conn_url, host, port)) die("leader " + leader.name + " has an unusable conn_url");
+    std::map<std::string, std::string> kv = {{"primary_conninfo", primary_conninfo(c, host, port)}};
+    kv["primary_slot_name"] = use_slots ? slot_name_for_member(c.name) : "";
+    set_auto_conf(c, kv);
+    write_file(c.pgdata + "/standby.signal", "");
+    info("configured to follow " + leader.name + " at " + host + ":" + std::to_string(port));
+}
+
+std::string default_hba(const NodeConfig &c) {
+    return "# written by pg_hactl boot\n"
+           "local   all             all                                     peer\n"
+           "host    all             all             127.0.0.1/32            md5\n"
+           "host    all             all             ::1/128                 md5\n"
+           "host    replication     " + c.repl_user + "  0.0.0.0/0               md5\n"
+           "host    replication     " + c.repl_user + "  ::/0                    md5\n"
+           "host    all             all             0.0.0.0/0               md5\n"
+           "host    all             all             ::/0                    md5\n";
+}
+
+std::string system_identifier(const NodeConfig &c) {
+    std::string cmd = shell_quote(c.bindir + "/pg_controldata") + " " + shell_quote(c.pgdata);
+    FILE *p = popen(cmd.c_str(), "r");
+    if (!p) return "";
+    char buf[512];
+    std::string id;
+    while (fgets(buf, sizeof buf, p)) {
+        std::string line(buf);
+        if (line.rfind("Database system identifier:", 0) == 0) {
+            id = line.substr(line.find(':') + 1);
+            id.erase(0, id.find_first_not_of(" \t"));
+            id.erase(id.find_last_not_of(" \t\n") + 1);
+        }
+    }
+    pclose(p);
+    return id;
+}
+
+void bootstrap_new_cluster(const NodeConfig &c) {
+    info("won the initialize race: creating a new cluster with initdb");
+    std::string pwfile = c.pgdata + ".pwfile";
+    write_file(pwfile, c.superuser_password.empty() ? "postgres\n" : c.superuser_password + "\n");
+    std::string cmd = shell_quote(c.bindir + "/initdb") + " -D " + shell_quote(c.pgdata) + " -U " +
+                      shell_quote(c.superuser) + " --pwfile=" + shell_quote(pwfile) +
+                      " --encoding=UTF8 --locale=C.UTF-8 --data-checksums --auth-local=peer --auth-host=md5";
+    int rc = run(cmd);
+    std::remove(pwfile.c_str());
+    if (rc != 0) die("initdb failed (exit " + std::to_string(rc) + ")");
+
+    std::string hba = default_hba(c);
+    if (!c.pg_hba.empty()) {
+        hba = "# written by pg_hactl boot from pg_ha.pg_hba\n";
+        std::istringstream in(c.pg_hba);
+        std::string line;
+        while (std::getline(in, line, ';')) hba += line + "\n";
+    }
+    write_file(c.pgdata + "/pg_hba.conf", hba);
+    write_managed_block(c);
+
+    // Roles, in single-user mode (no network, no pg_ha worker).
+    std::string sql;
+    auto add_role = [&](const std::string &user, const std::string &pw, const std::string &attrs) {
+        if (user.empty() || user == c.superuser) return;
+        sql += "CREATE ROLE " + sql_ident(user) + " WITH LOGIN " + attrs +
+               (pw.empty() ? "" : " PASSWORD " + sql_literal(pw)) + ";\n";
+    };
+    add_role(c.repl_user, c.repl_password, "REPLICATION");
+    add_role(c.rewind_user, c.rewind_password, "");
+    add_role(c.admin_user, c.admin_password, "CREATEROLE CREATEDB");
+    if (!c.rewind_user.empty() && c.rewind_user != c.superuser) {
+        for (const char *fn : {"pg_catalog.pg_ls_dir(text, boolean, boolean)", "pg_catalog.pg_stat_file(text, boolean)",
+                               "pg_catalog.pg_read_binary_file(text)",
+                               "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)"})
+            sql += std::string("GRANT EXECUTE ON FUNCTION ") + fn + " TO " + sql_ident(c.rewind_user) + ";\n";
+    }
+    std::string sqlfile = c.pgdata + "/pg_ha_bootstrap.sql";
+    write_file(sqlfile, sql);
+    rc = run(shell_quote(c.bindir + "/postgres") + " --single -D " + shell_quote(c.pgdata) +
+             " -c shared_preload_libraries= -c config_file=" + shell_quote(c.pgdata + "/postgresql.conf") +
+             " postgres < " + shell_quote(sqlfile) + " > " + shell_quote(c.pgdata + "/pg_ha_bootstrap.log") + " 2>&1");
+    std::string log = read_file(c.pgdata + "/pg_ha_bootstrap.log");
+    std::remove(sqlfile.c_str());
+    if (rc != 0 || log.find("ERROR") != std::string::npos) die("creating roles failed:\n" + log);
+    std::remove((c.pgdata + "/pg_ha_bootstrap.log").c_str());
+}
+
+bool clone_from(const NodeConfig &c, const Member &source, bool use_slots) {
+    std::string host;
+    int port = 0;
+    if (!parse_conn_url(source.conn_url, host, port)) return false;
+    info("cloning from " + source.name + " (" + host + ":" + std::to_string(port) + ") with pg_basebackup");
+    std::string base = "PGPASSWORD=" + shell_quote(c.repl_password) + " " + shell_quote(c.bindir + "/pg_basebackup") +
+                       " -D " + shell_quote(c.pgdata) + " -h " + shell_quote(host) + " -p " + std::to_string(port) +
+                       " -U " + shell_quote(c.repl_user) + " -X stream -c fast --no-password";
+    int rc;
+    if (use_slots) {
+        std::string slot = slot_name_for_member(c.name);
+        rc = run(base + " -C -S " + shell_quote(slot));
+        if (rc != 0) rc = run(base + " -S " + shell_quote(slot));  // the slot exists already
+    } else {
+        rc = run(base);
+    }
+    if (rc != 0) {
+        info("pg_basebackup failed (exit " + std::to_string(rc) + ")");
+        return false;
+    }
+    // The clone carries the source's session file and signal files: not ours.
+    for (const char *f : {"/pg_ha.zksession", "/promote", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
+    write_managed_block(c);
+    configure_follower(c, source, use_slots);
+    return true;
+}
+
+bool dir_empty(const std::string &p) {
+    std::string cmd = "find " + shell_quote(p) + " -mindepth 1 -maxdepth 1 2>/dev/null | head -1";
+    FILE *f = popen(cmd.c_str(), "r");
+    if (!f) return true;
+    char buf[16];
+    bool empty = fgets(buf, sizeof buf, f) == nullptr;
+    pclose(f);
+    return empty;
+}
+
+int cmd_boot(const NodeConfig &c) {
+    if (mkdir(c.pgdata.c_str(), 0700) != 0 && errno != EEXIST) die("cannot create " + c.pgdata + ": " + std::strerror(errno));
+    chmod(c.pgdata.c_str(), 0700);
+    ZkSession zk;
+    connect_zk(zk, c, c.timeout_s * 1000);
+    ClusterStore store(zk, c.ns, c.scope);
+    int rc = zk_sync(zk, [&](ClusterStore::DoneCb cb) { store.ensure_base(cb); });
+    if (rc != ZOK) die("cannot create the cluster's znodes under " + store.base() + ": " + ZkSession::error_text(rc));
+
+    const bool has_data = file_exists(c.pgdata + "/PG_VERSION");
+    if (has_data) {
+        write_managed_block(c);
+        ClusterView v;
+        std::string err;
+        if (!read_view(zk, store, v, err)) die("cannot read the cluster: " + err);
+        const Member *leader = v.leader_member();
+        if (v.leader && *v.leader != c.name && leader) {
+            bool standby = file_exists(c.pgdata + "/standby.signal");
+            if (!standby) info("this node was a primary, but " + leader->name + " holds the leader lock: starting as its standby");
+            configure_follower(c, *leader, v.config.use_slots);
+        } else {
+            info(v.leader ? "this node holds the leader lock" : "no leader yet: starting with the existing data");
+        }
+        return 0;
+    }
+    if (!dir_empty(c.pgdata)) die(c.pgdata + " is neither empty nor a PostgreSQL data directory; refusing to touch it");
+
+    const std::int64_t deadline = ZkSession::steady_ms() + static_cast<std::int64_t>(c.timeout_s) * 1000;
+    bool waited_msg = false;
+    while (ZkSession::steady_ms() < deadline) {
+        ClusterView v;
+        std::string err;
+        if (!read_view(zk, store, v, err)) {
+            info("cannot read the cluster: " + err + "; retrying");
+        } else if (!v.initialize) {
+            rc = zk_sync(zk, [&](ClusterStore::DoneCb cb) { store.create("initialize", "", false, cb); });
+            if (rc == ZOK) {
+                bootstrap_new_cluster(c);
+                std::string sysid = system_identifier(c);
+                rc = zk_sync(zk, [&](ClusterStore::DoneCb cb) { store.set_versioned("initialize", sysid, -1, cb); });
+                if (rc != ZOK) die("cannot record the system identifier in ZooKeeper: " + ZkSession::error_text(rc));
+                info("new cluster " + c.scope + " initialized, system identifier " + sysid);
+                return 0;
+            }
+            if (rc != ZNODEEXISTS) info("initialize race: " + ZkSession::error_text(rc));
+        } else if (const Member *leader = v.leader_member();
+                   leader && leader->state == "running" && leader->role == "primary") {
+            if (clone_from(c, *leader, v.config.use_slots)) return 0;
+            if (!dir_empty(c.pgdata)) die("pg_basebackup failed and left files in " + c.pgdata);
+        } else if (!waited_msg) {
+            info("waiting for a running leader to clone from");
+            waited_msg = true;
+        }
+        zk_run_until(zk, [] { return false; }, 1000);
+    }
+    die("gave up after " + std::to_string(c.timeout_s) + " s: no leader to clone from");
+}
+
+int cmd_list(const NodeConfig &c, const std::string &format) {
+    ZkSession zk;
+    connect_zk(zk, c, 10000);
+    ClusterStore store(zk, c.ns, c.scope);
+    ClusterView v;
+    std::string err;
+    if (!read_view(zk, store, v, err)) die("cannot read the cluster: " + err);
+    if (format == "json") {
+        nlohmann::json arr = nlohmann::json::array();
+        for (const auto &m : v.members) {
+            bool leader = v.leader && *v.leader == m.name;
+            Lsn pos = m.position();
+            arr.push_back({{"name", m.name}, {"host", m.host()}, {"port", m.port()},
+                           {"role", leader ? "leader" : "replica"}, {"state", m.replication_state.empty() ? m.state : m.replication_state},
+                           {"timeline", m.timeline},
+                           {"lag", leader ? 0 : (v.status_optime > pos ? v.status_optime - pos : 0)}});
+        }
+        std::cout << nlohmann::json{{"scope", c.scope}, {"system_identifier", v.initialize.value_or("")},
+                                    {"paused", v.config.pause}, {"members", arr}}
+                         .dump(2)
+                  << std::endl;
+        return 0;
+    }
+    std::printf("+ Cluster: %s (%s) %s\n", c.scope.c_str(), v.initialize.value_or("uninitialized").c_str(),
+                v.config.pause ? " [maintenance mode]" : "");
+    std::printf("%-12s %-22s %-8s %-12s %-4s %-10s\n", "Member", "Host", "Role", "State", "TL", "Lag in MB");
+    for (const auto &m : v.members) {
+        bool leader = v.leader && *v.leader == m.name;
+        Lsn pos = m.position();
+        double lag_mb = leader ? 0 : (v.status_optime > pos ? double(v.status_optime - pos) / 1048576.0 : 0.0);
+        std::printf("%-12s %-22s %-8s %-12s %-4d %-10.1f\n", m.name.c_str(),
+                    (m.host() + ":" + std::to_string(m.port())).c_str(), leader ? "Leader" : "Replica",
+                    (m.replication_state.empty() ? m.state : m.replication_state).c_str(), m.timeline, lag_mb);
+    }
+    return 0;
+}
+
+void usage() {
+    std::cerr << "usage:\n"
+                 "  pg_hactl boot --config FILE --pgdata DIR [--timeout SECONDS]\n"
+                 "  pg_hactl list --config FILE [--format table|json]\n";
+}
+
+}  // namespace
+}  // namespace pgha
+
+int main(int argc, char **argv) {
+    using namespace pgha;
+    if (argc < 2) {
+        usage();
+        return 2;
+    }
+    std::string cmd = argv[1], config, pgdata, format = "table";
+    int timeout = 300;
+    for (int i = 2; i < argc; ++i) {
+        std::string a = argv[i];
+        auto need = [&](const char *what) -> std::string {
+            if (i + 1 >= argc) {
+                std::cerr << "pg_hactl: " << a << " needs " << what << std::endl;
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (a == "--config" || a == "-c") config = need("a file");
+        else if (a == "--pgdata" || a == "-D") pgdata = need("a directory");
+        else if (a == "--format") format = need("table or json");
+        else if (a == "--timeout") timeout = std::atoi(need("seconds").c_str());
+        else {
+            std::cerr << "pg_hactl: unknown option " << a << std::endl;
+            usage();
+            return 2;
+        }
+    }
+    if (config.empty()) config = std::getenv("PGHA_CONFIG_FILE") ? std::getenv("PGHA_CONFIG_FILE") : "";
+    if (config.empty()) {
+        std::cerr << "pg_hactl: --config is required" << std::endl;
+        return 2;
+    }
+    try {
+        NodeConfig c = load_config(config);
+        c.timeout_s = timeout > 0 ? timeout : 300;
+        if (cmd == "boot") {
+            if (pgdata.empty() && std::getenv("PGDATA")) pgdata = std::getenv("PGDATA");
+            if (pgdata.empty()) {
+                std::cerr << "pg_hactl: boot needs --pgdata" << std::endl;
+                return 2;
+            }
+            c.pgdata = pgdata;
+            return cmd_boot(c);
+        }
+        if (cmd == "list") return cmd_list(c, format);
+    } catch (const std::exception &e) {
+        std::cerr << "pg_hactl: " << e.what() << std::endl;
+        return 1;
+    }
+    usage();
+    return 2;
+}

@@ -1,0 +1,47 @@
+// Patroni's ZooKeeper layout on top of ZkSession: /<namespace>/<scope>/{leader,
+// members/<name>, config, initialize, sync, failover, history, status}.
+// Reads the whole cluster in one asynchronous pass; writes single keys.
+#pragma once
+#include "core/no_postgres.hpp"
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/cluster.hpp"
+#include "dcs/zk_session.hpp"
+
+namespace pgha {
+
+class ClusterStore {
+  public:
+    using ReadCb = std::function<void(bool ok, const ClusterView &view, const std::string &error)>;
+    using DoneCb = std::function<void(int rc)>;
+
+    ClusterStore(ZkSession &zk, const std::string &ns, const std::string &scope);
+
+    const std::string &base() const { return base_; }
+    std::string path(const std::string &key) const { return base_ + "/" + key; }
+
+    // Reads everything; `watch` leaves watches on leader/members/config/failover/sync.
+    // Calls `cb` exactly once (inside ZkSession::process()).
+    void read(bool watch, ReadCb cb);
+    bool reading() const { return reading_; }
+
+    // Creates /<ns>, /<ns>/<scope> and members/ if missing (rc ZOK when all exist).
+    void ensure_base(DoneCb cb);
+    // Creates (ephemeral or persistent) or, for persistent keys, overwrites.
+    void create(const std::string &key, const std::string &data, bool ephemeral, DoneCb cb);
+    void set_or_create(const std::string &key, const std::string &data, DoneCb cb);
+    void set_versioned(const std::string &key, const std::string &data, int version, DoneCb cb);
+    void remove(const std::string &key, int version, DoneCb cb);
+    // members/<name>: set when it exists on our session, else recreate (ephemeral).
+    void touch_member(const std::string &name, const std::string &data, std::int64_t current_owner, DoneCb cb);
+
+  private:
+    ZkSession &zk_;
+    std::string base_;
+    bool reading_ = false;
+};
+
+}  // namespace pgha

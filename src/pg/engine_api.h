@@ -1,0 +1,96 @@
+/*
+ * engine_api.h: the C boundary between the worker's PostgreSQL-facing loop
+ * (worker.cpp, includes postgres.h) and the HA engine (ha_engine.cpp, pure
+ * C++ with ZooKeeper, HTTP threads and libpq, never PostgreSQL's API).
+ *
+ * Only plain C types cross it; the engine catches every C++ exception before
+ * returning, and PostgreSQL errors never unwind through engine frames because
+ * the engine never calls PostgreSQL.
+ */
+#ifndef PG_HA_ENGINE_API_H
+#define PG_HA_ENGINE_API_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct PgHaSettings
+{
+	const char *scope;
+	const char *ns;
+	const char *node_name;
+	const char *zookeeper_hosts;
+	const char *connect_address;
+	const char *api_listen;
+	const char *api_connect_address;
+	const char *superuser;
+	const char *superuser_password;
+	const char *replication_user;
+	const char *replication_password;
+	const char *socket_dir;
+	int			port;
+	const char *data_dir;
+	bool		nofailover;
+	bool		noloadbalance;
+	bool		nosync;
+	bool		clonefrom;
+	int			lease_safety_margin_ms;
+	bool		lease_enforcement;
+} PgHaSettings;
+
+/* What the worker read from shared memory this iteration. */
+typedef struct PgHaLocal
+{
+	bool		in_recovery;
+	bool		standby_signal;		/* standby.signal exists */
+	bool		hot_standby_active; /* a standby accepts read-only connections */
+	uint64_t	system_identifier;
+	int			server_version;
+	int			timeline;
+	uint64_t	write_lsn;
+	uint64_t	receive_lsn;
+	uint64_t	replay_lsn;
+	bool		walreceiver_streaming;
+	const char *primary_conninfo;	/* current GUC value, may be NULL */
+	int64_t		postmaster_start_time;	/* epoch seconds */
+} PgHaLocal;
+
+typedef struct PgHaWaitSpec
+{
+	int			zk_fd;			/* -1: none */
+	bool		zk_read;
+	bool		zk_write;
+	int			wake_fd;		/* eventfd the HTTP threads signal; -1: none */
+	long		timeout_ms;
+} PgHaWaitSpec;
+
+/* What the worker must do in PostgreSQL after a step. */
+typedef struct PgHaOutputs
+{
+	int64_t		lease_deadline_ms;	/* CLOCK_MONOTONIC ms; 0 = no lease */
+	bool		lease_enforced;		/* false while paused or enforcement is off */
+	bool		promote;			/* request promotion now */
+	bool		fence;				/* refuse connections and writes from now on */
+	bool		shutdown;			/* fast shutdown of the postmaster (after fencing) */
+	const char *status_json;		/* for the SQL functions; valid until next step */
+	const char *const *log_lines;	/* messages to ereport(LOG), NULL-terminated */
+} PgHaOutputs;
+
+typedef struct PgHaEngine PgHaEngine;
+
+/* NULL on failure, with a message in errbuf. */
+PgHaEngine *pgha_engine_create(const PgHaSettings *settings, char *errbuf, int errbuf_len);
+void		pgha_engine_wait_spec(PgHaEngine *engine, PgHaWaitSpec *spec);
+void		pgha_engine_step(PgHaEngine *engine, const PgHaLocal *local, bool zk_readable, bool zk_writable,
+							 bool woken, PgHaOutputs *out);
+/* Clean exit: closes the ZooKeeper session (releasing the leader lock) when `release` is set. */
+void		pgha_engine_destroy(PgHaEngine *engine, bool release);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,713 @@
+// The HA engine: everything the worker does that is not a PostgreSQL call.
+// Runs on the worker's main thread only (called from worker.cpp through
+// engine_api.h). Owns the ZooKeeper session, the HTTP server thread and a
+// libpq connection to the local server. Never includes PostgreSQL headers.
+#include "core/no_postgres.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <zookeeper/zookeeper.h>
+
+#include "core/cluster.hpp"
+#include "core/ha_state_machine.hpp"
+#include "core/patroni_codec.hpp"
+#include "core/snapshot.hpp"
+#include "core/version.hpp"
+#include "dcs/cluster_store.hpp"
+#include "dcs/zk_session.hpp"
+#include "http/api_server.hpp"
+#include "pg/engine_api.h"
+#include "pg/local_conn.hpp"
+
+namespace pgha {
+namespace {
+
+std::string s_or(const char *p) { return p ? std::string(p) : std::string(); }
+
+std::string iso_now() {
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S+00:00", &tm);
+    return buf;
+}
+
+std::string hex(const std::string &bytes) {
+    static const char *d = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : bytes) {
+        out += d[c >> 4];
+        out += d[c & 15];
+    }
+    return out;
+}
+
+std::string unhex(const std::string &h) {
+    std::string out;
+    for (std::size_t i = 0; i + 1 < h.size(); i += 2) out += static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16));
+    return out;
+}
+
+}  // namespace
+
+class Engine {
+  public:
+    explicit Engine(const PgHaSettings &s);
+    ~Engine();
+    bool init(std::string &error);
+    void wait_spec(PgHaWaitSpec &spec);
+    void step(const PgHaLocal &local, bool r, bool w, PgHaOutputs &out);
+    void shutdown(bool release);
+
+  private:
+    // settings
+    std::string scope_, ns_, name_, zk_hosts_, connect_address_, api_listen_, api_connect_address_;
+    std::string superuser_, superuser_password_, repl_user_, repl_password_, socket_dir_, data_dir_;
+    int port_;
+    Tags tags_;
+    int margin_ms_;
+    bool enforcement_;
+
+    ZkSession zk_;
+    std::unique_ptr<ClusterStore> store_;
+    SnapshotBox box_;
+    ApiServer api_;
+    bool api_started_ = false;
+    std::int64_t api_retry_ms_ = 0;
+    LocalConn local_conn_;
+
+    PgHaLocal local_{};
+    std::string primary_conninfo_;
+    ClusterView view_;
+    bool view_ok_ = false;
+    std::int64_t dcs_last_seen_ = 0;
+    bool read_requested_ = true;
+    std::int64_t next_read_ms_ = 0;
+    std::int64_t zk_retry_ms_ = 0;
+    bool base_ensured_ = false, base_pending_ = false;
+    std::int64_t saved_session_ = 0;
+    int requested_timeout_ms_ = 30000;
+
+    bool is_leader_ = false;
+    std::string role_ = "uninitialized";
+    std::string message_;
+    std::string last_member_json_;
+    std::int64_t last_member_session_ = 0;
+    std::int64_t promote_requested_ms_ = 0;
+    bool promote_now_ = false;
+    bool fence_ = false, shutdown_requested_ = false;
+    std::int64_t last_follow_ms_ = 0;
+    std::int64_t last_slots_ms_ = 0;
+    bool probe_ok_ = false;
+    std::vector<WalSender> replication_;
+    std::int64_t history_written_tl_ = 0;
+
+    std::vector<std::string> logs_;
+    std::vector<const char *> log_ptrs_;
+    std::string status_json_;
+
+    std::string session_file() const { return data_dir_ + "/pg_ha.zksession"; }
+    void log(const std::string &line) { logs_.push_back(line); }
+    void ensure_zk(std::int64_t now);
+    void save_session();
+    bool load_session(ZkCredentials &c);
+    void start_read();
+    void on_cluster(bool ok, const ClusterView &v, const std::string &err);
+    void decide_and_act();
+    LocalState local_state();
+    LocalRole local_role() const;
+    void probe_local();
+    void execute(const Decision &d, const Observation &obs);
+    void touch_member(const LocalState &ls);
+    void publish(const LocalState &ls);
+    std::int64_t lease_deadline() const;
+    std::string member_conn_url() const { return "postgres://" + connect_address_ + "/postgres"; }
+    std::string member_api_url() const { return "http://" + api_connect_address_ + "/patroni"; }
+    void follow(const std::string &leader);
+    void ensure_slots(const std::vector<std::string> &names);
+    void record_promotion(const LocalState &ls);
+};
+
+Engine::Engine(const PgHaSettings &s)
+    : scope_(s_or(s.scope)),
+      ns_(s_or(s.ns)),
+      name_(s_or(s.node_name)),
+      zk_hosts_(s_or(s.zookeeper_hosts)),
+      connect_address_(s_or(s.connect_address)),
+      api_listen_(s_or(s.api_listen)),
+      api_connect_address_(s_or(s.api_connect_address)),
+      superuser_(s_or(s.superuser)),
+      superuser_password_(s_or(s.superuser_password)),
+      repl_user_(s_or(s.replication_user)),
+      repl_password_(s_or(s.replication_password)),
+      socket_dir_(s_or(s.socket_dir)),
+      data_dir_(s_or(s.data_dir)),
+      port_(s.port),
+      margin_ms_(s.lease_safety_margin_ms),
+      enforcement_(s.lease_enforcement),
+      local_conn_("host=" + LocalConn::quote_literal(socket_dir_) + " port=" + std::to_string(s.port) +
+                  " dbname=postgres user=" + LocalConn::quote_literal(superuser_) +
+                  " password=" + LocalConn::quote_literal(superuser_password_) +
+                  " application_name=pg_ha_worker connect_timeout=2 options='-c statement_timeout=5000'") {
+    tags_.nofailover = s.nofailover;
+    tags_.noloadbalance = s.noloadbalance;
+    tags_.nosync = s.nosync;
+    tags_.clonefrom = s.clonefrom;
+    store_ = std::make_unique<ClusterStore>(zk_, ns_, scope_);
+}
+
+Engine::~Engine() { shutdown(false); }
+
+bool Engine::init(std::string &error) {
+    if (scope_.empty()) { error = "pg_ha.scope is not set"; return false; }
+    if (name_.empty()) { error = "pg_ha.node_name is not set"; return false; }
+    if (zk_hosts_.empty()) { error = "pg_ha.zookeeper_hosts is not set"; return false; }
+    std::string h;
+    int p;
+    if (!parse_host_port(connect_address_, h, p)) {
+        error = "pg_ha.connect_address \"" + connect_address_ + "\" is not host:port";
+        return false;
+    }
+    if (!parse_host_port(api_connect_address_, h, p)) {
+        error = "pg_ha.api_connect_address \"" + api_connect_address_ + "\" is not host:port";
+        return false;
+    }
+    zk_.set_watcher([this](const std::string &) { read_requested_ = true; });
+    return true;
+}
+
+void Engine::shutdown(bool release) {
+    api_.stop();
+    if (zk_.is_open()) {
+        if (release) {
+            // A clean stop gives up the lock at once, so a standby can take over
+            // without waiting for the session to expire.
+            std::remove(session_file().c_str());
+            zk_.close();
+        }
+    }
+}
+
+bool Engine::load_session(ZkCredentials &c) {
+    std::ifstream in(session_file());
+    std::string who, sid, pw;
+    if (!(in >> who >> sid >> pw) || who != name_) return false;  // a clone carries its source's file
+    try {
+        c.session_id = static_cast<std::int64_t>(std::stoull(sid, nullptr, 16));
+        c.password = unhex(pw);
+    } catch (const std::exception &) {
+        return false;
+    }
+    return c.valid();
+}
+
+void Engine::save_session() {
+    ZkCredentials c = zk_.credentials();
+    if (!c.valid() || c.session_id == saved_session_) return;
+    const std::string tmp = session_file() + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) return;
+    char sid[32];
+    std::snprintf(sid, sizeof sid, "%llx", static_cast<unsigned long long>(c.session_id));
+    std::string line = name_ + " " + sid + " " + hex(c.password) + "\n";
+    bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    ::fsync(fd);
+    ::close(fd);
+    if (ok && std::rename(tmp.c_str(), session_file().c_str()) == 0) saved_session_ = c.session_id;
+}
+
+void Engine::ensure_zk(std::int64_t now) {
+    if (zk_.is_open() && zk_.expired()) {
+        log("ZooKeeper session expired; starting a new session");
+        std::remove(session_file().c_str());
+        zk_.close();
+        base_ensured_ = base_pending_ = false;
+        view_ok_ = false;
+        is_leader_ = false;
+    }
+    if (zk_.is_open() || now < zk_retry_ms_) return;
+    ZkCredentials creds;
+    bool resume = load_session(creds);
+    if (view_.config_present) requested_timeout_ms_ = view_.config.ttl * 1000;
+    std::string err;
+    if (!zk_.open(zk_hosts_, requested_timeout_ms_, resume ? &creds : nullptr, err)) {
+        log(err + " (check pg_ha.zookeeper_hosts); retrying in 5 s");
+        zk_retry_ms_ = now + 5000;
+        return;
+    }
+    if (resume) log("resuming ZooKeeper session 0x" + [&] {
+        char b[32];
+        std::snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(creds.session_id));
+        return std::string(b);
+    }());
+    read_requested_ = true;
+}
+
+void Engine::wait_spec(PgHaWaitSpec &spec) {
+    spec.zk_fd = -1;
+    spec.zk_read = spec.zk_write = false;
+    spec.wake_fd = -1;
+    std::int64_t now = ZkSession::steady_ms();
+    long timeout = 1000;
+    if (zk_.is_open()) {
+        ZkInterest in = zk_.interest();
+        spec.zk_fd = in.fd;
+        spec.zk_read = in.read;
+        spec.zk_write = in.write;
+        timeout = in.timeout_ms;
+    }
+    if (next_read_ms_ > now) timeout = std::min<long>(timeout, static_cast<long>(next_read_ms_ - now));
+    else timeout = 0;
+    if (read_requested_ && zk_.connected() && !store_->reading()) timeout = 0;
+    spec.timeout_ms = std::max<long>(0, std::min<long>(timeout, 1000));
+}
+
+std::int64_t Engine::lease_deadline() const {
+    // While disconnected, what the server answered before still bounds its expiry.
+    if (!is_leader_ || !zk_.is_open() || zk_.expired()) return 0;
+    std::int64_t sent = zk_.last_answered_send_ms();
+    int timeout = zk_.negotiated_timeout_ms();
+    if (sent == 0 || timeout <= 0) return 0;
+    int margin = std::min(margin_ms_, timeout / 4);
+    return sent + timeout - margin;
+}
+
+void Engine::start_read() {
+    std::int64_t now = ZkSession::steady_ms();
+    read_requested_ = false;
+    int period = (view_.config_present ? view_.config.loop_wait : 10) * 1000;
+    // A leader renews its lease more often than loop_wait: every third of the session timeout.
+    if (is_leader_ && zk_.negotiated_timeout_ms() > 0) period = std::min(period, zk_.negotiated_timeout_ms() / 3);
+    next_read_ms_ = now + period;
+    store_->read(true, [this](bool ok, const ClusterView &v, const std::string &err) { on_cluster(ok, v, err); });
+}
+
+void Engine::on_cluster(bool ok, const ClusterView &v, const std::string &err) {
+    if (!ok) {
+        log("reading the cluster from ZooKeeper failed: " + err);
+        view_ok_ = false;
+        return;
+    }
+    for (const auto &w : v.warnings)
+        if (view_.warnings.empty() || std::find(view_.warnings.begin(), view_.warnings.end(), w) == view_.warnings.end())
+            log("ignoring bad data in ZooKeeper: " + w);
+    view_ = v;
+    view_ok_ = true;
+    dcs_last_seen_ = std::time(nullptr);
+    decide_and_act();
+}
+
+LocalRole Engine::local_role() const {
+    if (local_.server_version == 0) return LocalRole::Stopped;
+    if (!local_.in_recovery) return LocalRole::Primary;
+    if (local_.standby_signal) return LocalRole::Standby;
+    return LocalRole::Recovering;
+}
+
+void Engine::probe_local() {
+    // One round trip proves the server accepts connections and gives what
+    // shared memory does not: the walsenders with their application names.
+    auto rows = local_conn_.query(
+        "SELECT application_name, coalesce(host(client_addr), ''), state, sync_state, "
+        "coalesce(sent_lsn::text, ''), coalesce(write_lsn::text, ''), coalesce(flush_lsn::text, ''), "
+        "coalesce(replay_lsn::text, '') FROM pg_catalog.pg_stat_replication ORDER BY 1");
+    probe_ok_ = rows.has_value();
+    replication_.clear();
+    if (!rows) return;
+    for (const auto &r : *rows) {
+        WalSender ws;
+        ws.application_name = r[0];
+        ws.client_addr = r[1];
+        ws.state = r[2];
+        ws.sync_state = r[3];
+        ws.sent_lsn = parse_lsn(r[4]).value_or(0);
+        ws.write_lsn = parse_lsn(r[5]).value_or(0);
+        ws.flush_lsn = parse_lsn(r[6]).value_or(0);
+        ws.replay_lsn = parse_lsn(r[7]).value_or(0);
+        replication_.push_back(ws);
+    }
+}
+
+LocalState Engine::local_state() {
+    LocalState ls;
+    LocalRole r = local_role();
+    ls.in_recovery = local_.in_recovery;
+    ls.accepts_connections = probe_ok_;
+    ls.state = r == LocalRole::Stopped ? PgState::Stopped
+               : probe_ok_             ? PgState::Running
+                                       : PgState::Starting;
+    char sysid[32];
+    std::snprintf(sysid, sizeof sysid, "%llu", static_cast<unsigned long long>(local_.system_identifier));
+    ls.system_identifier = local_.system_identifier ? sysid : "";
+    ls.server_version = local_.server_version;
+    ls.timeline = local_.timeline;
+    ls.write_lsn = local_.write_lsn;
+    ls.receive_lsn = local_.receive_lsn;
+    ls.replay_lsn = local_.replay_lsn;
+    ls.replication_state = local_.in_recovery ? (local_.walreceiver_streaming ? "streaming" : "in archive recovery") : "";
+    conninfo_host_port(primary_conninfo_, ls.upstream_host, ls.upstream_port);
+    ls.replication = replication_;
+    return ls;
+}
+
+void Engine::decide_and_act() {
+    probe_local();
+    LocalState ls = local_state();
+    Observation obs;
+    obs.me = name_;
+    obs.tags = tags_;
+    obs.role = local_role();
+    obs.running = probe_ok_;
+    obs.local = ls;
+    obs.dcs_ok = view_ok_ && zk_.connected();
+    obs.session_id = zk_.session_id();
+    obs.lease_valid = lease_deadline() > ZkSession::steady_ms();
+    obs.cluster = view_;
+    Decision d = decide(obs);
+    if (d.message != message_) log(d.message);
+    message_ = d.message;
+    role_ = d.role;
+    bool was_leader = is_leader_;
+    // Without a fresh view leadership is unknown: keep it, the lease bounds it.
+    if (obs.dcs_ok) is_leader_ = d.is_leader;
+    if (is_leader_ && !was_leader) log("this node (" + name_ + ") now holds the leader lock");
+    if (!is_leader_ && was_leader) log("this node (" + name_ + ") no longer holds the leader lock");
+    if (obs.dcs_ok) {
+        execute(d, obs);
+        touch_member(ls);
+    }
+    publish(ls);
+}
+
+void Engine::execute(const Decision &d, const Observation &obs) {
+    const std::int64_t now = ZkSession::steady_ms();
+    for (const auto &a : d.actions) {
+        switch (a.kind) {
+            case ActionKind::WriteInitialize:
+                store_->create("initialize", obs.local.system_identifier, false, [this](int rc) {
+                    if (rc != ZOK && rc != ZNODEEXISTS) log("cannot write initialize: " + ZkSession::error_text(rc));
+                });
+                break;
+            case ActionKind::WriteDefaultConfig:
+                store_->create("config", DynamicConfig{}.to_json().dump(), false, [this](int rc) {
+                    if (rc == ZOK) log("wrote the default dynamic configuration to ZooKeeper");
+                });
+                break;
+            case ActionKind::AcquireLeader:
+                store_->create("leader", name_, true, [this](int rc) {
+                    if (rc == ZOK) log("acquired the leader lock");
+                    else if (rc != ZNODEEXISTS) log("cannot create the leader lock: " + ZkSession::error_text(rc));
+                    read_requested_ = true;  // act on the outcome now, not a loop later
+                });
+                break;
+            case ActionKind::DeleteStaleLeader:
+                store_->remove("leader", -1, [this](int) { read_requested_ = true; });
+                break;
+            case ActionKind::Promote:
+                if (now - promote_requested_ms_ > 10000) {
+                    promote_requested_ms_ = now;
+                    promote_now_ = true;
+                    log("promoting this standby to primary");
+                }
+                read_requested_ = true;
+                break;
+            case ActionKind::RecordPromotion:
+                record_promotion(obs.local);
+                break;
+            case ActionKind::Demote:
+                if (!shutdown_requested_) {
+                    log("fencing: " + a.target + " holds the leader lock; refusing writes and shutting down to rejoin as a standby");
+                    fence_ = true;
+                    shutdown_requested_ = true;
+                }
+                break;
+            case ActionKind::Follow:
+                follow(a.target);
+                break;
+            case ActionKind::WriteStatus:
+                store_->set_or_create("status", encode_status(a.lsn), [](int) {});
+                break;
+            case ActionKind::EnsureSlots:
+                if (now - last_slots_ms_ > 5000) {
+                    last_slots_ms_ = now;
+                    ensure_slots(a.names);
+                }
+                break;
+        }
+    }
+}
+
+void Engine::follow(const std::string &leader) {
+    std::int64_t now = ZkSession::steady_ms();
+    if (now - last_follow_ms_ < 5000) return;
+    last_follow_ms_ = now;
+    const Member *m = view_.member(leader);
+    std::string host;
+    int port = 0;
+    if (!m || !parse_conn_url(m->conn_url, host, port)) return;
+    std::string conninfo = "user=" + repl_user_ + " password=" + repl_password_ + " host=" + host +
+                           " port=" + std::to_string(port) + " application_name=" + name_ +
+                           " sslmode=prefer connect_timeout=5";
+    std::string sql = "ALTER SYSTEM SET primary_conninfo = " + LocalConn::quote_literal(conninfo);
+    if (!local_conn_.query(sql)) {
+        log("cannot point replication at " + leader + ": " + local_conn_.error());
+        return;
+    }
+    if (view_.config.use_slots)
+        local_conn_.query("ALTER SYSTEM SET primary_slot_name = " + LocalConn::quote_literal(slot_name_for_member(name_)));
+    local_conn_.query("SELECT pg_catalog.pg_reload_conf()");
+    log("replication now follows " + leader + " at " + host + ":" + std::to_string(port));
+}
+
+void Engine::ensure_slots(const std::vector<std::string> &names) {
+    std::string arr = "{";
+    for (std::size_t i = 0; i < names.size(); ++i) arr += (i ? "," : "") + names[i];
+    arr += "}";
+    auto r = local_conn_.query(
+        "SELECT s, pg_catalog.pg_create_physical_replication_slot(s, true) FROM unnest($1::text[]) s "
+        "WHERE s NOT IN (SELECT slot_name FROM pg_catalog.pg_replication_slots)",
+        {arr});
+    if (!r) log("cannot create replication slots: " + local_conn_.error());
+    else
+        for (const auto &row : *r) log("created physical replication slot " + row[0]);
+}
+
+void Engine::record_promotion(const LocalState &ls) {
+    if (history_written_tl_ == ls.timeline) return;
+    history_written_tl_ = ls.timeline;
+    std::vector<HistoryEntry> h = view_.history;
+    HistoryEntry e;
+    e.timeline = ls.timeline - 1;
+    e.lsn = view_.status_optime ? view_.status_optime : ls.write_lsn;
+    e.reason = "pg_ha: " + name_ + " promoted";
+    e.timestamp = iso_now();
+    e.new_leader = name_;
+    h.push_back(e);
+    store_->set_or_create("history", encode_history(h), [this](int rc) {
+        if (rc != ZOK) log("cannot record the promotion in history: " + ZkSession::error_text(rc));
+    });
+}
+
+void Engine::touch_member(const LocalState &ls) {
+    Member m;
+    m.name = name_;
+    m.conn_url = member_conn_url();
+    m.api_url = member_api_url();
+    m.state = to_string(ls.state);
+    m.role = role_;
+    m.version = PG_HA_VERSION;
+    m.xlog_location = ls.position();
+    m.timeline = ls.timeline;
+    if (ls.in_recovery) {
+        m.replication_state = ls.replication_state;
+        m.receive_lsn = ls.receive_lsn;
+        m.replay_lsn = ls.replay_lsn;
+    }
+    m.tags = tags_;
+    m.pause = view_.config.pause;
+    std::string json = encode_member(m);
+    const Member *cur = view_.member(name_);
+    std::int64_t owner = cur ? cur->session : 0;
+    if (json == last_member_json_ && owner == zk_.session_id() && last_member_session_ == owner) return;
+    last_member_json_ = json;
+    last_member_session_ = zk_.session_id();
+    store_->touch_member(name_, json, owner, [this](int rc) {
+        if (rc != ZOK) {
+            last_member_json_.clear();
+            log("cannot publish member data: " + ZkSession::error_text(rc));
+        }
+    });
+}
+
+void Engine::publish(const LocalState &ls) {
+    auto snap = std::make_shared<NodeSnapshot>();
+    const std::int64_t now = ZkSession::steady_ms();
+    snap->scope = scope_;
+    snap->name = name_;
+    snap->version = PG_HA_VERSION;
+    snap->api_url = member_api_url();
+    snap->conn_url = member_conn_url();
+    snap->state = to_string(ls.state);
+    snap->role = role_;
+    snap->is_leader = is_leader_;
+    bool lease_ok = lease_deadline() > now;
+    snap->accepts_writes = is_leader_ && lease_ok && probe_ok_ && !ls.in_recovery && !fence_;
+    snap->dcs_ok = view_ok_ && zk_.connected();
+    snap->dcs_last_seen = dcs_last_seen_;
+    snap->loop_steady_ms = now;
+    snap->postmaster_start_time = local_.postmaster_start_time;
+    snap->message = message_;
+    snap->tags = tags_;
+    snap->local = ls;
+    snap->cluster = view_;
+    box_.publish(snap);
+
+    // The SQL functions' view (ha_status(), ha_node()).
+    nlohmann::json j;
+    nlohmann::json node = {{"name", name_},
+                           {"scope", scope_},
+                           {"role", role_},
+                           {"state", snap->state},
+                           {"is_leader", is_leader_},
+                           {"accepts_writes", snap->accepts_writes},
+                           {"timeline", ls.timeline},
+                           {"lsn", format_lsn(ls.position())},
+                           {"leader", view_.leader ? *view_.leader : ""},
+                           {"paused", view_.config.pause},
+                           {"dcs_ok", snap->dcs_ok},
+                           {"lease_remaining_ms", lease_ok ? lease_deadline() - now : 0},
+                           {"message", message_},
+                           {"tags", tags_.to_json()},
+                           {"api_url", snap->api_url},
+                           {"conn_url", snap->conn_url}};
+    j["node"] = node;
+    nlohmann::json members = nlohmann::json::array();
+    for (const auto &m : view_.members) {
+        const bool leader = view_.leader && *view_.leader == m.name;
+        bool sync = false;
+        for (const auto &s : view_.sync.sync_standby) sync = sync || s == m.name;
+        Lsn pos = m.position();
+        nlohmann::json row = {{"name", m.name},
+                              {"host", m.host()},
+                              {"port", m.port()},
+                              {"role", leader ? "leader" : sync ? "sync_standby" : "replica"},
+                              {"state", m.replication_state.empty() ? m.state : m.replication_state},
+                              {"timeline", m.timeline},
+                              {"lsn", format_lsn(pos)},
+                              {"lag", leader ? nlohmann::json(0)
+                                             : nlohmann::json(view_.status_optime > pos ? view_.status_optime - pos : 0)},
+                              {"tags", m.tags.to_json()},
+                              {"is_leader", leader}};
+        members.push_back(row);
+    }
+    j["members"] = members;
+    status_json_ = j.dump();
+}
+
+void Engine::step(const PgHaLocal &local, bool r, bool w, PgHaOutputs &out) {
+    logs_.clear();
+    local_ = local;
+    primary_conninfo_ = s_or(local.primary_conninfo);
+    local_.primary_conninfo = nullptr;
+    const std::int64_t now = ZkSession::steady_ms();
+
+    if (!api_started_ && now >= api_retry_ms_) {
+        std::string err;
+        if (api_.start(api_listen_, box_, err)) {
+            api_started_ = true;
+            log("REST API listening on " + api_listen_);
+        } else {
+            log("cannot start the REST API on " + api_listen_ + ": " + err + "; retrying in 10 s");
+            api_retry_ms_ = now + 10000;
+        }
+    }
+
+    ensure_zk(now);
+    if (zk_.is_open()) zk_.process(r, w);
+    if (zk_.connected()) {
+        save_session();
+        if (!base_ensured_ && !base_pending_) {
+            base_pending_ = true;
+            store_->ensure_base([this](int rc) {
+                base_pending_ = false;
+                base_ensured_ = rc == ZOK;
+                if (rc != ZOK) log("cannot create the cluster's znodes: " + ZkSession::error_text(rc));
+            });
+        }
+        if (!store_->reading() && (read_requested_ || now >= next_read_ms_)) start_read();
+    } else if (now >= next_read_ms_) {
+        // No ZooKeeper: still observe, decide (the lease runs out on its own) and publish.
+        next_read_ms_ = now + 1000;
+        view_ok_ = false;
+        decide_and_act();
+    }
+    if (status_json_.empty()) publish(local_state());
+
+    out.lease_deadline_ms = lease_deadline();
+    out.lease_enforced = enforcement_ && !view_.config.pause;
+    out.promote = promote_now_;
+    promote_now_ = false;
+    out.fence = fence_;
+    out.shutdown = shutdown_requested_;
+    out.status_json = status_json_.c_str();
+    log_ptrs_.clear();
+    for (const auto &l : logs_) log_ptrs_.push_back(l.c_str());
+    log_ptrs_.push_back(nullptr);
+    out.log_lines = log_ptrs_.data();
+}
+
+}  // namespace pgha
+
+struct PgHaEngine {
+    pgha::Engine impl;
+    explicit PgHaEngine(const PgHaSettings &s) : impl(s) {}
+};
+
+extern "C" {
+
+PgHaEngine *pgha_engine_create(const PgHaSettings *settings, char *errbuf, int errbuf_len) {
+    try {
+        auto e = std::make_unique<PgHaEngine>(*settings);
+        std::string err;
+        if (!e->impl.init(err)) {
+            std::snprintf(errbuf, static_cast<std::size_t>(errbuf_len), "%s", err.c_str());
+            return nullptr;
+        }
+        return e.release();
+    } catch (const std::exception &ex) {
+        std::snprintf(errbuf, static_cast<std::size_t>(errbuf_len), "%s", ex.what());
+    } catch (...) {
+        std::snprintf(errbuf, static_cast<std::size_t>(errbuf_len), "unknown error");
+    }
+    return nullptr;
+}
+
+void pgha_engine_wait_spec(PgHaEngine *engine, PgHaWaitSpec *spec) {
+    try {
+        engine->impl.wait_spec(*spec);
+    } catch (...) {
+        spec->zk_fd = -1;
+        spec->wake_fd = -1;
+        spec->timeout_ms = 1000;
+    }
+}
+
+void pgha_engine_step(PgHaEngine *engine, const PgHaLocal *local, bool zk_readable, bool zk_writable, bool woken,
+                      PgHaOutputs *out) {
+    (void)woken;
+    static const char *const no_logs[] = {nullptr};
+    static const char *const failed_logs[] = {"pg_ha engine step failed; retrying", nullptr};
+    std::memset(out, 0, sizeof *out);
+    out->log_lines = no_logs;
+    try {
+        engine->impl.step(*local, zk_readable, zk_writable, *out);
+    } catch (const std::exception &) {
+        out->log_lines = failed_logs;
+    } catch (...) {
+        out->log_lines = failed_logs;
+    }
+}
+
+void pgha_engine_destroy(PgHaEngine *engine, bool release) {
+    try {
+        if (engine) engine->impl.shutdown(release);
+        delete engine;
+    } catch (...) {
+    }
+}
+
+}  // extern "C"

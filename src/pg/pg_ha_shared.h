@@ -1,0 +1,64 @@
+/*
+ * pg_ha_shared.h: shared-memory state of pg_ha and the GUC variables.
+ * Included only by files under src/pg that include postgres.h.
+ */
+#ifndef PG_HA_SHARED_H
+#define PG_HA_SHARED_H
+
+#include "postgres.h"
+
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+
+#define PGHA_STATUS_MAX (256 * 1024)
+
+typedef struct PgHaShared
+{
+	LWLock	   *lock;			/* protects status_json */
+	/* leader lease: CLOCK_MONOTONIC milliseconds; 0 = none */
+	pg_atomic_uint64 lease_deadline_ms;
+	pg_atomic_uint32 lease_enforced;	/* 1 = commits that wrote need a valid lease */
+	pg_atomic_uint32 fenced;	/* 1 = refuse new connections (demotion under way) */
+	pid_t		worker_pid;
+	uint64		status_generation;
+	int			status_len;
+	char		status_json[PGHA_STATUS_MAX];
+} PgHaShared;
+
+extern PgHaShared *pgha_shared;
+
+/* GUCs (pg_ha.c) */
+extern char *pgha_scope;
+extern char *pgha_namespace;
+extern char *pgha_node_name;
+extern char *pgha_zookeeper_hosts;
+extern char *pgha_connect_address;
+extern char *pgha_api_listen;
+extern char *pgha_api_connect_address;
+extern char *pgha_superuser;
+extern char *pgha_superuser_password;
+extern char *pgha_replication_user;
+extern char *pgha_replication_password;
+extern char *pgha_rewind_user;
+extern char *pgha_rewind_password;
+extern char *pgha_admin_user;
+extern char *pgha_admin_password;
+extern char *pgha_pg_hba;
+extern bool pgha_nofailover;
+extern bool pgha_noloadbalance;
+extern bool pgha_nosync;
+extern bool pgha_clonefrom;
+extern bool pgha_lease_enforcement;
+extern int	pgha_lease_safety_margin_ms;
+
+/* true when pg_ha.scope etc. are set, i.e. this node is under HA control */
+extern bool pgha_configured(void);
+
+/* lease.c */
+extern void pgha_install_lease_hooks(void);
+extern int64 pgha_monotonic_ms(void);
+
+/* worker.c */
+extern void pgha_register_worker(void);
+
+#endif

@@ -1,0 +1,281 @@
+/*
+ * worker.cpp: the pg_ha background worker's main loop.
+ *
+ * The only thread that calls PostgreSQL. Each iteration: wait on the latch,
+ * postmaster death and the ZooKeeper socket; observe the local server from
+ * shared memory; hand both to the engine (ha_engine.cpp, no PostgreSQL
+ * calls); apply what it asks for (lease, promotion, fencing, shutdown);
+ * publish the status for the SQL functions.
+ *
+ * C style: no C++ objects live in these frames, so ereport longjmps are safe.
+ */
+extern "C" {
+#include "postgres.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "access/xlog.h"
+#include "access/xlogrecovery.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "postmaster/postmaster.h"
+#include "replication/walreceiver.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "tcop/tcopprot.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/spin.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+}
+
+#include "pg/engine_api.h"
+#include "pg/pg_ha_shared.h"
+
+extern "C" {
+PGDLLEXPORT void pg_ha_worker_main(Datum main_arg);
+}
+
+static PgHaEngine *engine = NULL;
+
+void
+pgha_register_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	/* Before consistency: a standby or a recovering primary must campaign too. */
+	worker.bgw_start_time = BgWorkerStart_PostmasterStart;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_ha");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pg_ha_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_ha worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_ha worker");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* Revoke the lease before anything else, then leave ZooKeeper. */
+static void
+worker_exit(int code, Datum arg)
+{
+	if (pgha_shared)
+		pg_atomic_write_u64(&pgha_shared->lease_deadline_ms, 0);
+	if (engine)
+	{
+		/* a clean stop (code 0 or SIGTERM) releases the leader lock at once */
+		pgha_engine_destroy(engine, true);
+		engine = NULL;
+	}
+}
+
+static void
+observe_local(PgHaLocal *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->in_recovery = RecoveryInProgress();
+	l->standby_signal = access(STANDBY_SIGNAL_FILE, F_OK) == 0;
+	l->system_identifier = GetSystemIdentifier();
+	l->server_version = PG_VERSION_NUM;
+	l->postmaster_start_time = (int64_t) timestamptz_to_time_t(PgStartTime);
+	l->primary_conninfo = PrimaryConnInfo;
+	if (!l->in_recovery)
+	{
+		l->write_lsn = GetXLogWriteRecPtr();
+		l->timeline = (int) GetWALInsertionTimeLine();
+	}
+	else
+	{
+		TimeLineID	replay_tli = 0;
+		TimeLineID	receive_tli = 0;
+
+		l->hot_standby_active = HotStandbyActive();
+		l->replay_lsn = GetXLogReplayRecPtr(&replay_tli);
+		l->receive_lsn = GetWalRcvFlushRecPtr(NULL, &receive_tli);
+		l->timeline = (int) (receive_tli > replay_tli ? receive_tli : replay_tli);
+		SpinLockAcquire(&WalRcv->mutex);
+		l->walreceiver_streaming = WalRcv->walRcvState == WALRCV_STREAMING;
+		SpinLockRelease(&WalRcv->mutex);
+	}
+}
+
+/* What pg_promote() does: leave the signal file, wake the postmaster. */
+static void
+request_promotion(void)
+{
+	FILE	   *f = AllocateFile(PROMOTE_SIGNAL_FILE, "w");
+
+	if (f == NULL || FreeFile(f) != 0)
+	{
+		ereport(LOG, (errcode_for_file_access(),
+					  errmsg("pg_ha: could not create promote signal file \"%s\": %m", PROMOTE_SIGNAL_FILE)));
+		return;
+	}
+	if (kill(PostmasterPid, SIGUSR1) != 0)
+		ereport(LOG, (errmsg("pg_ha: failed to send the promote signal to the postmaster: %m")));
+}
+
+static void
+apply_outputs(const PgHaOutputs *out)
+{
+	for (const char *const *line = out->log_lines; line && *line; line++)
+		ereport(LOG, (errmsg("pg_ha: %s", *line)));
+
+	if (out->fence)
+	{
+		/* order matters: no commits, no new sessions, then stop */
+		pg_atomic_write_u64(&pgha_shared->lease_deadline_ms, 0);
+		pg_atomic_write_u32(&pgha_shared->fenced, 1);
+	}
+	else
+		pg_atomic_write_u64(&pgha_shared->lease_deadline_ms, (uint64) out->lease_deadline_ms);
+	pg_atomic_write_u32(&pgha_shared->lease_enforced,
+						(out->lease_enforced || out->fence) ? 1 : 0);
+
+	if (out->promote)
+		request_promotion();
+
+	if (out->status_json)
+	{
+		int			len = (int) strlen(out->status_json);
+
+		if (len < PGHA_STATUS_MAX)
+		{
+			LWLockAcquire(pgha_shared->lock, LW_EXCLUSIVE);
+			memcpy(pgha_shared->status_json, out->status_json, len + 1);
+			pgha_shared->status_len = len;
+			pgha_shared->status_generation++;
+			LWLockRelease(pgha_shared->lock);
+		}
+	}
+
+	if (out->shutdown)
+	{
+		ereport(LOG, (errmsg("pg_ha: requesting a fast shutdown to rejoin as a standby")));
+		kill(PostmasterPid, SIGINT);
+	}
+}
+
+void
+pg_ha_worker_main(Datum main_arg)
+{
+	PgHaSettings settings;
+	char		errbuf[512];
+	MemoryContext loop_cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	if (pgha_shared == NULL)
+		ereport(FATAL, (errmsg("pg_ha: shared memory is not initialized")));
+	pgha_shared->worker_pid = MyProcPid;
+
+	memset(&settings, 0, sizeof(settings));
+	settings.scope = pgha_scope;
+	settings.ns = pgha_namespace;
+	settings.node_name = pgha_node_name;
+	settings.zookeeper_hosts = pgha_zookeeper_hosts;
+	settings.connect_address = pgha_connect_address;
+	settings.api_listen = pgha_api_listen;
+	settings.api_connect_address = pgha_api_connect_address;
+	settings.superuser = pgha_superuser;
+	settings.superuser_password = pgha_superuser_password;
+	settings.replication_user = pgha_replication_user;
+	settings.replication_password = pgha_replication_password;
+	settings.socket_dir = (Unix_socket_directories && Unix_socket_directories[0]) ? Unix_socket_directories : "/tmp";
+	settings.port = PostPortNumber;
+	settings.data_dir = DataDir;
+	settings.nofailover = pgha_nofailover;
+	settings.noloadbalance = pgha_noloadbalance;
+	settings.nosync = pgha_nosync;
+	settings.clonefrom = pgha_clonefrom;
+	settings.lease_safety_margin_ms = pgha_lease_safety_margin_ms;
+	settings.lease_enforcement = pgha_lease_enforcement;
+
+	/* the first directory of unix_socket_directories */
+	{
+		char	   *dirs = pstrdup(settings.socket_dir);
+		char	   *comma = strchr(dirs, ',');
+
+		if (comma)
+			*comma = '\0';
+		while (*dirs == ' ')
+			dirs++;
+		settings.socket_dir = dirs;
+	}
+
+	engine = pgha_engine_create(&settings, errbuf, sizeof(errbuf));
+	if (engine == NULL)
+	{
+		/* misconfigured: say so once and stay out of the way (no restart loop) */
+		ereport(LOG,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("pg_ha: high availability is disabled: %s", errbuf),
+				 errhint("Fix the pg_ha.* settings and restart the server.")));
+		proc_exit(0);
+	}
+	before_shmem_exit(worker_exit, (Datum) 0);
+	ereport(LOG, (errmsg("pg_ha: worker started for member \"%s\" of cluster \"%s\"", pgha_node_name, pgha_scope)));
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_ha loop", ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		PgHaWaitSpec spec;
+		PgHaLocal	local;
+		PgHaOutputs out;
+		WaitEventSet *set;
+		WaitEvent	events[4];
+		int			nevents;
+		bool		zk_r = false,
+					zk_w = false,
+					woken = false;
+		MemoryContext old = MemoryContextSwitchTo(loop_cxt);
+
+		pgha_engine_wait_spec(engine, &spec);
+		set = CreateWaitEventSet(loop_cxt, 4);
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		if (spec.zk_fd >= 0 && (spec.zk_read || spec.zk_write))
+			AddWaitEventToSet(set, (spec.zk_read ? WL_SOCKET_READABLE : 0) | (spec.zk_write ? WL_SOCKET_WRITEABLE : 0),
+							  spec.zk_fd, NULL, NULL);
+		if (spec.wake_fd >= 0)
+			AddWaitEventToSet(set, WL_SOCKET_READABLE, spec.wake_fd, NULL, NULL);
+		nevents = WaitEventSetWait(set, spec.timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
+		for (int i = 0; i < nevents; i++)
+		{
+			if (events[i].events & WL_LATCH_SET)
+				ResetLatch(MyLatch);
+			if (events[i].fd == spec.zk_fd && spec.zk_fd >= 0)
+			{
+				zk_r = zk_r || (events[i].events & WL_SOCKET_READABLE);
+				zk_w = zk_w || (events[i].events & WL_SOCKET_WRITEABLE);
+			}
+			else if (events[i].fd == spec.wake_fd && spec.wake_fd >= 0)
+				woken = true;
+		}
+		FreeWaitEventSet(set);
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		observe_local(&local);
+		pgha_engine_step(engine, &local, zk_r, zk_w, woken, &out);
+		apply_outputs(&out);
+
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(loop_cxt);
+	}
+}
