@@ -1361,3 +1361,55 @@ class Cluster:
     def monitor(self, **kw):
         """A RoleMonitor over this cluster (use as a context manager)."""
         return RoleMonitor(self, **kw)
+
+
+# --------------------------------------------------------------------------
+# command line: bring a cluster up by hand (demo, debugging), look, tear down
+
+def main(argv=None):
+    import argparse
+    ap = argparse.ArgumentParser(description="pg_ha cluster harness (needs root)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="build the network, start ZooKeeper, HAProxy and the nodes, then exit "
+                                   "(everything keeps running until `down`)")
+    up.add_argument("--nodes", type=int, default=3)
+    up.add_argument("--zk-servers", type=int, default=1, choices=(1, 3))
+    up.add_argument("--no-haproxy", action="store_true")
+    up.add_argument("--no-nodes", action="store_true", help="plumbing only (no PostgreSQL)")
+    up.add_argument("--wait", type=float, default=180.0, help="seconds to wait for a healthy cluster (0: don't)")
+    sub.add_parser("down", help="kill everything and remove namespaces, links and /etc/netns entries")
+    sub.add_parser("status", help="print /primary, /replica and the leader znode of a running cluster")
+    args = ap.parse_args(argv)
+
+    if args.cmd == "down":
+        cleanup_leftovers()
+        print("cleaned up")
+        return 0
+    if args.cmd == "status":
+        c = Cluster(nodes=len([n for n in _ns_list() if re.fullmatch(NS_PREFIX + r"n\d", n)]) or 3,
+                    zk_servers=3 if NS_PREFIX + "zk3" in _ns_list() else 1)
+        for n in c.nodes:
+            print("%-5s %-12s /primary=%s /replica=%s" % (n.name, n.ip, n.http("GET", "/primary")[0],
+                                                         n.http("GET", "/replica")[0]))
+        print("leader znode:", c.leader_name())
+        c._zk and c._zk.stop()
+        return 0
+    c = Cluster(nodes=args.nodes, zk_servers=args.zk_servers, haproxy=not args.no_haproxy, keep_dir=True)
+    c.setup()
+    c.start_zookeeper()
+    c.start_haproxy()
+    if not args.no_nodes:
+        c.start_nodes()
+        if args.wait:
+            print("primary:", c.wait_healthy(timeout=args.wait).name)
+    if c._zk is not None:
+        c._zk.stop()
+    print("run directory: %s" % c.base_dir)
+    for h in c.network.hosts:
+        print("  %-8s %-12s netns %s" % (h.hostname, h.ip, h.ns))
+    print("tear down with: %s %s down" % (sys.executable, __file__))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
