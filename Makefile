@@ -29,7 +29,7 @@ PG_CPPFLAGS = -Isrc -I$(shell $(PG_CONFIG) --includedir)
 SHLIB_LINK = -lzookeeper_st -lcpp-httplib -lssl -lcrypto -lcurl -lpq -lstdc++ -pthread
 
 # No LLVM bitcode for JIT inlining: it would need clang and buys nothing here.
-with_llvm = no
+override with_llvm = no
 
 include $(PGXS)
 

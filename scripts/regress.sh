@@ -9,6 +9,7 @@ chown postgres "$tmp"
 port=54329
 cleanup() { runuser -u postgres -- "$bindir/pg_ctl" -D "$tmp/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$tmp"; }
 trap cleanup EXIT
+chmod 755 "$tmp"
 runuser -u postgres -- "$bindir/initdb" -D "$tmp/data" -U postgres --auth=trust >/dev/null
 cat >> "$tmp/data/postgresql.conf" <<CONF
 shared_preload_libraries = 'pg_ha'
@@ -16,9 +17,9 @@ port = $port
 unix_socket_directories = '$tmp'
 listen_addresses = ''
 CONF
-runuser -u postgres -- "$bindir/pg_ctl" -D "$tmp/data" -l "$tmp/log" -w start >/dev/null
-chown -R postgres .
+runuser -u postgres -- "$bindir/pg_ctl" -D "$tmp/data" -l "$tmp/log" -w start >/dev/null || { cat "$tmp/log"; exit 1; }
+
 status=0
-runuser -u postgres -- make installcheck PGHOST="$tmp" PGPORT=$port PGUSER=postgres || status=$?
+make installcheck PGHOST="$tmp" PGPORT=$port PGUSER=postgres || status=$?
 if [ $status -ne 0 ] && [ -f regression.diffs ]; then cat regression.diffs; fi
 exit $status

@@ -5,6 +5,10 @@
 #ifndef PG_HA_SHARED_H
 #define PG_HA_SHARED_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include "postgres.h"
 
 #include "port/atomics.h"
@@ -60,5 +64,9 @@ extern int64 pgha_monotonic_ms(void);
 
 /* worker.c */
 extern void pgha_register_worker(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
