@@ -14,6 +14,9 @@ fi
 sh scripts/build.sh
 /usr/bin/python3 tests/cluster/harness.py up
 /usr/bin/python3 tests/cluster/harness.py status || true
+echo
+echo "ha_status() on the primary:"
+PGPASSWORD=postgres psql -h 10.47.0.100 -p 5433 -U postgres -d postgres -c 'SELECT * FROM ha_status()' || true
 cat <<MSG
 
 pg_ha demo cluster is up (stop it with: scripts/demo.sh stop)
@@ -21,5 +24,5 @@ pg_ha demo cluster is up (stop it with: scripts/demo.sh stop)
   reads  (HAProxy /read-only): psql "host=10.47.0.100 port=5432 user=postgres password=postgres dbname=postgres"
   HAProxy stats:               http://10.47.0.100:7000/
   node REST API:               curl http://10.47.0.11:8008/patroni   (pg-1; .12 pg-2, .13 pg-3)
-  status from SQL:             psql "host=10.47.0.11 user=postgres password=postgres" -c 'CREATE EXTENSION IF NOT EXISTS pg_ha' -c 'SELECT * FROM ha_status()'
+  status from SQL:             psql "host=10.47.0.11 user=postgres password=postgres" -c 'SELECT * FROM ha_status()'
 MSG

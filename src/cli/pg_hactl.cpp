@@ -306,6 +306,7 @@ void bootstrap_new_cluster(const NodeConfig &c) {
                                "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)"})
             sql += std::string("GRANT EXECUTE ON FUNCTION ") + fn + " TO " + sql_ident(c.rewind_user) + ";\n";
     }
+    sql += "CREATE EXTENSION IF NOT EXISTS pg_ha;\n";
     std::string sqlfile = c.pgdata + "/pg_ha_bootstrap.sql";
     write_file(sqlfile, sql);
     rc = run(shell_quote(c.bindir + "/postgres") + " --single -D " + shell_quote(c.pgdata) +
