@@ -85,7 +85,7 @@ TEST(DynamicConfig, DefaultsAndValidation) {
     DynamicConfig d;
     EXPECT_TRUE(d.validate().empty());
     std::vector<std::string> errors;
-    auto c = DynamicConfig::from_json(nlohmann::json::parse(R"({"ttl": 20, "loop_wait": 10, "retry_timeout": 10})"), errors);
+    auto c = DynamicConfig::from_json(nlohmann::json::parse(R"({"ttl": 20, "loop_wait": 10, "retry_timeout": 5})"), errors);
     EXPECT_TRUE(errors.empty());
     EXPECT_TRUE(c.validate().empty());
     c = DynamicConfig::from_json(nlohmann::json::parse(R"({"ttl": 10, "loop_wait": 10, "retry_timeout": 10})"), errors);

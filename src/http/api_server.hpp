@@ -1,0 +1,92 @@
+// The REST/health API server: cpp-httplib on its own threads, answering from
+// the newest published NodeSnapshot (core/health_api does the answering).
+//
+// Threads: one listener thread plus a fixed pool of connection threads, all
+// started with every signal blocked so SIGTERM/SIGHUP/SIGURG (latch) reach the
+// worker's main thread only (DESIGN.md §6). The handlers read the snapshot box
+// and nothing else; they never call PostgreSQL, never log through elog.
+#pragma once
+#include "core/no_postgres.hpp"
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/health_api.hpp"
+#include "core/snapshot.hpp"
+
+namespace httplib {
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace pgha {
+
+struct ApiServerOptions {
+    // Connection threads. cpp-httplib serves one connection per thread for as
+    // long as the client keeps it alive, so this is also the number of
+    // concurrently served connections; more wait in the accept queue.
+    std::size_t threads = 16;
+    std::size_t keep_alive_max_count = 100000;  // requests per connection
+    int keep_alive_timeout_s = 2;  // idle keep-alive connections close after this (also bounds stop())
+    int read_timeout_s = 5;
+    int write_timeout_s = 5;
+    std::size_t payload_max_bytes = 64 * 1024;  // larger request bodies get 413
+    int listen_backlog = 128;                   // cpp-httplib's compiled-in default is 5
+};
+
+class ApiServer {
+  public:
+    explicit ApiServer(ApiServerOptions options = ApiServerOptions()) noexcept;
+    ~ApiServer();  // stops and joins
+    ApiServer(const ApiServer &) = delete;
+    ApiServer &operator=(const ApiServer &) = delete;
+
+    // Management endpoints (POST/PUT/PATCH/DELETE). Set before start().
+    void set_management_hook(ManagementHook hook) noexcept;
+
+    // Binds `listen` ("host:port", "[v6addr]:port", "*:port" or ":port" for
+    // all addresses, port 0 = any free port) synchronously, then serves on a
+    // background thread. `box` must outlive the server (until stop()).
+    // Returns false with a message naming the address when the address is
+    // unparsable or cannot be bound (e.g. port in use). Never throws.
+    bool start(const std::string &listen, const SnapshotBox &box, std::string &error) noexcept;
+
+    // Closes the listening socket, lets in-flight requests finish and joins
+    // every thread. Idempotent; waits at most about keep_alive_timeout_s plus
+    // read_timeout_s for connections that are idle or mid-request.
+    void stop() noexcept;
+
+    // Port actually bound (useful with port 0); 0 when not started.
+    int port() const noexcept { return port_.load(std::memory_order_relaxed); }
+    // True between a successful start() and stop(), as long as the listener
+    // thread is still accepting (it exits on a fatal accept() error).
+    bool alive() const noexcept;
+    // Requests answered by our handlers since start(). The worker watches it
+    // (together with its own probe) to notice a dead HTTP thread.
+    std::uint64_t requests_served() const noexcept { return served_.load(std::memory_order_relaxed); }
+
+    // "host:port" parsing as Patroni's restapi.listen (split on the last
+    // colon; brackets around IPv6 allowed; "" or "*" host = all addresses).
+    static bool parse_listen_address(const std::string &listen, std::string &host, int &port, std::string &error);
+
+  private:
+    class Server;
+    void serve(const httplib::Request &req, httplib::Response &res) noexcept;
+
+    ApiServerOptions options_;
+    ManagementHook mgmt_;
+    const SnapshotBox *box_ = nullptr;
+    std::unique_ptr<Server> server_;
+    std::thread thread_;
+    std::mutex lifecycle_mu_;  // serializes start()/stop()
+    std::atomic<bool> listener_done_{false};
+    std::atomic<int> port_{0};
+    std::atomic<std::uint64_t> served_{0};
+};
+
+}  // namespace pgha
