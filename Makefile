@@ -48,6 +48,7 @@ all: pg_hactl
 
 install: install-hactl
 install-hactl: pg_hactl
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
 	$(INSTALL_PROGRAM) pg_hactl '$(DESTDIR)$(bindir)/pg_hactl'
 	$(MKDIR_P) '$(DESTDIR)/usr/local/bin'
 	ln -sf '$(bindir)/pg_hactl' '$(DESTDIR)/usr/local/bin/pg_hactl'

@@ -38,7 +38,9 @@ if [ "$(id -u)" = 0 ]; then
     mkdir -p "$PGDATA" "$(dirname "$PGHA_CONFIG_FILE")" "${PGHA_UNIX_SOCKET_DIR:-/var/run/postgresql}"
     chown postgres:postgres "$PGDATA" "$(dirname "$PGHA_CONFIG_FILE")" "${PGHA_UNIX_SOCKET_DIR:-/var/run/postgresql}"
     chmod 0700 "$PGDATA"
-    exec runuser -u postgres -- "$0" "$@"
+    # setpriv replaces itself (runuser would stay PID 1 and swallow SIGINT)
+    export HOME=/var/lib/postgresql
+    exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$0" "$@"
 fi
 
 quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/''/g")"; }

@@ -158,13 +158,15 @@ define_gucs(void)
 void
 _PG_init(void)
 {
-	define_gucs();
-
+	/*
+	 * Loaded by CREATE EXTENSION or LOAD (also in single-user bootstrap):
+	 * PGC_POSTMASTER settings cannot be defined after startup, and the SQL
+	 * functions explain what is missing.
+	 */
 	if (!process_shared_preload_libraries_in_progress)
-	{
-		/* Loaded by CREATE EXTENSION or LOAD: the SQL functions explain what is missing. */
 		return;
-	}
+
+	define_gucs();
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = pgha_shmem_request;
