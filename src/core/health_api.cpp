@@ -241,7 +241,8 @@ json patroni_status_json(const NodeSnapshot &s) {
     const std::string role = api_role(s);
     if (is_running(s)) {
         r["state"] = s.state;
-        if (s.postmaster_start_time > 0) r["postmaster_start_time"] = format_postmaster_start_time(s.postmaster_start_time);
+        if (s.postmaster_start_time > 0)
+            r["postmaster_start_time"] = format_postmaster_start_time(s.postmaster_start_time);
         r["role"] = role;
         r["server_version"] = s.local.server_version;
         if (s.local.in_recovery) {
@@ -306,7 +307,8 @@ int health_check_status(const NodeSnapshot &s, const HttpRequestView &req) {
         replication_state_ok = s.local.in_recovery && running && s.local.replication_state == *want;
 
     const bool standby_cluster_leader = s.role == "standby_leader";
-    int replica_sc = (!s.tags.noloadbalance && !lagging && role == "replica" && running && replication_state_ok) ? 200 : 503;
+    int replica_sc =
+        (!s.tags.noloadbalance && !lagging && role == "replica" && running && replication_state_ok) ? 200 : 503;
     int leader_sc, standby_leader_sc;
     if (!s.dcs_ok && s.paused()) {
         // DCS unreachable in maintenance mode: Patroni trusts the local role.
@@ -492,14 +494,17 @@ std::string metrics_text(const NodeSnapshot &s) {
     metric("patroni_postgres_running", "gauge", "Value is 1 if Postgres is running, 0 otherwise.", num(int(running)));
     metric("patroni_postmaster_start_time", "gauge", "Epoch seconds since Postgres started.",
            num(running ? s.postmaster_start_time : 0));
-    metric("patroni_master", "gauge", "Value is 1 if this node is the leader, 0 otherwise.", num(int(role == "primary")));
-    metric("patroni_primary", "gauge", "Value is 1 if this node is the leader, 0 otherwise.", num(int(role == "primary")));
+    metric("patroni_master", "gauge", "Value is 1 if this node is the leader, 0 otherwise.",
+           num(int(role == "primary")));
+    metric("patroni_primary", "gauge", "Value is 1 if this node is the leader, 0 otherwise.",
+           num(int(role == "primary")));
     metric("patroni_xlog_location", "counter",
            "Current location of the Postgres transaction log, 0 if this node is not the leader.",
            num(primary_xlog ? s.local.write_lsn : 0));
     metric("patroni_standby_leader", "gauge", "Value is 1 if this node is the standby_leader, 0 otherwise.",
            num(int(role == "standby_leader")));
-    metric("patroni_replica", "gauge", "Value is 1 if this node is a replica, 0 otherwise.", num(int(role == "replica")));
+    metric("patroni_replica", "gauge", "Value is 1 if this node is a replica, 0 otherwise.",
+           num(int(role == "replica")));
     metric("patroni_sync_standby", "gauge", "Value is 1 if this node is a sync standby replica, 0 otherwise.",
            num(int(is_sync_standby(s))));
     metric("patroni_xlog_received_location", "counter",

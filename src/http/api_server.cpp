@@ -94,9 +94,11 @@ ApiServer::ApiServer(ApiServerOptions options) noexcept : options_(options) {}
 
 ApiServer::~ApiServer() { stop(); }
 
-void ApiServer::set_management_hook(ManagementHook hook) noexcept {
+bool ApiServer::set_management_hook(ManagementHook hook) noexcept {
     std::lock_guard<std::mutex> lock(lifecycle_mu_);
+    if (server_) return false;  // handlers read mgmt_ without a lock
     mgmt_ = std::move(hook);
+    return true;
 }
 
 bool ApiServer::parse_listen_address(const std::string &listen, std::string &host, int &port, std::string &error) {

@@ -46,8 +46,11 @@ class ApiServer {
     ApiServer(const ApiServer &) = delete;
     ApiServer &operator=(const ApiServer &) = delete;
 
-    // Management endpoints (POST/PUT/PATCH/DELETE). Set before start().
-    void set_management_hook(ManagementHook hook) noexcept;
+    // Management endpoints (POST/PUT/PATCH/DELETE). The hook runs on the HTTP
+    // connection threads: it must be thread-safe and must not call PostgreSQL
+    // (queue a command for the main loop instead). Only before start():
+    // returns false (hook not installed) while the server runs.
+    bool set_management_hook(ManagementHook hook) noexcept;
 
     // Binds `listen` ("host:port", "[v6addr]:port", "*:port" or ":port" for
     // all addresses, port 0 = any free port) synchronously, then serves on a

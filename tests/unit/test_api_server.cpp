@@ -292,7 +292,8 @@ TEST(ApiServer, ManagementHookRunsOnThreadsWithAllSignalsBlocked) {
     ApiServer server;
     std::atomic<int> checked{0};
     std::atomic<bool> all_blocked{true};
-    server.set_management_hook([&](const NodeSnapshot *snap, const HttpRequestView &req) -> std::optional<HttpReply> {
+    const bool installed = server.set_management_hook([&](const NodeSnapshot *snap,
+                                                          const HttpRequestView &req) -> std::optional<HttpReply> {
         sigset_t mask;
         pthread_sigmask(SIG_BLOCK, nullptr, &mask);
         for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGURG, SIGALRM, SIGCHLD, SIGPIPE})
@@ -301,8 +302,10 @@ TEST(ApiServer, ManagementHookRunsOnThreadsWithAllSignalsBlocked) {
         if (req.path == "/throw") throw std::runtime_error("boom");
         return HttpReply{202, "text/plain", "accepted " + req.body + " " + (snap ? snap->name : "")};
     });
+    ASSERT_TRUE(installed);
     std::string error;
     ASSERT_TRUE(server.start("127.0.0.1:0", box, error)) << error;
+    EXPECT_FALSE(server.set_management_hook(ManagementHook()));  // not while running
 
     // start() restored the caller's signal mask
     sigset_t after;
