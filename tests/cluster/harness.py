@@ -1094,9 +1094,13 @@ class Cluster:
             "extra_settings": extra_settings,
             "env": dict(env or {}),
         }
-        self.pg_hactl_dir = pg_hactl_dir
-        if pg_hactl_dir:
-            self.env["env"]["PATH"] = "%s:%s" % (pg_hactl_dir, self.env["env"].get("PATH", SAFE_PATH))
+        self.pg_hactl_dir = Path(pg_hactl_dir) if pg_hactl_dir else None
+        if self.pg_hactl_dir:
+            # The entrypoint puts $PGBIN first on PATH, and pg_hactl is installed
+            # there too: shadow the whole bindir (see _make_fake_bindir).
+            fake_bin = self.base_dir / "bin"
+            self.env["env"]["PGBIN"] = str(fake_bin)
+            self.env["env"]["PATH"] = "%s:%s" % (fake_bin, self.env["env"].get("PATH", SAFE_PATH))
         self.nodes = []
         for i in range(1, nodes + 1):
             node = PgNode(i, Host(*node_host_spec(i)), self.base_dir, self.env)
@@ -1121,7 +1125,20 @@ class Cluster:
         _prune_run_dirs(KEEP_RUN_DIRS - 1)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.base_dir, 0o755)
+        if self.pg_hactl_dir:
+            self._make_fake_bindir()
         return self
+
+    def _make_fake_bindir(self):
+        """<run>/bin: PostgreSQL's programs (symlinks; they find their
+        installation through the resolved path) plus the pg_hactl of
+        pg_hactl_dir instead of the installed one."""
+        fake_bin = self.base_dir / "bin"
+        fake_bin.mkdir(exist_ok=True)
+        for prog in PG_BIN.iterdir():
+            if prog.name != "pg_hactl":
+                (fake_bin / prog.name).symlink_to(prog)
+        (fake_bin / "pg_hactl").symlink_to(self.pg_hactl_dir / "pg_hactl")
 
     def start_zookeeper(self, timeout=90.0):
         for zk in self.zookeepers:

@@ -215,6 +215,8 @@ def test_backend_crash_on_primary_keeps_leader(cluster, healthy):
         c.wait_healthy(timeout=HEALTHY_TIMEOUT)
         time.sleep(2)                     # a little longer to catch a late flap
     with_diag = "\n".join([mon.timeline(), c.diagnostics()])
+    print("backend crash: writes back after %.1fs\n%s" % (took, mon.timeline()))
+    assert min(len(v) for v in mon.samples.values()) >= 10, "monitor barely polled\n" + with_diag
     assert took <= TTL, "writes came back after %.1fs (> ttl %ds)\n%s" % (took, TTL, with_diag)
     assert mon.answered_200() <= {primary.name}, "nodes that answered 200 on /primary: %s\n%s" % (
         mon.answered_200(), with_diag)
@@ -228,16 +230,23 @@ def test_zookeeper_restart_changes_no_role(cluster, healthy):
     zk = c.zookeepers[0]
     with c.monitor(interval=0.2) as mon:
         zk.stop()
+        check(zk.mode() is None, "ZooKeeper still serving after stop()", c)
         time.sleep(3)
-        zk.start()
+        t_start = time.monotonic()
+        zk.start()                        # returns once it serves clients again
+        t_serving = time.monotonic() - t_start
         wait_for(lambda: c.leader_name(timeout=2) == primary.name, timeout=60, interval=0.5,
                  description="leader znode = %s after the ZooKeeper restart" % primary.name, state=c.diagnostics)
         wait_for(primary.accepts_writes, timeout=TTL, interval=0.5,
                  description="%s accepting writes after the ZooKeeper restart" % primary.name,
                  state=c.diagnostics)
+        print("ZooKeeper restart: serving %.1fs after start(), writes ok %.1fs after start()"
+              % (t_serving, time.monotonic() - t_start))
         c.wait_healthy(timeout=HEALTHY_TIMEOUT)
         time.sleep(LOOP_WAIT + 2)         # one more HA loop: no late role change
     with_diag = "\n".join([mon.timeline(), c.diagnostics()])
+    print(mon.timeline())
+    assert min(len(v) for v in mon.samples.values()) >= 10, "monitor barely polled\n" + with_diag
     assert mon.answered_200() <= {primary.name}, "nodes that answered 200 on /primary: %s\n%s" % (
         mon.answered_200(), with_diag)
     assert mon.leaders() == [primary.name], "leader znode values: %s\n%s" % (mon.leaders(), with_diag)

@@ -188,7 +188,13 @@ def test_haproxy_routes_by_health_checks(make_cluster):
     assert set(c.haproxy.server_states(c.haproxy.write_backend)) == {"pg-1", "pg-2", "pg-3"}
     c.haproxy.wait_routing("pg-2", readers=["pg-1", "pg-2", "pg-3"], timeout=40)
     assert {read_name(c.proxy_host.ip, harness.HAPROXY_WRITE_PORT) for _ in range(6)} == {"pg-2"}
-    assert {read_name(c.proxy_host.ip, harness.HAPROXY_READ_PORT) for _ in range(12)} == {"pg-1", "pg-2", "pg-3"}
+    # slowstart ramps weights up, so the round robin is uneven for a while
+    seen = set()
+    for _ in range(90):
+        seen.add(read_name(c.proxy_host.ip, harness.HAPROXY_READ_PORT))
+        if seen >= {"pg-1", "pg-2", "pg-3"}:
+            break
+    assert seen == {"pg-1", "pg-2", "pg-3"}
     assert c.node("pg-2").http("OPTIONS", "/primary")[0] == 200
     assert c.node("pg-1").http("GET", "/primary")[0] == 503
 
