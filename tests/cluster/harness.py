@@ -67,12 +67,17 @@ ENTRYPOINT = REPO_DIR / "docker" / "entrypoint.sh"
 HAPROXY_CFG = REPO_DIR / "docker" / "haproxy.cfg"
 REAPER = HERE / "reaper.py"
 
-BASE_ROOT = Path(os.environ.get("PGHA_TEST_BASE", "/tmp/pgha-test"))
+# PGHA_NET_ID (0-9) gives a separate network, namespaces and run directory so
+# that several harness runs can share one machine; 0 is the default layout.
+NET_ID = int(os.environ.get("PGHA_NET_ID", "0"))
+if not 0 <= NET_ID <= 9:
+    raise SystemExit("PGHA_NET_ID must be 0..9")
+BASE_ROOT = Path(os.environ.get("PGHA_TEST_BASE", "/tmp/pgha-test" + (str(NET_ID) if NET_ID else "")))
 KEEP_RUN_DIRS = 10          # older run directories are pruned at setup
 
-NS_PREFIX = "pgha-"
-BRIDGE = "pghabr0"
-SUBNET_PREFIX = "10.47.0."
+NS_PREFIX = "pgha-" if NET_ID == 0 else "pgha%d-" % NET_ID
+BRIDGE = "pghabr%d" % NET_ID
+SUBNET_PREFIX = "10.47.%d." % NET_ID
 BRIDGE_IP = SUBNET_PREFIX + "1"
 PREFIXLEN = 24
 
@@ -93,7 +98,7 @@ SUPERUSER_PASSWORD = "postgres"
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOST_MARKER = "PGHA_TEST_HOST"      # set in the environment of every spawned host process
 SUPERVISOR_MAX_RUNS = 100
-NFT_TABLE = "pgha_partition"
+NFT_TABLE = "pgha_partition%s" % (NET_ID or "")
 
 # Java bits of Debian's zookeeper package. The jar's manifest Class-Path pulls
 # in its dependencies; slf4j-simple gives it a console logger.
@@ -249,7 +254,7 @@ def _marked_pids():
                 cmdline = f.read()
         except OSError:
             continue
-        if (HOST_MARKER + "=").encode() in env and b"reaper.py" not in cmdline:
+        if (HOST_MARKER + "=" + NS_PREFIX).encode() in env and b"reaper.py" not in cmdline:
             pids.append(int(entry))
     return pids
 
