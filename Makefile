@@ -37,7 +37,8 @@ include $(PGXS)
 # warnings relaxed; the PG-free files are built strictly.
 src/pg/%.o: override CXXFLAGS += -Wno-register -Wno-sign-compare -Wno-unused-parameter
 
-HACTL_OBJS = $(patsubst %.cpp,%.hactl.o,$(CORE_SRCS) $(DCS_SRCS) $(CLI_SRCS))
+# pg_hactl gets the peers' REST client (libcurl), not the HTTP server.
+HACTL_OBJS = $(patsubst %.cpp,%.hactl.o,$(CORE_SRCS) $(DCS_SRCS) src/http/peer_client.cpp $(CLI_SRCS))
 %.hactl.o: %.cpp
 	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Werror -Isrc -I/usr/include/zookeeper -I$(shell $(PG_CONFIG) --includedir) -c $< -o $@
 
