@@ -10,11 +10,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -41,8 +43,16 @@ struct NodeConfig {
     int timeout_s = 300;
 };
 
+// Undo work in progress before exiting on an error (e.g. a failed bootstrap).
+std::function<void()> g_on_die;
+
 [[noreturn]] void die(const std::string &msg) {
     std::cerr << "pg_hactl: " << msg << std::endl;
+    if (g_on_die) {
+        auto f = std::move(g_on_die);
+        g_on_die = nullptr;
+        f();
+    }
     std::exit(1);
 }
 
@@ -251,22 +261,47 @@ std::string default_hba(const NodeConfig &c) {
            "host    all             all             ::/0                    md5\n";
 }
 
-std::string system_identifier(const NodeConfig &c) {
-    std::string cmd = shell_quote(c.bindir + "/pg_controldata") + " " + shell_quote(c.pgdata);
+// pg_controldata's "Key: value" lines.
+std::map<std::string, std::string> controldata(const NodeConfig &c) {
+    std::map<std::string, std::string> out;
+    std::string cmd = "LC_ALL=C " + shell_quote(c.bindir + "/pg_controldata") + " " + shell_quote(c.pgdata) + " 2>/dev/null";
     FILE *p = popen(cmd.c_str(), "r");
-    if (!p) return "";
+    if (!p) return out;
     char buf[512];
-    std::string id;
     while (fgets(buf, sizeof buf, p)) {
         std::string line(buf);
-        if (line.rfind("Database system identifier:", 0) == 0) {
-            id = line.substr(line.find(':') + 1);
-            id.erase(0, id.find_first_not_of(" \t"));
-            id.erase(id.find_last_not_of(" \t\n") + 1);
-        }
+        auto colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        std::string v = line.substr(colon + 1);
+        v.erase(0, v.find_first_not_of(" \t"));
+        v.erase(v.find_last_not_of(" \t\n") + 1);
+        out[line.substr(0, colon)] = v;
     }
     pclose(p);
-    return id;
+    return out;
+}
+
+std::string system_identifier(const NodeConfig &c) {
+    auto cd = controldata(c);
+    auto it = cd.find("Database system identifier");
+    return it == cd.end() ? "" : it->second;
+}
+
+// Runs a command and returns its combined output (each line also logged).
+int run_capture(const std::string &cmd, std::string &output) {
+    info("running: " + cmd);
+    FILE *p = popen((cmd + " 2>&1").c_str(), "r");
+    if (!p) return 127;
+    char buf[1024];
+    while (fgets(buf, sizeof buf, p)) {
+        std::string line(buf);
+        output += line;
+        if (!line.empty() && line.back() == '\n') line.pop_back();
+        info("  " + line);
+    }
+    int rc = pclose(p);
+    if (rc == -1) return 127;
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
 }
 
 void bootstrap_new_cluster(const NodeConfig &c) {
@@ -355,6 +390,127 @@ bool dir_empty(const std::string &p) {
     return empty;
 }
 
+void remove_dir_contents(const NodeConfig &c) {
+    info("removing the contents of " + c.pgdata);
+    if (run("find " + shell_quote(c.pgdata) + " -mindepth 1 -maxdepth 1 -exec rm -rf {} +") != 0 || !dir_empty(c.pgdata))
+        die("could not empty " + c.pgdata);
+}
+
+// Crash recovery in single-user mode, so that pg_controldata's checkpoint is
+// the end of the local WAL and pg_rewind accepts the directory (PostgreSQL
+// refuses to rewind a target that was not shut down cleanly). Signal files go
+// first: a standby cannot run in single-user mode; boot writes them again.
+void ensure_clean_shutdown(const NodeConfig &c) {
+    auto cd = controldata(c);
+    const std::string state = cd["Database cluster state"];
+    if (state == "shut down" || state == "shut down in recovery") return;
+    info("the data directory was not shut down cleanly (state \"" + state + "\"): running crash recovery in single-user mode");
+    for (const char *f : {"/standby.signal", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
+    std::string out;
+    int rc = run_capture(shell_quote(c.bindir + "/postgres") + " --single -F -D " + shell_quote(c.pgdata) +
+                             " -c shared_preload_libraries= -c archive_mode=off template1 < /dev/null",
+                         out);
+    if (rc != 0) die("crash recovery in single-user mode failed (exit " + std::to_string(rc) + "); the data directory is kept");
+}
+
+int controldata_timeline(const std::map<std::string, std::string> &cd) {
+    int tl = 0;
+    for (const char *k : {"Latest checkpoint's TimeLineID", "Min recovery ending loc's timeline"}) {
+        auto it = cd.find(k);
+        if (it != cd.end()) tl = std::max(tl, std::atoi(it->second.c_str()));
+    }
+    return tl;
+}
+
+std::string find_after(const std::string &text, const std::string &key) {
+    auto pos = text.find(key);
+    if (pos == std::string::npos) return "";
+    pos += key.size();
+    auto end = text.find_first_of(" \n", pos);
+    return text.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+}
+
+enum class Rejoin { Started, Reclone };
+
+// Existing data directory. Another member leads: make this node its standby,
+// rewinding first when this node was a primary or is behind on an older
+// timeline (it may have WAL the new leader never received).
+Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) {
+    const std::int64_t deadline = ZkSession::steady_ms() + static_cast<std::int64_t>(c.timeout_s) * 1000;
+    bool said = false;
+    for (;;) {
+        ClusterView v;
+        std::string err;
+        if (!read_view(zk, store, v, err)) die("cannot read the cluster: " + err);
+        if (!v.leader || *v.leader == c.name) {
+            info(v.leader ? "this node holds the leader lock: starting with the existing data"
+                          : "no leader yet: starting with the existing data (the worker campaigns once it runs)");
+            return Rejoin::Started;
+        }
+        const Member *leader = v.leader_member();
+        const bool standby = file_exists(c.pgdata + "/standby.signal");
+        auto cd = controldata(c);
+        const int local_tl = controldata_timeline(cd);
+        const bool was_primary = !standby;
+        const bool older_timeline = leader && leader->timeline > 0 && local_tl > 0 && local_tl < leader->timeline;
+        if (leader && !was_primary && !older_timeline) {
+            configure_follower(c, *leader, v.config.use_slots);
+            return Rejoin::Started;
+        }
+        // A rewind needs the leader up and running as a primary.
+        if (!leader || leader->state != "running" || leader->role != "primary") {
+            if (ZkSession::steady_ms() > deadline)
+                die("gave up after " + std::to_string(c.timeout_s) + " s: " + *v.leader +
+                    " holds the leader lock but is not a running primary to rewind from");
+            if (!said) info("waiting for the leader " + *v.leader + " to run as a primary before rejoining");
+            said = true;
+            zk_run_until(zk, [] { return false; }, 1000);
+            continue;
+        }
+        info(std::string("this node ") + (was_primary ? "was a primary" : "is a standby on timeline " + std::to_string(local_tl)) +
+             " and " + leader->name + " now leads on timeline " + std::to_string(leader->timeline) +
+             ": checking for divergence with pg_rewind");
+        ensure_clean_shutdown(c);
+        cd = controldata(c);
+        const std::string local_end = cd["Latest checkpoint location"];
+        std::string host;
+        int port = 0;
+        if (!parse_conn_url(leader->conn_url, host, port)) die("leader " + leader->name + " has an unusable conn_url");
+        const std::string user = c.rewind_user.empty() ? c.superuser : c.rewind_user;
+        const std::string pw = c.rewind_user.empty() ? c.superuser_password : c.rewind_password;
+        std::string source = "host=" + host + " port=" + std::to_string(port) + " user=" + user +
+                             " dbname=postgres connect_timeout=10";
+        std::string cmd = "PGPASSWORD=" + shell_quote(pw) + " " + shell_quote(c.bindir + "/pg_rewind") +
+                          " --target-pgdata=" + shell_quote(c.pgdata) + " --source-server=" + shell_quote(source) +
+                          " --no-ensure-shutdown" + (v.config.use_pg_rewind ? "" : " --dry-run");
+        std::string out;
+        int rc = run_capture(cmd, out);
+        const bool none = out.find("no rewind required") != std::string::npos;
+        const std::string diverged = find_after(out, "servers diverged at WAL location ");
+        if (rc == 0 && !diverged.empty())
+            info("diverged: the new leader's timeline forked at " + diverged + "; local WAL from " + diverged + " to " +
+                 local_end + " (last checkpoint) was never replicated and " +
+                 (v.config.use_pg_rewind ? "has been rewound (those transactions are gone)" : "would be discarded"));
+        if (rc == 0 && (none || v.config.use_pg_rewind)) {
+            if (none) info("no rewind required: the local WAL is part of " + leader->name + "'s history");
+            for (const char *f : {"/pg_ha.zksession", "/promote", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
+            write_managed_block(c);
+            configure_follower(c, *leader, v.config.use_slots);
+            return Rejoin::Started;
+        }
+        const std::string why = rc != 0 ? "pg_rewind failed (exit " + std::to_string(rc) + ")"
+                                        : "the data directory diverged from " + leader->name + " and use_pg_rewind is off";
+        if (v.config.remove_data_directory_on_rewind_failure) {
+            info(why + "; remove_data_directory_on_rewind_failure is on: re-cloning from the leader");
+            remove_dir_contents(c);
+            return Rejoin::Reclone;
+        }
+        die(why + ". The data directory " + c.pgdata + " is kept and PostgreSQL is not started. To rejoin, either fix "
+            "the cause and restart, or discard this copy: empty the data directory (it is then cloned from " +
+            leader->name + ") or set remove_data_directory_on_rewind_failure: true in the dynamic configuration");
+    }
+}
+
 int cmd_boot(const NodeConfig &c) {
     if (mkdir(c.pgdata.c_str(), 0700) != 0 && errno != EEXIST) die("cannot create " + c.pgdata + ": " + std::strerror(errno));
     chmod(c.pgdata.c_str(), 0700);
@@ -367,18 +523,10 @@ int cmd_boot(const NodeConfig &c) {
     const bool has_data = file_exists(c.pgdata + "/PG_VERSION");
     if (has_data) {
         write_managed_block(c);
-        ClusterView v;
-        std::string err;
-        if (!read_view(zk, store, v, err)) die("cannot read the cluster: " + err);
-        const Member *leader = v.leader_member();
-        if (v.leader && *v.leader != c.name && leader) {
-            bool standby = file_exists(c.pgdata + "/standby.signal");
-            if (!standby) info("this node was a primary, but " + leader->name + " holds the leader lock: starting as its standby");
-            configure_follower(c, *leader, v.config.use_slots);
-        } else {
-            info(v.leader ? "this node holds the leader lock" : "no leader yet: starting with the existing data");
+        switch (rejoin_existing(c, zk, store)) {
+            case Rejoin::Started: return 0;
+            case Rejoin::Reclone: break;  // data directory emptied: clone below
         }
-        return 0;
     }
     if (!dir_empty(c.pgdata)) die(c.pgdata + " is neither empty nor a PostgreSQL data directory; refusing to touch it");
 
@@ -392,10 +540,18 @@ int cmd_boot(const NodeConfig &c) {
         } else if (!v.initialize) {
             rc = zk_sync(zk, [&](ClusterStore::DoneCb cb) { store.create("initialize", "", false, cb); });
             if (rc == ZOK) {
+                // If bootstrap fails, give the race back (as Patroni does) so that
+                // this or another node can try again, and leave an empty directory.
+                g_on_die = [&] {
+                    std::cerr << "pg_hactl: bootstrap failed: removing the initialize key and the partial data directory" << std::endl;
+                    zk_sync(zk, [&](ClusterStore::DoneCb cb) { store.remove("initialize", -1, cb); });
+                    run("find " + shell_quote(c.pgdata) + " -mindepth 1 -maxdepth 1 -exec rm -rf {} +");
+                };
                 bootstrap_new_cluster(c);
                 std::string sysid = system_identifier(c);
                 rc = zk_sync(zk, [&](ClusterStore::DoneCb cb) { store.set_versioned("initialize", sysid, -1, cb); });
                 if (rc != ZOK) die("cannot record the system identifier in ZooKeeper: " + ZkSession::error_text(rc));
+                g_on_die = nullptr;
                 info("new cluster " + c.scope + " initialized, system identifier " + sysid);
                 return 0;
             }

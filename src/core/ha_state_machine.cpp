@@ -178,6 +178,10 @@ void decide_without_leader(const Observation &obs, Decision &d) {
                 d.actions.push_back(act(ActionKind::AcquireLeader));
                 return;
             }
+            if (!obs.watchdog_failure.empty()) {
+                d.message = "not taking the leader lock: " + obs.watchdog_failure;
+                return;
+            }
             int newest = newest_history_timeline(c);
             if (newest > obs.local.timeline) {
                 d.message = "not taking the leader lock: the cluster has promoted timeline " + std::to_string(newest) +
@@ -198,6 +202,7 @@ void decide_without_leader(const Observation &obs, Decision &d) {
             me.name = obs.me;
             me.tags = obs.tags;
             std::string why = failover_ineligibility(obs, me);
+            if (why.empty() && !obs.watchdog_failure.empty()) why = obs.watchdog_failure;
             if (!why.empty()) {
                 d.message = "not taking over: " + why;
                 return;
@@ -237,6 +242,9 @@ std::string failover_ineligibility(const Observation &obs, const Member &candida
     if (c.status_optime > pos && c.status_optime - pos > static_cast<Lsn>(c.config.maximum_lag_on_failover))
         return candidate.name + " lags " + mb(c.status_optime - pos) + " behind the last leader position, more than maximum_lag_on_failover (" +
                mb(static_cast<Lsn>(c.config.maximum_lag_on_failover)) + ")";
+    if (is_me && obs.peers_checked)
+        for (const auto &p : obs.primaries_alive)
+            if (p != obs.me) return "member " + p + " still runs as a primary";
     int newest = newest_history_timeline(c);
     if (is_me && obs.local.timeline > 0 && newest > 0 && obs.local.timeline < newest - 1)
         return candidate.name + " is on timeline " + std::to_string(obs.local.timeline) +
@@ -258,6 +266,13 @@ Decision decide(const Observation &obs) {
     Decision d;
     d.role = obs.role == LocalRole::Standby ? "replica" : obs.role == LocalRole::Stopped ? "uninitialized" : "primary";
     if (!obs.dcs_ok) {
+        if (obs.role == LocalRole::Primary && obs.was_leader && !obs.lease_valid && !obs.cluster.config.pause) {
+            // Another member may take over from now on: stop writing, shut down,
+            // come back through pg_hactl boot as a standby of whoever leads.
+            d.message = "the leader lease ran out and ZooKeeper cannot confirm the lock: fencing and shutting down";
+            d.actions.push_back(act(ActionKind::Demote));
+            return d;
+        }
         d.message = obs.role == LocalRole::Primary
                         ? (obs.lease_valid ? "ZooKeeper is unreachable; writes continue until the leader lease runs out"
                                            : "ZooKeeper is unreachable and there is no valid leader lease: writes are refused")
@@ -290,6 +305,14 @@ Decision decide(const Observation &obs) {
         if (!c.config_present) d.actions.insert(d.actions.begin(), act(ActionKind::WriteDefaultConfig));
     } else if (c.leader) {
         decide_with_other_leader(obs, d);
+    } else if (obs.failsafe_leader && obs.failsafe_leader->name != obs.me) {
+        // The leader lost ZooKeeper but proved over its API that it still runs
+        // (failsafe_mode): follow it as if it held the lock.
+        Observation o = obs;
+        o.cluster.leader = obs.failsafe_leader->name;
+        if (!o.cluster.member(obs.failsafe_leader->name)) o.cluster.members.push_back(*obs.failsafe_leader);
+        decide_with_other_leader(o, d);
+        d.message = "failsafe mode: " + d.message;
     } else {
         decide_without_leader(obs, d);
     }

@@ -38,6 +38,20 @@ struct Observation {
     // `peers_checked` is false the znode data alone is used.
     bool peers_checked = false;
     std::map<std::string, Lsn> peer_positions;
+    // Peers whose API said this loop that they run as a primary (not in
+    // recovery). While one does, nobody else takes over (Patroni's "primary
+    // is still alive"): it either still leads through failsafe mode or is
+    // about to fence itself.
+    std::vector<std::string> primaries_alive;
+    // We held the leader lock the last time ZooKeeper told us anything. With
+    // `dcs_ok` false and the lease run out, such a primary fences itself.
+    bool was_leader = false;
+    // failsafe_mode: a leader that lost ZooKeeper told us over POST /failsafe,
+    // less than ttl ago, that it still leads. While set we treat it as the
+    // leader even though the leader znode is gone.
+    std::optional<Member> failsafe_leader;
+    // The watchdog is required but could not be armed: no leadership.
+    std::string watchdog_failure;
 };
 
 enum class ActionKind {

@@ -244,3 +244,92 @@ TEST(StateMachine, NoZooKeeperNoAction) {
         EXPECT_TRUE(d.actions.empty()) << to_string(role);
     }
 }
+
+// ---- fencing without ZooKeeper, failsafe mode, REST cross-check, watchdog
+
+TEST(StateMachine, LeaderWithoutZooKeeperKeepsWritingWhileLeaseValid) {
+    auto o = base(LocalRole::Primary);
+    o.dcs_ok = false;
+    o.was_leader = true;
+    o.lease_valid = true;
+    auto d = decide(o);
+    EXPECT_TRUE(d.actions.empty());
+    EXPECT_NE(d.message.find("until the leader lease runs out"), std::string::npos);
+}
+
+TEST(StateMachine, LeaderWithoutZooKeeperFencesWhenLeaseRunsOut) {
+    auto o = base(LocalRole::Primary);
+    o.dcs_ok = false;
+    o.was_leader = true;
+    o.lease_valid = false;
+    auto d = decide(o);
+    ASSERT_TRUE(d.has(ActionKind::Demote));
+    EXPECT_EQ(d.actions.size(), 1u);
+    EXPECT_FALSE(d.is_leader);
+}
+
+TEST(StateMachine, NoFencingWithoutZooKeeperWhenPausedOrNotLeaderOrStandby) {
+    auto paused = base(LocalRole::Primary);
+    paused.dcs_ok = false;
+    paused.was_leader = true;
+    paused.cluster.config.pause = true;
+    EXPECT_TRUE(decide(paused).actions.empty());
+
+    auto never_led = base(LocalRole::Primary);  // writes are refused by the lease anyway
+    never_led.dcs_ok = false;
+    EXPECT_TRUE(decide(never_led).actions.empty());
+
+    auto standby = base(LocalRole::Standby);
+    standby.dcs_ok = false;
+    standby.was_leader = true;
+    EXPECT_TRUE(decide(standby).actions.empty());
+}
+
+TEST(StateMachine, FailsafeLeaderIsFollowedInsteadOfRacing) {
+    auto o = base(LocalRole::Standby);
+    o.cluster.config.failsafe_mode = true;
+    o.local.receive_lsn = o.local.replay_lsn = 5000;  // would win the race otherwise
+    Member fl = member("pg-9", "primary", 4000);
+    o.failsafe_leader = fl;
+    auto d = decide(o);
+    EXPECT_FALSE(d.has(ActionKind::AcquireLeader));
+    ASSERT_TRUE(d.has(ActionKind::Follow));
+    EXPECT_EQ(d.find(ActionKind::Follow)->target, "pg-9");
+    EXPECT_NE(d.message.find("failsafe"), std::string::npos);
+}
+
+TEST(StateMachine, PeerStillRunningAsPrimaryBlocksTakeover) {
+    auto o = base(LocalRole::Standby);
+    o.local.receive_lsn = o.local.replay_lsn = 5000;
+    o.peers_checked = true;
+    o.peer_positions = {{"pg-3", 800}};
+    o.primaries_alive = {"pg-2"};
+    auto d = decide(o);
+    EXPECT_FALSE(d.has(ActionKind::AcquireLeader));
+    EXPECT_NE(d.message.find("pg-2 still runs as a primary"), std::string::npos);
+    o.primaries_alive.clear();
+    EXPECT_TRUE(decide(o).has(ActionKind::AcquireLeader));
+}
+
+TEST(StateMachine, UnreachablePeerDropsOutOfTheRace) {
+    auto o = base(LocalRole::Standby);
+    o.local.receive_lsn = o.local.replay_lsn = 850;  // behind pg-2's znode (900)
+    EXPECT_FALSE(decide(o).has(ActionKind::AcquireLeader));
+    o.peers_checked = true;
+    o.peer_positions = {{"pg-3", 800}};  // pg-2 did not answer
+    EXPECT_TRUE(decide(o).has(ActionKind::AcquireLeader));
+    o.peer_positions = {{"pg-2", 2000}, {"pg-3", 800}};  // its API is ahead of its znode
+    EXPECT_FALSE(decide(o).has(ActionKind::AcquireLeader));
+}
+
+TEST(StateMachine, RequiredWatchdogFailureBlocksLeadership) {
+    auto s = base(LocalRole::Standby);
+    s.local.receive_lsn = s.local.replay_lsn = 5000;
+    s.watchdog_failure = "watchdog device /dev/watchdog is not usable";
+    auto d = decide(s);
+    EXPECT_FALSE(d.has(ActionKind::AcquireLeader));
+    EXPECT_NE(d.message.find("watchdog"), std::string::npos);
+    auto p = base(LocalRole::Primary);
+    p.watchdog_failure = "watchdog device /dev/watchdog is not usable";
+    EXPECT_FALSE(decide(p).has(ActionKind::AcquireLeader));
+}
