@@ -39,6 +39,9 @@ typedef struct PgHaSettings
 	bool		clonefrom;
 	int			lease_safety_margin_ms;
 	bool		lease_enforcement;
+	int			watchdog_mode;	/* 0 off, 1 automatic, 2 required */
+	const char *watchdog_device;
+	int			watchdog_safety_margin;	/* seconds; -1: ttl / 2 */
 } PgHaSettings;
 
 /* What the worker read from shared memory this iteration. */

@@ -9,12 +9,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -29,8 +31,10 @@
 #include "dcs/cluster_store.hpp"
 #include "dcs/zk_session.hpp"
 #include "http/api_server.hpp"
+#include "http/peer_client.hpp"
 #include "pg/engine_api.h"
 #include "pg/local_conn.hpp"
+#include "watchdog/watchdog.hpp"
 
 namespace pgha {
 namespace {
@@ -64,6 +68,46 @@ std::string unhex(const std::string &h) {
 
 }  // namespace
 
+// What a leader that lost ZooKeeper told us over POST /failsafe (written by
+// HTTP threads, read by the engine; never touches PostgreSQL).
+//
+// A promise given to a failsafe leader and our own bid for the lock exclude
+// each other under one mutex: once we accepted a failsafe heartbeat we do not
+// take the lock for ttl, and once we bid for (or hold) the lock we refuse
+// heartbeats, so the old leader cannot extend its lease past our promotion.
+class FailsafeBox {
+  public:
+    bool accept(const Member &leader, std::int64_t now_ms) {
+        std::lock_guard<std::mutex> g(mu_);
+        if (claimed_) return false;
+        leader_ = leader;
+        at_ms_ = now_ms;
+        return true;
+    }
+    // Before creating the leader znode: false while a promise is active.
+    bool claim(std::int64_t now_ms, int ttl_ms) {
+        std::lock_guard<std::mutex> g(mu_);
+        if (at_ms_ != 0 && now_ms - at_ms_ < ttl_ms) return false;
+        claimed_ = true;
+        return true;
+    }
+    void release() {
+        std::lock_guard<std::mutex> g(mu_);
+        claimed_ = false;
+    }
+    std::optional<Member> active(std::int64_t now_ms, int ttl_ms) const {
+        std::lock_guard<std::mutex> g(mu_);
+        if (at_ms_ == 0 || now_ms - at_ms_ >= ttl_ms) return std::nullopt;
+        return leader_;
+    }
+
+  private:
+    mutable std::mutex mu_;
+    Member leader_;
+    std::int64_t at_ms_ = 0;
+    bool claimed_ = false;
+};
+
 class Engine {
   public:
     explicit Engine(const PgHaSettings &s);
@@ -81,6 +125,10 @@ class Engine {
     Tags tags_;
     int margin_ms_;
     bool enforcement_;
+    Watchdog watchdog_;
+    std::string watchdog_msg_;
+    std::string watchdog_precheck() const;
+    void tend_watchdog();
 
     ZkSession zk_;
     std::unique_ptr<ClusterStore> store_;
@@ -115,6 +163,13 @@ class Engine {
     bool probe_ok_ = false;
     std::vector<WalSender> replication_;
     std::int64_t history_written_tl_ = 0;
+    FailsafeBox failsafe_box_;
+    std::int64_t failsafe_deadline_ = 0;   // lease extension confirmed by every member
+    std::int64_t next_failsafe_ms_ = 0;
+    int peer_timeout_ms() const;
+    void check_peers(Observation &obs);
+    void failsafe_round(std::int64_t now);
+    std::optional<HttpReply> management(const NodeSnapshot *snap, const HttpRequestView &req);
 
     std::vector<std::string> logs_;
     std::vector<const char *> log_ptrs_;
@@ -159,6 +214,11 @@ Engine::Engine(const PgHaSettings &s)
       port_(s.port),
       margin_ms_(s.lease_safety_margin_ms),
       enforcement_(s.lease_enforcement),
+      watchdog_(s_or(s.watchdog_device).empty() ? Watchdog::kDefaultDevice : s_or(s.watchdog_device),
+                s.watchdog_mode == 2 ? WatchdogMode::Required
+                : s.watchdog_mode == 1 ? WatchdogMode::Automatic
+                                       : WatchdogMode::Off,
+                s.watchdog_safety_margin),
       local_conn_("host=" + LocalConn::quote_literal(socket_dir_) + " port=" + std::to_string(s.port) +
                   " dbname=postgres user=" + LocalConn::quote_literal(superuser_) +
                   " password=" + LocalConn::quote_literal(superuser_password_) +
@@ -187,11 +247,14 @@ bool Engine::init(std::string &error) {
         return false;
     }
     zk_.set_watcher([this](const std::string &) { read_requested_ = true; });
+    api_.set_management_hook(
+        [this](const NodeSnapshot *snap, const HttpRequestView &req) { return management(snap, req); });
     return true;
 }
 
 void Engine::shutdown(bool release) {
     api_.stop();
+    if (release) watchdog_.disable();  // magic close: a clean stop must not reset the host
     if (zk_.is_open()) {
         if (release) {
             // A clean stop gives up the lock at once, so a standby can take over
@@ -237,12 +300,17 @@ void Engine::ensure_zk(std::int64_t now) {
         zk_.close();
         base_ensured_ = base_pending_ = false;
         view_ok_ = false;
-        is_leader_ = false;
+        if (is_leader_ && local_role() == LocalRole::Primary && failsafe_deadline_ <= now && !view_.config.pause) {
+            // The lock is gone with the session: someone else may lead already.
+            log("the leader's ZooKeeper session expired: fencing and shutting down to rejoin as a standby");
+            fence_ = shutdown_requested_ = true;
+        }
+        if (failsafe_deadline_ <= now) is_leader_ = false;
     }
     if (zk_.is_open() || now < zk_retry_ms_) return;
     ZkCredentials creds;
     bool resume = load_session(creds);
-    if (view_.config_present) requested_timeout_ms_ = view_.config.ttl * 1000;
+    if (view_.config_present && !resume) requested_timeout_ms_ = view_.config.ttl * 1000;
     std::string err;
     if (!zk_.open(zk_hosts_, requested_timeout_ms_, resume ? &creds : nullptr, err)) {
         log(err + " (check pg_ha.zookeeper_hosts); retrying in 5 s");
@@ -277,13 +345,148 @@ void Engine::wait_spec(PgHaWaitSpec &spec) {
 }
 
 std::int64_t Engine::lease_deadline() const {
+    if (!is_leader_) return 0;
+    // failsafe_mode: every member confirmed it will not take over before this.
+    std::int64_t lease = failsafe_deadline_;
     // While disconnected, what the server answered before still bounds its expiry.
-    if (!is_leader_ || !zk_.is_open() || zk_.expired()) return 0;
+    if (!zk_.is_open() || zk_.expired()) return lease;
     std::int64_t sent = zk_.last_answered_send_ms();
     int timeout = zk_.negotiated_timeout_ms();
-    if (sent == 0 || timeout <= 0) return 0;
+    if (sent == 0 || timeout <= 0) return lease;
     int margin = std::min(margin_ms_, timeout / 4);
-    return sent + timeout - margin;
+    return std::max(lease, sent + timeout - margin);
+}
+
+// required mode, before bidding for the lock: is the device there at all?
+// (Opening a real device would arm it, so only look.)
+std::string Engine::watchdog_precheck() const {
+    if (watchdog_.mode() != WatchdogMode::Required) return "";
+    struct stat st {};
+    const std::string &dev = watchdog_.device();
+    if (::stat(dev.c_str(), &st) != 0)
+        return "watchdog is required but " + dev + " does not exist (" + std::strerror(errno) + ")";
+    if (!S_ISCHR(st.st_mode) && !S_ISFIFO(st.st_mode)) return "watchdog is required but " + dev + " is not a device";
+    if (::access(dev.c_str(), W_OK) != 0)
+        return "watchdog is required but " + dev + " is not writable by this user (" + std::strerror(errno) + ")";
+    if (watchdog_timeout_for(view_.config.ttl, 0) == 0) return "watchdog is required but ttl is too small";
+    return "";
+}
+
+// Leader: armed, kept alive every loop (a stalled loop stops the keepalives
+// and the device resets the host). Not leader: disarmed with the magic close.
+void Engine::tend_watchdog() {
+    if (watchdog_.mode() == WatchdogMode::Off) return;
+    std::string msg;
+    if (is_leader_ && !fence_) {
+        bool ok = watchdog_.activate(view_.config.ttl, msg, 2);
+        if (ok && watchdog_.active()) ok = watchdog_.keepalive(msg);
+        if (!msg.empty() && msg != watchdog_msg_) log("watchdog: " + msg);
+        watchdog_msg_ = msg;
+        if (!ok) {
+            // required and not working: give the lock back, and stop writing.
+            log("watchdog is required but not working: giving up leadership");
+            store_->remove("leader", -1, [this](int) { read_requested_ = true; });
+            is_leader_ = false;
+            if (local_role() == LocalRole::Primary) fence_ = shutdown_requested_ = true;
+        }
+    } else if (watchdog_.active()) {
+        if (!watchdog_.disable(msg)) log("watchdog: " + msg);
+        else log("watchdog disarmed");
+        watchdog_msg_.clear();
+    }
+}
+
+int Engine::peer_timeout_ms() const {
+    int ttl_ms = (view_.config_present ? view_.config.ttl : 30) * 1000;
+    return std::max(300, std::min(2000, ttl_ms / 4));
+}
+
+// Like Patroni's _is_healthiest_node: ask every other member's API where it
+// stands, so a stale znode cannot make a lagging node the leader.
+void Engine::check_peers(Observation &obs) {
+    std::vector<PeerRequest> reqs;
+    for (const auto &m : view_.members) {
+        if (m.name == name_ || m.api_url.empty()) continue;
+        PeerRequest r;
+        r.name = m.name;
+        r.url = m.api_url;
+        reqs.push_back(r);
+    }
+    obs.peers_checked = true;
+    obs.peer_positions.clear();
+    obs.primaries_alive.clear();
+    if (reqs.empty()) return;
+    for (const auto &rep : http_parallel(reqs, peer_timeout_ms())) {
+        if (!rep.ok) {
+            log("failover check: " + rep.name + " did not answer (" + rep.error + ")");
+            continue;
+        }
+        PeerStatus st = parse_patroni_status(rep.body);
+        if (!st.valid) {
+            log("failover check: " + rep.name + " answered garbage: " + st.error);
+            continue;
+        }
+        if (st.state != "running") continue;
+        if (!st.in_recovery) {
+            obs.primaries_alive.push_back(rep.name);
+            continue;
+        }
+        if (!st.nofailover) obs.peer_positions[rep.name] = st.position;
+    }
+}
+
+// failsafe_mode on a leader without ZooKeeper: POST /failsafe to every member;
+// when all accept, none of them will take over for ttl from now, so the lease
+// may run until then (minus the margin).
+void Engine::failsafe_round(std::int64_t now) {
+    const int ttl_ms = view_.config.ttl * 1000;
+    next_failsafe_ms_ = now + std::max(1000, ttl_ms / 4);
+    nlohmann::json body = {{"name", name_}, {"conn_url", member_conn_url()}, {"api_url", member_api_url()}};
+    std::vector<PeerRequest> reqs;
+    for (const auto &m : view_.members) {
+        if (m.name == name_) continue;
+        PeerRequest r;
+        r.name = m.name;
+        r.method = "POST";
+        r.url = m.api_url.empty() ? "" : m.api_url.substr(0, m.api_url.rfind('/')) + "/failsafe";
+        r.body = body.dump();
+        reqs.push_back(r);
+    }
+    const std::int64_t sent = ZkSession::steady_ms();
+    bool all = true;
+    for (const auto &rep : http_parallel(reqs, peer_timeout_ms())) {
+        if (!rep.ok || rep.status != 200 || rep.body != "Accepted") {
+            all = false;
+            log("failsafe: " + rep.name + " did not accept (" + (rep.ok ? std::to_string(rep.status) + " " + rep.body : rep.error) + ")");
+        }
+    }
+    if (!all) return;
+    const int margin = std::min(margin_ms_, ttl_ms / 4);
+    if (failsafe_deadline_ <= now) log("failsafe mode: ZooKeeper is unreachable but every member confirmed this leader; continuing as primary");
+    failsafe_deadline_ = sent + ttl_ms - margin;
+}
+
+std::optional<HttpReply> Engine::management(const NodeSnapshot *snap, const HttpRequestView &req) {
+    // Runs on an HTTP thread: snapshot and thread-safe boxes only.
+    if (req.method == "POST" && req.path == "/failsafe") {
+        if (!snap || !snap->cluster.config.failsafe_mode) return HttpReply{502, "text/plain", "failsafe mode is off"};
+        nlohmann::json j = nlohmann::json::parse(req.body, nullptr, false);
+        if (!j.is_object() || !j.contains("name") || !j["name"].is_string() || !j.contains("conn_url") ||
+            !j["conn_url"].is_string() || !j.contains("api_url") || !j["api_url"].is_string())
+            return HttpReply{400, "text/plain", "expected {\"name\": ..., \"conn_url\": ..., \"api_url\": ...}"};
+        if ((snap->role == "primary" && snap->state == "running") || snap->is_leader)
+            return HttpReply{500, "text/plain", "Running as a leader"};
+        Member m;
+        m.name = j["name"].get<std::string>();
+        m.conn_url = j["conn_url"].get<std::string>();
+        m.api_url = j["api_url"].get<std::string>();
+        m.state = "running";
+        m.role = "primary";
+        if (!failsafe_box_.accept(m, ZkSession::steady_ms()))
+            return HttpReply{500, "text/plain", "Running as a leader"};
+        return HttpReply{200, "text/plain", "Accepted"};
+    }
+    return std::nullopt;
 }
 
 void Engine::start_read() {
@@ -308,6 +511,18 @@ void Engine::on_cluster(bool ok, const ClusterView &v, const std::string &err) {
     view_ = v;
     view_ok_ = true;
     dcs_last_seen_ = std::time(nullptr);
+    failsafe_deadline_ = 0;  // ZooKeeper answers again: the lock is what counts
+    if (view_.config_present && view_.config.ttl * 1000 != requested_timeout_ms_ && !is_leader_) {
+        // A ZooKeeper session's timeout is fixed when it is created: start a
+        // new one (a leader keeps its session; the new ttl applies to its next).
+        requested_timeout_ms_ = view_.config.ttl * 1000;
+        log("ttl is " + std::to_string(view_.config.ttl) + " s: reconnecting to ZooKeeper with that session timeout");
+        std::remove(session_file().c_str());
+        zk_.close();
+        base_ensured_ = base_pending_ = false;
+        view_ok_ = false;
+        return;
+    }
     decide_and_act();
 }
 
@@ -375,21 +590,32 @@ void Engine::decide_and_act() {
     obs.local = ls;
     obs.dcs_ok = view_ok_ && zk_.connected();
     obs.session_id = zk_.session_id();
-    obs.lease_valid = lease_deadline() > ZkSession::steady_ms();
+    const std::int64_t now = ZkSession::steady_ms();
+    if (view_.config.failsafe_mode && is_leader_ && obs.role == LocalRole::Primary && !obs.dcs_ok &&
+        now >= next_failsafe_ms_)
+        failsafe_round(now);
+    obs.lease_valid = lease_deadline() > now;
+    obs.was_leader = is_leader_;
     obs.cluster = view_;
+    if (view_.config.failsafe_mode) obs.failsafe_leader = failsafe_box_.active(now, view_.config.ttl * 1000);
+    if (!is_leader_) obs.watchdog_failure = watchdog_precheck();
     Decision d = decide(obs);
+    if (d.has(ActionKind::AcquireLeader) && obs.role == LocalRole::Standby) {
+        // Failover race: confirm over the peers' APIs before taking the lock.
+        check_peers(obs);
+        d = decide(obs);
+    }
     if (d.message != message_) log(d.message);
     message_ = d.message;
     role_ = d.role;
     bool was_leader = is_leader_;
     // Without a fresh view leadership is unknown: keep it, the lease bounds it.
     if (obs.dcs_ok) is_leader_ = d.is_leader;
+    if (obs.dcs_ok && !is_leader_ && !d.has(ActionKind::AcquireLeader)) failsafe_box_.release();
     if (is_leader_ && !was_leader) log("this node (" + name_ + ") now holds the leader lock");
     if (!is_leader_ && was_leader) log("this node (" + name_ + ") no longer holds the leader lock");
-    if (obs.dcs_ok) {
-        execute(d, obs);
-        touch_member(ls);
-    }
+    execute(d, obs);  // without ZooKeeper decide() asks for nothing but fencing
+    if (obs.dcs_ok) touch_member(ls);
     publish(ls);
 }
 
@@ -408,6 +634,10 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                 });
                 break;
             case ActionKind::AcquireLeader:
+                if (!failsafe_box_.claim(now, view_.config.ttl * 1000)) {
+                    log("not taking the leader lock: a failsafe leader heartbeat arrived less than ttl ago");
+                    break;
+                }
                 store_->create("leader", name_, true, [this](int rc) {
                     if (rc == ZOK) log("acquired the leader lock");
                     else if (rc != ZNODEEXISTS) log("cannot create the leader lock: " + ZkSession::error_text(rc));
@@ -430,7 +660,8 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                 break;
             case ActionKind::Demote:
                 if (!shutdown_requested_) {
-                    log("fencing: " + a.target + " holds the leader lock; refusing writes and shutting down to rejoin as a standby");
+                    log(a.target.empty() ? "fencing: refusing connections and writes, shutting down to rejoin as a standby"
+                                         : "fencing: " + a.target + " holds the leader lock; refusing writes and shutting down to rejoin as a standby");
                     fence_ = true;
                     shutdown_requested_ = true;
                 }
@@ -635,6 +866,15 @@ void Engine::step(const PgHaLocal &local, bool r, bool w, PgHaOutputs &out) {
         view_ok_ = false;
         decide_and_act();
     }
+    if (is_leader_ && !fence_ && local_role() == LocalRole::Primary && lease_deadline() <= now && zk_.connected() &&
+        now >= next_read_ms_) {
+        // Connected, but no answer renewed the lease in time (ZooKeeper stalled):
+        // decide on what we know, which fences.
+        next_read_ms_ = now + 1000;
+        view_ok_ = false;
+        decide_and_act();
+    }
+    tend_watchdog();  // every iteration (at least once a second) while leading
     if (status_json_.empty()) publish(local_state());
 
     out.lease_deadline_ms = lease_deadline();

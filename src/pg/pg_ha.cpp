@@ -46,6 +46,23 @@ bool		pgha_nosync = false;
 bool		pgha_clonefrom = false;
 bool		pgha_lease_enforcement = true;
 int			pgha_lease_safety_margin_ms = 2000;
+int			pgha_watchdog_mode = 1;	/* automatic */
+char	   *pgha_watchdog_device = NULL;
+int			pgha_watchdog_safety_margin = 5;
+
+static const struct config_enum_entry watchdog_mode_options[] = {
+	{"off", 0, false},
+	{"automatic", 1, false},
+	{"required", 2, false},
+	{"false", 0, true},
+	{"no", 0, true},
+	{"auto", 1, true},
+	{"true", 1, true},
+	{"yes", 1, true},
+	{"on", 1, true},
+	{"require", 2, true},
+	{NULL, 0, false}
+};
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -152,6 +169,15 @@ define_gucs(void)
 							"How long before the ZooKeeper session could expire the leader lease ends.",
 							NULL, &pgha_lease_safety_margin_ms, 2000, 100, 60000, PGC_POSTMASTER, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomEnumVariable("pg_ha.watchdog_mode",
+							 "Linux watchdog for the leader: off, automatic (use it when it works) or required (no leadership without it).",
+							 NULL, &pgha_watchdog_mode, 1, watchdog_mode_options, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ha.watchdog_device",
+							   "Watchdog device the leader keeps alive (a FIFO selects the test emulator's protocol).",
+							   NULL, &pgha_watchdog_device, "/dev/watchdog", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_ha.watchdog_safety_margin",
+							"Seconds between the watchdog firing and the end of ttl (watchdog timeout = ttl - margin; -1: ttl / 2).",
+							NULL, &pgha_watchdog_safety_margin, 5, -1, 3600, PGC_POSTMASTER, GUC_UNIT_S, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pg_ha");
 }
 

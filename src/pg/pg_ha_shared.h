@@ -54,6 +54,9 @@ extern bool pgha_nosync;
 extern bool pgha_clonefrom;
 extern bool pgha_lease_enforcement;
 extern int	pgha_lease_safety_margin_ms;
+extern int	pgha_watchdog_mode;
+extern char *pgha_watchdog_device;
+extern int	pgha_watchdog_safety_margin;
 
 /* true when pg_ha.scope etc. are set, i.e. this node is under HA control */
 extern bool pgha_configured(void);

@@ -199,6 +199,9 @@ pg_ha_worker_main(Datum main_arg)
 	settings.clonefrom = pgha_clonefrom;
 	settings.lease_safety_margin_ms = pgha_lease_safety_margin_ms;
 	settings.lease_enforcement = pgha_lease_enforcement;
+	settings.watchdog_mode = pgha_watchdog_mode;
+	settings.watchdog_device = pgha_watchdog_device;
+	settings.watchdog_safety_margin = pgha_watchdog_safety_margin;
 
 	/* the first directory of unix_socket_directories */
 	{
