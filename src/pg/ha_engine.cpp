@@ -126,6 +126,7 @@ class Engine {
     int margin_ms_;
     bool enforcement_;
     Watchdog watchdog_;
+    int watchdog_margin_s_;
     std::string watchdog_msg_;
     std::string watchdog_precheck() const;
     void tend_watchdog();
@@ -219,6 +220,7 @@ Engine::Engine(const PgHaSettings &s)
                 : s.watchdog_mode == 1 ? WatchdogMode::Automatic
                                        : WatchdogMode::Off,
                 s.watchdog_safety_margin),
+      watchdog_margin_s_(s.watchdog_safety_margin),
       local_conn_("host=" + LocalConn::quote_literal(socket_dir_) + " port=" + std::to_string(s.port) +
                   " dbname=postgres user=" + LocalConn::quote_literal(superuser_) +
                   " password=" + LocalConn::quote_literal(superuser_password_) +
@@ -368,7 +370,8 @@ std::string Engine::watchdog_precheck() const {
     if (!S_ISCHR(st.st_mode) && !S_ISFIFO(st.st_mode)) return "watchdog is required but " + dev + " is not a device";
     if (::access(dev.c_str(), W_OK) != 0)
         return "watchdog is required but " + dev + " is not writable by this user (" + std::strerror(errno) + ")";
-    if (watchdog_timeout_for(view_.config.ttl, 0) == 0) return "watchdog is required but ttl is too small";
+    if (watchdog_timeout_for(view_.config.ttl, watchdog_margin_s_) == 0)
+        return "watchdog is required but ttl " + std::to_string(view_.config.ttl) + " s leaves no timeout after the safety margin";
     return "";
 }
 
