@@ -430,6 +430,26 @@ std::string find_after(const std::string &text, const std::string &key) {
     return text.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
 }
 
+// End of the valid local WAL on `tli`, read with pg_waldump from the last
+// checkpoint's redo point without touching the data directory; 0 if unknown.
+Lsn local_wal_end(const NodeConfig &c, const std::map<std::string, std::string> &cd, int tli) {
+    auto redo = cd.find("Latest checkpoint's REDO location");
+    if (redo == cd.end() || tli <= 0) return 0;
+    std::string cmd = "LC_ALL=C " + shell_quote(c.bindir + "/pg_waldump") + " --quiet --path=" +
+                      shell_quote(c.pgdata + "/pg_wal") + " --timeline=" + std::to_string(tli) + " --start=" +
+                      shell_quote(redo->second) + " 2>&1";
+    FILE *p = popen(cmd.c_str(), "r");
+    if (!p) return 0;
+    std::string out;
+    char buf[512];
+    while (fgets(buf, sizeof buf, p)) out += buf;
+    pclose(p);
+    // "error in WAL record at A: invalid record length at B: ..." -> B is where valid WAL ends.
+    std::string end = find_after(out, "invalid record length at ");
+    if (!end.empty() && end.back() == ':') end.pop_back();
+    return parse_lsn(end).value_or(0);
+}
+
 enum class Rejoin { Started, Reclone };
 
 // Existing data directory. Another member leads: make this node its standby,
@@ -442,6 +462,15 @@ Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) 
         ClusterView v;
         std::string err;
         if (!read_view(zk, store, v, err)) die("cannot read the cluster: " + err);
+        if (!v.leader && v.failover && !v.failover->candidate.empty() && v.failover->candidate != c.name &&
+            ZkSession::steady_ms() < deadline) {
+            // A switchover hands the lock to another member: follow it, do not
+            // come back as the primary in between.
+            if (!said) info("switchover to " + v.failover->candidate + " in progress: waiting for it to take the leader lock");
+            said = true;
+            zk_run_until(zk, [] { return false; }, 200);
+            continue;
+        }
         if (!v.leader || *v.leader == c.name) {
             info(v.leader ? "this node holds the leader lock: starting with the existing data"
                           : "no leader yet: starting with the existing data (the worker campaigns once it runs)");
@@ -466,6 +495,24 @@ Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) 
             said = true;
             zk_run_until(zk, [] { return false; }, 1000);
             continue;
+        }
+        // Stopped without a shutdown checkpoint right after handing over (fast
+        // switchover): if the local WAL ends at or before the point where the
+        // leader's timeline forked from ours, there is nothing to rewind.
+        if (was_primary && cd["Database cluster state"] == "in production") {
+            Lsn end = local_wal_end(c, cd, local_tl);
+            Lsn fork = 0;
+            for (const auto &h : v.history)
+                if (h.timeline == local_tl) fork = h.lsn;
+            if (end != 0 && fork != 0 && end <= fork) {
+                info("local WAL ends at " + format_lsn(end) + ", at or before " + leader->name + "'s switch point " +
+                     format_lsn(fork) + " on timeline " + std::to_string(local_tl) + ": no rewind needed");
+                for (const char *f : {"/pg_ha.zksession", "/promote", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
+                configure_follower(c, *leader, v.config.use_slots);
+                return Rejoin::Started;
+            }
+            if (end != 0 && fork != 0)
+                info("local WAL ends at " + format_lsn(end) + ", after the switch point " + format_lsn(fork) + ": rewinding");
         }
         info(std::string("this node ") + (was_primary ? "was a primary" : "is a standby on timeline " + std::to_string(local_tl)) +
              " and " + leader->name + " now leads on timeline " + std::to_string(leader->timeline) +

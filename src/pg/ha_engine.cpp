@@ -727,6 +727,21 @@ void Engine::record_promotion(const LocalState &ls) {
     HistoryEntry e;
     e.timeline = ls.timeline - 1;
     e.lsn = view_.status_optime ? view_.status_optime : ls.write_lsn;
+    // The exact switch point, as Patroni records it: the last line of our
+    // timeline history file ("<parent tli>\t<switch lsn>\t<reason>").
+    char hist[32];
+    std::snprintf(hist, sizeof hist, "pg_wal/%08X.history", static_cast<unsigned>(ls.timeline));
+    {
+        std::ifstream in(data_dir_ + "/" + hist);
+        std::string line, last;
+        while (std::getline(in, line))
+            if (!line.empty() && line[0] != '#') last = line;
+        std::istringstream fields(last);
+        std::string tli, lsn;
+        if (fields >> tli >> lsn) {
+            if (auto l = parse_lsn(lsn)) e.lsn = *l;
+        }
+    }
     e.reason = "pg_ha: " + name_ + " promoted";
     e.timestamp = iso_now();
     e.new_leader = name_;
