@@ -66,6 +66,7 @@ REPO_DIR = HERE.parent.parent
 ENTRYPOINT = REPO_DIR / "docker" / "entrypoint.sh"
 HAPROXY_CFG = REPO_DIR / "docker" / "haproxy.cfg"
 REAPER = HERE / "reaper.py"
+WATCHDOG_EMULATOR = HERE / "watchdog_emulator.py"
 
 # PGHA_NET_ID (0-9) gives a separate network, namespaces and run directory so
 # that several harness runs can share one machine; 0 is the default layout.
@@ -320,6 +321,20 @@ def _chown_postgres(path):
     import pwd
     pw = pwd.getpwnam("postgres")
     os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def spawn_root(argv, log_path, marker, env=None):
+    """Start a long-running process in the root namespace under reaper.py (e.g.
+    the watchdog emulator, which must survive the host it resets). `marker`
+    (starting with NS_PREFIX) tags it so cleanup_leftovers() kills it."""
+    if not marker.startswith(NS_PREFIX):
+        raise ValueError("marker must start with %s" % NS_PREFIX)
+    full_env = dict(env if env is not None else {"PATH": SAFE_PATH, "LANG": "C.UTF-8"})
+    full_env[HOST_MARKER] = marker
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, str(REAPER)] + [str(a) for a in argv],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=full_env, start_new_session=True, close_fds=True)
 
 
 def extension_installed():
@@ -722,6 +737,14 @@ def query(conn, sql, params=None):
         return cur.fetchall() if cur.description else None
 
 
+def lsn_to_int(text):
+    """'0/3000060' -> 50331744 (None stays None)."""
+    if text is None:
+        return None
+    hi, lo = str(text).split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
 def connection_broken(conn):
     """True when a trivial query on conn fails (e.g. the server crash-restarted)."""
     try:
@@ -770,13 +793,18 @@ class PgNode:
         self.extra_settings = ""             # this node's PGHA_EXTRA_SETTINGS lines
         self.extra_env = {}                  # e.g. {"PGHA_NOFAILOVER": "on"}
         self.supervisor = None
+        self.watchdog = False                # run the watchdog emulator (Cluster(watchdog=True))
+        self.watchdog_fifo = self.dir / "watchdog.fifo"
+        self.watchdog_log = self.dir / "watchdog.log"
+        self.watchdog_proc = None
 
     def __repr__(self):
         return "PgNode(%s %s)" % (self.name, self.ip)
 
     # -- environment and lifecycle
     def env(self):
-        extra = "\n".join(s for s in (self.cluster_env.get("extra_settings", ""), self.extra_settings) if s)
+        extra = "\n".join(s for s in (self.cluster_env.get("extra_settings", ""), self.watchdog_settings(),
+                                      self.extra_settings) if s)
         env = {
             "PATH": SAFE_PATH,
             "LANG": "C.UTF-8",
@@ -797,14 +825,48 @@ class PgNode:
         env.update(self.extra_env)
         return env
 
+    def watchdog_settings(self):
+        """Settings lines pointing pg_ha at this node's emulated watchdog device."""
+        if not self.watchdog:
+            return ""
+        return "pg_ha.watchdog_mode = 'required'\npg_ha.watchdog_device = '%s'" % self.watchdog_fifo
+
+    def start_watchdog(self, timeout=15.0):
+        """Start tests/cluster/watchdog_emulator.py for this node (root namespace,
+        so it outlives the host it resets) unless it is running; waits for its FIFO."""
+        if self.watchdog_proc is not None and self.watchdog_proc.poll() is None:
+            return self.watchdog_proc
+        if not WATCHDOG_EMULATOR.exists():
+            raise HarnessError("%s is missing" % WATCHDOG_EMULATOR)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _chown_postgres(self.dir)
+        self.watchdog_proc = spawn_root(
+            [sys.executable, WATCHDOG_EMULATOR, "--fifo", self.watchdog_fifo, "--netns", self.host.ns,
+             "--owner", "postgres", "--log", self.watchdog_log],
+            self.dir / "watchdog.out", marker=self.host.ns + "-watchdog")
+        wait_for(lambda: self.watchdog_fifo.exists() or self.watchdog_proc.poll() is not None,
+                 timeout=timeout, interval=0.05, description="watchdog FIFO %s" % self.watchdog_fifo)
+        if self.watchdog_proc.poll() is not None:
+            raise HarnessError("watchdog emulator of %s exited (rc=%s): %s" % (
+                self.name, self.watchdog_proc.returncode, _tail(self.dir / "watchdog.out", 20)))
+        return self.watchdog_proc
+
+    def watchdog_log_text(self):
+        try:
+            return self.watchdog_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
     def start(self):
         """Start the host: the supervisor loop running docker/entrypoint.sh.
-        Also "power the host back on" after kill_host()."""
+        Also "power the host back on" after kill_host() (or a watchdog reset)."""
         if self.supervisor_running():
             return
         for d in (self.dir, self.socket_dir):
             d.mkdir(parents=True, exist_ok=True)
             _chown_postgres(d)
+        if self.watchdog:
+            self.start_watchdog()
         self.supervisor_path.write_text(SUPERVISOR_SCRIPT % {
             "max": SUPERVISOR_MAX_RUNS, "entrypoint": ENTRYPOINT})
         self.supervisor = self.host.spawn(["/bin/sh", self.supervisor_path], self.log_path, env=self.env())
@@ -859,6 +921,42 @@ class PgNode:
         os.kill(pid, signal.SIGCONT)
         return pid
 
+    def process_pids(self, title):
+        """PIDs of this host's processes whose command line contains `title`
+        (e.g. "pg_ha worker", "walsender")."""
+        out = []
+        for pid in self.host.pids():
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if title.encode() in cmd:
+                out.append(pid)
+        return out
+
+    def worker_pid(self):
+        """PID of the pg_ha background worker, or None."""
+        pids = self.process_pids("pg_ha worker")
+        return pids[0] if pids else None
+
+    def freeze(self):
+        """SIGSTOP the postmaster and the pg_ha worker (a hung primary: the
+        other backends keep running). Returns the pids for thaw()."""
+        pm = self.postmaster_pid()
+        worker = self.worker_pid()
+        if pm is None or worker is None:
+            raise HarnessError("%s: postmaster %s, worker %s" % (self.name, pm, worker))
+        for pid in (worker, pm):
+            os.kill(pid, signal.SIGSTOP)
+        return [worker, pm]
+
+    def thaw(self, pids):
+        """SIGCONT what freeze() stopped (those still alive)."""
+        for pid in reversed(pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
     def kill_backend(self):
         """SIGKILL one client backend: PostgreSQL crash-restarts (all backends and
         the pg_ha worker die and start again). Returns the killed pid."""
@@ -902,6 +1000,32 @@ class PgNode:
 
     def wal_receiver_status(self):
         return self.sql_value("select status from pg_stat_wal_receiver")
+
+    def wal_receiver(self):
+        """(status, sender_host) of the WAL receiver, or None when there is none."""
+        rows = self.sql("select status, sender_host from pg_stat_wal_receiver")
+        return tuple(rows[0]) if rows else None
+
+    def streams_from(self, upstream):
+        """True when this node is in recovery and its WAL receiver streams from `upstream`."""
+        if not self.in_recovery():
+            return False
+        wr = self.wal_receiver()
+        return bool(wr) and wr[0] == "streaming" and wr[1] in (upstream.ip, upstream.name)
+
+    def timeline(self):
+        """Timeline this server writes (primary) or replays (standby)."""
+        return int(self.sql_value("select case when pg_is_in_recovery() "
+                                  "then (select received_tli from pg_stat_wal_receiver) "
+                                  "else ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))"
+                                  "::bit(32)::int end") or 0)
+
+    def current_lsn(self):
+        """pg_current_wal_lsn() (primary) or the newest received/replayed LSN (standby), as an int."""
+        text = self.sql_value("select case when pg_is_in_recovery() then "
+                              "greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) "
+                              "else pg_current_wal_lsn() end::text")
+        return lsn_to_int(text)
 
     def accepts_writes(self):
         """True when a write commits here (uses table pgha_probe)."""
@@ -1058,6 +1182,77 @@ class RoleMonitor:
         return "\n".join(lines)
 
 
+class LeaderWatch:
+    """Poll the leader znode every `interval` s (kazoo, own thread) and record
+    when each value first appeared, on time.monotonic() (the clock the
+    split-brain writers use)."""
+
+    def __init__(self, cluster, interval=0.05, max_duration=1800.0):
+        self.cluster = cluster
+        self.interval = interval
+        self.max_duration = max_duration
+        self.changes = []          # [(monotonic time, value)] on every change (None = absent)
+        self.errors = 0
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, daemon=True, name="leader-watch")
+        self._thread.start()
+        return self
+
+    def _run(self):
+        end = time.monotonic() + self.max_duration
+        last = object()
+        while not self._stop.is_set() and time.monotonic() < end:
+            try:
+                value = self.cluster.leader_name(timeout=1.0)
+            except Exception:  # noqa: BLE001 - ZooKeeper may be down on purpose
+                self.errors += 1
+            else:
+                self.polls += 1
+                if value != last:
+                    self.changes.append((time.monotonic(), value))
+                    last = value
+            self._stop.wait(self.interval)
+
+    def stop(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        return self
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def current(self):
+        return self.changes[-1][1] if self.changes else None
+
+    def first_time(self, predicate, after=None):
+        """Monotonic time the leader value first satisfied predicate(value) (after `after`), or None."""
+        for t, v in self.changes:
+            if (after is None or t >= after) and predicate(v):
+                return t
+        return None
+
+    def values(self):
+        """Distinct successive non-empty leader values."""
+        out = []
+        for _, v in self.changes:
+            if v and (not out or out[-1] != v):
+                out.append(v)
+        return out
+
+    def describe(self, t0=None):
+        t0 = t0 if t0 is not None else (self.changes[0][0] if self.changes else 0.0)
+        return "leader znode (%d polls, %d errors): %s" % (
+            self.polls, self.errors, " ".join("%+.2fs:%s" % (t - t0, v) for t, v in self.changes))
+
+
 # --------------------------------------------------------------------------
 # the cluster
 
@@ -1071,14 +1266,20 @@ class Cluster:
     def __init__(self, nodes=3, zk_servers=1, scope="batman", namespace="/service",
                  tick_time=2000, min_session_timeout=1000, max_session_timeout=None,
                  extra_settings="", node_settings=None, node_env=None, env=None,
-                 haproxy=True, base_dir=None, keep_dir=None, run_id=None, pg_hactl_dir=None):
+                 haproxy=True, base_dir=None, keep_dir=None, run_id=None, pg_hactl_dir=None,
+                 dynamic_config=None, watchdog=False):
         """nodes: number of PostgreSQL nodes (pg-1..pg-N); zk_servers: 1 or 3;
         tick_time/min_session_timeout/max_session_timeout: ZooKeeper (ms);
         extra_settings: PGHA_EXTRA_SETTINGS lines for every node, node_settings:
         {"pg-1": "lines"} for one node; node_env: {"pg-1": {"PGHA_NOFAILOVER": "on"}};
         env: extra environment for every node; keep_dir: keep the run directory
         at teardown (default: $PGHA_TEST_KEEP); pg_hactl_dir: a directory put
-        first on the nodes' PATH to use another pg_hactl (harness self-tests)."""
+        first on the nodes' PATH to use another pg_hactl (harness self-tests);
+        dynamic_config: {key: value} written to the `config` znode (Patroni's
+        format) by start_nodes() before the first node starts, e.g. {"ttl": 10,
+        "loop_wait": 2, "retry_timeout": 2}; watchdog: give every node an
+        emulated watchdog device (watchdog_emulator.py on a FIFO under the
+        node's directory, pg_ha.watchdog_mode = required)."""
         if zk_servers not in (1, 3):
             raise ValueError("zk_servers must be 1 (standalone) or 3 (ensemble)")
         self.run_id = run_id or "%s-%d-%04x" % (time.strftime("%Y%m%d-%H%M%S"), os.getpid(),
@@ -1111,7 +1312,9 @@ class Cluster:
             node = PgNode(i, Host(*node_host_spec(i)), self.base_dir, self.env)
             node.extra_settings = (node_settings or {}).get(node.name, "")
             node.extra_env = dict((node_env or {}).get(node.name, {}))
+            node.watchdog = bool(watchdog)
             self.nodes.append(node)
+        self.initial_dynamic_config = dict(dynamic_config or {})
         self.proxy_host = Host(*PROXY_HOST_SPEC) if haproxy else None
         self.haproxy = HAProxy(self.proxy_host, self.base_dir) if haproxy else None
         hosts = self.zk_hosts + [n.host for n in self.nodes] + ([self.proxy_host] if haproxy else [])
@@ -1159,6 +1362,8 @@ class Cluster:
         """Start the supervisors of the given nodes (all by default), `stagger` seconds apart."""
         if not self.pg_hactl_dir and not extension_installed():
             raise HarnessError("pg_ha is not installed (%s, %s): run `make install` first" % (PG_HA_SO, PG_HACTL))
+        if self.initial_dynamic_config and self.zk_get("config") is None:
+            self.set_dynamic_config(self.initial_dynamic_config)
         for i, node in enumerate(self._resolve(nodes)):
             if i and stagger:
                 time.sleep(stagger)
@@ -1247,6 +1452,52 @@ class Cluster:
         """Member name held by the leader znode, or None."""
         value = self.zk_get("leader", timeout=timeout)
         return value.strip() if value else value
+
+    def zk_json(self, path, timeout=5.0):
+        """Parsed JSON of a znode (None when absent, raw text when not JSON)."""
+        raw = self.zk_get(path, timeout=timeout)
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw) if raw else {}
+        except ValueError:
+            return raw
+
+    def dynamic_config(self):
+        """The `config` znode as a dict ({} when absent)."""
+        value = self.zk_json("config")
+        return value if isinstance(value, dict) else {}
+
+    def set_dynamic_config(self, patch, replace=False):
+        """Merge `patch` into the `config` znode (create it if absent; replace=True
+        drops the other keys). Nodes pick it up within loop_wait (they watch it)."""
+        from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+        path = self.zk_path("config")
+        zk = self.zk()
+        for _ in range(20):
+            try:
+                data, stat = zk.get(path)
+            except NoNodeError:
+                try:
+                    zk.create(path, json.dumps(patch).encode(), makepath=True)
+                    return dict(patch)
+                except NodeExistsError:
+                    continue
+            current = {} if replace else json.loads(data.decode() or "{}")
+            current.update(patch)
+            try:
+                zk.set(path, json.dumps(current).encode(), version=stat.version)
+                return current
+            except BadVersionError:
+                continue
+        raise HarnessError("could not update %s (concurrent writers)" % path)
+
+    def status_optime(self):
+        """`optime` of the status znode (the leader's last published WAL position), or None."""
+        st = self.zk_json("status")
+        if isinstance(st, dict) and st.get("optime") is not None:
+            return int(st["optime"])
+        return None
 
     def members(self):
         """{member name: parsed JSON} from members/*."""
@@ -1383,6 +1634,10 @@ class Cluster:
     def monitor(self, **kw):
         """A RoleMonitor over this cluster (use as a context manager)."""
         return RoleMonitor(self, **kw)
+
+    def leader_watch(self, interval=0.05):
+        """A LeaderWatch over this cluster (use as a context manager)."""
+        return LeaderWatch(self, interval=interval)
 
 
 # --------------------------------------------------------------------------
