@@ -28,6 +28,8 @@ const char *to_string(ActionKind k) {
         case ActionKind::Follow: return "follow";
         case ActionKind::WriteStatus: return "write_status";
         case ActionKind::EnsureSlots: return "ensure_slots";
+        case ActionKind::Handover: return "handover";
+        case ActionKind::ClearFailover: return "clear_failover";
     }
     return "unknown";
 }
@@ -83,6 +85,33 @@ void decide_as_leader(const Observation &obs, Decision &d) {
                 newest_history_timeline(obs.cluster) < obs.local.timeline) {
                 // We run on a timeline `history` does not know yet: we were promoted.
                 if (obs.local.timeline > 1) d.actions.push_back(act(ActionKind::RecordPromotion));
+            }
+            if (obs.cluster.failover) {
+                const FailoverRequest &f = *obs.cluster.failover;
+                std::string target = f.candidate;
+                if (!f.leader.empty() && f.leader != obs.me) {
+                    d.message = "ignoring the failover key: it names " + f.leader + " as the leader, not " + obs.me;
+                    d.actions.push_back(act(ActionKind::ClearFailover));
+                } else if (target == obs.me) {
+                    d.message = "switchover to " + obs.me + " done";
+                    d.actions.push_back(act(ActionKind::ClearFailover));
+                } else if (!obs.failover_due) {
+                    d.message = "switchover scheduled at " + f.scheduled_at;
+                } else {
+                    if (target.empty()) target = best_switchover_candidate(obs.cluster, obs.me);
+                    std::string why = target.empty() ? "no member can take over"
+                                                     : switchover_ineligibility(obs.cluster, obs.me, target);
+                    if (!why.empty()) {
+                        d.message = "switchover not possible: " + why;
+                        d.actions.push_back(act(ActionKind::ClearFailover));
+                    } else {
+                        d.message = "switchover: handing the leader lock over to " + target;
+                        Action a = act(ActionKind::Handover);
+                        a.target = target;
+                        d.actions.push_back(a);
+                        return;
+                    }
+                }
             }
             if (cfg.use_slots) {
                 Action a = act(ActionKind::EnsureSlots);
@@ -182,6 +211,13 @@ void decide_without_leader(const Observation &obs, Decision &d) {
                 d.message = "not taking the leader lock: " + obs.watchdog_failure;
                 return;
             }
+            if (c.failover && !c.failover->candidate.empty() && c.failover->candidate != obs.me) {
+                const Member *cand = c.member(c.failover->candidate);
+                if (cand && cand->state == "running") {
+                    d.message = "switchover to " + c.failover->candidate + " in progress: not taking the leader lock";
+                    return;
+                }
+            }
             int newest = newest_history_timeline(c);
             if (newest > obs.local.timeline) {
                 d.message = "not taking the leader lock: the cluster has promoted timeline " + std::to_string(newest) +
@@ -197,6 +233,28 @@ void decide_without_leader(const Observation &obs, Decision &d) {
             if (c.config.pause) {
                 d.message = "paused: no leader, not taking over";
                 return;
+            }
+            if (c.failover && !c.failover->candidate.empty()) {
+                if (c.failover->candidate == obs.me) {
+                    // Named by a switchover or a manual failover: the old leader
+                    // made sure we have its WAL (or the operator chose us).
+                    if (obs.tags.nofailover) {
+                        d.message = "named as failover candidate but tagged nofailover: not taking over";
+                    } else if (!obs.running) {
+                        d.message = "named as failover candidate but not running yet";
+                    } else if (!obs.watchdog_failure.empty()) {
+                        d.message = "named as failover candidate but " + obs.watchdog_failure;
+                    } else {
+                        d.message = "taking the leader lock as the chosen candidate";
+                        d.actions.push_back(act(ActionKind::AcquireLeader));
+                    }
+                    return;
+                }
+                const Member *cand = c.member(c.failover->candidate);
+                if (cand && cand->state == "running" && !cand->tags.nofailover) {
+                    d.message = "failover to " + c.failover->candidate + " in progress: not racing";
+                    return;
+                }
             }
             Member me;
             me.name = obs.me;
@@ -260,6 +318,29 @@ std::string failover_ineligibility(const Observation &obs, const Member &candida
             return "member " + m.name + " is equally advanced (" + format_lsn(pos) + ") and wins the tie by name";
     }
     return "";
+}
+
+std::string switchover_ineligibility(const ClusterView &c, const std::string &leader, const std::string &candidate) {
+    if (candidate == leader) return candidate + " is already the leader";
+    const Member *m = c.member(candidate);
+    if (!m) return "member " + candidate + " does not exist";
+    if (m->tags.nofailover) return candidate + " is tagged nofailover";
+    if (m->state != "running") return candidate + " is not running (state " + m->state + ")";
+    if (m->role == "primary") return candidate + " runs as a primary";
+    return "";
+}
+
+std::string best_switchover_candidate(const ClusterView &c, const std::string &leader) {
+    std::string best;
+    Lsn best_pos = 0;
+    for (const auto &m : c.members) {
+        if (!switchover_ineligibility(c, leader, m.name).empty()) continue;
+        if (best.empty() || m.position() > best_pos) {
+            best = m.name;
+            best_pos = m.position();
+        }
+    }
+    return best;
 }
 
 Decision decide(const Observation &obs) {

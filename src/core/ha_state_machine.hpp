@@ -52,6 +52,9 @@ struct Observation {
     std::optional<Member> failsafe_leader;
     // The watchdog is required but could not be armed: no leadership.
     std::string watchdog_failure;
+    // The `failover` key's scheduled_at has passed (or is empty). The worker
+    // compares clocks; the state machine only reads this.
+    bool failover_due = true;
 };
 
 enum class ActionKind {
@@ -65,6 +68,8 @@ enum class ActionKind {
     Follow,              // point primary_conninfo at `target` and reload
     WriteStatus,         // `status` optime
     EnsureSlots,         // physical slots for `names` exist on this primary
+    Handover,            // switchover: fence, let `target` catch up, release the lock to it
+    ClearFailover,       // delete the `failover` key (done, or not possible: reason in message)
 };
 const char *to_string(ActionKind k);
 
@@ -92,5 +97,13 @@ Decision decide(const Observation &obs);
 // Failover eligibility (also used by switchover validation and for error text).
 // Returns "" when `name` may take over, else the reason it may not.
 std::string failover_ineligibility(const Observation &obs, const Member &candidate);
+
+// Whether `candidate` may receive the lock by switchover from the running
+// leader (it catches up during the handover, so lag does not count). "" = yes.
+std::string switchover_ineligibility(const ClusterView &c, const std::string &leader, const std::string &candidate);
+
+// The member a switchover without a named candidate goes to: the most
+// advanced eligible member ("" when there is none).
+std::string best_switchover_candidate(const ClusterView &c, const std::string &leader);
 
 }  // namespace pgha

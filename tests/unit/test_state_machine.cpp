@@ -1,6 +1,8 @@
 // The HA state machine: every (leader situation x local role) transition.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "core/ha_state_machine.hpp"
 
 using namespace pgha;
@@ -332,4 +334,108 @@ TEST(StateMachine, RequiredWatchdogFailureBlocksLeadership) {
     auto p = base(LocalRole::Primary);
     p.watchdog_failure = "watchdog device /dev/watchdog is not usable";
     EXPECT_FALSE(decide(p).has(ActionKind::AcquireLeader));
+}
+
+// ---- switchover and manual failover (the `failover` key)
+
+namespace {
+Observation leader_obs() {
+    auto o = base(LocalRole::Primary);
+    o.cluster.leader = "pg-1";
+    o.cluster.leader_owner = 42;
+    return o;
+}
+FailoverRequest fo(const std::string &leader, const std::string &cand) {
+    FailoverRequest f;
+    f.leader = leader;
+    f.candidate = cand;
+    return f;
+}
+}  // namespace
+
+TEST(Switchover, LeaderHandsOverToNamedCandidate) {
+    auto o = leader_obs();
+    o.cluster.failover = fo("pg-1", "pg-3");
+    auto d = decide(o);
+    ASSERT_TRUE(d.has(ActionKind::Handover));
+    EXPECT_EQ(d.find(ActionKind::Handover)->target, "pg-3");
+    EXPECT_FALSE(d.has(ActionKind::EnsureSlots));
+}
+
+TEST(Switchover, WithoutCandidateTheMostAdvancedEligibleMemberIsChosen) {
+    auto o = leader_obs();
+    o.cluster.failover = fo("pg-1", "");
+    EXPECT_EQ(decide(o).find(ActionKind::Handover)->target, "pg-2");  // 900 > 800
+    o.cluster.members[1].tags.nofailover = true;
+    EXPECT_EQ(decide(o).find(ActionKind::Handover)->target, "pg-3");
+    o.cluster.members[2].state = "stopped";
+    auto d = decide(o);
+    EXPECT_FALSE(d.has(ActionKind::Handover));
+    EXPECT_TRUE(d.has(ActionKind::ClearFailover));
+    EXPECT_NE(d.message.find("no member can take over"), std::string::npos);
+}
+
+TEST(Switchover, IneligibleCandidatesAreRefusedAndTheKeyCleared) {
+    for (auto mutate : std::vector<std::function<void(Observation &)>>{
+             [](Observation &o) { o.cluster.failover = fo("pg-1", "pg-7"); },
+             [](Observation &o) { o.cluster.members[1].tags.nofailover = true; },
+             [](Observation &o) { o.cluster.members[1].state = "starting"; },
+             [](Observation &o) { o.cluster.failover = fo("pg-3", "pg-2"); },
+         }) {
+        auto o = leader_obs();
+        o.cluster.failover = fo("pg-1", "pg-2");
+        mutate(o);
+        auto d = decide(o);
+        EXPECT_FALSE(d.has(ActionKind::Handover)) << d.message;
+        EXPECT_TRUE(d.has(ActionKind::ClearFailover)) << d.message;
+    }
+}
+
+TEST(Switchover, ScheduledSwitchoverWaits) {
+    auto o = leader_obs();
+    o.cluster.failover = fo("pg-1", "pg-2");
+    o.cluster.failover->scheduled_at = "2030-01-01T00:00:00+00:00";
+    o.failover_due = false;
+    auto d = decide(o);
+    EXPECT_FALSE(d.has(ActionKind::Handover));
+    EXPECT_FALSE(d.has(ActionKind::ClearFailover));
+    EXPECT_NE(d.message.find("scheduled"), std::string::npos);
+    o.failover_due = true;
+    EXPECT_TRUE(decide(o).has(ActionKind::Handover));
+}
+
+TEST(Switchover, CandidateTakesFreeLockAtOnceOthersWait) {
+    auto o = base(LocalRole::Standby);  // pg-1 is a standby here, 1000 is the best position
+    o.cluster.failover = fo("pg-9", "pg-3");
+    auto d = decide(o);
+    EXPECT_FALSE(d.has(ActionKind::AcquireLeader));
+    EXPECT_NE(d.message.find("in progress"), std::string::npos);
+    o.me = "pg-3";  // the candidate, behind pg-1 and pg-2: still takes it
+    o.cluster.members[0].role = "replica";
+    o.local.receive_lsn = o.local.replay_lsn = 800;
+    EXPECT_TRUE(decide(o).has(ActionKind::AcquireLeader));
+    o.tags.nofailover = true;
+    EXPECT_FALSE(decide(o).has(ActionKind::AcquireLeader));
+}
+
+TEST(Switchover, CandidateGoneMeansNormalRace) {
+    auto o = base(LocalRole::Standby);
+    o.cluster.failover = fo("pg-9", "pg-3");
+    o.cluster.members[2].state = "stopped";
+    EXPECT_TRUE(decide(o).has(ActionKind::AcquireLeader));
+}
+
+TEST(Switchover, OldPrimaryDoesNotRetakeTheLockDuringHandover) {
+    auto o = base(LocalRole::Primary);
+    o.cluster.failover = fo("pg-1", "pg-2");
+    auto d = decide(o);
+    EXPECT_FALSE(d.has(ActionKind::AcquireLeader));
+    EXPECT_NE(d.message.find("switchover to pg-2 in progress"), std::string::npos);
+}
+
+TEST(Switchover, NewLeaderClearsTheKey) {
+    auto o = leader_obs();
+    o.cluster.failover = fo("pg-9", "pg-1");
+    o.cluster.failover->leader = "";
+    EXPECT_TRUE(decide(o).has(ActionKind::ClearFailover));
 }
