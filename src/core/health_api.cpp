@@ -622,4 +622,104 @@ HttpReply handle_request(const NodeSnapshot *snap, const HttpRequestView &req, s
     }
 }
 
+// ---- access control ---------------------------------------------------------
+
+bool is_safe_method(const std::string &method) noexcept {
+    return method == "GET" || method == "HEAD" || method == "OPTIONS";
+}
+
+bool constant_time_equals(std::string_view supplied, std::string_view expected) noexcept {
+    // One pass over the supplied bytes, each compared with some expected byte;
+    // no early exit, no branch on the contents.
+    volatile unsigned char diff = supplied.size() == expected.size() ? 0 : 1;
+    const std::size_t n = expected.size();
+    for (std::size_t i = 0; i < supplied.size(); ++i) {
+        const unsigned char e = n ? static_cast<unsigned char>(expected[i % n]) : 0;
+        diff = static_cast<unsigned char>(diff | (static_cast<unsigned char>(supplied[i]) ^ e));
+    }
+    return diff == 0;
+}
+
+std::optional<std::string> decode_base64(std::string_view text) noexcept {
+    try {
+        auto value = [](char c) -> int {
+            if (c >= 'A' && c <= 'Z') return c - 'A';
+            if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+            if (c >= '0' && c <= '9') return c - '0' + 52;
+            if (c == '+') return 62;
+            if (c == '/') return 63;
+            return -1;
+        };
+        std::size_t len = text.size();
+        std::size_t pad = 0;
+        while (pad < 2 && len > 0 && text[len - 1] == '=') {
+            --len;
+            ++pad;
+        }
+        if (pad && (len + pad) % 4 != 0) return std::nullopt;  // padding must complete a quantum
+        if (len % 4 == 1) return std::nullopt;                   // 6 bits cannot end a byte
+        std::string out;
+        out.reserve(len / 4 * 3 + 2);
+        std::uint32_t acc = 0;
+        int bits = 0;
+        for (std::size_t i = 0; i < len; ++i) {
+            const int v = value(text[i]);
+            if (v < 0) return std::nullopt;
+            acc = (acc << 6) | static_cast<std::uint32_t>(v);
+            bits += 6;
+            if (bits >= 8) {
+                bits -= 8;
+                out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+            }
+        }
+        if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;  // non-canonical tail
+        return out;
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
+bool basic_auth_matches(std::string_view authorization, const std::string &username,
+                        const std::string &password) noexcept {
+    try {
+        // A token for any sane credentials is far shorter; do not decode
+        // megabytes for a client that sends garbage.
+        constexpr std::size_t kMaxHeader = 4096;
+        if (authorization.size() > kMaxHeader || authorization.size() < 6) return false;
+        static constexpr std::string_view kScheme = "basic";
+        for (std::size_t i = 0; i < kScheme.size(); ++i)
+            if (std::tolower(static_cast<unsigned char>(authorization[i])) != kScheme[i]) return false;
+        std::string_view token = authorization.substr(kScheme.size());
+        if (token.empty() || (token.front() != ' ' && token.front() != '\t')) return false;
+        while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+        while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+        const std::optional<std::string> decoded = decode_base64(token);
+        if (!decoded || decoded->find(':') == std::string::npos) return false;
+        // Compare "user:password" as a whole: same answer as splitting on the
+        // first colon for any username without a colon, one constant-time pass.
+        const std::string expected = username + ":" + password;
+        return constant_time_equals(*decoded, expected);
+    } catch (...) {
+        return false;
+    }
+}
+
+std::optional<HttpReply> check_access(const ApiAccessPolicy &policy, const std::string &method,
+                                      const std::string *authorization, bool client_cert_verified) noexcept {
+    try {
+        if (is_safe_method(method) && !policy.auth_for_reads) return std::nullopt;
+        // Patroni checks the client certificate before the credentials, and
+        // only for unsafe methods.
+        if (!is_safe_method(method) && policy.client_cert_required && !client_cert_verified)
+            return HttpReply{403, "text/html", "client certificate required"};
+        if (policy.username.empty()) return std::nullopt;
+        if (!authorization) return HttpReply{401, "text/html", "no auth header received"};
+        if (!basic_auth_matches(*authorization, policy.username, policy.password))
+            return HttpReply{401, "text/html", "not authenticated"};
+        return std::nullopt;
+    } catch (...) {
+        return HttpReply{500, std::string(), std::string()};  // deny on bad_alloc
+    }
+}
+
 }  // namespace pgha

@@ -17,6 +17,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -55,6 +56,51 @@ using ManagementHook =
 // Never throws for any input (bad query values are handled as Patroni does).
 HttpReply handle_request(const NodeSnapshot *snap, const HttpRequestView &req, std::int64_t now_steady_ms,
                          std::int64_t now_epoch_s, const ManagementHook &mgmt = ManagementHook()) noexcept;
+
+// Access control for the REST API, as Patroni's RestApiServer.check_access
+// (which guards only its POST/PUT/PATCH/DELETE handlers).
+struct ApiAccessPolicy {
+    // HTTP basic authentication (Patroni's restapi.authentication). Enabled
+    // when username is not empty; an empty password is allowed.
+    std::string username;
+    std::string password;
+    // pg_ha: also require credentials for GET/HEAD/OPTIONS. Off by default,
+    // as in Patroni: load balancers probe /primary, /replica ... unauthenticated.
+    bool auth_for_reads = false;
+    // Patroni: with restapi.verify_client "optional" or "required" over HTTPS,
+    // unsafe methods without a verified client certificate get 403.
+    bool client_cert_required = false;
+};
+
+// The challenge a 401 from check_access must carry in WWW-Authenticate.
+inline constexpr const char *kBasicAuthChallenge = "Basic realm=\"pg_ha\"";
+
+// GET, HEAD and OPTIONS; everything else is "unsafe" (needs authentication).
+bool is_safe_method(const std::string &method) noexcept;
+
+// Compares a client-supplied secret with the expected one in constant time:
+// one pass over the supplied bytes, no early exit, so the time taken never
+// depends on the contents or on where the two differ (only on the lengths).
+bool constant_time_equals(std::string_view supplied, std::string_view expected) noexcept;
+
+// Strict RFC 4648 base64 (standard alphabet; padding optional but, when
+// present, correct; no whitespace). nullopt for anything else.
+std::optional<std::string> decode_base64(std::string_view text) noexcept;
+
+// True when `authorization` (an Authorization header value) is
+// "Basic <base64(username:password)>" for exactly these credentials. The
+// scheme is case-insensitive; anything malformed is simply false.
+bool basic_auth_matches(std::string_view authorization, const std::string &username,
+                        const std::string &password) noexcept;
+
+// nullopt: the request may proceed (to handle_request and the management
+// hook). Otherwise the reply to send instead: 403 "client certificate
+// required" or 401 ("no auth header received" / "not authenticated", as
+// Patroni words them; the transport adds WWW-Authenticate: kBasicAuthChallenge).
+//   authorization           the Authorization header, nullptr when absent
+//   client_cert_verified    the TLS peer presented a certificate that verified
+std::optional<HttpReply> check_access(const ApiAccessPolicy &policy, const std::string &method,
+                                      const std::string *authorization, bool client_cert_verified) noexcept;
 
 // Building blocks, exposed for reuse (SQL ha_status(), pg_hactl) and tests.
 

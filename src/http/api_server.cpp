@@ -10,11 +10,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 
 #include <httplib.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 namespace pgha {
 
@@ -77,20 +82,160 @@ bool is_body_method(const std::string &m) {
     return m == "POST" || m == "PUT" || m == "PATCH" || m == "DELETE" || m == "PRI";
 }
 
-}  // namespace
+std::string lower(std::string s) {
+    for (char &c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
 
-// httplib::Server with access to its listening socket (protected member).
-class ApiServer::Server : public httplib::Server {
-  public:
-    int listening_fd() const { return svr_sock_; }
-    // Closes the bound socket of a server whose listen loop never ran.
-    void close_unused_listener() {
-        socket_t s = svr_sock_.exchange(INVALID_SOCKET);
-        if (s != INVALID_SOCKET) ::close(s);
+// restapi.verify_client -> SSL_CTX_set_verify() mode; -1 for an unknown value.
+int verify_mode(const std::string &verify_client) {
+    const std::string v = lower(verify_client);
+    if (v.empty() || v == "none") return SSL_VERIFY_NONE;
+    if (v == "optional") return SSL_VERIFY_PEER;
+    if (v == "required") return SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    return -1;
+}
+
+// The thread's OpenSSL error queue as text (and empties it).
+std::string openssl_errors() {
+    std::string out;
+    while (unsigned long e = ERR_get_error()) {
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof buf);
+        if (!out.empty()) out += "; ";
+        out += buf;
     }
+    return out;
+}
+
+// Names the file and the errno when it cannot be opened (OpenSSL's own error
+// for a missing file is cryptic). O_NONBLOCK: a FIFO must not hang start().
+bool check_readable(const char *what, const std::string &path, std::string &error) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        error = std::string("restapi ") + what + " \"" + path + "\" is not readable: " + std::strerror(errno);
+        return false;
+    }
+    ::close(fd);
+    return true;
+}
+
+// PEM password callback: the keyfile_password, never a terminal prompt
+// (OpenSSL's default callback would read /dev/tty).
+int key_password_callback(char *buf, int size, int /*rwflag*/, void *userdata) {
+    const auto *password = static_cast<const std::string *>(userdata);
+    if (!password || size <= 0) return 0;
+    const int n = static_cast<int>(std::min<std::size_t>(password->size(), static_cast<std::size_t>(size)));
+    std::memcpy(buf, password->data(), static_cast<std::size_t>(n));
+    return n;
+}
+
+// Configures the SSL_CTX cpp-httplib's SSLServer creates, the way Patroni's
+// ssl.create_default_context(Purpose.CLIENT_AUTH, cafile) + load_cert_chain()
+// + verify_mode do.
+bool setup_tls_context(SSL_CTX &ctx, const ApiServerOptions &o, std::string &error) {
+    ERR_clear_error();
+    auto fail = [&](const std::string &what) {
+        error = what;
+        const std::string detail = openssl_errors();
+        if (!detail.empty()) error += " (" + detail + ")";
+        return false;
+    };
+    const int mode = verify_mode(o.verify_client);
+    if (mode < 0) {
+        error = "invalid restapi verify_client \"" + o.verify_client + "\" (expected none, optional or required)";
+        return false;
+    }
+    SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(&ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                  SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION);
+    // Needed for session resumption when client certificates are verified
+    // (without it OpenSSL fails the resumed handshake).
+    static const unsigned char kSessionContext[] = "pg_ha";
+    SSL_CTX_set_session_id_context(&ctx, kSessionContext, sizeof kSessionContext - 1);
+    if (!o.ciphers.empty() && SSL_CTX_set_cipher_list(&ctx, o.ciphers.c_str()) != 1)
+        return fail("invalid restapi ciphers \"" + o.ciphers + "\"");
+
+    if (!check_readable("certfile", o.certfile, error)) return false;
+    if (SSL_CTX_use_certificate_chain_file(&ctx, o.certfile.c_str()) != 1)
+        return fail("could not load a PEM certificate from restapi certfile \"" + o.certfile + "\"");
+    const std::string &key = o.keyfile.empty() ? o.certfile : o.keyfile;
+    if (!o.keyfile.empty() && !check_readable("keyfile", o.keyfile, error)) return false;
+    std::string password = o.keyfile_password;
+    SSL_CTX_set_default_passwd_cb(&ctx, key_password_callback);
+    SSL_CTX_set_default_passwd_cb_userdata(&ctx, &password);
+    const int key_ok = SSL_CTX_use_PrivateKey_file(&ctx, key.c_str(), SSL_FILETYPE_PEM);
+    SSL_CTX_set_default_passwd_cb_userdata(&ctx, nullptr);
+    if (!password.empty()) OPENSSL_cleanse(&password[0], password.size());
+    if (key_ok != 1 && ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+        return fail("the private key in \"" + key + "\" does not match the certificate in \"" + o.certfile + "\"");
+    if (key_ok != 1)
+        return fail("could not load the private key from restapi " +
+                    std::string(o.keyfile.empty() ? "certfile" : "keyfile") + " \"" + key + "\"" +
+                    (o.keyfile_password.empty() ? std::string() : std::string(" (wrong keyfile_password?)")));
+    if (SSL_CTX_check_private_key(&ctx) != 1)
+        return fail("the private key in \"" + key + "\" does not match the certificate in \"" + o.certfile + "\"");
+
+    if (!o.cafile.empty()) {
+        if (!check_readable("cafile", o.cafile, error)) return false;
+        if (SSL_CTX_load_verify_locations(&ctx, o.cafile.c_str(), nullptr) != 1)
+            return fail("could not load CA certificates from restapi cafile \"" + o.cafile + "\"");
+        // Tell clients which CAs we accept, so they pick the right certificate.
+        if (STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o.cafile.c_str()))
+            SSL_CTX_set_client_CA_list(&ctx, names);  // takes ownership
+        ERR_clear_error();
+    } else if (mode != SSL_VERIFY_NONE) {
+        // Python's create_default_context() without cafile: the system CAs.
+        SSL_CTX_set_default_verify_paths(&ctx);
+        ERR_clear_error();
+    }
+    SSL_CTX_set_verify(&ctx, mode, nullptr);
+    return true;
+}
+
+ApiAccessPolicy access_policy(const ApiServerOptions &o) {
+    ApiAccessPolicy p;
+    p.username = o.auth_username;
+    p.password = o.auth_password;
+    p.auth_for_reads = o.auth_for_reads;
+    const int mode = verify_mode(o.verify_client);
+    p.client_cert_required = !o.certfile.empty() && mode > 0 && (mode & SSL_VERIFY_PEER);
+    return p;
+}
+
+// The listening socket of any httplib::Server (SSLServer included) is a
+// protected member; a pointer to member formed in a derived class reaches it.
+struct ListenerAccess : httplib::Server {
+    static std::atomic<socket_t> &sock(httplib::Server &s) { return s.*(&ListenerAccess::svr_sock_); }
 };
 
-ApiServer::ApiServer(ApiServerOptions options) noexcept : options_(options) {}
+}  // namespace
+
+// The cpp-httplib server (plain or TLS) plus access to its listening socket.
+class ApiServer::Server {
+  public:
+    explicit Server(std::unique_ptr<httplib::Server> server) : http(std::move(server)) {}
+    int listening_fd() const { return ListenerAccess::sock(*http); }
+    // Closes the bound socket of a server whose listen loop never ran.
+    void close_unused_listener() {
+        socket_t s = ListenerAccess::sock(*http).exchange(INVALID_SOCKET);
+        if (s != INVALID_SOCKET) ::close(s);
+    }
+    bool is_running() const { return http->is_running(); }
+    void stop() { http->stop(); }
+
+    std::unique_ptr<httplib::Server> http;
+};
+
+ApiServer::ApiServer(ApiServerOptions options) noexcept : options_(std::move(options)) {
+    try {
+        access_ = access_policy(options_);
+    } catch (...) {
+        // bad_alloc copying two strings: fail closed (start() would fail too)
+        access_.username = "\x01";
+        access_.auth_for_reads = true;
+    }
+}
 
 ApiServer::~ApiServer() { stop(); }
 
@@ -138,6 +283,26 @@ bool ApiServer::alive() const noexcept {
 
 void ApiServer::serve(const httplib::Request &req, httplib::Response &res) noexcept {
     try {
+        // Patroni's check_access, before anything else looks at the request.
+        const std::string *authorization = nullptr;
+        std::string auth_value;  // stays "" (malformed) when the header is repeated
+        if (const std::size_t n = req.get_header_value_count("Authorization")) {
+            if (n == 1) auth_value = req.get_header_value("Authorization");
+            authorization = &auth_value;
+        }
+        bool client_cert_verified = false;
+        if (req.ssl)
+            client_cert_verified =
+                SSL_get0_peer_certificate(req.ssl) != nullptr && SSL_get_verify_result(req.ssl) == X509_V_OK;
+        if (auto denied = check_access(access_, req.method, authorization, client_cert_verified)) {
+            res.status = denied->status;
+            if (denied->status == 401) res.set_header("WWW-Authenticate", kBasicAuthChallenge);
+            if (!denied->content_type.empty()) res.set_header("Content-Type", denied->content_type);
+            res.body = std::move(denied->body);
+            served_.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+
         HttpRequestView view;
         view.method = req.method;
         view.path = req.path;
@@ -169,9 +334,28 @@ bool ApiServer::start(const std::string &listen, const SnapshotBox &box, std::st
         box_ = &box;
         listener_done_.store(false);
         served_.store(0);
-        auto server = std::make_unique<Server>();
-        const ApiServerOptions o = options_;
-        server->new_task_queue = [o] { return new httplib::ThreadPool(o.threads ? o.threads : 1); };
+        const ApiServerOptions &o = options_;
+        std::unique_ptr<Server> wrapper;
+        if (o.certfile.empty()) {
+            if (verify_mode(o.verify_client) < 0) {
+                error = "invalid restapi verify_client \"" + o.verify_client + "\" (expected none, optional or required)";
+                return false;
+            }
+            wrapper = std::make_unique<Server>(std::make_unique<httplib::Server>());
+        } else {
+            std::string tls_error;
+            auto tls = std::make_unique<httplib::SSLServer>(
+                [&](SSL_CTX &ctx) { return setup_tls_context(ctx, o, tls_error); });
+            if (!tls->is_valid()) {
+                if (tls_error.empty()) tls_error = "could not create the TLS context: " + openssl_errors();
+                error = "could not serve HTTPS on " + listen + ": " + tls_error;
+                return false;
+            }
+            wrapper = std::make_unique<Server>(std::move(tls));
+        }
+        httplib::Server *server = wrapper->http.get();
+        const std::size_t threads = o.threads ? o.threads : 1;
+        server->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
         server->set_keep_alive_max_count(o.keep_alive_max_count ? o.keep_alive_max_count : 1);
         server->set_keep_alive_timeout(o.keep_alive_timeout_s);
         server->set_read_timeout(o.read_timeout_s, 0);
@@ -229,9 +413,9 @@ bool ApiServer::start(const std::string &listen, const SnapshotBox &box, std::st
         // cpp-httplib listens with a backlog of 5 (compiled in): a burst of
         // health checks would see dropped SYNs and 1 s retransmits. listen()
         // on a listening socket only updates the backlog.
-        if (o.listen_backlog > 0) ::listen(server->listening_fd(), o.listen_backlog);
+        if (o.listen_backlog > 0) ::listen(wrapper->listening_fd(), o.listen_backlog);
 
-        Server *raw = server.get();
+        Server *raw = wrapper.get();
         {
             // The listener thread and the connection pool it creates inherit
             // this mask: no signal is ever delivered to them.
@@ -244,7 +428,7 @@ bool ApiServer::start(const std::string &listen, const SnapshotBox &box, std::st
             try {
                 thread_ = std::thread([this, raw] {
                     try {
-                        raw->listen_after_bind();
+                        raw->http->listen_after_bind();
                     } catch (...) {
                         // e.g. std::system_error creating the thread pool
                     }
@@ -256,7 +440,7 @@ bool ApiServer::start(const std::string &listen, const SnapshotBox &box, std::st
                 return false;
             }
         }
-        server_ = std::move(server);
+        server_ = std::move(wrapper);
         // Wait until the accept loop runs, so an immediate stop() is not lost
         // (httplib::Server::stop() does nothing before the loop started).
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);

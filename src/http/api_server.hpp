@@ -37,6 +37,29 @@ struct ApiServerOptions {
     int write_timeout_s = 5;
     std::size_t payload_max_bytes = 64 * 1024;  // larger request bodies get 413
     int listen_backlog = 128;                   // cpp-httplib's compiled-in default is 5
+
+    // Patroni's restapi.authentication: HTTP basic auth, required (when
+    // auth_username is not empty) for the unsafe methods POST/PUT/PATCH/DELETE
+    // (and any other method but GET/HEAD/OPTIONS); checked before the
+    // management hook runs. Wrong or missing credentials: 401 with
+    // WWW-Authenticate: Basic realm="pg_ha". Compared in constant time.
+    std::string auth_username;
+    std::string auth_password;
+    // pg_ha: also require the credentials for GET/HEAD/OPTIONS. Off by default
+    // (Patroni keeps reads open; HAProxy health checks send no credentials).
+    bool auth_for_reads = false;
+
+    // Patroni's restapi.certfile/keyfile/keyfile_password/cafile/ciphers/
+    // verify_client. A non-empty certfile switches the server to HTTPS (TLS 1.2+).
+    std::string certfile;          // PEM certificate (chain); may also hold the key
+    std::string keyfile;           // PEM private key; "" = in certfile
+    std::string keyfile_password;  // for an encrypted keyfile
+    std::string cafile;            // CAs for client certificates ("" = system CAs)
+    std::string ciphers;           // OpenSSL cipher list for TLS <= 1.2; "" = OpenSSL default
+    // "none" (or ""), "optional" (a presented certificate must verify; unsafe
+    // methods without one get 403, as in Patroni) or "required" (the TLS
+    // handshake fails without a valid client certificate). Case-insensitive.
+    std::string verify_client;
 };
 
 class ApiServer {
@@ -56,7 +79,9 @@ class ApiServer {
     // all addresses, port 0 = any free port) synchronously, then serves on a
     // background thread. `box` must outlive the server (until stop()).
     // Returns false with a message naming the address when the address is
-    // unparsable or cannot be bound (e.g. port in use). Never throws.
+    // unparsable or cannot be bound (e.g. port in use), or naming the file
+    // when the TLS certificate, key or CA file cannot be read or used, or
+    // when verify_client has an unknown value. Never throws.
     bool start(const std::string &listen, const SnapshotBox &box, std::string &error) noexcept;
 
     // Closes the listening socket, lets in-flight requests finish and joins
@@ -69,6 +94,8 @@ class ApiServer {
     // True between a successful start() and stop(), as long as the listener
     // thread is still accepting (it exits on a fatal accept() error).
     bool alive() const noexcept;
+    // True when the options make the server speak HTTPS (certfile set).
+    bool tls() const noexcept { return !options_.certfile.empty(); }
     // Requests answered by our handlers since start(). The worker watches it
     // (together with its own probe) to notice a dead HTTP thread.
     std::uint64_t requests_served() const noexcept { return served_.load(std::memory_order_relaxed); }
@@ -82,6 +109,7 @@ class ApiServer {
     void serve(const httplib::Request &req, httplib::Response &res) noexcept;
 
     ApiServerOptions options_;
+    ApiAccessPolicy access_;  // from options_; read by the connection threads
     ManagementHook mgmt_;
     const SnapshotBox *box_ = nullptr;
     std::unique_ptr<Server> server_;
