@@ -48,3 +48,122 @@ $$;
 -- Status is for monitoring roles; nothing here is for PUBLIC.
 REVOKE ALL ON FUNCTION ha_status_text(), ha_status_json(), ha_status(), ha_node(), ha_lease_remaining_ms() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ha_status_text(), ha_status_json(), ha_status(), ha_node(), ha_lease_remaining_ms() TO pg_monitor;
+
+-- ---------------------------------------------------------------------------
+-- Control. The local worker carries each request out (through shared memory)
+-- and the function returns once it is done; every refusal is an error with
+-- an errcode, a detail and a hint. Callers need the pgha_admin role.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgha_admin') THEN
+        CREATE ROLE pgha_admin NOLOGIN;
+        COMMENT ON ROLE pgha_admin IS 'may call the pg_ha control functions (ha_switchover(), ha_pause(), ...)';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION _ha_request(kind text, args text, timeout_ms integer) RETURNS text
+AS 'MODULE_PATHNAME', 'pg_ha_request'
+LANGUAGE C STRICT VOLATILE;
+
+-- Moves the primary to `candidate` (NULL: the most advanced eligible member).
+-- Returns the new leader's name once it accepts writes, or, with
+-- scheduled_at, the time the switchover is scheduled for.
+CREATE FUNCTION ha_switchover(candidate text DEFAULT NULL, scheduled_at timestamptz DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    msg text;
+BEGIN
+    IF scheduled_at IS NOT NULL AND scheduled_at <= now() THEN
+        RAISE EXCEPTION 'scheduled_at % is in the past', scheduled_at
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Leave it NULL to switch over now.';
+    END IF;
+    msg := @extschema@._ha_request('switchover',
+        pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+            'leader', (SELECT n.leader FROM @extschema@.ha_node() n),
+            'candidate', candidate,
+            'scheduled_at', pg_catalog.to_char(scheduled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')))::text,
+        60000);
+    IF scheduled_at IS NOT NULL THEN
+        RETURN pg_catalog.to_char(scheduled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"');
+    END IF;
+    RETURN (pg_catalog.regexp_match(msg, '"([^"]*)"'))[1];
+END
+$$;
+
+-- For a cluster without a healthy leader: makes `candidate` the leader.
+CREATE FUNCTION ha_failover(candidate text) RETURNS text
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    msg text;
+BEGIN
+    IF candidate IS NULL THEN
+        RAISE EXCEPTION 'a failover needs a candidate' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'SELECT name FROM ha_status() lists the members.';
+    END IF;
+    IF (SELECT n.leader FROM @extschema@.ha_node() n) IS NOT NULL THEN
+        RAISE EXCEPTION 'the cluster has a leader (%)', (SELECT n.leader FROM @extschema@.ha_node() n)
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Use ha_switchover() to move a healthy primary.';
+    END IF;
+    msg := @extschema@._ha_request('failover', pg_catalog.jsonb_build_object('candidate', candidate)::text, 60000);
+    RETURN (pg_catalog.regexp_match(msg, '"([^"]*)"'))[1];
+END
+$$;
+
+-- Maintenance mode: nothing fails over automatically while paused.
+CREATE FUNCTION ha_pause() RETURNS text
+LANGUAGE sql VOLATILE
+AS $$ SELECT @extschema@._ha_request('pause', '{}', 10000) $$;
+
+CREATE FUNCTION ha_resume() RETURNS text
+LANGUAGE sql VOLATILE
+AS $$ SELECT @extschema@._ha_request('resume', '{}', 10000) $$;
+
+CREATE FUNCTION ha_reload() RETURNS text
+LANGUAGE sql VOLATILE
+AS $$ SELECT @extschema@._ha_request('reload', '{}', 10000) $$;
+
+CREATE FUNCTION ha_restart(member text) RETURNS text
+LANGUAGE sql VOLATILE STRICT
+AS $$ SELECT @extschema@._ha_request('restart', pg_catalog.jsonb_build_object('member', member)::text, 15000) $$;
+
+CREATE FUNCTION ha_reinitialize(member text) RETURNS text
+LANGUAGE sql VOLATILE STRICT
+AS $$ SELECT @extschema@._ha_request('reinitialize', pg_catalog.jsonb_build_object('member', member)::text, 15000) $$;
+
+-- The dynamic configuration (the `config` znode) as the worker last read it.
+CREATE FUNCTION ha_config() RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$ SELECT @extschema@.ha_status_json() -> 'config' $$;
+
+-- Merges `changes` into the dynamic configuration (RFC 7386: null removes a
+-- key) after validating the result; returns the new configuration.
+CREATE FUNCTION ha_set_config(changes jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE STRICT
+AS $$ SELECT @extschema@._ha_request('set_config', changes::text, 15000)::jsonb $$;
+
+-- Promotions the cluster went through (the `history` znode).
+CREATE FUNCTION ha_history(
+    OUT timeline integer, OUT lsn pg_lsn, OUT reason text, OUT "timestamp" timestamptz, OUT new_leader text)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+AS $$
+    SELECT h.timeline, h.lsn::pg_lsn, h.reason, h."timestamp"::timestamptz, h.new_leader
+    FROM jsonb_to_recordset(@extschema@.ha_status_json() -> 'history')
+         AS h(timeline integer, lsn text, reason text, "timestamp" text, new_leader text)
+    ORDER BY h.timeline
+$$;
+
+REVOKE ALL ON FUNCTION _ha_request(text, text, integer), ha_switchover(text, timestamptz), ha_failover(text),
+    ha_pause(), ha_resume(), ha_reload(), ha_restart(text), ha_reinitialize(text), ha_set_config(jsonb),
+    ha_config(), ha_history() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _ha_request(text, text, integer), ha_switchover(text, timestamptz), ha_failover(text),
+    ha_pause(), ha_resume(), ha_reload(), ha_restart(text), ha_reinitialize(text), ha_set_config(jsonb)
+    TO pgha_admin;
+GRANT EXECUTE ON FUNCTION ha_config(), ha_history() TO pg_monitor, pgha_admin;
+-- The control functions read the status too.
+GRANT EXECUTE ON FUNCTION ha_status_text(), ha_status_json(), ha_node() TO pgha_admin;

@@ -457,7 +457,8 @@ enum class Rejoin { Started, Reclone };
 // timeline (it may have WAL the new leader never received).
 Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) {
     const std::int64_t deadline = ZkSession::steady_ms() + static_cast<std::int64_t>(c.timeout_s) * 1000;
-    bool said = false;
+    const std::int64_t history_wait_until = ZkSession::steady_ms() + 15000;
+    bool said = false, said_history = false;
     for (;;) {
         ClusterView v;
         std::string err;
@@ -504,10 +505,17 @@ Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) 
             Lsn fork = 0;
             for (const auto &h : v.history)
                 if (h.timeline == local_tl) fork = h.lsn;
+            if (fork == 0 && leader->timeline > local_tl && ZkSession::steady_ms() < history_wait_until) {
+                // The new leader records its switch point right after promoting.
+                if (!said_history) info("waiting for " + leader->name + " to record its promotion in history");
+                said_history = true;
+                zk_run_until(zk, [] { return false; }, 200);
+                continue;
+            }
             if (end != 0 && fork != 0 && end <= fork) {
                 info("local WAL ends at " + format_lsn(end) + ", at or before " + leader->name + "'s switch point " +
                      format_lsn(fork) + " on timeline " + std::to_string(local_tl) + ": no rewind needed");
-                for (const char *f : {"/pg_ha.zksession", "/promote", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
+                for (const char *f : {"/promote", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
                 configure_follower(c, *leader, v.config.use_slots);
                 return Rejoin::Started;
             }
@@ -567,6 +575,11 @@ int cmd_boot(const NodeConfig &c) {
     int rc = zk_sync(zk, [&](ClusterStore::DoneCb cb) { store.ensure_base(cb); });
     if (rc != ZOK) die("cannot create the cluster's znodes under " + store.base() + ": " + ZkSession::error_text(rc));
 
+    if (file_exists(c.pgdata + "/pg_ha.reinitialize")) {
+        // ha_reinitialize() / POST /reinitialize: a fresh copy from the leader.
+        info("reinitialize requested: discarding this data directory and cloning from the leader");
+        remove_dir_contents(c);
+    }
     const bool has_data = file_exists(c.pgdata + "/PG_VERSION");
     if (has_data) {
         write_managed_block(c);

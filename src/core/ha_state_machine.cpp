@@ -89,11 +89,11 @@ void decide_as_leader(const Observation &obs, Decision &d) {
             if (obs.cluster.failover) {
                 const FailoverRequest &f = *obs.cluster.failover;
                 std::string target = f.candidate;
-                if (!f.leader.empty() && f.leader != obs.me) {
-                    d.message = "ignoring the failover key: it names " + f.leader + " as the leader, not " + obs.me;
-                    d.actions.push_back(act(ActionKind::ClearFailover));
-                } else if (target == obs.me) {
+                if (target == obs.me) {
                     d.message = "switchover to " + obs.me + " done";
+                    d.actions.push_back(act(ActionKind::ClearFailover));
+                } else if (!f.leader.empty() && f.leader != obs.me) {
+                    d.message = "ignoring the failover key: it names " + f.leader + " as the leader, not " + obs.me;
                     d.actions.push_back(act(ActionKind::ClearFailover));
                 } else if (!obs.failover_due) {
                     d.message = "switchover scheduled at " + f.scheduled_at;

@@ -59,6 +59,10 @@ typedef struct PgHaLocal
 	bool		walreceiver_streaming;
 	const char *primary_conninfo;	/* current GUC value, may be NULL */
 	int64_t		postmaster_start_time;	/* epoch seconds */
+	/* an operator request from a backend (SQL), 0 = none; see pg_ha_shared.h */
+	uint64_t	request_id;
+	const char *request_json;
+	int			request_pid;
 } PgHaLocal;
 
 typedef struct PgHaWaitSpec
@@ -77,7 +81,11 @@ typedef struct PgHaOutputs
 	bool		lease_enforced;		/* false while paused or enforcement is off */
 	bool		promote;			/* request promotion now */
 	bool		fence;				/* refuse connections and writes from now on */
-	bool		shutdown;			/* fast shutdown of the postmaster (after fencing) */
+	bool		shutdown;			/* shut the postmaster down (after fencing) */
+	bool		shutdown_immediate; /* ... without a shutdown checkpoint (after a switchover) */
+	uint64_t	reply_id;			/* answer to request `reply_id` (0 = none yet) */
+	int			reply_status;		/* HTTP-style status: 200/202 ok, 4xx refused, 503 failed */
+	const char *reply_message;
 	const char *status_json;		/* for the SQL functions; valid until next step */
 	const char *const *log_lines;	/* messages to ereport(LOG), NULL-terminated */
 } PgHaOutputs;

@@ -5,6 +5,7 @@
 #include "core/no_postgres.hpp"
 
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,8 @@
 #include <ctime>
 #include <fstream>
 #include <memory>
+#include <deque>
+#include <future>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -27,6 +30,7 @@
 #include "core/ha_state_machine.hpp"
 #include "core/patroni_codec.hpp"
 #include "core/snapshot.hpp"
+#include "core/timeutil.hpp"
 #include "core/version.hpp"
 #include "dcs/cluster_store.hpp"
 #include "dcs/zk_session.hpp"
@@ -108,6 +112,65 @@ class FailsafeBox {
     bool claimed_ = false;
 };
 
+// An operator request (SQL through shared memory, or REST), carried out by
+// the engine on the worker's thread; `done` is called exactly once there.
+struct Command {
+    std::string kind;  // switchover, failover, pause, resume, set_config, reload, restart, reinitialize
+    nlohmann::json args = nlohmann::json::object();
+    std::int64_t deadline_ms = 0;
+    std::function<void(int status, const std::string &message)> done;
+    // progress, engine only
+    bool answered = false;
+    bool wrapped = false;
+    bool waiting = false;  // the failover key is written; waiting for the new leader
+    bool key_seen = false;  // a cluster read showed our failover key
+    std::string old_leader, target;
+    std::int64_t next_probe_ms = 0;
+};
+
+// HTTP threads push, the engine drains; the eventfd wakes the worker's loop.
+class CommandQueue {
+  public:
+    CommandQueue() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+    ~CommandQueue() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    CommandQueue(const CommandQueue &) = delete;
+    CommandQueue &operator=(const CommandQueue &) = delete;
+    void push(std::shared_ptr<Command> c) {
+        {
+            std::lock_guard<std::mutex> g(mu_);
+            q_.push_back(std::move(c));
+        }
+        std::uint64_t one = 1;
+        if (fd_ >= 0 && ::write(fd_, &one, sizeof one) < 0) { /* counter full: already signalled */ }
+    }
+    std::vector<std::shared_ptr<Command>> drain() {
+        std::uint64_t v;
+        if (fd_ >= 0 && ::read(fd_, &v, sizeof v) < 0) { /* nothing signalled */ }
+        std::lock_guard<std::mutex> g(mu_);
+        std::vector<std::shared_ptr<Command>> out(q_.begin(), q_.end());
+        q_.clear();
+        return out;
+    }
+    int fd() const { return fd_; }
+
+  private:
+    int fd_;
+    std::mutex mu_;
+    std::deque<std::shared_ptr<Command>> q_;
+};
+
+// Switchover on the old leader, one phase per loop iteration (the loop spins
+// every 10 ms meanwhile).
+struct Handover {
+    enum Phase { Start, Fenced, CatchUp, Released } phase = Start;
+    std::string target;
+    Lsn lsn = 0;
+    std::int64_t deadline_ms = 0;
+    std::int64_t started_ms = 0;
+};
+
 class Engine {
   public:
     explicit Engine(const PgHaSettings &s);
@@ -171,6 +234,26 @@ class Engine {
     void check_peers(Observation &obs);
     void failsafe_round(std::int64_t now);
     std::optional<HttpReply> management(const NodeSnapshot *snap, const HttpRequestView &req);
+    CommandQueue queue_;
+    std::vector<std::shared_ptr<Command>> commands_;
+    std::uint64_t sql_request_seen_ = 0;
+    std::uint64_t reply_id_ = 0;
+    int reply_status_ = 0;
+    std::string reply_message_;
+    std::vector<int> protected_pids_;  // SQL callers waiting for a switchover: not terminated
+    std::unique_ptr<Handover> handover_;
+    bool shutdown_immediate_ = false;
+    std::int64_t shutdown_not_before_ms_ = 0;
+    std::int64_t shutdown_requested_ms_ = 0;
+    LocalRole last_role_ = LocalRole::Stopped;
+    void take_sql_request(const PgHaLocal &local);
+    void start_command(Command &c);
+    void poll_command(Command &c, std::int64_t now);
+    void advance_handover(std::int64_t now);
+    void abort_handover(const std::string &why);
+    void clear_failover_key();
+    void write_config(const nlohmann::json &patch, const std::function<void(int, const std::string &)> &done);
+    HttpReply http_command(const std::string &kind, const nlohmann::json &args, int timeout_ms);
 
     std::vector<std::string> logs_;
     std::vector<const char *> log_ptrs_;
@@ -330,7 +413,7 @@ void Engine::ensure_zk(std::int64_t now) {
 void Engine::wait_spec(PgHaWaitSpec &spec) {
     spec.zk_fd = -1;
     spec.zk_read = spec.zk_write = false;
-    spec.wake_fd = -1;
+    spec.wake_fd = queue_.fd();
     std::int64_t now = ZkSession::steady_ms();
     long timeout = 1000;
     if (zk_.is_open()) {
@@ -343,6 +426,7 @@ void Engine::wait_spec(PgHaWaitSpec &spec) {
     if (next_read_ms_ > now) timeout = std::min<long>(timeout, static_cast<long>(next_read_ms_ - now));
     else timeout = 0;
     if (read_requested_ && zk_.connected() && !store_->reading()) timeout = 0;
+    if (handover_ || !commands_.empty()) timeout = std::min<long>(timeout, 10);
     spec.timeout_ms = std::max<long>(0, std::min<long>(timeout, 1000));
 }
 
@@ -489,7 +573,396 @@ std::optional<HttpReply> Engine::management(const NodeSnapshot *snap, const Http
             return HttpReply{500, "text/plain", "Running as a leader"};
         return HttpReply{200, "text/plain", "Accepted"};
     }
+    if (req.method == "POST" && (req.path == "/switchover" || req.path == "/failover")) {
+        nlohmann::json j = nlohmann::json::parse(req.body, nullptr, false);
+        if (!j.is_object()) return HttpReply{400, "text/plain", "Bad request: the body must be a JSON object"};
+        for (const char *k : {"leader", "candidate", "member", "scheduled_at"})
+            if (j.contains(k) && !j[k].is_null() && !j[k].is_string())
+                return HttpReply{400, "text/plain", std::string("Bad request: \"") + k + "\" must be a string"};
+        return http_command(req.path.substr(1), j, 35000);
+    }
+    if (req.method == "POST" && (req.path == "/restart" || req.path == "/reinitialize" || req.path == "/reload")) {
+        nlohmann::json j = req.body.empty() ? nlohmann::json::object() : nlohmann::json::parse(req.body, nullptr, false);
+        if (!j.is_object()) return HttpReply{400, "text/plain", "Bad request: the body must be a JSON object"};
+        j["member"] = snap ? snap->name : "";
+        return http_command(req.path.substr(1), j, 10000);
+    }
+    if ((req.method == "PATCH" || req.method == "PUT") && req.path == "/config") {
+        nlohmann::json j = nlohmann::json::parse(req.body, nullptr, false);
+        if (!j.is_object()) return HttpReply{400, "text/plain", "Bad request: the body must be a JSON object"};
+        return http_command(req.method == "PUT" ? "replace_config" : "set_config", j, 10000);
+    }
     return std::nullopt;
+}
+
+HttpReply Engine::http_command(const std::string &kind, const nlohmann::json &args, int timeout_ms) {
+    // HTTP thread: hand the request to the engine and wait for its answer.
+    auto prom = std::make_shared<std::promise<std::pair<int, std::string>>>();
+    auto fut = prom->get_future();
+    auto once = std::make_shared<std::atomic<bool>>(false);
+    auto c = std::make_shared<Command>();
+    c->kind = kind;
+    c->args = args;
+    c->deadline_ms = ZkSession::steady_ms() + timeout_ms;
+    c->done = [prom, once](int st, const std::string &msg) {
+        if (!once->exchange(true)) prom->set_value({st, msg});
+    };
+    queue_.push(c);
+    if (fut.wait_for(std::chrono::milliseconds(timeout_ms + 3000)) != std::future_status::ready)
+        return HttpReply{503, "text/plain", kind + " status unknown: no answer from the HA loop"};
+    auto r = fut.get();
+    return HttpReply{r.first, "text/plain", r.second};
+}
+
+void Engine::take_sql_request(const PgHaLocal &local) {
+    if (local.request_id == 0 || local.request_id == sql_request_seen_ || !local.request_json) return;
+    sql_request_seen_ = local.request_id;
+    const std::uint64_t id = local.request_id;
+    nlohmann::json j = nlohmann::json::parse(local.request_json, nullptr, false);
+    auto c = std::make_shared<Command>();
+    c->done = [this, id](int st, const std::string &msg) {
+        reply_id_ = id;
+        reply_status_ = st;
+        reply_message_ = msg;
+    };
+    if (!j.is_object() || !j.contains("kind") || !j["kind"].is_string()) {
+        c->done(400, "malformed request");
+        return;
+    }
+    c->kind = j["kind"].get<std::string>();
+    c->args = j.contains("args") && j["args"].is_object() ? j["args"] : nlohmann::json::object();
+    int timeout = j.contains("timeout_ms") && j["timeout_ms"].is_number_integer() ? j["timeout_ms"].get<int>() : 30000;
+    c->deadline_ms = ZkSession::steady_ms() + std::max(1000, timeout);
+    if (local.request_pid > 0) protected_pids_.push_back(local.request_pid);
+    commands_.push_back(c);
+}
+
+namespace {
+std::string jstr(const nlohmann::json &j, const char *k) {
+    return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string();
+}
+}  // namespace
+
+void Engine::start_command(Command &c) {
+    const auto &a = c.args;
+    if (!view_ok_ || !zk_.connected()) {
+        c.done(503, "ZooKeeper is not reachable from this node: cannot " + c.kind);
+        return;
+    }
+    const std::string leader = view_.leader ? *view_.leader : "";
+    if (c.kind == "switchover" || c.kind == "failover") {
+        std::string want_leader = jstr(a, "leader");
+        std::string candidate = jstr(a, "candidate");
+        if (candidate.empty()) candidate = jstr(a, "member");
+        std::string scheduled = jstr(a, "scheduled_at");
+        const bool sw = c.kind == "switchover";
+        if (!sw && candidate.empty()) {
+            c.done(400, "Failover could be performed only to a specific candidate");
+            return;
+        }
+        if (sw && leader.empty()) {
+            c.done(412, "switchover is not possible: the cluster has no leader (use failover with a candidate)");
+            return;
+        }
+        if (!want_leader.empty() && want_leader != leader) {
+            c.done(412, "leader name does not match: the leader is " + (leader.empty() ? std::string("nobody") : leader));
+            return;
+        }
+        if (view_.failover) {
+            c.done(409, "a switchover or failover is already pending (to " +
+                            (view_.failover->candidate.empty() ? std::string("any member") : view_.failover->candidate) +
+                            "); wait for it or clear it");
+            return;
+        }
+        if (view_.config.pause && candidate.empty()) {
+            c.done(412, "switchover is possible only to a specific candidate in a paused state");
+            return;
+        }
+        std::int64_t when = 0;
+        if (!scheduled.empty()) {
+            std::string err;
+            if (!parse_iso8601(scheduled, when, err)) {
+                c.done(400, "Invalid scheduled_at: " + err);
+                return;
+            }
+            if (view_.config.pause) {
+                c.done(412, "Can't schedule " + c.kind + " in the paused state");
+                return;
+            }
+            if (when < std::time(nullptr)) {
+                c.done(422, "Cannot schedule " + c.kind + " in the past");
+                return;
+            }
+        }
+        if (!leader.empty()) {
+            std::string target = candidate.empty() ? best_switchover_candidate(view_, leader) : candidate;
+            std::string why = target.empty() ? "no member can take over" : switchover_ineligibility(view_, leader, target);
+            if (!why.empty()) {
+                c.done(412, c.kind + " is not possible: " + why);
+                return;
+            }
+            c.target = candidate;  // "" = whoever the leader picks
+        } else {
+            const Member *m = view_.member(candidate);
+            if (!m) {
+                c.done(412, "failover is not possible: member " + candidate + " does not exist");
+                return;
+            }
+            if (m->tags.nofailover) {
+                c.done(412, "failover is not possible: " + candidate + " is tagged nofailover");
+                return;
+            }
+            if (m->state != "running") {
+                c.done(412, "failover is not possible: " + candidate + " is not running (state " + m->state + ")");
+                return;
+            }
+            c.target = candidate;
+        }
+        FailoverRequest f;
+        f.leader = leader;
+        f.candidate = candidate;
+        f.scheduled_at = scheduled.empty() ? "" : format_iso8601(when);
+        c.old_leader = leader;
+        auto self = std::find_if(commands_.begin(), commands_.end(), [&](const auto &p) { return p.get() == &c; });
+        std::shared_ptr<Command> keep = self == commands_.end() ? nullptr : *self;
+        store_->create("failover", encode_failover(f), false, [this, keep, scheduled](int rc) {
+            if (!keep) return;
+            if (rc == ZNODEEXISTS) {
+                keep->done(409, "a switchover or failover is already pending");
+            } else if (rc != ZOK) {
+                keep->done(503, "failed to write the failover key into ZooKeeper: " + ZkSession::error_text(rc));
+            } else if (!scheduled.empty()) {
+                keep->done(202, keep->kind == "switchover" ? "Switchover scheduled" : "Failover scheduled");
+            } else {
+                keep->waiting = true;
+                read_requested_ = true;
+                log(keep->kind + " requested" + (keep->target.empty() ? std::string() : " to " + keep->target));
+                return;
+            }
+            keep->deadline_ms = 0;  // answered
+        });
+        c.waiting = false;
+        c.next_probe_ms = -1;  // key being written
+        return;
+    }
+    if (c.kind == "pause" || c.kind == "resume") {
+        const bool p = c.kind == "pause";
+        if (view_.config.pause == p) {
+            c.done(200, p ? "the cluster is already paused" : "the cluster is not paused");
+            return;
+        }
+        write_config({{"pause", p}}, c.done);
+        c.next_probe_ms = -1;
+        return;
+    }
+    if (c.kind == "set_config" || c.kind == "replace_config") {
+        nlohmann::json patch = a.contains("config") ? a["config"] : a;
+        if (!patch.is_object()) {
+            c.done(400, "the configuration must be a JSON object");
+            return;
+        }
+        if (c.kind == "replace_config") patch["__replace__"] = true;
+        write_config(patch, c.done);
+        c.next_probe_ms = -1;
+        return;
+    }
+    if (c.kind == "reload") {
+        if (local_conn_.query("SELECT pg_catalog.pg_reload_conf()")) c.done(202, "reload scheduled");
+        else c.done(503, "reload failed: " + local_conn_.error());
+        return;
+    }
+    if (c.kind == "restart" || c.kind == "reinitialize") {
+        std::string member = jstr(a, "member");
+        if (member.empty() || member == name_) {
+            if (c.kind == "reinitialize" && is_leader_) {
+                c.done(503, "I am the leader, can not reinitialize");
+                return;
+            }
+            if (c.kind == "reinitialize") {
+                int fd = ::open((data_dir_ + "/pg_ha.reinitialize").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+                if (fd < 0) {
+                    c.done(503, "cannot mark the data directory for reinitialization");
+                    return;
+                }
+                ::close(fd);
+            }
+            log(c.kind + " requested: shutting down; pg_hactl boot " +
+                (c.kind == "reinitialize" ? "clones a fresh copy from the leader" : "starts the server again"));
+            if (is_leader_) {
+                // A leader that restarts keeps the lock only if it is back within ttl (session resume).
+                log("the leader restarts: writes pause until it is back");
+            }
+            shutdown_requested_ = true;
+            shutdown_not_before_ms_ = ZkSession::steady_ms() + 300;  // let the answer out first
+            c.done(c.kind == "restart" ? 200 : 200, c.kind == "restart" ? "restarted successfully" : "reinitialize started");
+            return;
+        }
+        const Member *m = view_.member(member);
+        if (!m) {
+            c.done(404, "member " + member + " does not exist");
+            return;
+        }
+        PeerRequest r;
+        r.name = member;
+        r.method = "POST";
+        r.url = m->api_url.substr(0, m->api_url.rfind('/')) + "/" + c.kind;
+        r.body = "{}";
+        auto rep = http_parallel({r}, 5000);
+        if (!rep[0].ok) c.done(503, member + " did not answer: " + rep[0].error);
+        else c.done(static_cast<int>(rep[0].status), rep[0].body);
+        return;
+    }
+    c.done(400, "unknown request " + c.kind);
+}
+
+void Engine::write_config(const nlohmann::json &patch_in, const std::function<void(int, const std::string &)> &done) {
+    nlohmann::json patch = patch_in;
+    const bool replace = patch.contains("__replace__");
+    patch.erase("__replace__");
+    nlohmann::json merged = replace ? patch : view_.config.raw;
+    if (!merged.is_object()) merged = nlohmann::json::object();
+    if (!replace) merged.merge_patch(patch);  // RFC 7386, as Patroni's PATCH /config (null deletes)
+    std::vector<std::string> errors;
+    DynamicConfig cfg = DynamicConfig::from_json(merged, errors);
+    for (const auto &e : cfg.validate()) errors.push_back(e);
+    if (!errors.empty()) {
+        std::string msg = "invalid configuration:";
+        for (const auto &e : errors) msg += " " + e + ";";
+        msg.pop_back();
+        done(400, msg);
+        return;
+    }
+    const int version = view_.config_present ? static_cast<int>(view_.config_version) : -1;
+    auto finish = [this, done, merged](int rc) {
+        if (rc == ZOK) {
+            read_requested_ = true;
+            done(200, merged.dump());
+        } else if (rc == ZBADVERSION || rc == ZNODEEXISTS) {
+            done(409, "the configuration changed meanwhile; read it again and retry");
+        } else {
+            done(503, "cannot write the configuration: " + ZkSession::error_text(rc));
+        }
+    };
+    if (view_.config_present) store_->set_versioned("config", merged.dump(), version, finish);
+    else store_->create("config", merged.dump(), false, finish);
+}
+
+// Switchover/failover requests wait until the new leader accepts writes.
+void Engine::poll_command(Command &c, std::int64_t now) {
+    if (!c.waiting || now < c.next_probe_ms) return;
+    c.next_probe_ms = now + 50;
+    const std::string leader = view_.leader ? *view_.leader : "";
+    if (view_.failover) c.key_seen = true;
+    if (!leader.empty() && leader != c.old_leader && (c.target.empty() || leader == c.target)) {
+        const Member *m = view_.member(leader);
+        if (!m) return;
+        PeerRequest r;
+        r.name = leader;
+        r.url = m->api_url.substr(0, m->api_url.rfind('/')) + "/primary";
+        auto rep = http_parallel({r}, 300);
+        if (rep[0].ok && rep[0].status == 200) {
+            c.waiting = false;
+            c.done(200, "Successfully " + std::string(c.kind == "switchover" ? "switched" : "failed") + " over to \"" +
+                            leader + "\"");
+            c.deadline_ms = 0;
+        }
+        return;
+    }
+    if (!leader.empty() && leader != c.old_leader && !c.target.empty() && leader != c.target) {
+        c.waiting = false;
+        c.done(200, std::string(c.kind == "switchover" ? "Switched" : "Failed") + " over to \"" + leader +
+                        "\" instead of \"" + c.target + "\"");
+        c.deadline_ms = 0;
+        return;
+    }
+    if (c.key_seen && !view_.failover && view_ok_ && (leader.empty() || leader == c.old_leader) && !handover_) {
+        c.waiting = false;
+        c.done(503, c.kind == "switchover" ? "Switchover failed (see the leader's log)" : "Failover failed (see the log)");
+        c.deadline_ms = 0;
+    }
+}
+
+void Engine::clear_failover_key() {
+    store_->remove("failover", -1, [this](int rc) {
+        if (rc != ZOK && rc != ZNONODE) log("cannot delete the failover key: " + ZkSession::error_text(rc));
+        read_requested_ = true;
+    });
+}
+
+void Engine::abort_handover(const std::string &why) {
+    log("switchover aborted: " + why + "; this node stays the primary");
+    handover_.reset();
+    fence_ = false;
+    clear_failover_key();
+}
+
+// The old leader's side of a switchover. Writes stop at Fenced; the outage
+// lasts until the candidate has promoted, which it does as soon as it sees the
+// lock free (a ZooKeeper watch), not at a loop tick.
+void Engine::advance_handover(std::int64_t now) {
+    Handover &h = *handover_;
+    switch (h.phase) {
+        case Handover::Start: {
+            // A checkpoint while still writable keeps the final one short.
+            local_conn_.query("CHECKPOINT");
+            fence_ = true;  // applied by the worker after this step: no commits, no new sessions
+            h.phase = Handover::Fenced;
+            log("switchover to " + h.target + ": checkpoint done, fencing writes");
+            return;
+        }
+        case Handover::Fenced: {
+            std::string keep = "{";
+            for (std::size_t i = 0; i < protected_pids_.size(); ++i) keep += (i ? "," : "") + std::to_string(protected_pids_[i]);
+            keep += "}";
+            local_conn_.query(
+                "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
+                "WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid() AND pid <> ALL($1::int[])",
+                {keep});
+            auto r = local_conn_.query("SELECT pg_catalog.pg_current_wal_insert_lsn()::text");
+            if (!r || r->empty()) {
+                abort_handover("cannot read the WAL position: " + local_conn_.error());
+                return;
+            }
+            h.lsn = parse_lsn((*r)[0][0]).value_or(0);
+            h.phase = Handover::CatchUp;
+            h.deadline_ms = now + 10000;
+            return;
+        }
+        case Handover::CatchUp: {
+            auto r = local_conn_.query(
+                "SELECT coalesce(flush_lsn::text, '') FROM pg_catalog.pg_stat_replication WHERE application_name = $1",
+                {h.target});
+            Lsn got = 0;
+            if (r)
+                for (const auto &row : *r) got = std::max<Lsn>(got, parse_lsn(row[0]).value_or(0));
+            if (got >= h.lsn && h.lsn != 0) {
+                log("switchover: " + h.target + " has all WAL up to " + format_lsn(h.lsn) + "; releasing the leader lock");
+                store_->remove("leader", -1, [this](int rc) {
+                    if (rc != ZOK && rc != ZNONODE) log("cannot release the leader lock: " + ZkSession::error_text(rc));
+                    read_requested_ = true;
+                });
+                is_leader_ = false;
+                shutdown_immediate_ = true;  // no shutdown checkpoint after the candidate's fork point
+                h.phase = Handover::Released;
+                h.deadline_ms = now + 15000;
+                return;
+            }
+            if (now > h.deadline_ms)
+                abort_handover(h.target + " did not receive WAL up to " + format_lsn(h.lsn) + " within 10 s (it has " +
+                               format_lsn(got) + ")");
+            return;
+        }
+        case Handover::Released:
+            if (view_.leader && *view_.leader != name_) return;  // Demote follows from decide()
+            if (now > h.deadline_ms) {
+                log("switchover: " + h.target + " did not take the leader lock within 15 s");
+                handover_.reset();
+                fence_ = false;
+                shutdown_immediate_ = false;
+                clear_failover_key();
+            }
+            return;
+    }
 }
 
 void Engine::start_read() {
@@ -602,6 +1075,11 @@ void Engine::decide_and_act() {
     obs.cluster = view_;
     if (view_.config.failsafe_mode) obs.failsafe_leader = failsafe_box_.active(now, view_.config.ttl * 1000);
     if (!is_leader_) obs.watchdog_failure = watchdog_precheck();
+    if (view_.failover && !view_.failover->scheduled_at.empty()) {
+        std::int64_t when = 0;
+        std::string err;
+        obs.failover_due = parse_iso8601(view_.failover->scheduled_at, when, err) && when <= std::time(nullptr);
+    }
     Decision d = decide(obs);
     if (d.has(ActionKind::AcquireLeader) && obs.role == LocalRole::Standby) {
         // Failover race: confirm over the peers' APIs before taking the lock.
@@ -675,6 +1153,20 @@ void Engine::execute(const Decision &d, const Observation &obs) {
             case ActionKind::WriteStatus:
                 store_->set_or_create("status", encode_status(a.lsn), [](int) {});
                 break;
+            case ActionKind::Handover:
+                if (!handover_ && !fence_) {
+                    handover_ = std::make_unique<Handover>();
+                    handover_->target = a.target;
+                    handover_->started_ms = now;
+                }
+                break;
+            case ActionKind::ClearFailover:
+                if (!handover_) {
+                    if (d.message.find("not possible") != std::string::npos || d.message.find("ignoring") != std::string::npos)
+                        log(d.message);
+                    clear_failover_key();
+                }
+                break;
             case ActionKind::EnsureSlots:
                 if (now - last_slots_ms_ > 5000) {
                     last_slots_ms_ = now;
@@ -723,6 +1215,9 @@ void Engine::ensure_slots(const std::vector<std::string> &names) {
 void Engine::record_promotion(const LocalState &ls) {
     if (history_written_tl_ == ls.timeline) return;
     history_written_tl_ = ls.timeline;
+    // pg_control shows the new timeline only after a checkpoint; pg_rewind on
+    // the old primary compares against it (Patroni: ensure_checkpoint_after_promote).
+    if (!local_conn_.query("CHECKPOINT")) log("checkpoint after promotion failed: " + local_conn_.error());
     std::vector<HistoryEntry> h = view_.history;
     HistoryEntry e;
     e.timeline = ls.timeline - 1;
@@ -844,6 +1339,13 @@ void Engine::publish(const LocalState &ls) {
         members.push_back(row);
     }
     j["members"] = members;
+    j["config"] = view_.config_present ? view_.config.raw : view_.config.to_json();
+    nlohmann::json hist = nlohmann::json::array();
+    for (const auto &h : view_.history)
+        hist.push_back({{"timeline", h.timeline}, {"lsn", format_lsn(h.lsn)}, {"reason", h.reason},
+                        {"timestamp", h.timestamp.empty() ? nlohmann::json(nullptr) : nlohmann::json(h.timestamp)},
+                        {"new_leader", h.new_leader}});
+    j["history"] = hist;
     status_json_ = j.dump();
 }
 
@@ -892,6 +1394,37 @@ void Engine::step(const PgHaLocal &local, bool r, bool w, PgHaOutputs &out) {
         view_ok_ = false;
         decide_and_act();
     }
+    if (local_role() != last_role_) {
+        // Promotion finished, recovery ended, ...: act now, not a loop later.
+        last_role_ = local_role();
+        read_requested_ = true;
+    }
+    take_sql_request(local);
+    for (auto &c : queue_.drain()) commands_.push_back(c);
+    for (auto &c : commands_) {
+        if (!c->wrapped) {
+            // Answer exactly once, whoever answers first (the step, a ZooKeeper
+            // callback, or the timeout below).
+            auto orig = c->done;
+            auto flag = std::make_shared<bool>(false);
+            Command *raw = c.get();
+            c->done = [orig, flag, raw](int st, const std::string &msg) {
+                if (*flag) return;
+                *flag = true;
+                raw->answered = true;
+                if (orig) orig(st, msg);
+            };
+            c->wrapped = true;
+        }
+        if (c->answered) continue;
+        if (c->next_probe_ms == 0) start_command(*c);
+        else poll_command(*c, now);
+        if (!c->answered && now > c->deadline_ms) c->done(503, c->kind + " status unknown: timed out");
+    }
+    commands_.erase(std::remove_if(commands_.begin(), commands_.end(), [](const auto &c) { return c->answered; }),
+                    commands_.end());
+    if (commands_.empty()) protected_pids_.clear();
+    if (handover_) advance_handover(now);
     tend_watchdog();  // every iteration (at least once a second) while leading
     if (status_json_.empty()) publish(local_state());
 
@@ -900,7 +1433,15 @@ void Engine::step(const PgHaLocal &local, bool r, bool w, PgHaOutputs &out) {
     out.promote = promote_now_;
     promote_now_ = false;
     out.fence = fence_;
-    out.shutdown = shutdown_requested_;
+    // Leave a moment for answers to waiting callers before stopping (the
+    // node is fenced meanwhile).
+    if (shutdown_requested_ && shutdown_requested_ms_ == 0) shutdown_requested_ms_ = now;
+    out.shutdown = shutdown_requested_ && now >= shutdown_not_before_ms_ &&
+                   (commands_.empty() || now >= shutdown_requested_ms_ + 5000);
+    out.shutdown_immediate = shutdown_immediate_;
+    out.reply_id = reply_id_;
+    out.reply_status = reply_status_;
+    out.reply_message = reply_message_.c_str();
     out.status_json = status_json_.c_str();
     log_ptrs_.clear();
     for (const auto &l : logs_) log_ptrs_.push_back(l.c_str());

@@ -15,6 +15,17 @@ extern "C" {
 #include "storage/lwlock.h"
 
 #define PGHA_STATUS_MAX (256 * 1024)
+#define PGHA_REQUEST_MAX 8192
+#define PGHA_REPLY_MAX 8192
+
+/* The one operator-request slot (SQL control functions -> worker). */
+typedef enum PgHaRequestState
+{
+	PGHA_REQ_FREE = 0,
+	PGHA_REQ_PENDING,			/* written by a backend, not yet seen by the worker */
+	PGHA_REQ_TAKEN,				/* the worker carries it out; it will answer */
+	PGHA_REQ_DONE				/* answered; the backend copies the reply and frees the slot */
+} PgHaRequestState;
 
 typedef struct PgHaShared
 {
@@ -24,6 +35,17 @@ typedef struct PgHaShared
 	pg_atomic_uint32 lease_enforced;	/* 1 = commits that wrote need a valid lease */
 	pg_atomic_uint32 fenced;	/* 1 = refuse new connections (demotion under way) */
 	pid_t		worker_pid;
+	struct Latch *worker_latch;	/* NULL while no worker runs */
+	/* request slot, protected by `lock` */
+	int			req_state;		/* PgHaRequestState */
+	uint64		req_id;
+	uint64		req_counter;
+	int			req_pid;
+	struct Latch *req_latch;	/* the waiting backend's latch */
+	bool		req_abandoned;	/* the backend gave up waiting (cancel, timeout) */
+	int			reply_status;
+	char		request[PGHA_REQUEST_MAX];
+	char		reply[PGHA_REPLY_MAX];
 	uint64		status_generation;
 	int			status_len;
 	char		status_json[PGHA_STATUS_MAX];

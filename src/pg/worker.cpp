@@ -44,6 +44,7 @@ PGDLLEXPORT void pg_ha_worker_main(Datum main_arg);
 }
 
 static PgHaEngine *engine = NULL;
+static uint64 last_reply_id = 0;
 
 void
 pgha_register_worker(void)
@@ -67,7 +68,10 @@ static void
 worker_exit(int code, Datum arg)
 {
 	if (pgha_shared)
+	{
 		pg_atomic_write_u64(&pgha_shared->lease_deadline_ms, 0);
+		pgha_shared->worker_latch = NULL;
+	}
 	if (engine)
 	{
 		/* a clean stop (code 0 or SIGTERM) releases the leader lock at once */
@@ -122,6 +126,48 @@ request_promotion(void)
 		ereport(LOG, (errmsg("pg_ha: failed to send the promote signal to the postmaster: %m")));
 }
 
+/* Hand a waiting SQL request to the engine (once). */
+static void
+take_request(PgHaLocal *l)
+{
+	LWLockAcquire(pgha_shared->lock, LW_EXCLUSIVE);
+	if (pgha_shared->req_state == PGHA_REQ_PENDING)
+	{
+		pgha_shared->req_state = PGHA_REQ_TAKEN;
+		l->request_id = pgha_shared->req_id;
+		l->request_json = pstrdup(pgha_shared->request);
+		l->request_pid = pgha_shared->req_pid;
+	}
+	LWLockRelease(pgha_shared->lock);
+}
+
+/* Put the engine's answer into the slot and wake the backend. */
+static void
+give_reply(const PgHaOutputs *out)
+{
+	struct Latch *latch = NULL;
+
+	if (out->reply_id == 0 || out->reply_id == last_reply_id)
+		return;
+	last_reply_id = out->reply_id;
+	LWLockAcquire(pgha_shared->lock, LW_EXCLUSIVE);
+	if (pgha_shared->req_id == out->reply_id && pgha_shared->req_state == PGHA_REQ_TAKEN)
+	{
+		if (pgha_shared->req_abandoned)
+			pgha_shared->req_state = PGHA_REQ_FREE;
+		else
+		{
+			pgha_shared->reply_status = out->reply_status;
+			strlcpy(pgha_shared->reply, out->reply_message ? out->reply_message : "", PGHA_REPLY_MAX);
+			pgha_shared->req_state = PGHA_REQ_DONE;
+			latch = pgha_shared->req_latch;
+		}
+	}
+	LWLockRelease(pgha_shared->lock);
+	if (latch)
+		SetLatch(latch);
+}
+
 static void
 apply_outputs(const PgHaOutputs *out)
 {
@@ -135,7 +181,10 @@ apply_outputs(const PgHaOutputs *out)
 		pg_atomic_write_u32(&pgha_shared->fenced, 1);
 	}
 	else
+	{
 		pg_atomic_write_u64(&pgha_shared->lease_deadline_ms, (uint64) out->lease_deadline_ms);
+		pg_atomic_write_u32(&pgha_shared->fenced, 0);	/* e.g. an aborted switchover */
+	}
 	pg_atomic_write_u32(&pgha_shared->lease_enforced,
 						(out->lease_enforced || out->fence) ? 1 : 0);
 
@@ -156,10 +205,21 @@ apply_outputs(const PgHaOutputs *out)
 		}
 	}
 
+	give_reply(out);
+
 	if (out->shutdown)
 	{
-		ereport(LOG, (errmsg("pg_ha: requesting a fast shutdown to rejoin as a standby")));
-		kill(PostmasterPid, SIGINT);
+		if (out->shutdown_immediate)
+		{
+			/* after a switchover: no shutdown checkpoint past the new leader's fork point */
+			ereport(LOG, (errmsg("pg_ha: requesting an immediate shutdown to rejoin as a standby of the new leader")));
+			kill(PostmasterPid, SIGQUIT);
+		}
+		else
+		{
+			ereport(LOG, (errmsg("pg_ha: requesting a fast shutdown")));
+			kill(PostmasterPid, SIGINT);
+		}
 	}
 }
 
@@ -177,6 +237,18 @@ pg_ha_worker_main(Datum main_arg)
 	if (pgha_shared == NULL)
 		ereport(FATAL, (errmsg("pg_ha: shared memory is not initialized")));
 	pgha_shared->worker_pid = MyProcPid;
+	pgha_shared->worker_latch = MyLatch;
+	/* a request a previous worker took will never be answered */
+	LWLockAcquire(pgha_shared->lock, LW_EXCLUSIVE);
+	if (pgha_shared->req_state == PGHA_REQ_TAKEN)
+	{
+		pgha_shared->reply_status = 503;
+		strlcpy(pgha_shared->reply, "the pg_ha worker restarted while carrying out the request", PGHA_REPLY_MAX);
+		pgha_shared->req_state = pgha_shared->req_abandoned ? PGHA_REQ_FREE : PGHA_REQ_DONE;
+		if (pgha_shared->req_latch)
+			SetLatch(pgha_shared->req_latch);
+	}
+	LWLockRelease(pgha_shared->lock);
 
 	memset(&settings, 0, sizeof(settings));
 	settings.scope = pgha_scope;
@@ -275,6 +347,7 @@ pg_ha_worker_main(Datum main_arg)
 		}
 
 		observe_local(&local);
+		take_request(&local);
 		pgha_engine_step(engine, &local, zk_r, zk_w, woken, &out);
 		apply_outputs(&out);
 
