@@ -77,9 +77,10 @@ AS $$
 DECLARE
     msg text;
 BEGIN
-    IF scheduled_at IS NOT NULL AND scheduled_at <= now() THEN
-        RAISE EXCEPTION 'scheduled_at % is in the past', scheduled_at
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Leave it NULL to switch over now.';
+    IF scheduled_at IS NOT NULL AND scheduled_at <= pg_catalog.now() THEN
+        RAISE EXCEPTION 'scheduled_at is in the past'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = pg_catalog.format('scheduled_at is %s.', scheduled_at),
+                  HINT = 'Leave it NULL to switch over now.';
     END IF;
     msg := @extschema@._ha_request('switchover',
         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
@@ -166,4 +167,4 @@ GRANT EXECUTE ON FUNCTION _ha_request(text, text, integer), ha_switchover(text, 
     TO pgha_admin;
 GRANT EXECUTE ON FUNCTION ha_config(), ha_history() TO pg_monitor, pgha_admin;
 -- The control functions read the status too.
-GRANT EXECUTE ON FUNCTION ha_status_text(), ha_status_json(), ha_node() TO pgha_admin;
+GRANT EXECUTE ON FUNCTION ha_status_text(), ha_status_json(), ha_status(), ha_node(), ha_lease_remaining_ms() TO pgha_admin;

@@ -11,3 +11,9 @@ CREATE TABLE pg_ha_regress_t (i int);
 INSERT INTO pg_ha_regress_t VALUES (1);
 SELECT count(*) FROM pg_ha_regress_t;
 DROP TABLE pg_ha_regress_t;
+
+-- Argument errors are caught before anything is asked of the worker.
+SELECT ha_failover(NULL);
+\set VERBOSITY terse
+SELECT ha_switchover('pg-2', now() - interval '1 hour');
+\set VERBOSITY default
