@@ -42,6 +42,13 @@ typedef struct PgHaSettings
 	int			watchdog_mode;	/* 0 off, 1 automatic, 2 required */
 	const char *watchdog_device;
 	int			watchdog_safety_margin;	/* seconds; -1: ttl / 2 */
+	const char *restapi_username;
+	const char *restapi_password;
+	const char *restapi_certfile;
+	const char *restapi_keyfile;
+	const char *restapi_keyfile_password;
+	const char *restapi_cafile;
+	const char *restapi_verify_client;
 } PgHaSettings;
 
 /* What the worker read from shared memory this iteration. */

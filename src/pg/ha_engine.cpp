@@ -45,6 +45,19 @@ namespace {
 
 std::string s_or(const char *p) { return p ? std::string(p) : std::string(); }
 
+ApiServerOptions api_options(const PgHaSettings &s) {
+    ApiServerOptions o;
+    o.auth_username = s_or(s.restapi_username);
+    o.auth_password = s_or(s.restapi_password);
+    o.certfile = s_or(s.restapi_certfile);
+    o.keyfile = s_or(s.restapi_keyfile);
+    o.keyfile_password = s_or(s.restapi_keyfile_password);
+    o.cafile = s_or(s.restapi_cafile);
+    o.verify_client = s_or(s.restapi_verify_client);
+    if (o.verify_client.empty()) o.verify_client = "none";
+    return o;
+}
+
 std::string iso_now() {
     std::time_t t = std::time(nullptr);
     std::tm tm{};
@@ -198,6 +211,18 @@ class Engine {
     std::unique_ptr<ClusterStore> store_;
     SnapshotBox box_;
     ApiServer api_;
+    std::string api_scheme_ = "http";
+    std::string api_auth_;  // "user:password" for unsafe calls to other members
+    std::string api_cafile_;
+    PeerRequest peer(const std::string &name, const std::string &url, const std::string &method = "GET") const {
+        PeerRequest r;
+        r.name = name;
+        r.url = url;
+        r.method = method;
+        if (method != "GET") r.basic_auth = api_auth_;
+        r.ca_file = api_cafile_;
+        return r;
+    }
     bool api_started_ = false;
     std::int64_t api_retry_ms_ = 0;
     LocalConn local_conn_;
@@ -275,7 +300,7 @@ class Engine {
     void publish(const LocalState &ls);
     std::int64_t lease_deadline() const;
     std::string member_conn_url() const { return "postgres://" + connect_address_ + "/postgres"; }
-    std::string member_api_url() const { return "http://" + api_connect_address_ + "/patroni"; }
+    std::string member_api_url() const { return api_scheme_ + "://" + api_connect_address_ + "/patroni"; }
     void follow(const std::string &leader);
     void ensure_slots(const std::vector<std::string> &names);
     void record_promotion(const LocalState &ls);
@@ -304,6 +329,7 @@ Engine::Engine(const PgHaSettings &s)
                                        : WatchdogMode::Off,
                 s.watchdog_safety_margin),
       watchdog_margin_s_(s.watchdog_safety_margin),
+      api_(api_options(s)),
       local_conn_("host=" + LocalConn::quote_literal(socket_dir_) + " port=" + std::to_string(s.port) +
                   " dbname=postgres user=" + LocalConn::quote_literal(superuser_) +
                   " password=" + LocalConn::quote_literal(superuser_password_) +
@@ -313,6 +339,9 @@ Engine::Engine(const PgHaSettings &s)
     tags_.nosync = s.nosync;
     tags_.clonefrom = s.clonefrom;
     store_ = std::make_unique<ClusterStore>(zk_, ns_, scope_);
+    if (!s_or(s.restapi_certfile).empty()) api_scheme_ = "https";
+    if (!s_or(s.restapi_username).empty()) api_auth_ = s_or(s.restapi_username) + ":" + s_or(s.restapi_password);
+    api_cafile_ = s_or(s.restapi_cafile);
 }
 
 Engine::~Engine() { shutdown(false); }
@@ -494,10 +523,7 @@ void Engine::check_peers(Observation &obs) {
     std::vector<PeerRequest> reqs;
     for (const auto &m : view_.members) {
         if (m.name == name_ || m.api_url.empty()) continue;
-        PeerRequest r;
-        r.name = m.name;
-        r.url = m.api_url;
-        reqs.push_back(r);
+        reqs.push_back(peer(m.name, m.api_url));
     }
     obs.peers_checked = true;
     obs.peer_positions.clear();
@@ -532,10 +558,7 @@ void Engine::failsafe_round(std::int64_t now) {
     std::vector<PeerRequest> reqs;
     for (const auto &m : view_.members) {
         if (m.name == name_) continue;
-        PeerRequest r;
-        r.name = m.name;
-        r.method = "POST";
-        r.url = m.api_url.empty() ? "" : m.api_url.substr(0, m.api_url.rfind('/')) + "/failsafe";
+        PeerRequest r = peer(m.name, m.api_url.empty() ? "" : m.api_url.substr(0, m.api_url.rfind('/')) + "/failsafe", "POST");
         r.body = body.dump();
         reqs.push_back(r);
     }
@@ -802,10 +825,7 @@ void Engine::start_command(Command &c) {
             c.done(404, "member " + member + " does not exist");
             return;
         }
-        PeerRequest r;
-        r.name = member;
-        r.method = "POST";
-        r.url = m->api_url.substr(0, m->api_url.rfind('/')) + "/" + c.kind;
+        PeerRequest r = peer(member, m->api_url.substr(0, m->api_url.rfind('/')) + "/" + c.kind, "POST");
         r.body = "{}";
         auto rep = http_parallel({r}, 5000);
         if (!rep[0].ok) c.done(503, member + " did not answer: " + rep[0].error);
@@ -856,9 +876,7 @@ void Engine::poll_command(Command &c, std::int64_t now) {
     if (!leader.empty() && leader != c.old_leader && (c.target.empty() || leader == c.target)) {
         const Member *m = view_.member(leader);
         if (!m) return;
-        PeerRequest r;
-        r.name = leader;
-        r.url = m->api_url.substr(0, m->api_url.rfind('/')) + "/primary";
+        PeerRequest r = peer(leader, m->api_url.substr(0, m->api_url.rfind('/')) + "/primary");
         auto rep = http_parallel({r}, 300);
         if (rep[0].ok && rep[0].status == 200) {
             c.waiting = false;

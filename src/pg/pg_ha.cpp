@@ -48,6 +48,13 @@ bool		pgha_lease_enforcement = true;
 int			pgha_lease_safety_margin_ms = 2000;
 int			pgha_watchdog_mode = 1;	/* automatic */
 char	   *pgha_watchdog_device = NULL;
+char	   *pgha_restapi_username = NULL;
+char	   *pgha_restapi_password = NULL;
+char	   *pgha_restapi_certfile = NULL;
+char	   *pgha_restapi_keyfile = NULL;
+char	   *pgha_restapi_keyfile_password = NULL;
+char	   *pgha_restapi_cafile = NULL;
+char	   *pgha_restapi_verify_client = NULL;
 int			pgha_watchdog_safety_margin = 5;
 
 static const struct config_enum_entry watchdog_mode_options[] = {
@@ -178,6 +185,21 @@ define_gucs(void)
 	DefineCustomIntVariable("pg_ha.watchdog_safety_margin",
 							"Seconds between the watchdog firing and the end of ttl (watchdog timeout = ttl - margin; -1: ttl / 2).",
 							NULL, &pgha_watchdog_safety_margin, 5, -1, 3600, PGC_POSTMASTER, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ha.restapi_username",
+							   "REST API: user for HTTP basic authentication of unsafe methods (POST, PATCH, ...); empty = none.",
+							   NULL, &pgha_restapi_username, "", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ha.restapi_password", "REST API: password for pg_ha.restapi_username.",
+							   NULL, &pgha_restapi_password, "", PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ha.restapi_certfile", "REST API: PEM certificate; set = serve HTTPS.",
+							   NULL, &pgha_restapi_certfile, "", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ha.restapi_keyfile", "REST API: PEM private key (empty = in the certfile).",
+							   NULL, &pgha_restapi_keyfile, "", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ha.restapi_keyfile_password", "REST API: password of an encrypted keyfile.",
+							   NULL, &pgha_restapi_keyfile_password, "", PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ha.restapi_cafile", "REST API: CA file for client certificates and for calls to other members.",
+							   NULL, &pgha_restapi_cafile, "", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ha.restapi_verify_client", "REST API: client certificates: none, optional or required.",
+							   NULL, &pgha_restapi_verify_client, "none", PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pg_ha");
 }
 

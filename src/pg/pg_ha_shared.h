@@ -79,6 +79,13 @@ extern int	pgha_lease_safety_margin_ms;
 extern int	pgha_watchdog_mode;
 extern char *pgha_watchdog_device;
 extern int	pgha_watchdog_safety_margin;
+extern char *pgha_restapi_username;
+extern char *pgha_restapi_password;
+extern char *pgha_restapi_certfile;
+extern char *pgha_restapi_keyfile;
+extern char *pgha_restapi_keyfile_password;
+extern char *pgha_restapi_cafile;
+extern char *pgha_restapi_verify_client;
 
 /* true when pg_ha.scope etc. are set, i.e. this node is under HA control */
 extern bool pgha_configured(void);

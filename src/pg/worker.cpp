@@ -274,6 +274,13 @@ pg_ha_worker_main(Datum main_arg)
 	settings.watchdog_mode = pgha_watchdog_mode;
 	settings.watchdog_device = pgha_watchdog_device;
 	settings.watchdog_safety_margin = pgha_watchdog_safety_margin;
+	settings.restapi_username = pgha_restapi_username;
+	settings.restapi_password = pgha_restapi_password;
+	settings.restapi_certfile = pgha_restapi_certfile;
+	settings.restapi_keyfile = pgha_restapi_keyfile;
+	settings.restapi_keyfile_password = pgha_restapi_keyfile_password;
+	settings.restapi_cafile = pgha_restapi_cafile;
+	settings.restapi_verify_client = pgha_restapi_verify_client;
 
 	/* the first directory of unix_socket_directories */
 	{
