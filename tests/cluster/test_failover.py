@@ -550,6 +550,45 @@ def test_failsafe_mode_keeps_primary_without_zookeeper_quorum(make_cluster):
     sb.check()
 
 
+def test_failsafe_mode_fences_when_a_member_cannot_confirm(make_cluster):
+    """failsafe_mode: true, but pg-3 is cut off (nftables, the test process
+    still reaches it) at the moment 2 of 3 ZooKeeper servers stop: pg-3 is
+    still a member when ZooKeeper goes away, cannot answer the leader's POST
+    /failsafe, so failsafe must not hold: the primary stops acknowledging
+    writes within ttl, and nobody else becomes primary. Quorum back and pg-3
+    healed: one healthy primary. Timings: ttl 10 / loop_wait 2 /
+    retry_timeout 2."""
+    c = start_cluster(make_cluster, zk_servers=3, config=dict(FAST, failsafe_mode=True))
+    primary, cut = c.node("pg-1"), c.node("pg-3")
+    time.sleep(2 * LOOP_WAIT)
+    with SplitBrainChecker(c) as sb, c.monitor(interval=0.5) as mon:
+        sb.wait_acks(primary, 20)
+        down = c.zookeepers[1:]
+        t_loss = time.monotonic()
+        cut.host.isolate("nft", allow_observer=True)
+        for z in down:
+            z.stop()
+        time.sleep(TTL + 4)
+        late = sb.acks_after(primary, t_loss + TTL)
+        last = sb.last_ack(primary)
+        print("failsafe with an unreachable member: last ack %.2fs after the quorum loss"
+              % ((last.acked - t_loss) if last else -1))
+        check(not late, "failsafe kept %s writing although %s could not confirm: %d acks more than ttl after "
+              "the quorum loss (last %.2fs)" % (primary.name, cut.name, len(late), last.acked - t_loss),
+              c, sb.summary)
+        cut.host.heal()
+        for z in down:
+            z.start(wait=False)
+        for z in down:
+            z.wait_serving(60)
+        p = c.wait_healthy(timeout=120)
+        wait_promoted(c, p)
+    check(len(mon.answered_200()) <= 2, "nodes answering /primary: %s" % mon.answered_200(), c, mon.timeline)
+    check({a.node for a in sb.acks()} <= {primary.name, p.name}, "writes acknowledged by %s"
+          % sorted({a.node for a in sb.acks()}), c, sb.summary)
+    sb.check()
+
+
 # --------------------------------------------------------------------------
 # 5. lag and nofailover
 
