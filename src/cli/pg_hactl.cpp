@@ -1,9 +1,11 @@
 // pg_hactl: bootstrap (run before postgres starts) and operator commands.
 //
 //   pg_hactl boot --config FILE --pgdata DIR [--timeout SECONDS]
-//   pg_hactl list --config FILE [--format table|json]
+//   pg_hactl list|switchover|failover|pause|resume|history|show-config|edit-config|restart|reinit
+//            (cli/commands.cpp; see usage())
 //
-// Exit codes: 0 ok, 1 failed (message on stderr), 2 usage error.
+// Exit codes: 0 ok, 1 failed (message on stderr), 2 usage error, 3 ZooKeeper
+// or the REST API unreachable (operator commands).
 #include "core/no_postgres.hpp"
 
 #include <sys/stat.h>
@@ -26,6 +28,9 @@
 
 #include <zookeeper/zookeeper.h>
 
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.hpp"
 #include "core/cluster.hpp"
 #include "core/patroni_codec.hpp"
 #include "core/settings_file.hpp"
@@ -629,47 +634,25 @@ int cmd_boot(const NodeConfig &c) {
     die("gave up after " + std::to_string(c.timeout_s) + " s: no leader to clone from");
 }
 
-int cmd_list(const NodeConfig &c, const std::string &format) {
-    ZkSession zk;
-    connect_zk(zk, c, 10000);
-    ClusterStore store(zk, c.ns, c.scope);
-    ClusterView v;
-    std::string err;
-    if (!read_view(zk, store, v, err)) die("cannot read the cluster: " + err);
-    if (format == "json") {
-        nlohmann::json arr = nlohmann::json::array();
-        for (const auto &m : v.members) {
-            bool leader = v.leader && *v.leader == m.name;
-            Lsn pos = m.position();
-            arr.push_back({{"name", m.name}, {"host", m.host()}, {"port", m.port()},
-                           {"role", leader ? "leader" : "replica"}, {"state", m.replication_state.empty() ? m.state : m.replication_state},
-                           {"timeline", m.timeline},
-                           {"lag", leader ? 0 : (v.status_optime > pos ? v.status_optime - pos : 0)}});
-        }
-        std::cout << nlohmann::json{{"scope", c.scope}, {"system_identifier", v.initialize.value_or("")},
-                                    {"paused", v.config.pause}, {"members", arr}}
-                         .dump(2)
-                  << std::endl;
-        return 0;
-    }
-    std::printf("+ Cluster: %s (%s) %s\n", c.scope.c_str(), v.initialize.value_or("uninitialized").c_str(),
-                v.config.pause ? " [maintenance mode]" : "");
-    std::printf("%-12s %-22s %-8s %-12s %-4s %-10s\n", "Member", "Host", "Role", "State", "TL", "Lag in MB");
-    for (const auto &m : v.members) {
-        bool leader = v.leader && *v.leader == m.name;
-        Lsn pos = m.position();
-        double lag_mb = leader ? 0 : (v.status_optime > pos ? double(v.status_optime - pos) / 1048576.0 : 0.0);
-        std::printf("%-12s %-22s %-8s %-12s %-4d %-10.1f\n", m.name.c_str(),
-                    (m.host() + ":" + std::to_string(m.port())).c_str(), leader ? "Leader" : "Replica",
-                    (m.replication_state.empty() ? m.state : m.replication_state).c_str(), m.timeline, lag_mb);
-    }
-    return 0;
-}
+// `list` and the other operator commands live in cli/commands.cpp.
 
 void usage() {
-    std::cerr << "usage:\n"
-                 "  pg_hactl boot --config FILE --pgdata DIR [--timeout SECONDS]\n"
-                 "  pg_hactl list --config FILE [--format table|json]\n";
+    std::cerr << "usage: pg_hactl COMMAND [options]   (pg_hactl COMMAND --help for details)\n"
+                 "  boot         --config FILE --pgdata DIR [--timeout SECONDS]\n"
+                 "  list         [--format table|json]\n"
+                 "  switchover   [--leader L] [--candidate X] [--scheduled ISO8601|now] [--force]\n"
+                 "  failover     --candidate X [--force]\n"
+                 "  pause        [--wait [SECONDS]]\n"
+                 "  resume       [--wait [SECONDS]]\n"
+                 "  history      [--format table|json]\n"
+                 "  show-config  [--format yaml|json]\n"
+                 "  edit-config  (--set KEY=VALUE ... | --file FILE | --file -) [--replace] [--force]\n"
+                 "  restart      MEMBER [--force]\n"
+                 "  reinit       MEMBER [--force]\n"
+                 "Every command reads the settings file given by --config FILE (or $PGHA_CONFIG_FILE):\n"
+                 "pg_ha.scope, pg_ha.namespace, pg_ha.zookeeper_hosts, and for the REST API\n"
+                 "pg_ha.restapi_username/pg_ha.restapi_password and pg_ha.restapi_cafile.\n"
+                 "Exit codes: 0 ok, 1 failed or refused, 2 usage error, 3 ZooKeeper or REST API unreachable.\n";
 }
 
 }  // namespace
@@ -677,53 +660,120 @@ void usage() {
 
 int main(int argc, char **argv) {
     using namespace pgha;
+    namespace cli = pgha::cli;
     if (argc < 2) {
         usage();
-        return 2;
+        return cli::kExitUsage;
     }
-    std::string cmd = argv[1], config, pgdata, format = "table";
+
+    CLI::App app{"pg_hactl: pg_ha bootstrap and operator commands"};
+    app.fallthrough();  // global options (--config) also after the command
+    app.require_subcommand(1);
+    std::string config, format;
+    app.add_option("-c,--config", config, "settings file (default: $PGHA_CONFIG_FILE)");
+
+    std::string pgdata;
     int timeout = 300;
-    for (int i = 2; i < argc; ++i) {
-        std::string a = argv[i];
-        auto need = [&](const char *what) -> std::string {
-            if (i + 1 >= argc) {
-                std::cerr << "pg_hactl: " << a << " needs " << what << std::endl;
-                std::exit(2);
-            }
-            return argv[++i];
-        };
-        if (a == "--config" || a == "-c") config = need("a file");
-        else if (a == "--pgdata" || a == "-D") pgdata = need("a directory");
-        else if (a == "--format") format = need("table or json");
-        else if (a == "--timeout") timeout = std::atoi(need("seconds").c_str());
-        else {
-            std::cerr << "pg_hactl: unknown option " << a << std::endl;
-            usage();
-            return 2;
-        }
+    auto *boot = app.add_subcommand("boot", "prepare the data directory before postgres starts");
+    boot->add_option("-D,--pgdata", pgdata, "data directory (default: $PGDATA)");
+    boot->add_option("--timeout", timeout, "seconds to wait for ZooKeeper / a leader");
+
+    auto *list = app.add_subcommand("list", "members, roles, states and lag");
+    list->add_option("--format", format, "table or json");
+
+    cli::SwitchoverOptions sw;
+    auto *switchover = app.add_subcommand("switchover", "hand the leader role to another member");
+    switchover->add_option("--leader,--master", sw.leader, "the current leader (checked)");
+    switchover->add_option("--candidate", sw.candidate, "the new leader (default: the leader picks)");
+    switchover->add_option("--scheduled", sw.scheduled, "ISO 8601 time with a zone, or now");
+    switchover->add_flag("--force", sw.force, "do not ask for confirmation");
+
+    cli::SwitchoverOptions fo;
+    fo.failover = true;
+    auto *failover = app.add_subcommand("failover", "make a member the leader (also without a healthy leader)");
+    failover->add_option("--candidate", fo.candidate, "the new leader")->required();
+    failover->add_option("--leader,--master", fo.leader, "the current leader (checked)");
+    failover->add_flag("--force", fo.force, "do not ask for confirmation");
+
+    int wait_s = 0;
+    auto *pause = app.add_subcommand("pause", "maintenance mode: no automatic failover");
+    auto *resume = app.add_subcommand("resume", "leave maintenance mode");
+    for (auto *sub : {pause, resume})
+        sub->add_option("--wait", wait_s, "wait until every member reports it (seconds, default 60)")
+            ->expected(0, 1)
+            ->default_str("60");
+
+    auto *history = app.add_subcommand("history", "timeline history (switchovers and failovers)");
+    history->add_option("--format", format, "table or json");
+
+    auto *show_config = app.add_subcommand("show-config", "the dynamic configuration (config znode)");
+    show_config->add_option("--format", format, "yaml or json");
+
+    cli::EditConfigOptions ec;
+    auto *edit_config = app.add_subcommand("edit-config", "change the dynamic configuration (validated)");
+    edit_config->add_option("-s,--set", ec.set, "KEY=VALUE (dotted keys for nested settings; null removes)");
+    edit_config->add_option("--file,--apply", ec.file, "JSON merge patch from FILE, - for standard input");
+    edit_config->add_flag("--replace", ec.replace, "the file replaces the whole configuration");
+    edit_config->add_flag("--force", ec.force, "do not ask for confirmation");
+
+    std::string member;
+    bool member_force = false;
+    auto *restart = app.add_subcommand("restart", "restart a member's PostgreSQL (via its REST API)");
+    auto *reinit = app.add_subcommand("reinit", "re-clone a replica from the leader (via its REST API)");
+    for (auto *sub : {restart, reinit}) {
+        sub->add_option("member", member, "member name")->required();
+        sub->add_flag("--force", member_force, "do not ask for confirmation");
     }
-    if (config.empty()) config = std::getenv("PGHA_CONFIG_FILE") ? std::getenv("PGHA_CONFIG_FILE") : "";
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp &e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp &e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError &e) {
+        std::cerr << "pg_hactl: " << e.what() << " (see pg_hactl --help)" << std::endl;
+        return cli::kExitUsage;
+    }
+    // --wait given without a number: the default.
+    for (auto *sub : {pause, resume})
+        if (sub->parsed() && sub->count("--wait") > 0 && wait_s <= 0) wait_s = 60;
+
+    if (config.empty() && std::getenv("PGHA_CONFIG_FILE")) config = std::getenv("PGHA_CONFIG_FILE");
     if (config.empty()) {
-        std::cerr << "pg_hactl: --config is required" << std::endl;
-        return 2;
+        std::cerr << "pg_hactl: --config is required (or set PGHA_CONFIG_FILE)" << std::endl;
+        return cli::kExitUsage;
     }
     try {
-        NodeConfig c = load_config(config);
-        c.timeout_s = timeout > 0 ? timeout : 300;
-        if (cmd == "boot") {
+        if (boot->parsed()) {
+            NodeConfig c = load_config(config);
+            c.timeout_s = timeout > 0 ? timeout : 300;
             if (pgdata.empty() && std::getenv("PGDATA")) pgdata = std::getenv("PGDATA");
             if (pgdata.empty()) {
                 std::cerr << "pg_hactl: boot needs --pgdata" << std::endl;
-                return 2;
+                return cli::kExitUsage;
             }
             c.pgdata = pgdata;
             return cmd_boot(c);
         }
-        if (cmd == "list") return cmd_list(c, format);
+        const cli::OperatorSettings s = cli::load_operator_settings(config);
+        if (list->parsed()) return cli::cmd_list(s, format.empty() ? "table" : format);
+        if (switchover->parsed()) return cli::cmd_switchover(s, sw);
+        if (failover->parsed()) return cli::cmd_switchover(s, fo);
+        if (pause->parsed()) return cli::cmd_pause(s, true, wait_s);
+        if (resume->parsed()) return cli::cmd_pause(s, false, wait_s);
+        if (history->parsed()) return cli::cmd_history(s, format.empty() ? "table" : format);
+        if (show_config->parsed()) return cli::cmd_show_config(s, format.empty() ? "yaml" : format);
+        if (edit_config->parsed()) return cli::cmd_edit_config(s, ec);
+        if (restart->parsed()) return cli::cmd_member_action(s, "restart", member, member_force);
+        if (reinit->parsed()) return cli::cmd_member_action(s, "reinitialize", member, member_force);
+    } catch (const cli::CommandError &e) {
+        std::cerr << "pg_hactl: " << e.what() << std::endl;
+        return e.code;
     } catch (const std::exception &e) {
         std::cerr << "pg_hactl: " << e.what() << std::endl;
-        return 1;
+        return cli::kExitFailed;
     }
     usage();
-    return 2;
+    return cli::kExitUsage;
 }

@@ -1,0 +1,742 @@
+// pg_hactl operator commands. See commands.hpp for the contract.
+#include "cli/commands.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <zookeeper/zookeeper.h>
+
+#include "core/cluster.hpp"
+#include "core/dynamic_config.hpp"
+#include "core/lsn.hpp"
+#include "core/patroni_codec.hpp"
+#include "core/settings_file.hpp"
+#include "core/timeutil.hpp"
+#include "dcs/cluster_store.hpp"
+#include "dcs/zk_session.hpp"
+#include "http/peer_client.hpp"
+
+namespace pgha::cli {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kZkConnectMs = 10000;
+constexpr int kZkOpMs = 10000;
+// The leader answers a switchover once the candidate accepts writes (it
+// gives up after 35 s); allow for that plus the transfer.
+constexpr int kSwitchoverHttpMs = 45000;
+constexpr int kProbeHttpMs = 3000;
+constexpr int kActionHttpMs = 15000;
+
+[[noreturn]] void fail(int code, const std::string &msg) { throw CommandError(code, msg); }
+
+void note(const std::string &msg) { std::cerr << msg << std::endl; }
+
+// ---- ZooKeeper ---------------------------------------------------------------
+
+// One session for one command; every failure to talk to ZooKeeper is exit 3.
+class Dcs {
+  public:
+    explicit Dcs(const OperatorSettings &s) : hosts_(s.zk_hosts) {
+        std::string err;
+        if (!zk_.open(s.zk_hosts, 30000, nullptr, err))
+            fail(kExitUnreachable, "cannot open a ZooKeeper session to " + s.zk_hosts + ": " + err);
+        // The C client logs every failed connection attempt on stderr; our
+        // own message says what went wrong. PGHA_ZK_DEBUG=1 brings them back.
+        // (After open(): it sets the level on its first call.)
+        if (!std::getenv("PGHA_ZK_DEBUG")) zoo_set_debug_level(static_cast<ZooLogLevel>(0));
+        if (!zk_run_until(zk_, [&] { return zk_.connected(); }, kZkConnectMs))
+            fail(kExitUnreachable, "cannot connect to ZooKeeper at " + s.zk_hosts + " within " +
+                                       std::to_string(kZkConnectMs / 1000) + " s");
+        store_ = std::make_unique<ClusterStore>(zk_, s.ns, s.scope);
+    }
+
+    ClusterStore &store() { return *store_; }
+
+    ClusterView view() {
+        bool done = false, ok = false;
+        ClusterView out;
+        std::string error;
+        store_->read(false, [&](bool k, const ClusterView &v, const std::string &e) {
+            done = true;
+            ok = k;
+            out = v;
+            error = e;
+        });
+        if (!zk_run_until(zk_, [&] { return done; }, kZkOpMs))
+            fail(kExitUnreachable, "timed out reading the cluster from ZooKeeper at " + hosts_);
+        if (!ok) fail(kExitUnreachable, "cannot read the cluster from ZooKeeper: " + error);
+        return out;
+    }
+
+    struct Raw {
+        bool exists = false;
+        std::string data;
+        int version = -1;
+    };
+    Raw get(const std::string &key) {
+        bool done = false;
+        int rc = ZOK;
+        Raw r;
+        int src = zk_.get(store_->path(key), false, [&](int c, const std::string &data, const ZkStat &st) {
+            done = true;
+            rc = c;
+            r.data = data;
+            r.version = st.version;
+        });
+        if (src != ZOK) fail(kExitUnreachable, "cannot read " + store_->path(key) + ": " + ZkSession::error_text(src));
+        if (!zk_run_until(zk_, [&] { return done; }, kZkOpMs))
+            fail(kExitUnreachable, "timed out reading " + store_->path(key) + " from ZooKeeper");
+        if (rc == ZNONODE) return Raw{};
+        if (rc != ZOK) fail(kExitUnreachable, "cannot read " + store_->path(key) + ": " + ZkSession::error_text(rc));
+        r.exists = true;
+        return r;
+    }
+
+    // Writes `key` only if it is still at `version` (-1 with exists=false: create it).
+    int put_versioned(const std::string &key, const std::string &data, bool exists, int version) {
+        int result = -999;
+        auto cb = [&](int rc) { result = rc; };
+        if (exists) store_->set_versioned(key, data, version, cb);
+        else store_->create(key, data, false, cb);
+        if (!zk_run_until(zk_, [&] { return result != -999; }, kZkOpMs))
+            fail(kExitUnreachable, "timed out writing " + store_->path(key) + " to ZooKeeper");
+        return result;
+    }
+
+  private:
+    std::string hosts_;
+    ZkSession zk_;
+    std::unique_ptr<ClusterStore> store_;
+};
+
+// ---- REST --------------------------------------------------------------------
+
+// "http://h:8008/patroni" -> "http://h:8008"
+std::string api_base(const std::string &api_url) {
+    auto scheme = api_url.find("://");
+    if (scheme == std::string::npos) return "";
+    auto path = api_url.find('/', scheme + 3);
+    return path == std::string::npos ? api_url : api_url.substr(0, path);
+}
+
+PeerRequest make_request(const OperatorSettings &s, const Member &m, const std::string &method,
+                         const std::string &path, const std::string &body) {
+    PeerRequest r;
+    r.name = m.name;
+    r.url = api_base(m.api_url) + path;
+    r.method = method;
+    r.body = body;
+    r.ca_file = s.rest_cafile;
+    r.client_cert_file = s.rest_certfile;
+    r.client_key_file = s.rest_keyfile;
+    r.insecure = s.rest_insecure;
+    // Patroni asks for credentials on unsafe methods only; sending them on
+    // GET too is harmless and covers restapi auth_for_reads.
+    if (!s.rest_username.empty()) r.basic_auth = s.rest_username + ":" + s.rest_password;
+    return r;
+}
+
+std::string trim(std::string t) {
+    while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) t.pop_back();
+    return t;
+}
+
+// Maps an HTTP answer to an exit code, printing the body (stdout on success).
+int report_reply(const PeerReply &r, const std::string &what, const OperatorSettings &s) {
+    if (!r.ok) {
+        note("pg_hactl: " + what + ": no answer from " + r.name + "'s REST API: " + r.error);
+        return kExitUnreachable;
+    }
+    const std::string body = trim(r.body);
+    if (r.status >= 200 && r.status < 300) {
+        std::cout << (body.empty() ? what + ": HTTP " + std::to_string(r.status) : body) << std::endl;
+        return kExitOk;
+    }
+    std::string msg = "pg_hactl: " + what + " refused by " + r.name + " (HTTP " + std::to_string(r.status) + ")";
+    if (!body.empty()) msg += ": " + body;
+    if (r.status == 401)
+        msg += s.rest_username.empty()
+                   ? "; the REST API needs credentials: set pg_ha.restapi_username and pg_ha.restapi_password"
+                   : "; check pg_ha.restapi_username and pg_ha.restapi_password";
+    note(msg);
+    return kExitFailed;
+}
+
+// ---- confirmation ------------------------------------------------------------
+
+bool confirm(const std::string &question, bool force, const std::string &action) {
+    if (force) return true;
+    if (!isatty(STDIN_FILENO))
+        fail(kExitFailed, "refusing to " + action + " without confirmation: standard input is not a terminal "
+                          "(use --force to skip the question)");
+    std::cerr << question << " [y/N]: " << std::flush;
+    std::string answer;
+    if (!std::getline(std::cin, answer)) return false;
+    return answer == "y" || answer == "Y" || answer == "yes" || answer == "YES" || answer == "Yes";
+}
+
+// ---- output helpers ------------------------------------------------------------
+
+bool needs_quotes(const std::string &s) {
+    if (s.empty()) return true;
+    static const std::set<std::string> words = {"true", "false", "yes", "no", "on", "off", "null", "~",
+                                                "True", "False", "Yes", "No", "On", "Off", "Null", "NULL"};
+    if (words.count(s)) return true;
+    if (json::parse(s, nullptr, false).is_number()) return true;
+    if (s.front() == ' ' || s.back() == ' ') return true;
+    for (char c : s)
+        if (std::string(":#{}[],&*!|>'\"%@`\n\t\\").find(c) != std::string::npos) return true;
+    return s.front() == '-' || s.front() == '?';
+}
+
+std::string yaml_scalar(const json &v) {
+    if (v.is_string()) {
+        const std::string s = v.get<std::string>();
+        return needs_quotes(s) ? v.dump() : s;  // a JSON string is a valid YAML double-quoted scalar
+    }
+    return v.dump();
+}
+
+// YAML (block style) of a JSON value, keys sorted, like patronictl show-config.
+void yaml_emit(const json &j, int indent, std::string &out) {
+    const std::string pad(static_cast<std::size_t>(indent), ' ');
+    if (j.is_object()) {
+        for (auto it = j.begin(); it != j.end(); ++it) {
+            const json &v = it.value();
+            const std::string key = needs_quotes(it.key()) ? json(it.key()).dump() : it.key();
+            if ((v.is_object() || v.is_array()) && !v.empty()) {
+                out += pad + key + ":\n";
+                yaml_emit(v, indent + 2, out);
+            } else {
+                out += pad + key + ": " + (v.is_object() ? "{}" : v.is_array() ? "[]" : yaml_scalar(v)) + "\n";
+            }
+        }
+    } else if (j.is_array()) {
+        for (const auto &v : j) {
+            if ((v.is_object() || v.is_array()) && !v.empty()) {
+                std::string inner;
+                yaml_emit(v, indent + 2, inner);
+                // "- " takes the place of the first line's indentation
+                out += pad + "- " + inner.substr(static_cast<std::size_t>(indent) + 2);
+            } else {
+                out += pad + "- " + (v.is_object() ? "{}" : v.is_array() ? "[]" : yaml_scalar(v)) + "\n";
+            }
+        }
+    } else {
+        out += pad + yaml_scalar(j) + "\n";
+    }
+}
+
+std::string to_yaml(const json &j) {
+    std::string out;
+    yaml_emit(j, 0, out);
+    return out;
+}
+
+std::vector<std::string> split_lines(const std::string &text) {
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) lines.push_back(line);
+    return lines;
+}
+
+// A line diff (longest common subsequence): unchanged lines with "  ", removed "- ", added "+ ".
+std::string line_diff(const std::string &before, const std::string &after) {
+    const auto a = split_lines(before), b = split_lines(after);
+    const std::size_t n = a.size(), m = b.size();
+    std::vector<std::vector<std::size_t>> lcs(n + 1, std::vector<std::size_t>(m + 1, 0));
+    for (std::size_t i = n; i-- > 0;)
+        for (std::size_t k = m; k-- > 0;)
+            lcs[i][k] = a[i] == b[k] ? lcs[i + 1][k + 1] + 1 : std::max(lcs[i + 1][k], lcs[i][k + 1]);
+    std::string out;
+    std::size_t i = 0, k = 0;
+    while (i < n || k < m) {
+        if (i < n && k < m && a[i] == b[k]) {
+            out += "  " + a[i] + "\n";
+            ++i;
+            ++k;
+        } else if (i < n && (k == m || lcs[i + 1][k] >= lcs[i][k + 1])) {
+            out += "- " + a[i++] + "\n";
+        } else {
+            out += "+ " + b[k++] + "\n";
+        }
+    }
+    return out;
+}
+
+std::string member_state(const Member &m) { return m.replication_state.empty() ? m.state : m.replication_state; }
+
+void print_list_table(const OperatorSettings &s, const ClusterView &v) {
+    // The shape of the original `pg_hactl list`; maintenance mode and a
+    // scheduled switchover are reported after the table, as patronictl does.
+    std::printf("+ Cluster: %s (%s) %s\n", s.scope.c_str(), v.initialize.value_or("uninitialized").c_str(),
+                v.config.pause ? " [maintenance mode]" : "");
+    std::printf("%-12s %-22s %-8s %-12s %-4s %-10s\n", "Member", "Host", "Role", "State", "TL", "Lag in MB");
+    for (const auto &m : v.members) {
+        bool leader = v.leader && *v.leader == m.name;
+        Lsn pos = m.position();
+        double lag_mb = leader ? 0 : (v.status_optime > pos ? double(v.status_optime - pos) / 1048576.0 : 0.0);
+        std::printf("%-12s %-22s %-8s %-12s %-4d %-10.1f\n", m.name.c_str(),
+                    (m.host() + ":" + std::to_string(m.port())).c_str(), leader ? "Leader" : "Replica",
+                    member_state(m).c_str(), m.timeline, lag_mb);
+    }
+    if (v.config.pause) std::printf(" Maintenance mode: on\n");
+    if (v.failover && !v.failover->scheduled_at.empty()) {
+        std::printf(" Switchover scheduled at: %s\n", v.failover->scheduled_at.c_str());
+        if (!v.failover->leader.empty()) std::printf("                    from: %s\n", v.failover->leader.c_str());
+        if (!v.failover->candidate.empty()) std::printf("                      to: %s\n", v.failover->candidate.c_str());
+    }
+    std::fflush(stdout);
+}
+
+void check_format(const std::string &format, std::initializer_list<const char *> allowed) {
+    for (const char *a : allowed)
+        if (format == a) return;
+    std::string list;
+    for (const char *a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
+    fail(kExitUsage, "unknown format \"" + format + "\" (use " + list + ")");
+}
+
+// Parses a dynamic configuration and collects every error (types, ranges, relations).
+std::vector<std::string> config_errors(const json &j) {
+    std::vector<std::string> errors;
+    DynamicConfig cfg = DynamicConfig::from_json(j, errors);
+    if (j.is_object())
+        for (auto &e : cfg.validate()) errors.push_back(e);
+    return errors;
+}
+
+json parse_config_znode(const Dcs::Raw &raw, const std::string &path) {
+    if (!raw.exists || raw.data.empty()) return json::object();
+    json j = json::parse(raw.data, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+        fail(kExitFailed, path + " does not hold a JSON object; fix it by hand (e.g. with zkCli) first");
+    return j;
+}
+
+}  // namespace
+
+// ---- settings --------------------------------------------------------------------
+
+OperatorSettings load_operator_settings(const std::string &path) {
+    SettingsFile f;
+    std::string err;
+    if (!load_settings_file(path, f, err)) fail(kExitUsage, err);
+    if (!f.errors.empty()) fail(kExitUsage, path + ": " + f.errors.front());
+    OperatorSettings s;
+    s.scope = f.get("pg_ha.scope");
+    s.ns = f.get("pg_ha.namespace", "/service");
+    s.zk_hosts = f.get("pg_ha.zookeeper_hosts");
+    s.rest_username = f.get("pg_ha.restapi_username");
+    s.rest_password = f.get("pg_ha.restapi_password");
+    s.rest_cafile = f.get("pg_ha.restapi_cafile");
+    s.rest_certfile = f.get("pg_ha.ctl_certfile");
+    s.rest_keyfile = f.get("pg_ha.ctl_keyfile");
+    s.rest_insecure = f.get_bool("pg_ha.ctl_insecure", false);
+    if (s.scope.empty()) fail(kExitUsage, path + ": pg_ha.scope is not set");
+    if (s.zk_hosts.empty()) fail(kExitUsage, path + ": pg_ha.zookeeper_hosts is not set");
+    while (s.ns.size() > 1 && s.ns.back() == '/') s.ns.pop_back();
+    if (s.ns.empty() || s.ns.front() != '/') s.ns = "/" + s.ns;
+    return s;
+}
+
+// ---- list ------------------------------------------------------------------------
+
+int cmd_list(const OperatorSettings &s, const std::string &format) {
+    check_format(format, {"table", "json"});
+    Dcs dcs(s);
+    ClusterView v = dcs.view();
+    for (const auto &w : v.warnings) note("pg_hactl: warning: " + w);
+    if (format == "json") {
+        json arr = json::array();
+        for (const auto &m : v.members) {
+            bool leader = v.leader && *v.leader == m.name;
+            Lsn pos = m.position();
+            json row = {{"name", m.name}, {"host", m.host()}, {"port", m.port()},
+                        {"role", leader ? "leader" : "replica"}, {"state", member_state(m)},
+                        {"timeline", m.timeline},
+                        {"lag", leader ? 0 : (v.status_optime > pos ? v.status_optime - pos : 0)}};
+            if (m.tags.nofailover) row["tags"] = m.tags.to_json();
+            arr.push_back(row);
+        }
+        json out = {{"scope", s.scope}, {"system_identifier", v.initialize.value_or("")},
+                    {"paused", v.config.pause}, {"members", arr}};
+        if (v.failover && !v.failover->scheduled_at.empty())
+            out["scheduled_switchover"] = {{"at", v.failover->scheduled_at}, {"from", v.failover->leader},
+                                           {"to", v.failover->candidate}};
+        std::cout << out.dump(2) << std::endl;
+        return kExitOk;
+    }
+    print_list_table(s, v);
+    return kExitOk;
+}
+
+// ---- switchover / failover ---------------------------------------------------------
+
+namespace {
+
+// After a lost answer: wait (bounded) until a member other than old_leader
+// (the candidate, if one was named) holds the leader key and its /primary
+// answers 200, i.e. it accepts writes; or until it is clear nothing happened.
+int await_new_leader(const OperatorSettings &s, Dcs &dcs, const std::string &kind, const std::string &old_leader,
+                     const std::string &candidate) {
+    const std::int64_t start = ZkSession::steady_ms();
+    const std::int64_t deadline = start + kSwitchoverHttpMs;
+    bool key_seen = false;
+    std::string last;
+    while (ZkSession::steady_ms() < deadline) {
+        ClusterView v = dcs.view();
+        const std::string leader = v.leader.value_or("");
+        if (v.failover) key_seen = true;
+        if (!leader.empty() && leader != old_leader) {
+            if (!candidate.empty() && leader != candidate) {
+                std::cout << (kind == "switchover" ? "Switched" : "Failed") << " over to \"" << leader
+                          << "\" instead of \"" << candidate << "\"" << std::endl;
+                return kExitOk;
+            }
+            const Member *m = v.member(leader);
+            if (m && !m->api_url.empty()) {
+                auto r = http_parallel({make_request(s, *m, "GET", "/primary", "")}, 1000);
+                if (r[0].ok && r[0].status == 200) {
+                    std::cout << "Successfully " << (kind == "switchover" ? "switched" : "failed") << " over to \""
+                              << leader << "\"" << std::endl;
+                    return kExitOk;
+                }
+                last = leader + " holds the leader key but its /primary says " +
+                       (r[0].ok ? "HTTP " + std::to_string(r[0].status) : r[0].error);
+            }
+        } else if (!v.failover && (key_seen || ZkSession::steady_ms() - start > 5000) && leader == old_leader) {
+            fail(kExitFailed, kind + " did not happen: " + (old_leader.empty() ? std::string("nobody") : old_leader) +
+                                  " is still the leader" + (key_seen ? " and the failover key is gone" : "") +
+                                  " (see the members' logs)");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    fail(kExitUnreachable, "outcome of the " + kind + " unknown after " + std::to_string(kSwitchoverHttpMs / 1000) +
+                               " s" + (last.empty() ? std::string() : ": " + last) + "; check pg_hactl list");
+}
+
+}  // namespace
+
+int cmd_switchover(const OperatorSettings &s, const SwitchoverOptions &o) {
+    const std::string kind = o.failover ? "failover" : "switchover";
+    std::string scheduled_at;
+    if (!o.scheduled.empty() && o.scheduled != "now") {
+        std::int64_t when = 0;
+        std::string err;
+        if (!parse_iso8601(o.scheduled, when, err))
+            fail(kExitUsage, "--scheduled \"" + o.scheduled + "\": " + err +
+                                 " (give an ISO 8601 time with a zone, e.g. 2030-01-31T23:00:00+00:00, or \"now\")");
+        if (when < std::time(nullptr)) fail(kExitFailed, "--scheduled " + o.scheduled + " is in the past");
+        scheduled_at = format_iso8601(when);
+    }
+    if (o.failover && o.candidate.empty()) fail(kExitUsage, "failover needs --candidate");
+
+    Dcs dcs(s);
+    ClusterView v = dcs.view();
+    const std::string leader = v.leader.value_or("");
+    if (v.members.empty()) fail(kExitFailed, "cluster " + s.scope + " has no members under " + dcs.store().base());
+    if (!o.failover && leader.empty())
+        fail(kExitFailed, "cluster " + s.scope + " has no leader: a switchover needs one (use failover --candidate X)");
+    if (!o.leader.empty() && o.leader != leader)
+        fail(kExitFailed, "--leader " + o.leader + " does not match the current leader " +
+                              (leader.empty() ? std::string("(none)") : leader));
+    const Member *cand = o.candidate.empty() ? nullptr : v.member(o.candidate);
+    if (!o.candidate.empty()) {
+        if (!cand) {
+            std::string names;
+            for (const auto &m : v.members) names += (names.empty() ? "" : ", ") + m.name;
+            fail(kExitFailed, "member " + o.candidate + " does not exist in cluster " + s.scope + " (members: " + names + ")");
+        }
+        if (o.candidate == leader) fail(kExitFailed, o.candidate + " is already the leader");
+        if (cand->tags.nofailover) fail(kExitFailed, o.candidate + " is tagged nofailover and may not become the leader");
+    }
+    if (v.failover)
+        fail(kExitFailed, "a switchover or failover is already pending (to " +
+                              (v.failover->candidate.empty() ? std::string("any member") : v.failover->candidate) +
+                              (v.failover->scheduled_at.empty() ? std::string() : ", at " + v.failover->scheduled_at) +
+                              ")");
+
+    // The plan.
+    print_list_table(s, v);
+    std::string plan = o.failover && leader.empty()
+                           ? "Failover to " + o.candidate
+                           : (o.failover ? "Failover" : "Switchover") + std::string(" from ") + leader + " to " +
+                                 (o.candidate.empty() ? "the most suitable replica" : o.candidate);
+    plan += scheduled_at.empty() ? ", now" : ", at " + scheduled_at;
+    note(plan);
+    if (!confirm("Are you sure you want to " + kind + " cluster " + s.scope +
+                     (leader.empty() ? std::string() : ", demoting current leader " + leader) + "?",
+                 o.force, kind))
+        fail(kExitFailed, "aborted");
+
+    json body = json::object();
+    if (!leader.empty()) body["leader"] = leader;
+    if (!o.candidate.empty()) body["candidate"] = o.candidate;
+    if (!scheduled_at.empty()) body["scheduled_at"] = scheduled_at;
+
+    // Ask the leader (or, leader-less, the candidate) first; if its API does
+    // not answer, any other member's: every member can write the failover key.
+    // A short probe first, so a slow switchover is never sent twice.
+    std::vector<const Member *> order;
+    const Member *first = !leader.empty() ? v.member(leader) : cand;
+    if (first) order.push_back(first);
+    for (const auto &m : v.members)
+        if (&m != first && !m.api_url.empty()) order.push_back(&m);
+    std::string tried;
+    for (const Member *m : order) {
+        if (m->api_url.empty()) continue;
+        auto probe = http_parallel({make_request(s, *m, "GET", "/patroni", "")}, kProbeHttpMs);
+        if (!probe[0].ok) {
+            note("pg_hactl: " + m->name + "'s REST API (" + api_base(m->api_url) + ") does not answer: " + probe[0].error);
+            tried += (tried.empty() ? "" : ", ") + m->name;
+            continue;
+        }
+        auto rep = http_parallel({make_request(s, *m, "POST", "/" + kind, body.dump())}, kSwitchoverHttpMs);
+        if (!rep[0].ok && scheduled_at.empty()) {
+            // The request went out but its answer was lost (the old leader's
+            // API stops with its server during the handover): never send it
+            // twice, find out from ZooKeeper what happened.
+            note("pg_hactl: no answer from " + m->name + " (" + rep[0].error + "); checking the outcome in ZooKeeper");
+            return await_new_leader(s, dcs, kind, leader, o.candidate);
+        }
+        return report_reply(rep[0], kind, s);
+    }
+    fail(kExitUnreachable, "no member's REST API answered (tried " + tried + ")");
+}
+
+// ---- pause / resume ------------------------------------------------------------------
+
+int cmd_pause(const OperatorSettings &s, bool pause, int wait_s) {
+    Dcs dcs(s);
+    const std::string path = dcs.store().path("config");
+    bool settled = false;
+    for (int attempt = 0; attempt < 10 && !settled; ++attempt) {
+        Dcs::Raw raw = dcs.get("config");
+        json cfg = parse_config_znode(raw, path);
+        std::vector<std::string> ignored;
+        const bool now = DynamicConfig::from_json(cfg, ignored).pause;
+        if (now == pause) {
+            note(pause ? "cluster " + s.scope + " is already paused" : "cluster " + s.scope + " is not paused");
+            settled = true;
+            break;
+        }
+        if (pause) cfg["pause"] = true;
+        else cfg.erase("pause");
+        auto errors = config_errors(cfg);
+        if (!errors.empty()) {
+            std::string msg = "the configuration in " + path + " is invalid; fix it with edit-config first:";
+            for (const auto &e : errors) msg += "\n  " + e;
+            fail(kExitFailed, msg);
+        }
+        int rc = dcs.put_versioned("config", cfg.dump(), raw.exists, raw.version);
+        if (rc == ZOK) {
+            note(pause ? "Success: cluster management is paused" : "Success: cluster management is resumed");
+            settled = true;
+            break;
+        }
+        if (rc != ZBADVERSION && rc != ZNODEEXISTS)
+            fail(kExitUnreachable, "cannot write " + path + ": " + ZkSession::error_text(rc));
+        // someone else changed the config meanwhile: read it again
+    }
+    if (!settled) fail(kExitFailed, path + " kept changing under us; nothing written, try again");
+    if (wait_s <= 0) return kExitOk;
+
+    // Wait until every member reports the new state on GET /patroni.
+    const std::int64_t deadline = ZkSession::steady_ms() + std::int64_t(wait_s) * 1000;
+    std::string pending;
+    for (;;) {
+        ClusterView v = dcs.view();
+        std::vector<PeerRequest> reqs;
+        for (const auto &m : v.members)
+            if (!m.api_url.empty()) reqs.push_back(make_request(s, m, "GET", "/patroni", ""));
+        auto reps = http_parallel(reqs, kProbeHttpMs);
+        pending.clear();
+        for (const auto &r : reps) {
+            if (!r.ok || r.status != 200) {
+                pending += (pending.empty() ? "" : ", ") + r.name + " (" + (r.ok ? "HTTP " + std::to_string(r.status) : r.error) + ")";
+                continue;
+            }
+            json j = json::parse(r.body, nullptr, false);
+            const bool p = j.is_object() && j.contains("pause") && j["pause"].is_boolean() && j["pause"].get<bool>();
+            if (p != pause) pending += (pending.empty() ? "" : ", ") + r.name;
+        }
+        if (pending.empty() && !reqs.empty()) {
+            note(std::string("every member reports ") + (pause ? "maintenance mode" : "normal operation"));
+            return kExitOk;
+        }
+        if (ZkSession::steady_ms() >= deadline) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    fail(kExitFailed, std::string("timed out after ") + std::to_string(wait_s) + " s waiting for " +
+                          (pending.empty() ? std::string("members") : pending) + " to " +
+                          (pause ? "report the pause" : "report the resume"));
+}
+
+// ---- history ---------------------------------------------------------------------------
+
+int cmd_history(const OperatorSettings &s, const std::string &format) {
+    check_format(format, {"table", "json"});
+    Dcs dcs(s);
+    ClusterView v = dcs.view();
+    for (const auto &w : v.warnings) note("pg_hactl: warning: " + w);
+    if (format == "json") {
+        json arr = json::array();
+        for (const auto &h : v.history)
+            arr.push_back({{"timeline", h.timeline}, {"lsn", h.lsn}, {"lsn_text", format_lsn(h.lsn)},
+                           {"reason", h.reason}, {"timestamp", h.timestamp}, {"new_leader", h.new_leader}});
+        std::cout << arr.dump(2) << std::endl;
+        return kExitOk;
+    }
+    std::vector<std::vector<std::string>> rows = {{"TL", "LSN", "Reason", "Timestamp", "New Leader"}};
+    for (const auto &h : v.history)
+        rows.push_back({std::to_string(h.timeline), format_lsn(h.lsn), h.reason, h.timestamp, h.new_leader});
+    std::vector<std::size_t> width(5, 0);
+    for (const auto &r : rows)
+        for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+    std::string sep = "+";
+    for (auto w : width) sep += std::string(w + 2, '-') + "+";
+    std::cout << sep << "\n";
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+        std::string line = "|";
+        for (std::size_t i = 0; i < rows[k].size(); ++i)
+            line += " " + rows[k][i] + std::string(width[i] - rows[k][i].size(), ' ') + " |";
+        std::cout << line << "\n";
+        if (k == 0) std::cout << sep << "\n";
+    }
+    std::cout << sep << std::endl;
+    return kExitOk;
+}
+
+// ---- show-config / edit-config ---------------------------------------------------------
+
+int cmd_show_config(const OperatorSettings &s, const std::string &format) {
+    check_format(format, {"yaml", "json"});
+    Dcs dcs(s);
+    Dcs::Raw raw = dcs.get("config");
+    if (!raw.exists) fail(kExitFailed, "no configuration in " + dcs.store().path("config"));
+    json cfg = parse_config_znode(raw, dcs.store().path("config"));
+    if (format == "json") std::cout << cfg.dump(2) << std::endl;
+    else std::cout << to_yaml(cfg) << std::flush;
+    return kExitOk;
+}
+
+namespace {
+
+// "a.b.c=value": value is JSON when it parses as JSON (numbers, booleans,
+// null, objects, quoted strings), text otherwise; null or empty removes the key.
+void apply_set(json &patch, const std::string &kv) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) fail(kExitUsage, "--set \"" + kv + "\": expected key=value");
+    const std::string key = kv.substr(0, eq), text = kv.substr(eq + 1);
+    json value = text.empty() ? json(nullptr) : json::parse(text, nullptr, false);
+    if (value.is_discarded()) value = text;
+    json *node = &patch;
+    std::size_t start = 0;
+    for (;;) {
+        auto dot = key.find('.', start);
+        const std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+        if (part.empty()) fail(kExitUsage, "--set \"" + kv + "\": empty key segment");
+        if (dot == std::string::npos) {
+            (*node)[part] = value;
+            return;
+        }
+        json &child = (*node)[part];
+        if (!child.is_object()) child = json::object();
+        node = &child;
+        start = dot + 1;
+    }
+}
+
+std::string read_input(const std::string &file) {
+    std::stringstream ss;
+    if (file == "-") {
+        ss << std::cin.rdbuf();
+    } else {
+        std::ifstream f(file);
+        if (!f) fail(kExitUsage, "cannot read " + file);
+        ss << f.rdbuf();
+    }
+    return ss.str();
+}
+
+}  // namespace
+
+int cmd_edit_config(const OperatorSettings &s, const EditConfigOptions &o) {
+    if (o.set.empty() && o.file.empty())
+        fail(kExitUsage, "edit-config needs --set key=value, --file FILE or --file - (stdin)");
+    if (o.replace && o.file.empty()) fail(kExitUsage, "--replace needs --file");
+    json file_patch;
+    if (!o.file.empty()) {
+        file_patch = json::parse(read_input(o.file), nullptr, false);
+        if (file_patch.is_discarded() || !file_patch.is_object())
+            fail(kExitUsage, (o.file == "-" ? std::string("standard input") : o.file) + " is not a JSON object");
+    }
+    if (o.file == "-" && !o.force)
+        fail(kExitUsage, "--file - reads standard input, so there is no way to confirm: add --force");
+    json set_patch = json::object();
+    for (const auto &kv : o.set) apply_set(set_patch, kv);
+
+    Dcs dcs(s);
+    const std::string path = dcs.store().path("config");
+    Dcs::Raw raw = dcs.get("config");
+    const json before = parse_config_znode(raw, path);
+    json after = o.replace ? file_patch : before;
+    if (!o.replace && !file_patch.is_null()) after.merge_patch(file_patch);  // RFC 7386: null removes
+    after.merge_patch(set_patch);
+
+    auto errors = config_errors(after);
+    if (!errors.empty()) {
+        std::string msg = "invalid configuration, nothing changed:";
+        for (const auto &e : errors) msg += "\n  " + e;
+        fail(kExitFailed, msg);
+    }
+    if (after == before && raw.exists) {
+        note("Not changed");
+        return kExitOk;
+    }
+    std::cout << "--- " << path << " (version " << raw.version << ")\n+++ new\n"
+              << line_diff(to_yaml(before), to_yaml(after)) << std::flush;
+    if (!confirm("Apply these changes?", o.force, "edit the configuration")) fail(kExitFailed, "aborted, nothing changed");
+    int rc = dcs.put_versioned("config", after.dump(), raw.exists, raw.version);
+    if (rc == ZBADVERSION || rc == ZNODEEXISTS)
+        fail(kExitFailed, "the configuration changed while you edited it; nothing written, run edit-config again");
+    if (rc != ZOK) fail(kExitUnreachable, "cannot write " + path + ": " + ZkSession::error_text(rc));
+    note("Configuration changed");
+    return kExitOk;
+}
+
+// ---- restart / reinit -------------------------------------------------------------------
+
+int cmd_member_action(const OperatorSettings &s, const std::string &action, const std::string &member, bool force) {
+    Dcs dcs(s);
+    ClusterView v = dcs.view();
+    const Member *m = v.member(member);
+    if (!m) fail(kExitFailed, "member " + member + " does not exist in cluster " + s.scope);
+    if (m->api_url.empty()) fail(kExitFailed, member + " publishes no REST API address");
+    const bool leader = v.leader && *v.leader == member;
+    const std::string verb = action == "reinitialize" ? "reinitialize" : "restart";
+    if (!confirm("Are you sure you want to " + verb + " " + member + (leader ? " (the leader)" : "") + "?", force, verb))
+        fail(kExitFailed, "aborted");
+    auto rep = http_parallel({make_request(s, *m, "POST", "/" + action, "{}")}, kActionHttpMs);
+    return report_reply(rep[0], verb + " " + member, s);
+}
+
+}  // namespace pgha::cli

@@ -1,0 +1,663 @@
+"""pg_hactl operator commands against a real cluster (issue 4, item 4), and
+patronictl (Debian's patroni 3.0.2) against pg_ha's ZooKeeper data and REST API.
+
+One module-scoped 3-node cluster (ZooKeeper, HAProxy):
+  - pg-1 bootstraps alone, pg-2 and pg-3 join after it;
+  - pg-3 is tagged nofailover (pg_ha.nofailover = on), so switchovers go
+    between pg-1 and pg-2;
+  - the REST API asks for basic auth on unsafe methods (pg_ha.restapi_username
+    / pg_ha.restapi_password on every node), so every POST pg_hactl or
+    patronictl sends must carry the credentials from the settings file;
+  - dynamic config ttl 10, loop_wait 2, retry_timeout 2 (as test_failover.py),
+    so the paused-primary-loss test waits ~10 s for the session to expire.
+
+pg_hactl runs from the root namespace with a small settings file (scope,
+namespace, zookeeper_hosts = zoo1's address, REST credentials), except in the
+writer test, where it runs inside pg-2's namespace with pg-2's own settings
+file (the one the entrypoint writes), the way an operator on a node would.
+Tests run in file order and each leaves the cluster healthy.
+
+Known product bugs show up as XFAIL with the evidence (they pass once fixed):
+a switchover or failover to a named candidate in maintenance mode does not
+promote it (PAUSED_CANDIDATE_BUG). The patronictl test warns when the old
+leader's answer to POST /switchover is cut short by its own shutdown.
+"""
+import datetime
+import json
+import os
+import pty
+import subprocess
+import threading
+import time
+import warnings
+
+import psycopg2
+import pytest
+
+import harness
+from conftest import BOOTSTRAP_TIMEOUT
+from harness import wait_for
+
+pytestmark = pytest.mark.needs_pg_ha
+
+PG_HACTL = os.environ.get("PGHA_TEST_HACTL", str(harness.PG_HACTL))
+PATRONICTL = "/usr/bin/patronictl"
+REST_USER = "opadmin"
+REST_PASSWORD = "s3cret-pw"
+TTL, LOOP_WAIT, RETRY_TIMEOUT = 10, 2, 2
+NOFAILOVER = "pg-3"
+SWITCH_TIMEOUT = 60          # the command itself waits up to 45 s for the new leader
+HEALTHY_TIMEOUT = 150        # old primary: fence, restart, boot, stream again (2 cores)
+
+# Leaders made by the switchovers of this module, for the history test.
+SWITCHED_TO = []
+
+
+# --------------------------------------------------------------------------
+# fixture and helpers
+
+@pytest.fixture(scope="module")
+def cluster(request, require_pg_ha):
+    """The module's cluster (overrides conftest's: nofailover on pg-3, REST auth,
+    short ttl, pg-1 first). Healthy when handed out."""
+    failures_before = request.session.testsfailed
+    auth = "pg_ha.restapi_username = '%s'\npg_ha.restapi_password = '%s'" % (REST_USER, REST_PASSWORD)
+    c = harness.Cluster(extra_settings=auth, node_settings={NOFAILOVER: "pg_ha.nofailover = on"},
+                        dynamic_config={"ttl": TTL, "loop_wait": LOOP_WAIT, "retry_timeout": RETRY_TIMEOUT})
+    try:
+        c.start(nodes=False)
+        c.start_nodes(["pg-1"])
+        c.wait_for_primary(timeout=BOOTSTRAP_TIMEOUT, nodes=["pg-1"])
+        c.start_nodes(["pg-2", "pg-3"])
+        c.wait_healthy(timeout=BOOTSTRAP_TIMEOUT)
+        wait_for(lambda: (c.members().get(NOFAILOVER) or {}).get("tags", {}).get("nofailover") is True,
+                 timeout=30, description="pg-3's member znode tagged nofailover", state=c.diagnostics)
+    except BaseException:
+        c.keep_dir = True
+        c.teardown()
+        raise
+    c.op_conf = write_settings(c, "hactl.conf", credentials=True)
+    c.op_conf_noauth = write_settings(c, "hactl-noauth.conf", credentials=False)
+    yield c
+    if request.session.testsfailed > failures_before:
+        c.keep_dir = True
+    c.teardown()
+
+
+def write_settings(c, name, credentials):
+    """An operator's settings file in the root namespace (zoo1 by address)."""
+    lines = ["# pg_hactl settings for the tests",
+             "pg_ha.scope = '%s'" % c.scope,
+             "pg_ha.namespace = '%s'" % c.namespace,
+             "pg_ha.zookeeper_hosts = '%s'" % ",".join(z.address for z in c.zookeepers)]
+    if credentials:
+        lines += ["pg_ha.restapi_username = '%s'" % REST_USER, "pg_ha.restapi_password = '%s'" % REST_PASSWORD]
+    path = c.base_dir / name
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def hactl(c, *args, conf=None, timeout=90):
+    """Run pg_hactl from the root namespace (no TTY on stdin); CompletedProcess."""
+    return subprocess.run([PG_HACTL] + [str(a) for a in args] + ["--config", conf or c.op_conf],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def out(proc):
+    return "rc=%s\nstdout:\n%s\nstderr:\n%s" % (proc.returncode, proc.stdout, proc.stderr)
+
+
+def check(cond, msg, c, *extra):
+    if not cond:
+        parts = [msg] + [e() if callable(e) else str(e) for e in extra] + [c.diagnostics(40)]
+        raise AssertionError("\n".join(parts))
+
+
+def leader_node(c):
+    name = c.leader_name()
+    return c.node(name) if name else None
+
+
+def switch_target(c):
+    """The member a switchover should go to: the failover-eligible non-leader."""
+    leader = c.leader_name()
+    return next(n for n in ("pg-1", "pg-2") if n != leader)
+
+
+def wait_leader_accepts_writes(c, name, timeout=SWITCH_TIMEOUT):
+    node = c.node(name)
+    wait_for(lambda: c.leader_name() == name and node.is_primary() and node.accepts_writes(),
+             timeout=timeout, interval=0.3, description="%s to lead and accept writes" % name,
+             state=c.diagnostics)
+
+
+def config_snapshot(c):
+    return c.zk_get("config")
+
+
+class Writer:
+    """Inserts increasing ids through HAProxy's write port and remembers the
+    acknowledged ones; on any error reconnects and retries the same id."""
+
+    def __init__(self, c):
+        self.c = c
+        self.acked = []
+        self.errors = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True, name="op-writer")
+        self.t_end = time.monotonic() + 300
+
+    def run(self):
+        conn = None
+        next_id = 1
+        while not self.stop.is_set() and time.monotonic() < self.t_end:
+            try:
+                if conn is None:
+                    conn = self.c.proxy_connect(write=True, connect_timeout=2, statement_timeout_ms=3000)
+                harness.query(conn, "insert into op_writes(id) values (%s)", (next_id,))
+                self.acked.append(next_id)
+                next_id += 1
+                time.sleep(0.01)
+            except psycopg2.Error:
+                self.errors += 1
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                    conn = None
+                # An id whose commit answer was lost may or may not be in the
+                # table; skip it (it was never acknowledged).
+                next_id += 1
+                time.sleep(0.05)
+        if conn is not None:
+            conn.close()
+
+    def acked_after(self, n):
+        """Wait (bounded) until n more ids are acknowledged than now."""
+        target = len(self.acked) + n
+        wait_for(lambda: len(self.acked) >= target, timeout=90, interval=0.2,
+                 description="the writer to get %d more acknowledgements (has %d, errors %d)"
+                 % (n, len(self.acked), self.errors))
+
+
+# --------------------------------------------------------------------------
+# read-only commands
+
+def test_list_show_config_history_and_usage(cluster):
+    c = cluster
+    leader = c.leader_name()
+    p = hactl(c, "list")
+    check(p.returncode == 0, "list failed\n" + out(p), c)
+    lines = p.stdout.splitlines()
+    check(lines[0].startswith("+ Cluster: batman (%s)" % c.node(leader).system_identifier()), out(p), c)
+    rows = {l.split()[0]: l.split() for l in lines[2:] if l.startswith("pg-")}
+    check(sorted(rows) == ["pg-1", "pg-2", "pg-3"], out(p), c)
+    check(rows[leader][2] == "Leader" and [r[2] for n, r in rows.items() if n != leader] == ["Replica"] * 2,
+          out(p), c)
+    check("Maintenance mode" not in p.stdout, out(p), c)
+
+    p = hactl(c, "list", "--format", "json")
+    j = json.loads(p.stdout)
+    check(j["paused"] is False and {m["name"]: m["role"] for m in j["members"]}[leader] == "leader", out(p), c)
+    check(next(m for m in j["members"] if m["name"] == NOFAILOVER).get("tags", {}).get("nofailover") is True,
+          out(p), c)
+
+    p = hactl(c, "show-config", "--format", "json")
+    check(p.returncode == 0 and json.loads(p.stdout) == c.dynamic_config(), out(p), c)
+    p = hactl(c, "show-config")
+    check(p.returncode == 0 and "ttl: %d\n" % TTL in p.stdout and "loop_wait: %d\n" % LOOP_WAIT in p.stdout,
+          out(p), c)
+
+    p = hactl(c, "history", "--format", "json")
+    check(p.returncode == 0 and isinstance(json.loads(p.stdout), list), out(p), c)
+
+    # usage errors: 2; unknown format: 2; ZooKeeper unreachable: 3
+    for args in (["frobnicate"], ["switchover", "--bogus"], ["list", "--format", "xml"], ["failover"]):
+        p = hactl(c, *args)
+        check(p.returncode == 2, "%s should be a usage error\n%s" % (args, out(p)), c)
+    bad = c.base_dir / "hactl-nozk.conf"
+    bad.write_text("pg_ha.scope = 'batman'\npg_ha.zookeeper_hosts = '%s250:2181'\n" % harness.SUBNET_PREFIX)
+    t0 = time.monotonic()
+    p = hactl(c, "list", conf=str(bad), timeout=40)
+    check(p.returncode == 3 and "cannot connect to ZooKeeper" in p.stderr and time.monotonic() - t0 < 20,
+          out(p), c)
+
+
+# --------------------------------------------------------------------------
+# switchover refusals (nothing may change)
+
+def assert_nothing_changed(c, leader, p):
+    check(c.leader_name() == leader, "the leader changed\n" + out(p), c)
+    check(c.zk_get("failover") is None, "a failover key was written: %r\n%s" % (c.zk_get("failover"), out(p)), c)
+    check(c.node(leader).is_primary(), "%s no longer answers /primary\n%s" % (leader, out(p)), c)
+
+
+def test_switchover_without_force_and_no_tty_refuses(cluster):
+    c = cluster
+    leader = c.leader_name()
+    target = switch_target(c)
+    p = hactl(c, "switchover", "--candidate", target)
+    check(p.returncode == 1 and "not a terminal" in p.stderr and "--force" in p.stderr, out(p), c)
+    time.sleep(2 * LOOP_WAIT)
+    assert_nothing_changed(c, leader, p)
+
+
+def test_switchover_on_a_tty_answered_no_aborts(cluster):
+    c = cluster
+    leader = c.leader_name()
+    target = switch_target(c)
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([PG_HACTL, "switchover", "--candidate", target, "--config", c.op_conf],
+                                stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        os.write(master, b"n\n")
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        os.close(master)
+        os.close(slave)
+    p = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    check(p.returncode == 1 and "[y/N]" in stderr and "aborted" in stderr, out(p), c)
+    check("Switchover from %s to %s" % (leader, target) in stderr, "the plan was not shown\n" + out(p), c)
+    assert_nothing_changed(c, leader, p)
+
+
+def test_switchover_refusals_unknown_nofailover_wrong_leader(cluster):
+    c = cluster
+    leader = c.leader_name()
+    target = switch_target(c)
+    cases = [
+        (["--candidate", "pg-9"], "member pg-9 does not exist"),
+        (["--candidate", NOFAILOVER], "%s is tagged nofailover" % NOFAILOVER),
+        (["--candidate", leader], "%s is already the leader" % leader),
+        (["--leader", target, "--candidate", leader], "does not match the current leader %s" % leader),
+        (["--scheduled", "2020-01-01T00:00:00+00:00", "--candidate", target], "in the past"),
+    ]
+    for args, message in cases:
+        p = hactl(c, "switchover", "--force", *args)
+        check(p.returncode == 1 and message in p.stderr, "switchover %s: expected exit 1 with %r\n%s"
+              % (args, message, out(p)), c)
+    p = hactl(c, "switchover", "--force", "--scheduled", "tomorrow", "--candidate", target)
+    check(p.returncode == 2 and "ISO 8601" in p.stderr, out(p), c)
+    # The server refuses the nofailover member too (pg_hactl checks first, so ask it directly).
+    status, body = c.node(leader).http("POST", "/switchover", body={"leader": leader, "candidate": NOFAILOVER},
+                                       headers={"Authorization": basic_auth()}, timeout=10)
+    check(status == 412 and NOFAILOVER in body, "POST /switchover to nofailover: %s %s" % (status, body), c)
+    time.sleep(2 * LOOP_WAIT)
+    assert_nothing_changed(c, leader, p)
+
+
+def basic_auth():
+    import base64
+    return "Basic " + base64.b64encode(("%s:%s" % (REST_USER, REST_PASSWORD)).encode()).decode()
+
+
+# --------------------------------------------------------------------------
+# switchover with a writer
+
+def test_switchover_with_writer_loses_no_acknowledged_row(cluster):
+    c = cluster
+    old = c.leader_name()
+    target = switch_target(c)
+    c.node(old).sql("create table if not exists op_writes(id bigint primary key)")
+    c.haproxy.wait_routing(old, timeout=60)
+    w = Writer(c)
+    w.thread.start()
+    try:
+        w.acked_after(50)
+        # From a node, with that node's own settings file (zoo1 by name, credentials).
+        node = c.node(target)
+        t0 = time.monotonic()
+        p = node.host.exec([PG_HACTL, "switchover", "--leader", old, "--candidate", target, "--force",
+                            "--config", node.config_file], check=False, timeout=SWITCH_TIMEOUT + 30)
+        took = time.monotonic() - t0
+        check(p.returncode == 0 and ('switched over to "%s"' % target) in p.stdout, out(p), c)
+        SWITCHED_TO.append(target)
+        # The command returns once the candidate accepts writes.
+        check(c.leader_name() == target, "leader after the command: %s" % c.leader_name(), c)
+        check(c.node(target).is_primary() and c.node(target).accepts_writes(), "%s refuses writes" % target, c)
+        w.acked_after(50)            # through HAProxy, now routed to the new primary
+    finally:
+        w.stop.set()
+        w.thread.join(timeout=30)
+    rows = {r[0] for r in c.node(target).sql("select id from op_writes")}
+    lost = sorted(set(w.acked) - rows)
+    check(not lost, "%d acknowledged rows lost (of %d), e.g. %s" % (len(lost), len(w.acked), lost[:10]), c)
+    check(took < SWITCH_TIMEOUT, "switchover took %.1fs" % took, c)
+    c.wait_healthy(timeout=HEALTHY_TIMEOUT)
+    check(c.leader_name() == target, "leader changed again: %s" % c.leader_name(), c)
+
+
+def test_failover_command_with_a_healthy_leader_switches_over(cluster):
+    c = cluster
+    old = c.leader_name()
+    target = switch_target(c)
+    p = hactl(c, "failover", "--candidate", target, "--force", timeout=SWITCH_TIMEOUT + 30)
+    check(p.returncode == 0 and ('over to "%s"' % target) in p.stdout, out(p), c)
+    SWITCHED_TO.append(target)
+    wait_leader_accepts_writes(c, target, timeout=10)
+    check(old != target, "sanity", c)
+    c.wait_healthy(timeout=HEALTHY_TIMEOUT)
+
+
+def test_switchover_falls_back_to_another_member_when_the_leaders_api_is_silent(cluster):
+    c = cluster
+    old = c.leader_name()
+    target = switch_target(c)
+    host = c.node(old).host
+    # Drop (no answer, no reset) everything to the leader's REST port; PostgreSQL stays reachable.
+    host.exec(["nft", "-f", "-"], input="table inet op_block_api {\n chain input {\n"
+              "  type filter hook input priority -60; policy accept;\n  tcp dport %d drop\n }\n}\n"
+              % harness.API_PORT)
+    try:
+        p = hactl(c, "switchover", "--candidate", target, "--force", timeout=SWITCH_TIMEOUT + 30)
+    finally:
+        host.exec(["nft", "delete", "table", "inet", "op_block_api"], check=False)
+    check(p.returncode == 0 and ("%s's REST API" % old) in p.stderr and "does not answer" in p.stderr
+          and ('switched over to "%s"' % target) in p.stdout, out(p), c)
+    SWITCHED_TO.append(target)
+    wait_leader_accepts_writes(c, target, timeout=10)
+    c.wait_healthy(timeout=HEALTHY_TIMEOUT)
+
+
+# --------------------------------------------------------------------------
+# scheduled switchover
+
+def test_scheduled_switchover_happens_after_the_time_not_before(cluster):
+    c = cluster
+    old = c.leader_name()
+    target = switch_target(c)
+    # Whole seconds (the failover key has second resolution), at least 6 s ahead.
+    at_epoch = int(time.time()) + 7
+    at = datetime.datetime.fromtimestamp(at_epoch, datetime.timezone.utc).isoformat()
+    at_mono = time.monotonic() + (at_epoch - time.time())
+    with c.leader_watch(interval=0.05) as watch:
+        p = hactl(c, "switchover", "--candidate", target, "--scheduled", at, "--force")
+        check(p.returncode == 0 and "scheduled" in p.stdout.lower(), out(p), c)
+        key = c.zk_json("failover")
+        check(isinstance(key, dict) and key.get("member") == target and key.get("scheduled_at"),
+              "failover key: %r" % key, c)
+        lst = hactl(c, "list")
+        check("Switchover scheduled at" in lst.stdout and target in lst.stdout, out(lst), c)
+        check(time.monotonic() < at_mono, "the checks above took too long; cannot observe 'not before'", c)
+        # A second request while one is pending is refused.
+        p2 = hactl(c, "switchover", "--candidate", target, "--force")
+        check(p2.returncode == 1 and "already pending" in p2.stderr, out(p2), c)
+        wait_leader_accepts_writes(c, target, timeout=(at_mono - time.monotonic()) + 30)
+    changed = watch.first_time(lambda v: v and v != old)
+    check(changed is not None and changed >= at_mono - 0.2,
+          "leader changed %.2fs before the scheduled time (%s)\n%s"
+          % ((at_mono - changed) if changed else float("nan"), at, watch.describe(at_mono)), c)
+    SWITCHED_TO.append(target)
+    check(c.zk_get("failover") is None, "failover key left behind: %r" % c.zk_get("failover"), c)
+    c.wait_healthy(timeout=HEALTHY_TIMEOUT)
+
+
+# --------------------------------------------------------------------------
+# edit-config
+
+def test_edit_config_refuses_invalid_values_and_applies_valid_ones(cluster):
+    c = cluster
+    before = config_snapshot(c)
+    p = hactl(c, "edit-config", "--set", "ttl=1", "--set", "loop_wait=100", "--force")
+    check(p.returncode == 1 and "ttl" in p.stderr and "loop_wait" in p.stderr and "nothing changed" in p.stderr,
+          out(p), c)
+    check(config_snapshot(c) == before, "config changed by a refused edit", c)
+    p = hactl(c, "edit-config", "--set", "maximum_lag_on_failover=not-a-number", "--force")
+    check(p.returncode == 1 and "maximum_lag_on_failover" in p.stderr, out(p), c)
+    # Without --force and without a terminal: refused, unchanged.
+    p = hactl(c, "edit-config", "--set", "maximum_lag_on_failover=2097152")
+    check(p.returncode == 1 and "not a terminal" in p.stderr, out(p), c)
+    check(config_snapshot(c) == before, "config changed without confirmation", c)
+
+    p = hactl(c, "edit-config", "--set", "maximum_lag_on_failover=2097152",
+              "--set", "postgresql.parameters.work_mem=8MB", "--force")
+    old_lag = json.loads(before).get("maximum_lag_on_failover")
+    check(p.returncode == 0 and "+ maximum_lag_on_failover: 2097152" in p.stdout
+          and (old_lag is None or "- maximum_lag_on_failover: %s" % old_lag in p.stdout)
+          and "+     work_mem: 8MB" in p.stdout, out(p), c)
+    cfg = c.dynamic_config()
+    check(cfg.get("maximum_lag_on_failover") == 2097152 and cfg["postgresql"]["parameters"]["work_mem"] == "8MB"
+          and cfg.get("ttl") == TTL, "config znode: %r" % cfg, c)
+    p = hactl(c, "show-config")
+    check("maximum_lag_on_failover: 2097152" in p.stdout and "    work_mem: 8MB" in p.stdout, out(p), c)
+    # The nodes pick it up (GET /config answers from each node's view).
+    wait_for(lambda: all(n.http_json("/config")[1].get("maximum_lag_on_failover") == 2097152 for n in c.nodes),
+             timeout=30, description="every node's /config to show the change", state=c.diagnostics)
+    # A merge patch from a file; null removes a key.
+    patch = c.base_dir / "patch.json"
+    patch.write_text(json.dumps({"postgresql": None, "maximum_lag_on_failover": old_lag}))
+    p = hactl(c, "edit-config", "--file", patch, "--force")
+    check(p.returncode == 0 and "-     work_mem: 8MB" in p.stdout, out(p), c)
+    cfg = c.dynamic_config()
+    check(cfg == json.loads(before), "config after undoing the change: %r, before: %s" % (cfg, before), c)
+    p = hactl(c, "edit-config", "--file", patch, "--force")
+    check(p.returncode == 0 and "Not changed" in p.stderr, out(p), c)
+
+
+# --------------------------------------------------------------------------
+# maintenance mode
+
+def test_pause_blocks_failover_and_resume_restores_service(cluster):
+    c = cluster
+    p = hactl(c, "pause", "--wait", "30")
+    check(p.returncode == 0 and "every member reports maintenance mode" in p.stderr, out(p), c)
+    check(c.dynamic_config().get("pause") is True, "config: %r" % c.dynamic_config(), c)
+    lst = hactl(c, "list")
+    check(" Maintenance mode: on" in lst.stdout.splitlines(), out(lst), c)
+    check(json.loads(hactl(c, "list", "--format", "json").stdout)["paused"] is True, "json list", c)
+    for n in c.nodes:
+        check(n.http_json("/patroni")[1].get("pause") is True, "%s /patroni: %r" % (n.name, n.http_json("/patroni")), c)
+    p = hactl(c, "pause")
+    check(p.returncode == 0 and "already paused" in p.stderr, out(p), c)
+    # A switchover without a candidate is refused while paused (by the server).
+    p = hactl(c, "switchover", "--force")
+    check(p.returncode == 1 and "paused" in p.stderr, out(p), c)
+
+    old = leader_node(c)
+    others = [n for n in c.nodes if n is not old]
+    with c.monitor(nodes=others, interval=0.25) as mon:
+        old.kill_host()
+        # Its session expires after ttl: the leader key goes away ...
+        wait_for(lambda: c.leader_name() is None, timeout=TTL + 20, interval=0.2,
+                 description="the dead primary's leader key to expire", state=c.diagnostics)
+        # ... and nobody takes over while paused (several loop_waits past the expiry).
+        time.sleep(TTL)
+    check(not mon.answered_200(), "promoted while paused: %s\n%s" % (mon.answered_200(), mon.timeline()), c)
+    check(c.leader_name() is None and not any(n.is_primary() for n in others),
+          "a leader appeared while paused: %s" % c.leader_name(), c)
+
+    p = hactl(c, "resume", "--wait", "30")
+    check(p.returncode == 0 and "normal operation" in p.stderr, out(p), c)
+    check("pause" not in c.dynamic_config(), "config: %r" % c.dynamic_config(), c)
+    new = c.wait_for_primary(timeout=TTL + 10 * LOOP_WAIT + 30, nodes=[n.name for n in others])
+    check(new.name != NOFAILOVER, "the nofailover member was promoted", c)
+    SWITCHED_TO.append(new.name)
+    wait_leader_accepts_writes(c, new.name, timeout=30)
+    check("Maintenance mode" not in hactl(c, "list").stdout, "list still shows maintenance mode", c)
+    old.start()
+    c.wait_healthy(timeout=HEALTHY_TIMEOUT)
+
+
+PAUSED_CANDIDATE_BUG = (
+    "product bug: in maintenance mode a standby named as switchover/failover candidate does not take the "
+    "free leader lock (ha_state_machine.cpp, LocalRole::Standby: the `pause` check returns before the "
+    "failover-candidate check)")
+
+
+def test_switchover_to_a_candidate_while_paused(cluster):
+    """Patroni allows a switchover to a named candidate in maintenance mode."""
+    c = cluster
+    p = hactl(c, "pause", "--wait", "30")
+    check(p.returncode == 0, out(p), c)
+    old = c.leader_name()
+    target = switch_target(c)
+    try:
+        p = hactl(c, "switchover", "--candidate", target, "--force", timeout=SWITCH_TIMEOUT + 30)
+        leader = c.leader_name()
+    finally:
+        r = hactl(c, "resume", "--wait", "30")
+    check(r.returncode == 0, out(r), c)
+    c.wait_healthy(timeout=HEALTHY_TIMEOUT)
+    if leader != old:
+        SWITCHED_TO.append(leader)
+    if p.returncode != 0 and leader == old:
+        pytest.xfail("%s; pg_hactl: %s" % (PAUSED_CANDIDATE_BUG, p.stderr.strip().splitlines()[-1]))
+    check(p.returncode == 0 and leader == target and ('over to "%s"' % target) in p.stdout, out(p), c)
+
+
+def test_failover_to_a_candidate_in_a_leaderless_paused_cluster(cluster):
+    c = cluster
+    p = hactl(c, "pause", "--wait", "30")
+    check(p.returncode == 0, out(p), c)
+    old = leader_node(c)
+    target = next(n for n in ("pg-1", "pg-2") if n != old.name)
+    old.kill_host()
+    try:
+        wait_for(lambda: c.leader_name() is None and old.name not in c.members(), timeout=TTL + 20, interval=0.2,
+                 description="the dead primary's leader key and member key to expire", state=c.diagnostics)
+        refused_switchover = hactl(c, "switchover", "--candidate", target, "--force")
+        refused_nofailover = hactl(c, "failover", "--candidate", NOFAILOVER, "--force")
+        p = hactl(c, "failover", "--candidate", target, "--force", timeout=SWITCH_TIMEOUT + 30)
+        leader = c.leader_name()
+        promoted = leader == target and c.node(target).is_primary() and c.node(target).accepts_writes()
+        still_paused = c.dynamic_config().get("pause") is True
+    finally:
+        r = hactl(c, "resume")
+        old.start()
+    check(r.returncode == 0, out(r), c)
+    c.wait_healthy(timeout=HEALTHY_TIMEOUT)
+    SWITCHED_TO.append(c.leader_name())
+    p1 = refused_switchover
+    check(p1.returncode == 1 and "no leader" in p1.stderr and "failover" in p1.stderr, out(p1), c)
+    p2 = refused_nofailover
+    check(p2.returncode == 1 and "nofailover" in p2.stderr, out(p2), c)
+    if p.returncode != 0 and not promoted:
+        pytest.xfail("%s; pg_hactl: %s" % (PAUSED_CANDIDATE_BUG, p.stderr.strip().splitlines()[-1]))
+    check(p.returncode == 0 and ('over to "%s"' % target) in p.stdout and promoted, out(p), c)
+    check(still_paused, "the failover ended maintenance mode", c)
+
+
+# --------------------------------------------------------------------------
+# restart / reinit, REST credentials
+
+def test_restart_and_reinit_need_credentials_and_work(cluster):
+    c = cluster
+    leader = c.leader_name()
+    replica = next(n for n in c.nodes if n.name != leader)
+    # Without credentials the REST API answers 401: exit 1 and a hint.
+    p = hactl(c, "restart", replica.name, "--force", conf=c.op_conf_noauth)
+    check(p.returncode == 1 and "HTTP 401" in p.stderr and "restapi_username" in p.stderr, out(p), c)
+    p = hactl(c, "restart", "pg-9", "--force")
+    check(p.returncode == 1 and "does not exist" in p.stderr, out(p), c)
+    p = hactl(c, "restart", replica.name)
+    check(p.returncode == 1 and "not a terminal" in p.stderr, out(p), c)
+
+    pid = replica.postmaster_pid()
+    p = hactl(c, "restart", replica.name, "--force")
+    check(p.returncode == 0, out(p), c)
+    wait_for(lambda: replica.postmaster_pid() not in (None, pid) and replica.streams_from(c.node(leader))
+             and (c.members().get(replica.name) or {}).get("state") == "running",
+             timeout=HEALTHY_TIMEOUT, interval=0.5, description="%s restarted, streaming and registered"
+             % replica.name, state=c.diagnostics)
+
+    # The leader cannot be reinitialized (server refusal, exit 1).
+    p = hactl(c, "reinit", leader, "--force")
+    check(p.returncode == 1 and "leader" in p.stderr, out(p), c)
+    check(c.leader_name() == leader and c.node(leader).is_primary(), "leader disturbed by a refused reinit", c)
+
+    marker = "reinit-%d" % time.time_ns()
+    c.node(leader).sql("create table if not exists op_marker(v text)")
+    c.node(leader).sql("insert into op_marker values (%s)", (marker,))
+    sysid = replica.system_identifier()
+    pid = replica.postmaster_pid()
+    p = hactl(c, "reinit", replica.name, "--force")
+    check(p.returncode == 0, out(p), c)
+    wait_for(lambda: replica.postmaster_pid() not in (None, pid) and replica.streams_from(c.node(leader)),
+             timeout=HEALTHY_TIMEOUT, interval=0.5, description="%s re-cloned and streaming" % replica.name,
+             state=c.diagnostics)
+    check(replica.system_identifier() == sysid, "system identifier changed", c)
+    wait_for(lambda: replica.sql_value("select count(*) from op_marker where v = %s", (marker,)) == 1,
+             timeout=30, description="the marker row on the re-cloned replica")
+    check("reinitialize requested" in replica.log_tail(400) or "cloning from" in replica.log_tail(400),
+          "no reinit in %s's log" % replica.name, c)
+    c.wait_healthy(timeout=HEALTHY_TIMEOUT)
+
+
+# --------------------------------------------------------------------------
+# patronictl against pg_ha
+
+def patronictl(c, *args, timeout=90):
+    conf = c.base_dir / "patronictl.yml"
+    if not conf.exists():
+        conf.write_text("\n".join([
+            "scope: %s" % c.scope,
+            "namespace: %s/" % c.namespace,
+            "zookeeper:",
+            "  hosts: [%s]" % ", ".join("'%s'" % z.address for z in c.zookeepers),
+            "ctl:",
+            "  authentication: {username: %s, password: %s}" % (REST_USER, REST_PASSWORD),
+            "restapi:",
+            "  authentication: {username: %s, password: %s}" % (REST_USER, REST_PASSWORD),
+            ""]))
+    return subprocess.run([PATRONICTL, "-c", str(conf)] + [str(a) for a in args], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_patronictl_list_and_switchover(cluster):
+    c = cluster
+    if not os.path.exists(PATRONICTL):
+        pytest.fail("%s is missing (Debian package patroni)" % PATRONICTL)
+    leader = c.leader_name()
+    p = patronictl(c, "list")
+    check(p.returncode == 0, "patronictl list\n" + out(p), c)
+    rows = {}
+    for line in p.stdout.splitlines():
+        cells = [x.strip() for x in line.strip("|").split("|")]
+        if cells and cells[0] in ("pg-1", "pg-2", "pg-3"):
+            rows[cells[0]] = cells
+    check(sorted(rows) == ["pg-1", "pg-2", "pg-3"] and rows[leader][2] == "Leader"
+          and all(rows[n][2] == "Replica" and rows[n][3] in ("running", "streaming") for n in rows if n != leader),
+          "patronictl list\n" + out(p), c)
+
+    target = switch_target(c)
+    with c.leader_watch(interval=0.05) as watch:
+        p = patronictl(c, "switchover", "--candidate", target, "--force", timeout=SWITCH_TIMEOUT + 30)
+        check(p.returncode == 0, "patronictl switchover\n" + out(p), c)
+        wait_leader_accepts_writes(c, target, timeout=30)
+        time.sleep(2 * LOOP_WAIT)
+    SWITCHED_TO.append(target)
+    check(watch.values() == [leader, target], "leader changes: %s" % watch.describe(), c)
+    check(c.zk_get("failover") is None, "failover key left behind: %r" % c.zk_get("failover"), c)
+    if ('Successfully switched over to "%s"' % target) not in p.stdout:
+        # Known product bug: the old leader's immediate shutdown can cut its
+        # own 200 answer short (headers sent, body not); patronictl then says
+        # IncompleteRead and writes the failover key itself ("Failing over to
+        # DCS"), which the new leader drops as stale. The outcome is right
+        # (asserted above); the lost answer must still not be anything else.
+        check("IncompleteRead" in p.stderr or "RemoteDisconnected" in p.stderr or "Connection" in p.stderr,
+              "patronictl did not report success and not a lost answer\n" + out(p), c)
+        warnings.warn("patronictl switchover: the old leader's answer was lost (product bug):\n" + p.stderr)
+    c.wait_healthy(timeout=HEALTHY_TIMEOUT)
+
+
+# --------------------------------------------------------------------------
+# history (after the switchovers above)
+
+def test_history_lists_the_switchovers(cluster):
+    c = cluster
+    p = hactl(c, "history", "--format", "json")
+    check(p.returncode == 0, out(p), c)
+    hist = json.loads(p.stdout)
+    leaders = [h["new_leader"] for h in hist]
+    check(SWITCHED_TO and leaders[-len(SWITCHED_TO):] == SWITCHED_TO,
+          "history %r, leader changes of this module %r" % (leaders, SWITCHED_TO), c)
+    tls = [h["timeline"] for h in hist]
+    check(tls == sorted(tls) and len(set(tls)) == len(tls), "timelines %r" % tls, c)
+    check(all(h["lsn"] > 0 and h["timestamp"] for h in hist), "history %r" % hist, c)
+    p = hactl(c, "history")
+    lines = p.stdout.splitlines()
+    header = [x.strip() for x in lines[1].strip("|").split("|")] if len(lines) > 1 else []
+    check(p.returncode == 0 and header == ["TL", "LSN", "Reason", "Timestamp", "New Leader"], out(p), c)
+    for name in SWITCHED_TO:
+        check(any(l.rstrip(" |").endswith(name) for l in lines[3:]), "%s not in the table\n%s" % (name, out(p)), c)
