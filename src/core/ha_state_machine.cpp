@@ -122,7 +122,8 @@ void decide_as_leader(const Observation &obs, Decision &d) {
             return;
         case LocalRole::Standby:
             d.role = "replica";
-            if (cfg.pause) {
+            if (cfg.pause && !(obs.cluster.failover && obs.cluster.failover->candidate == obs.me)) {
+                // (an operator's switchover/failover to us promotes even while paused)
                 d.message = "paused: holding the leader lock as a standby, not promoting";
                 return;
             }
@@ -201,6 +202,13 @@ void decide_without_leader(const Observation &obs, Decision &d) {
     switch (obs.role) {
         case LocalRole::Primary: {
             d.role = "primary";
+            if (c.failover && !c.failover->candidate.empty() && c.failover->candidate != obs.me) {
+                const Member *cand = c.member(c.failover->candidate);
+                if (cand && cand->state == "running") {
+                    d.message = "switchover to " + c.failover->candidate + " in progress: not taking the leader lock";
+                    return;
+                }
+            }
             if (c.config.pause) {
                 // Like Patroni: a running primary may take a free lock even while paused.
                 d.message = "paused: acquiring the free leader lock as the running primary";
@@ -210,13 +218,6 @@ void decide_without_leader(const Observation &obs, Decision &d) {
             if (!obs.watchdog_failure.empty()) {
                 d.message = "not taking the leader lock: " + obs.watchdog_failure;
                 return;
-            }
-            if (c.failover && !c.failover->candidate.empty() && c.failover->candidate != obs.me) {
-                const Member *cand = c.member(c.failover->candidate);
-                if (cand && cand->state == "running") {
-                    d.message = "switchover to " + c.failover->candidate + " in progress: not taking the leader lock";
-                    return;
-                }
             }
             int newest = newest_history_timeline(c);
             if (newest > obs.local.timeline) {
@@ -230,10 +231,6 @@ void decide_without_leader(const Observation &obs, Decision &d) {
         }
         case LocalRole::Standby: {
             d.role = "replica";
-            if (c.config.pause) {
-                d.message = "paused: no leader, not taking over";
-                return;
-            }
             if (c.failover && !c.failover->candidate.empty()) {
                 if (c.failover->candidate == obs.me) {
                     // Named by a switchover or a manual failover: the old leader
@@ -255,6 +252,10 @@ void decide_without_leader(const Observation &obs, Decision &d) {
                     d.message = "failover to " + c.failover->candidate + " in progress: not racing";
                     return;
                 }
+            }
+            if (c.config.pause) {
+                d.message = "paused: no leader, not taking over";
+                return;
             }
             Member me;
             me.name = obs.me;

@@ -1426,10 +1426,13 @@ void Engine::step(const PgHaLocal &local, bool r, bool w, PgHaOutputs &out) {
             auto orig = c->done;
             auto flag = std::make_shared<bool>(false);
             Command *raw = c.get();
-            c->done = [orig, flag, raw](int st, const std::string &msg) {
+            c->done = [this, orig, flag, raw](int st, const std::string &msg) {
                 if (*flag) return;
                 *flag = true;
                 raw->answered = true;
+                // An HTTP thread still has to write this answer: do not stop
+                // the server under it (e.g. the old leader after a switchover).
+                shutdown_not_before_ms_ = std::max(shutdown_not_before_ms_, ZkSession::steady_ms() + 500);
                 if (orig) orig(st, msg);
             };
             c->wrapped = true;

@@ -439,3 +439,22 @@ TEST(Switchover, NewLeaderClearsTheKey) {
     o.cluster.failover->leader = "";
     EXPECT_TRUE(decide(o).has(ActionKind::ClearFailover));
 }
+
+TEST(Switchover, PausedClusterStillHonoursANamedCandidate) {
+    auto o = base(LocalRole::Standby);
+    o.me = "pg-3";
+    o.cluster.members[0].role = "replica";
+    o.cluster.config.pause = true;
+    o.cluster.failover = fo("pg-1", "pg-3");
+    EXPECT_TRUE(decide(o).has(ActionKind::AcquireLeader));
+    o.cluster.leader = "pg-3";  // got it: promotes although paused
+    o.cluster.leader_owner = 42;
+    EXPECT_TRUE(decide(o).has(ActionKind::Promote));
+    o.cluster.failover.reset();  // without the key, pause holds
+    EXPECT_FALSE(decide(o).has(ActionKind::Promote));
+    // the old primary does not grab the free lock back while paused
+    auto p = base(LocalRole::Primary);
+    p.cluster.config.pause = true;
+    p.cluster.failover = fo("pg-1", "pg-3");
+    EXPECT_FALSE(decide(p).has(ActionKind::AcquireLeader));
+}
