@@ -479,12 +479,6 @@ def test_pause_blocks_failover_and_resume_restores_service(cluster):
     c.wait_healthy(timeout=HEALTHY_TIMEOUT)
 
 
-PAUSED_CANDIDATE_BUG = (
-    "product bug: in maintenance mode a standby named as switchover/failover candidate does not take the "
-    "free leader lock (ha_state_machine.cpp, LocalRole::Standby: the `pause` check returns before the "
-    "failover-candidate check)")
-
-
 def test_switchover_to_a_candidate_while_paused(cluster):
     """Patroni allows a switchover to a named candidate in maintenance mode."""
     c = cluster
@@ -501,8 +495,6 @@ def test_switchover_to_a_candidate_while_paused(cluster):
     c.wait_healthy(timeout=HEALTHY_TIMEOUT)
     if leader != old:
         SWITCHED_TO.append(leader)
-    if p.returncode != 0 and leader == old:
-        pytest.xfail("%s; pg_hactl: %s" % (PAUSED_CANDIDATE_BUG, p.stderr.strip().splitlines()[-1]))
     check(p.returncode == 0 and leader == target and ('over to "%s"' % target) in p.stdout, out(p), c)
 
 
@@ -532,8 +524,6 @@ def test_failover_to_a_candidate_in_a_leaderless_paused_cluster(cluster):
     check(p1.returncode == 1 and "no leader" in p1.stderr and "failover" in p1.stderr, out(p1), c)
     p2 = refused_nofailover
     check(p2.returncode == 1 and "nofailover" in p2.stderr, out(p2), c)
-    if p.returncode != 0 and not promoted:
-        pytest.xfail("%s; pg_hactl: %s" % (PAUSED_CANDIDATE_BUG, p.stderr.strip().splitlines()[-1]))
     check(p.returncode == 0 and ('over to "%s"' % target) in p.stdout and promoted, out(p), c)
     check(still_paused, "the failover ended maintenance mode", c)
 
