@@ -186,6 +186,16 @@ void decide_with_other_leader(const Observation &obs, Decision &d) {
                 d.message = "following new leader " + leader;
                 return;
             }
+            if (lm->timeline > obs.local.timeline && obs.local.timeline > 0 && !c.config.pause &&
+                obs.not_streaming_s >= std::max(30, 3 * c.config.loop_wait)) {
+                // Typically "new timeline forked off before current recovery
+                // point": only pg_rewind (in pg_hactl boot) gets us back.
+                d.message = "cannot follow " + leader + ": not streaming for " + std::to_string(obs.not_streaming_s) +
+                            " s and still on timeline " + std::to_string(obs.local.timeline) + " (the leader is on " +
+                            std::to_string(lm->timeline) + "); restarting through pg_hactl boot to rewind";
+                d.actions.push_back(act(ActionKind::Demote));
+                return;
+            }
             d.message = "no action: I am (" + obs.me + ") a secondary and I am following a leader (" + leader + ")";
             return;
         }

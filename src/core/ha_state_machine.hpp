@@ -55,6 +55,8 @@ struct Observation {
     // The `failover` key's scheduled_at has passed (or is empty). The worker
     // compares clocks; the state machine only reads this.
     bool failover_due = true;
+    // Seconds this standby's WAL receiver has not been streaming (0 = it is).
+    int not_streaming_s = 0;
 };
 
 enum class ActionKind {

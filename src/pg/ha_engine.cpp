@@ -271,6 +271,7 @@ class Engine {
     std::int64_t shutdown_not_before_ms_ = 0;
     std::int64_t shutdown_requested_ms_ = 0;
     LocalRole last_role_ = LocalRole::Stopped;
+    std::int64_t streaming_seen_ms_ = 0;  // last time the WAL receiver streamed (or we were not a standby)
     void take_sql_request(const PgHaLocal &local);
     void start_command(Command &c);
     void poll_command(Command &c, std::int64_t now);
@@ -1093,6 +1094,8 @@ void Engine::decide_and_act() {
     obs.cluster = view_;
     if (view_.config.failsafe_mode) obs.failsafe_leader = failsafe_box_.active(now, view_.config.ttl * 1000);
     if (!is_leader_) obs.watchdog_failure = watchdog_precheck();
+    if (obs.role != LocalRole::Standby || local_.walreceiver_streaming || streaming_seen_ms_ == 0) streaming_seen_ms_ = now;
+    obs.not_streaming_s = static_cast<int>((now - streaming_seen_ms_) / 1000);
     if (view_.failover && !view_.failover->scheduled_at.empty()) {
         std::int64_t when = 0;
         std::string err;

@@ -458,3 +458,24 @@ TEST(Switchover, PausedClusterStillHonoursANamedCandidate) {
     p.cluster.failover = fo("pg-1", "pg-3");
     EXPECT_FALSE(decide(p).has(ActionKind::AcquireLeader));
 }
+
+TEST(StateMachine, StandbyStuckOnAnOldTimelineRestartsToRewind) {
+    auto o = base(LocalRole::Standby);
+    o.cluster.leader = "pg-2";
+    o.cluster.members[1].role = "primary";
+    o.cluster.members[1].timeline = 2;
+    o.local.upstream_host = "10.0.0.2";
+    o.local.upstream_port = 5432;
+    o.not_streaming_s = 45;
+    auto d = decide(o);
+    ASSERT_TRUE(d.has(ActionKind::Demote)) << d.message;
+    EXPECT_NE(d.message.find("rewind"), std::string::npos);
+    o.not_streaming_s = 5;  // just reconnecting
+    EXPECT_FALSE(decide(o).has(ActionKind::Demote));
+    o.not_streaming_s = 45;
+    o.local.timeline = 2;  // same timeline: a network problem, not a fork
+    EXPECT_FALSE(decide(o).has(ActionKind::Demote));
+    o.local.timeline = 1;
+    o.cluster.config.pause = true;
+    EXPECT_FALSE(decide(o).has(ActionKind::Demote));
+}
