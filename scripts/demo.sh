@@ -14,6 +14,14 @@ fi
 sh scripts/build.sh
 /usr/bin/python3 tests/cluster/harness.py up
 /usr/bin/python3 tests/cluster/harness.py status || true
+# The leader refreshes its view of the members every loop_wait: wait (bounded)
+# until it shows every member running or streaming.
+for _ in $(seq 1 30); do
+    n=$(PGPASSWORD=postgres psql -h 10.47.0.100 -p 5433 -U postgres -d postgres -Atc \
+        "SELECT count(*) FROM ha_status() WHERE state IN ('running', 'streaming') AND lsn > '0/0'" 2>/dev/null || echo 0)
+    [ "$n" = 3 ] && break
+    sleep 1
+done
 echo
 echo "ha_status() on the primary:"
 PGPASSWORD=postgres psql -h 10.47.0.100 -p 5433 -U postgres -d postgres -c 'SELECT * FROM ha_status()' || true
