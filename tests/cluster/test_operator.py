@@ -17,10 +17,10 @@ writer test, where it runs inside pg-2's namespace with pg-2's own settings
 file (the one the entrypoint writes), the way an operator on a node would.
 Tests run in file order and each leaves the cluster healthy.
 
-Known product bugs show up as XFAIL with the evidence (they pass once fixed):
-a switchover or failover to a named candidate in maintenance mode does not
-promote it (PAUSED_CANDIDATE_BUG). The patronictl test warns when the old
-leader's answer to POST /switchover is cut short by its own shutdown.
+A switchover or failover to a named candidate works in maintenance mode (as
+in Patroni). The patronictl test warns if the old leader's answer to POST
+/switchover is ever cut short by its own shutdown (fixed: the server waits
+500 ms after the last answer before it stops).
 """
 import datetime
 import json
