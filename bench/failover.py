@@ -1,0 +1,198 @@
+#!/usr/bin/python3
+"""Write outage after the loss of the primary's host, and the time until the
+old host streams from the new leader again once it is powered back on.
+
+    sudo PGHA_NET_ID=3 /usr/bin/python3 bench/failover.py                 # ttl 30, loop_wait 10, retry_timeout 10
+    sudo PGHA_NET_ID=3 /usr/bin/python3 bench/failover.py --tight         # ttl 4, loop_wait 1, retry_timeout 1
+    sudo /usr/bin/python3 bench/failover.py --trials 3 --ttl 10 --loop-wait 2 --retry-timeout 2
+
+One cluster (tests/cluster/harness.py: network namespaces, ZooKeeper, 3 nodes,
+HAProxy with docker/haproxy.cfg) is reused across trials. Per trial:
+
+  1. wait for a healthy cluster (one primary, two streaming standbys) and for
+     HAProxy's write port to route to the primary only;
+  2. start the probes: one per node, directly (a kept connection, re-opened
+     with connect_timeout 1 when it breaks; INSERT ... RETURNING every 50 ms),
+     and one through HAProxy's write port 5433;
+  3. t0 = power cut of the primary's host: SIGSTOP of every process of its
+     namespace, then SIGKILL of all (harness kill_host), so that no process
+     of the host can react to another one's death (see power_cut());
+  4. outage = first acknowledged INSERT on another node - t0, directly and
+     through HAProxy (whose check needs `rise 3` passes at fastinter 1 s after
+     a downinter 5 s check: expect a few seconds more);
+  5. power the old host on again; rejoin = time until its WAL receiver
+     streams from the new leader (and the leader lists it as streaming), and
+     until its REST /replica also answers 200 (what HAProxy's read checks
+     see); its log tells whether pg_rewind had work to do.
+
+Prints one row per trial and median / min / max. No pass/fail.
+"""
+import argparse
+import os
+import signal
+import sys
+import time
+
+import _cluster_bench as cb
+
+
+def power_cut(node):
+    """SIGSTOP every process of the host, then SIGKILL them all (harness
+    kill_host). kill_host alone signals the processes one after the other, in
+    pid order: the postmaster dies a few microseconds before the pg_ha worker,
+    and a worker that sees its postmaster die in that window exits cleanly and
+    closes its ZooKeeper session, releasing the leader lock at once (seen once
+    in 11 trials: failover 0.02 s after the "kill"). A real power cut leaves
+    nobody to close the session; stopped processes cannot react."""
+    for _ in range(3):                  # processes forked while we stop the others
+        for pid in node.host.pids():
+            if pid != os.getpid():
+                try:
+                    os.kill(pid, signal.SIGSTOP)
+                except (ProcessLookupError, PermissionError):
+                    pass
+    node.kill_host()
+
+
+def run_trial(c, lw, args, cfg, trial):
+    old = cb.wait_ready(c)
+    others = [n for n in c.nodes if n is not old]
+    probes = cb.start_probes(c, direct=args.direct, proxy=args.proxy)
+    row = {"trial": trial, "killed": old.name}
+    try:
+        cb.wait_probes_writing(probes, old)
+        time.sleep(0.5)
+        offset = cb.log_size(old)
+        t0 = time.monotonic()
+        if args.plain_kill:
+            old.kill_host()
+        else:
+            power_cut(old)
+        row["kill_call"] = time.monotonic() - t0
+
+        def done():
+            ok = True
+            if args.direct:
+                ok = ok and any(probes[n.name].first_success(t0) for n in others)
+            if args.proxy:
+                ok = ok and probes["haproxy"].first_success(t0, not_addr=old.ip) is not None
+            return ok
+
+        limit = cfg["ttl"] * 1.5 + 90
+        try:
+            cb.wait_for(done, timeout=limit, interval=0.05, description="writes on a new primary")
+        except cb.harness.WaitTimeout:
+            cb.log("trial %d: no write on a new primary within %.0fs" % (trial, limit))
+            row["timeout"] = True
+        time.sleep(0.3)
+    finally:
+        cb.stop_probes(probes)
+
+    t_elect = lw.first_time(lambda v: v not in (None, old.name), after=t0)
+    t_gone = lw.first_time(lambda v: v != old.name, after=t0)
+    row["leader_gone"] = t_gone - t0 if t_gone else None
+    row["elected"] = t_elect - t0 if t_elect else None
+    new_name = lw.current() if lw.current() not in (None, old.name) else None
+    row["new"] = new_name or "-"
+    if args.direct:
+        firsts = [probes[n.name].first_success(t0) for n in others]
+        firsts = [(a, n) for a, n in zip(firsts, others) if a]
+        if firsts:
+            a, n = min(firsts, key=lambda x: x[0].done)
+            row["direct"] = a.done - t0
+            row["direct_node"] = n.name
+        row["old_last_ok"] = max((a.done for a in probes[old.name].successes(before=t0 + 60)), default=t0) - t0
+    if args.proxy:
+        a = probes["haproxy"].first_success(t0, not_addr=old.ip)
+        row["proxy"] = a.done - t0 if a else None
+        n_err, kinds = probes["haproxy"].errors_between(t0, t0 + (row.get("proxy") or 0))
+        row["proxy_errors"] = "%d errors: %s" % (n_err, " | ".join(kinds))
+
+    # power the old host back on; wait until it streams from the new leader
+    new = c.node(new_name) if new_name else None
+    t_start = time.monotonic()
+    old.start_host()
+    if new is not None:
+        t_wal, t_rep = cb.wait_rejoin(c, old, new, timeout=args.rejoin_timeout)
+        row["rejoin_wal"] = t_wal - t_start if t_wal else None
+        row["rejoin"] = t_rep - t_start if t_rep else None
+    kind, lines = cb.rejoin_kind(cb.log_since(old, offset))
+    row["rejoin_kind"] = kind
+    row["rejoin_lines"] = lines[:3]
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--through-haproxy", dest="only_proxy", action="store_true",
+                    help="only the probe through HAProxy's write port")
+    ap.add_argument("--direct", dest="only_direct", action="store_true", help="only the direct probes")
+    ap.add_argument("--rejoin-timeout", type=float, default=300)
+    ap.add_argument("--plain-kill", action="store_true",
+                    help="harness kill_host() only (SIGKILL one process after the other; see power_cut())")
+    cb.add_timing_args(ap)
+    args = ap.parse_args()
+    args.direct = not args.only_proxy or args.only_direct
+    args.proxy = not args.only_direct or args.only_proxy
+    cb.require_root()
+    cfg, zk = cb.timing_from_args(args)
+
+    cb.log("failover bench: %d trials, dynamic config %s, ZooKeeper %s" % (args.trials, cfg, zk))
+    cb.log(cb.environment_note())
+    c = cb.start_cluster(cfg, zk, haproxy=True, keep=args.keep)
+    rows = []
+    try:
+        c.nodes[0].sql(cb.PROBE_TABLE_SQL)
+        with c.leader_watch(interval=0.05) as lw:
+            for trial in range(1, args.trials + 1):
+                try:
+                    row = run_trial(c, lw, args, cfg, trial)
+                except Exception as exc:  # noqa: BLE001 - report and go on with a healthy cluster
+                    cb.log("trial %d failed: %s: %s" % (trial, type(exc).__name__, str(exc)[:3000]))
+                    c.keep_dir = True
+                    rows.append({"trial": trial, "error": str(exc).splitlines()[0][:200]})
+                    continue
+                rows.append(row)
+                cb.log("trial %d: killed %s, leader znode gone %s, new leader %s at %s, first write direct %s "
+                       "(on %s), via haproxy %s; old host streaming %s (/replica 200 %s) after restart (%s)" % (
+                           trial, row["killed"], cb.fmt(row.get("leader_gone")), row["new"],
+                           cb.fmt(row.get("elected")), cb.fmt(row.get("direct")), row.get("direct_node", "-"),
+                           cb.fmt(row.get("proxy")), cb.fmt(row.get("rejoin_wal")), cb.fmt(row.get("rejoin")),
+                           row["rejoin_kind"]))
+                for ln in row["rejoin_lines"]:
+                    cb.log("    %s" % ln[:220])
+                if row.get("proxy_errors"):
+                    cb.log("    haproxy probe during the outage: %s" % row["proxy_errors"])
+            leaders = lw.values()
+        print()
+        print("== failover after host loss: ttl %(ttl)s, loop_wait %(loop_wait)s, retry_timeout %(retry_timeout)s"
+              % cfg + ", ZooKeeper tickTime %d ms" % zk["tick_time"])
+        cb.print_table(
+            ["trial", "killed", "znode gone", "new leader", "elected", "outage direct", "outage haproxy",
+             "rejoin WAL", "rejoin /replica", "rejoin kind"],
+            [[r["trial"], r.get("killed", "-"), cb.fmt(r.get("leader_gone")), r.get("new", "-"),
+              cb.fmt(r.get("elected")), cb.fmt(r.get("direct")), cb.fmt(r.get("proxy")), cb.fmt(r.get("rejoin_wal")),
+              cb.fmt(r.get("rejoin")), r.get("rejoin_kind", r.get("error", "-"))] for r in rows])
+        print(cb.stats_line("leader znode gone after kill", [r.get("leader_gone") for r in rows]))
+        print(cb.stats_line("new leader znode after kill", [r.get("elected") for r in rows]))
+        if args.direct:
+            print(cb.stats_line("write outage, direct", [r.get("direct") for r in rows]))
+        if args.proxy:
+            print(cb.stats_line("write outage, through HAProxy", [r.get("proxy") for r in rows]))
+        print(cb.stats_line("old host streaming after restart", [r.get("rejoin_wal") for r in rows]))
+        print(cb.stats_line("  ... and /replica answers 200", [r.get("rejoin") for r in rows]))
+        expected = args.trials + 1
+        print("leader sequence: %s (%d values for %d trials%s)" % (
+            " -> ".join(leaders), len(leaders), args.trials,
+            "" if len(leaders) <= expected else "; UNEXPECTED extra leader changes"))
+        print(cb.environment_note())
+    finally:
+        c.teardown()
+        if c.keep_dir:
+            print("run directory kept: %s" % c.base_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
