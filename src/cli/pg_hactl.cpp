@@ -440,19 +440,47 @@ std::string find_after(const std::string &text, const std::string &key) {
 Lsn local_wal_end(const NodeConfig &c, const std::map<std::string, std::string> &cd, int tli) {
     auto redo = cd.find("Latest checkpoint's REDO location");
     if (redo == cd.end() || tli <= 0) return 0;
-    std::string cmd = "LC_ALL=C " + shell_quote(c.bindir + "/pg_waldump") + " --quiet --path=" +
+    std::string cmd = "LC_ALL=C " + shell_quote(c.bindir + "/pg_waldump") + " --path=" +
                       shell_quote(c.pgdata + "/pg_wal") + " --timeline=" + std::to_string(tli) + " --start=" +
                       shell_quote(redo->second) + " 2>&1";
     FILE *p = popen(cmd.c_str(), "r");
     if (!p) return 0;
-    std::string out;
-    char buf[512];
-    while (fgets(buf, sizeof buf, p)) out += buf;
+    std::string out, last_record;
+    char buf[1024];
+    while (fgets(buf, sizeof buf, p)) {
+        std::string line(buf);
+        if (line.rfind("rmgr:", 0) == 0) last_record = line;
+        else out += line;
+    }
     pclose(p);
     // "error in WAL record at A: invalid record length at B: ..." -> B is where valid WAL ends.
     std::string end = find_after(out, "invalid record length at ");
     if (!end.empty() && end.back() == ':') end.pop_back();
-    return parse_lsn(end).value_or(0);
+    if (auto b = parse_lsn(end)) return *b;
+    // Other endings ("invalid magic number", "unexpected pageaddr", ...): the
+    // last record's start + its length, plus the page headers it spans.
+    std::string lsn = find_after(last_record, "lsn: ");
+    if (!lsn.empty() && lsn.back() == ',') lsn.pop_back();
+    auto start = parse_lsn(lsn);
+    auto lenpos = last_record.find("len (rec/tot):");
+    if (!start || lenpos == std::string::npos) return 0;
+    auto slash = last_record.find('/', lenpos + 14);
+    if (slash == std::string::npos) return 0;
+    std::uint64_t tot = std::strtoull(last_record.c_str() + slash + 1, nullptr, 10);
+    const std::uint64_t page = 8192, seg = 16ull * 1024 * 1024;
+    std::uint64_t pos = *start, left = tot;
+    while (left > 0) {
+        std::uint64_t room = page - pos % page;
+        if (left <= room) {
+            pos += left;
+            left = 0;
+        } else {
+            left -= room;
+            pos += room;
+            pos += pos % seg == 0 ? 40 : 24;  // long header at a segment start, short otherwise
+        }
+    }
+    return (pos + 7) & ~static_cast<std::uint64_t>(7);
 }
 
 enum class Rejoin { Started, Reclone };

@@ -143,6 +143,12 @@ bool ZkSession::open(const std::string &hosts, int session_timeout_ms, const ZkC
     return true;
 }
 
+void ZkSession::abandon() {
+    zh_ = nullptr;
+    in_flight_ = 0;
+    last_answered_send_ms_ = 0;
+}
+
 void ZkSession::close() {
     if (!zh_) return;
     closing_ = true;

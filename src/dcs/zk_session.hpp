@@ -58,6 +58,10 @@ class ZkSession {
     // Starts connecting (non-blocking). `resume` continues an earlier session.
     bool open(const std::string &hosts, int session_timeout_ms, const ZkCredentials *resume, std::string &error);
     void close();
+    // Process exit without ending the session: the server keeps it (and its
+    // ephemeral znodes) until it times out, so a restarted process can
+    // resume it. Leaks the client handle on purpose; call only when exiting.
+    void abandon();
     bool is_open() const { return zh_ != nullptr; }
 
     ZkInterest interest();

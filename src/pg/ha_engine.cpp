@@ -135,6 +135,7 @@ struct Command {
     // progress, engine only
     bool answered = false;
     bool wrapped = false;
+    std::uint64_t need_view = 0;  // validate against a cluster read that started after the request
     bool waiting = false;  // the failover key is written; waiting for the new leader
     bool key_seen = false;  // a cluster read showed our failover key
     std::string old_leader, target;
@@ -182,6 +183,7 @@ struct Handover {
     Lsn lsn = 0;
     std::int64_t deadline_ms = 0;
     std::int64_t started_ms = 0;
+    std::int64_t drain_until_ms = 0;
 };
 
 class Engine {
@@ -231,6 +233,7 @@ class Engine {
     std::string primary_conninfo_;
     ClusterView view_;
     bool view_ok_ = false;
+    std::uint64_t view_seq_ = 0;  // completed cluster reads
     std::int64_t dcs_last_seen_ = 0;
     bool read_requested_ = true;
     std::int64_t next_read_ms_ = 0;
@@ -371,9 +374,17 @@ void Engine::shutdown(bool release) {
     api_.stop();
     if (release) watchdog_.disable();  // magic close: a clean stop must not reset the host
     if (zk_.is_open()) {
-        if (release) {
-            // A clean stop gives up the lock at once, so a standby can take over
-            // without waiting for the session to expire.
+        if (release && is_leader_ && !handover_) {
+            // A stopping primary keeps its lock: the worker exits before the
+            // shutdown checkpoint is written and streamed, and a standby that
+            // took over now would fork before it (the old primary would need
+            // a rewind). Restarted within ttl, the node resumes the session and
+            // leads on; otherwise the session expires after ttl and the
+            // standbys, which by then have all WAL, race for the lock. To move
+            // the primary on purpose, use a switchover.
+            zk_.abandon();
+        } else if (release) {
+            // A standby's clean stop leaves the cluster at once.
             std::remove(session_file().c_str());
             zk_.close();
         }
@@ -812,10 +823,9 @@ void Engine::start_command(Command &c) {
             }
             log(c.kind + " requested: shutting down; pg_hactl boot " +
                 (c.kind == "reinitialize" ? "clones a fresh copy from the leader" : "starts the server again"));
-            if (is_leader_) {
-                // A leader that restarts keeps the lock only if it is back within ttl (session resume).
-                log("the leader restarts: writes pause until it is back");
-            }
+            if (is_leader_)
+                log("the leader restarts and keeps the leader lock: writes pause until it is back (a standby takes "
+                    "over only if it is not back within ttl)");
             shutdown_requested_ = true;
             shutdown_not_before_ms_ = ZkSession::steady_ms() + 300;  // let the answer out first
             c.done(c.kind == "restart" ? 200 : 200, c.kind == "restart" ? "restarted successfully" : "reinitialize started");
@@ -937,23 +947,36 @@ void Engine::advance_handover(std::int64_t now) {
                 "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
                 "WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid() AND pid <> ALL($1::int[])",
                 {keep});
-            auto r = local_conn_.query("SELECT pg_catalog.pg_current_wal_insert_lsn()::text");
-            if (!r || r->empty()) {
-                abort_handover("cannot read the WAL position: " + local_conn_.error());
-                return;
-            }
-            h.lsn = parse_lsn((*r)[0][0]).value_or(0);
             h.phase = Handover::CatchUp;
             h.deadline_ms = now + 10000;
+            h.drain_until_ms = now + 2000;
             return;
         }
         case Handover::CatchUp: {
+            // Terminated backends write their abort records on the way out:
+            // let them go first (bounded), so the candidate gets those too.
+            std::string keep = "{";
+            for (std::size_t i = 0; i < protected_pids_.size(); ++i) keep += (i ? "," : "") + std::to_string(protected_pids_[i]);
+            keep += "}";
+            if (now < h.drain_until_ms) {
+                auto left = local_conn_.query(
+                    "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend' "
+                    "AND pid <> pg_catalog.pg_backend_pid() AND pid <> ALL($1::int[])",
+                    {keep});
+                if (left && !left->empty() && (*left)[0][0] != "0") return;
+                h.drain_until_ms = 0;
+            }
+            // Compare with the current end of WAL every time, not a snapshot.
             auto r = local_conn_.query(
-                "SELECT coalesce(flush_lsn::text, '') FROM pg_catalog.pg_stat_replication WHERE application_name = $1",
+                "SELECT pg_catalog.pg_current_wal_insert_lsn()::text, coalesce((SELECT max(flush_lsn)::text FROM "
+                "pg_catalog.pg_stat_replication WHERE application_name = $1), '')",
                 {h.target});
-            Lsn got = 0;
-            if (r)
-                for (const auto &row : *r) got = std::max<Lsn>(got, parse_lsn(row[0]).value_or(0));
+            if (!r || r->empty()) {
+                abort_handover("cannot read the WAL positions: " + local_conn_.error());
+                return;
+            }
+            h.lsn = parse_lsn((*r)[0][0]).value_or(0);
+            Lsn got = parse_lsn((*r)[0][1]).value_or(0);
             if (got >= h.lsn && h.lsn != 0) {
                 log("switchover: " + h.target + " has all WAL up to " + format_lsn(h.lsn) + "; releasing the leader lock");
                 store_->remove("leader", -1, [this](int rc) {
@@ -1005,6 +1028,7 @@ void Engine::on_cluster(bool ok, const ClusterView &v, const std::string &err) {
             log("ignoring bad data in ZooKeeper: " + w);
     view_ = v;
     view_ok_ = true;
+    ++view_seq_;
     dcs_last_seen_ = std::time(nullptr);
     failsafe_deadline_ = 0;  // ZooKeeper answers again: the lock is what counts
     if (view_.config_present && view_.config.ttl * 1000 != requested_timeout_ms_ && !is_leader_) {
@@ -1441,8 +1465,13 @@ void Engine::step(const PgHaLocal &local, bool r, bool w, PgHaOutputs &out) {
             c->wrapped = true;
         }
         if (c->answered) continue;
-        if (c->next_probe_ms == 0) start_command(*c);
-        else poll_command(*c, now);
+        if (c->next_probe_ms == 0 && c->need_view == 0) {
+            // The members' states in our view may be a loop old: read first.
+            c->need_view = view_seq_ + (store_->reading() ? 2 : 1);
+            read_requested_ = true;
+        }
+        if (c->next_probe_ms == 0 && (view_seq_ >= c->need_view || !zk_.connected())) start_command(*c);
+        else if (c->next_probe_ms != 0) poll_command(*c, now);
         if (!c->answered && now > c->deadline_ms) c->done(503, c->kind + " status unknown: timed out");
     }
     commands_.erase(std::remove_if(commands_.begin(), commands_.end(), [](const auto &c) { return c->answered; }),

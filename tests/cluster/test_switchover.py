@@ -291,3 +291,24 @@ def test_history_lists_the_switchovers(cluster):
     assert len(rows) >= 2, rows
     tls = [r[0] for r in rows]
     assert tls == sorted(tls) and len(set(tls)) == len(tls), rows
+
+
+def test_restarting_the_primary_keeps_leadership(cluster):
+    """POST /restart on the primary: the worker keeps its ZooKeeper session
+    (and the lock) over the restart, so no standby takes over before the
+    shutdown checkpoint; the node comes back as the primary without rewind and
+    only it ever acknowledged writes."""
+    c = cluster
+    p = c.primary()
+    with SplitBrainChecker(c) as sb:
+        time.sleep(1.0)
+        st, body = rest(p, "POST", "/restart", {})
+        assert st == 200, (st, body)
+        wait_for(lambda: p.is_primary() and p.accepts_writes(), timeout=60, interval=0.3,
+                 description="%s back as primary" % p.name, state=c.diagnostics)
+        time.sleep(1.0)
+    assert c.leader_name() == p.name
+    assert not sb.violations(), sb.summary() + "\n" + "\n".join(sb.violations())
+    assert {a.node for a in sb.acks()} == {p.name}, sb.summary()
+    assert "pg_rewind" not in p.log_tail(300)
+    wait_members_running(c)
