@@ -69,51 +69,16 @@ LANGUAGE C STRICT VOLATILE;
 
 -- Moves the primary to `candidate` (NULL: the most advanced eligible member).
 -- Returns the new leader's name once it accepts writes, or, with
--- scheduled_at, the time the switchover is scheduled for.
+-- scheduled_at, the time the switchover is scheduled for (UTC).
 CREATE FUNCTION ha_switchover(candidate text DEFAULT NULL, scheduled_at timestamptz DEFAULT NULL)
 RETURNS text
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    msg text;
-BEGIN
-    IF scheduled_at IS NOT NULL AND scheduled_at <= pg_catalog.now() THEN
-        RAISE EXCEPTION 'scheduled_at is in the past'
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = pg_catalog.format('scheduled_at is %s.', scheduled_at),
-                  HINT = 'Leave it NULL to switch over now.';
-    END IF;
-    msg := @extschema@._ha_request('switchover',
-        pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-            'leader', (SELECT n.leader FROM @extschema@.ha_node() n),
-            'candidate', candidate,
-            'scheduled_at', pg_catalog.to_char(scheduled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')))::text,
-        60000);
-    IF scheduled_at IS NOT NULL THEN
-        RETURN pg_catalog.to_char(scheduled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"');
-    END IF;
-    RETURN (pg_catalog.regexp_match(msg, '"([^"]*)"'))[1];
-END
-$$;
+AS 'MODULE_PATHNAME', 'pg_ha_switchover'
+LANGUAGE C VOLATILE;
 
 -- For a cluster without a healthy leader: makes `candidate` the leader.
 CREATE FUNCTION ha_failover(candidate text) RETURNS text
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    msg text;
-BEGIN
-    IF candidate IS NULL THEN
-        RAISE EXCEPTION 'a failover needs a candidate' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'SELECT name FROM ha_status() lists the members.';
-    END IF;
-    IF (SELECT n.leader FROM @extschema@.ha_node() n) IS NOT NULL THEN
-        RAISE EXCEPTION 'the cluster has a leader (%)', (SELECT n.leader FROM @extschema@.ha_node() n)
-            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Use ha_switchover() to move a healthy primary.';
-    END IF;
-    msg := @extschema@._ha_request('failover', pg_catalog.jsonb_build_object('candidate', candidate)::text, 60000);
-    RETURN (pg_catalog.regexp_match(msg, '"([^"]*)"'))[1];
-END
-$$;
+AS 'MODULE_PATHNAME', 'pg_ha_failover'
+LANGUAGE C VOLATILE;
 
 -- Maintenance mode: nothing fails over automatically while paused.
 CREATE FUNCTION ha_pause() RETURNS text

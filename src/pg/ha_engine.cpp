@@ -695,6 +695,10 @@ void Engine::start_command(Command &c) {
             c.done(400, "Failover could be performed only to a specific candidate");
             return;
         }
+        if (!sw && !leader.empty() && a.contains("require_no_leader") && a["require_no_leader"] == true) {
+            c.done(412, "the cluster has a leader (" + leader + "): use a switchover to move a healthy primary");
+            return;
+        }
         if (sw && leader.empty()) {
             c.done(412, "switchover is not possible: the cluster has no leader (use failover with a candidate)");
             return;

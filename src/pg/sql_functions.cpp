@@ -13,6 +13,8 @@ extern "C" {
 #include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "pgtime.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 }
 
@@ -81,6 +83,8 @@ pg_ha_lease_remaining(PG_FUNCTION_ARGS)
  */
 extern "C" {
 PG_FUNCTION_INFO_V1(pg_ha_request);
+PG_FUNCTION_INFO_V1(pg_ha_switchover);
+PG_FUNCTION_INFO_V1(pg_ha_failover);
 }
 
 static int
@@ -121,13 +125,13 @@ status_hint(int status)
 	}
 }
 
-/* _ha_request(kind text, args jsonb, timeout_ms integer) RETURNS text */
-extern "C" Datum
-pg_ha_request(PG_FUNCTION_ARGS)
+/*
+ * Sends one request to the worker and returns its answer (palloc'd); any
+ * refusal or failure is raised as an ERROR.
+ */
+static char *
+pgha_call(const char *kind, const char *args, int timeout_ms)
 {
-	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *args = text_to_cstring(PG_GETARG_TEXT_PP(1));	/* jsonb arrives as text via the wrapper */
-	int32		timeout_ms = PG_GETARG_INT32(2);
 	StringInfoData req;
 	uint64		my_id;
 	int64		deadline;
@@ -221,5 +225,91 @@ pg_ha_request(PG_FUNCTION_ARGS)
 				 errmsg("%s", reply),
 				 errdetail("pg_ha refused or failed the %s request (status %d).", kind, status),
 				 errhint("%s", status_hint(status))));
-	PG_RETURN_TEXT_P(cstring_to_text(reply));
+	return reply;
+}
+
+/* _ha_request(kind text, args text, timeout_ms integer) RETURNS text */
+extern "C" Datum
+pg_ha_request(PG_FUNCTION_ARGS)
+{
+	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *args = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	PG_RETURN_TEXT_P(cstring_to_text(pgha_call(kind, args, PG_GETARG_INT32(2))));
+}
+
+/* The member name between the first pair of double quotes of an answer. */
+static text *
+quoted_name(const char *reply)
+{
+	const char *a = strchr(reply, '"');
+	const char *b = a ? strchr(a + 1, '"') : NULL;
+
+	if (a == NULL || b == NULL)
+		return cstring_to_text(reply);
+	return cstring_to_text_with_len(a + 1, (int) (b - a - 1));
+}
+
+/*
+ * ha_switchover(candidate text, scheduled_at timestamptz) and
+ * ha_failover(candidate text), in C rather than PL/pgSQL: after the worker's
+ * answer nothing may touch the catalogs on the old primary (a first catalog
+ * lookup sets hint bits, which with data checksums writes a full-page image
+ * past the new leader's switch point and would force a rewind).
+ */
+extern "C" Datum
+pg_ha_switchover(PG_FUNCTION_ARGS)
+{
+	StringInfoData args;
+	char	   *reply;
+	char		when[40] = "";
+
+	initStringInfo(&args);
+	appendStringInfoChar(&args, '{');
+	if (!PG_ARGISNULL(0))
+	{
+		appendStringInfoString(&args, "\"candidate\": ");
+		escape_json(&args, text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	}
+	if (!PG_ARGISNULL(1))
+	{
+		TimestampTz ts = PG_GETARG_TIMESTAMPTZ(1);
+		pg_time_t	t;
+		struct pg_tm *tm;
+
+		if (ts <= GetCurrentTimestamp())
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("scheduled_at is in the past"),
+					 errdetail("scheduled_at is %s.", timestamptz_to_str(ts)),
+					 errhint("Leave it NULL to switch over now.")));
+		t = timestamptz_to_time_t(ts);
+		tm = pg_gmtime(&t);
+		pg_strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S+00:00", tm);
+		appendStringInfo(&args, "%s\"scheduled_at\": \"%s\"", PG_ARGISNULL(0) ? "" : ", ", when);
+	}
+	appendStringInfoChar(&args, '}');
+	require_worker_state();
+	reply = pgha_call("switchover", args.data, 60000);
+	if (when[0])
+		PG_RETURN_TEXT_P(cstring_to_text(when));
+	PG_RETURN_TEXT_P(quoted_name(reply));
+}
+
+extern "C" Datum
+pg_ha_failover(PG_FUNCTION_ARGS)
+{
+	StringInfoData args;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a failover needs a candidate"),
+				 errhint("SELECT name FROM ha_status() lists the members.")));
+	initStringInfo(&args);
+	appendStringInfoString(&args, "{\"candidate\": ");
+	escape_json(&args, text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	appendStringInfoString(&args, ", \"require_no_leader\": true}");
+	require_worker_state();
+	PG_RETURN_TEXT_P(quoted_name(pgha_call("failover", args.data, 60000)));
 }
