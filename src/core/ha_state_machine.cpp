@@ -66,6 +66,14 @@ std::optional<Lsn> peer_position(const Observation &obs, const Member &m) {
 
 std::string mb(Lsn bytes) { return std::to_string(bytes) + " bytes"; }
 
+// The `failover` key names another member that can take the free lock: leave
+// it to that member. (A candidate that is gone or tagged nofailover cannot.)
+bool lock_promised_to_other(const ClusterView &c, const std::string &me) {
+    if (!c.failover || c.failover->candidate.empty() || c.failover->candidate == me) return false;
+    const Member *cand = c.member(c.failover->candidate);
+    return cand && cand->state == "running" && !cand->tags.nofailover;
+}
+
 // Transitions when we hold the leader znode on our own session.
 void decide_as_leader(const Observation &obs, Decision &d) {
     const auto &cfg = obs.cluster.config;
@@ -212,12 +220,9 @@ void decide_without_leader(const Observation &obs, Decision &d) {
     switch (obs.role) {
         case LocalRole::Primary: {
             d.role = "primary";
-            if (c.failover && !c.failover->candidate.empty() && c.failover->candidate != obs.me) {
-                const Member *cand = c.member(c.failover->candidate);
-                if (cand && cand->state == "running") {
-                    d.message = "switchover to " + c.failover->candidate + " in progress: not taking the leader lock";
-                    return;
-                }
+            if (lock_promised_to_other(c, obs.me)) {
+                d.message = "switchover to " + c.failover->candidate + " in progress: not taking the leader lock";
+                return;
             }
             if (c.config.pause) {
                 // Like Patroni: a running primary may take a free lock even while paused.
@@ -257,8 +262,7 @@ void decide_without_leader(const Observation &obs, Decision &d) {
                     }
                     return;
                 }
-                const Member *cand = c.member(c.failover->candidate);
-                if (cand && cand->state == "running" && !cand->tags.nofailover) {
+                if (lock_promised_to_other(c, obs.me)) {
                     d.message = "failover to " + c.failover->candidate + " in progress: not racing";
                     return;
                 }

@@ -45,6 +45,11 @@ namespace {
 
 std::string s_or(const char *p) { return p ? std::string(p) : std::string(); }
 
+// Another endpoint of the API a member published as ".../patroni".
+std::string api_endpoint(const std::string &api_url, const std::string &path) {
+    return api_url.empty() ? "" : api_url.substr(0, api_url.rfind('/')) + path;
+}
+
 ApiServerOptions api_options(const PgHaSettings &s) {
     ApiServerOptions o;
     o.auth_username = s_or(s.restapi_username);
@@ -182,7 +187,6 @@ struct Handover {
     std::string target;
     Lsn lsn = 0;
     std::int64_t deadline_ms = 0;
-    std::int64_t started_ms = 0;
     std::int64_t drain_until_ms = 0;
 };
 
@@ -192,7 +196,7 @@ class Engine {
     ~Engine();
     bool init(std::string &error);
     void wait_spec(PgHaWaitSpec &spec);
-    void step(const PgHaLocal &local, bool r, bool w, PgHaOutputs &out);
+    void step(const PgHaLocal &local, bool r, bool w, bool woken, PgHaOutputs &out);
     void shutdown(bool release);
 
   private:
@@ -276,9 +280,10 @@ class Engine {
     LocalRole last_role_ = LocalRole::Stopped;
     std::int64_t streaming_seen_ms_ = 0;  // last time the WAL receiver streamed (or we were not a standby)
     void take_sql_request(const PgHaLocal &local);
-    void start_command(Command &c);
+    void start_command(const std::shared_ptr<Command> &cmd);
     void poll_command(Command &c, std::int64_t now);
     void advance_handover(std::int64_t now);
+    std::string protected_pids_array() const;
     void abort_handover(const std::string &why);
     void clear_failover_key();
     void write_config(const nlohmann::json &patch, const std::function<void(int, const std::string &)> &done);
@@ -570,7 +575,7 @@ void Engine::failsafe_round(std::int64_t now) {
     std::vector<PeerRequest> reqs;
     for (const auto &m : view_.members) {
         if (m.name == name_) continue;
-        PeerRequest r = peer(m.name, m.api_url.empty() ? "" : m.api_url.substr(0, m.api_url.rfind('/')) + "/failsafe", "POST");
+        PeerRequest r = peer(m.name, api_endpoint(m.api_url, "/failsafe"), "POST");
         r.body = body.dump();
         reqs.push_back(r);
     }
@@ -678,7 +683,8 @@ std::string jstr(const nlohmann::json &j, const char *k) {
 }
 }  // namespace
 
-void Engine::start_command(Command &c) {
+void Engine::start_command(const std::shared_ptr<Command> &cmd) {
+    Command &c = *cmd;
     const auto &a = c.args;
     if (!view_ok_ || !zk_.connected()) {
         c.done(503, "ZooKeeper is not reachable from this node: cannot " + c.kind);
@@ -762,10 +768,8 @@ void Engine::start_command(Command &c) {
         f.candidate = candidate;
         f.scheduled_at = scheduled.empty() ? "" : format_iso8601(when);
         c.old_leader = leader;
-        auto self = std::find_if(commands_.begin(), commands_.end(), [&](const auto &p) { return p.get() == &c; });
-        std::shared_ptr<Command> keep = self == commands_.end() ? nullptr : *self;
+        std::shared_ptr<Command> keep = cmd;
         store_->create("failover", encode_failover(f), false, [this, keep, scheduled](int rc) {
-            if (!keep) return;
             if (rc == ZNODEEXISTS) {
                 keep->done(409, "a switchover or failover is already pending");
             } else if (rc != ZOK) {
@@ -778,7 +782,6 @@ void Engine::start_command(Command &c) {
                 log(keep->kind + " requested" + (keep->target.empty() ? std::string() : " to " + keep->target));
                 return;
             }
-            keep->deadline_ms = 0;  // answered
         });
         c.waiting = false;
         c.next_probe_ms = -1;  // key being written
@@ -830,9 +833,8 @@ void Engine::start_command(Command &c) {
             if (is_leader_)
                 log("the leader restarts and keeps the leader lock: writes pause until it is back (a standby takes "
                     "over only if it is not back within ttl)");
-            shutdown_requested_ = true;
-            shutdown_not_before_ms_ = ZkSession::steady_ms() + 300;  // let the answer out first
-            c.done(c.kind == "restart" ? 200 : 200, c.kind == "restart" ? "restarted successfully" : "reinitialize started");
+            shutdown_requested_ = true;  // answering below delays the stop until the answer is out
+            c.done(200, c.kind == "restart" ? "restarted successfully" : "reinitialize started");
             return;
         }
         const Member *m = view_.member(member);
@@ -840,7 +842,7 @@ void Engine::start_command(Command &c) {
             c.done(404, "member " + member + " does not exist");
             return;
         }
-        PeerRequest r = peer(member, m->api_url.substr(0, m->api_url.rfind('/')) + "/" + c.kind, "POST");
+        PeerRequest r = peer(member, api_endpoint(m->api_url, "/" + c.kind), "POST");
         r.body = "{}";
         auto rep = http_parallel({r}, 5000);
         if (!rep[0].ok) c.done(503, member + " did not answer: " + rep[0].error);
@@ -891,13 +893,12 @@ void Engine::poll_command(Command &c, std::int64_t now) {
     if (!leader.empty() && leader != c.old_leader && (c.target.empty() || leader == c.target)) {
         const Member *m = view_.member(leader);
         if (!m) return;
-        PeerRequest r = peer(leader, m->api_url.substr(0, m->api_url.rfind('/')) + "/primary");
+        PeerRequest r = peer(leader, api_endpoint(m->api_url, "/primary"));
         auto rep = http_parallel({r}, 300);
         if (rep[0].ok && rep[0].status == 200) {
             c.waiting = false;
             c.done(200, "Successfully " + std::string(c.kind == "switchover" ? "switched" : "failed") + " over to \"" +
                             leader + "\"");
-            c.deadline_ms = 0;
         }
         return;
     }
@@ -905,13 +906,11 @@ void Engine::poll_command(Command &c, std::int64_t now) {
         c.waiting = false;
         c.done(200, std::string(c.kind == "switchover" ? "Switched" : "Failed") + " over to \"" + leader +
                         "\" instead of \"" + c.target + "\"");
-        c.deadline_ms = 0;
         return;
     }
     if (c.key_seen && !view_.failover && view_ok_ && (leader.empty() || leader == c.old_leader) && !handover_) {
         c.waiting = false;
         c.done(503, c.kind == "switchover" ? "Switchover failed (see the leader's log)" : "Failover failed (see the log)");
-        c.deadline_ms = 0;
     }
 }
 
@@ -920,6 +919,13 @@ void Engine::clear_failover_key() {
         if (rc != ZOK && rc != ZNONODE) log("cannot delete the failover key: " + ZkSession::error_text(rc));
         read_requested_ = true;
     });
+}
+
+// SQL callers waiting for the switchover, as a PostgreSQL int[] literal.
+std::string Engine::protected_pids_array() const {
+    std::string a = "{";
+    for (std::size_t i = 0; i < protected_pids_.size(); ++i) a += (i ? "," : "") + std::to_string(protected_pids_[i]);
+    return a + "}";
 }
 
 void Engine::abort_handover(const std::string &why) {
@@ -944,9 +950,7 @@ void Engine::advance_handover(std::int64_t now) {
             return;
         }
         case Handover::Fenced: {
-            std::string keep = "{";
-            for (std::size_t i = 0; i < protected_pids_.size(); ++i) keep += (i ? "," : "") + std::to_string(protected_pids_[i]);
-            keep += "}";
+            const std::string keep = protected_pids_array();
             local_conn_.query(
                 "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
                 "WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid() AND pid <> ALL($1::int[])",
@@ -959,9 +963,7 @@ void Engine::advance_handover(std::int64_t now) {
         case Handover::CatchUp: {
             // Terminated backends write their abort records on the way out:
             // let them go first (bounded), so the candidate gets those too.
-            std::string keep = "{";
-            for (std::size_t i = 0; i < protected_pids_.size(); ++i) keep += (i ? "," : "") + std::to_string(protected_pids_[i]);
-            keep += "}";
+            const std::string keep = protected_pids_array();
             if (now < h.drain_until_ms) {
                 auto left = local_conn_.query(
                     "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend' "
@@ -1206,7 +1208,6 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                 if (!handover_ && !fence_) {
                     handover_ = std::make_unique<Handover>();
                     handover_->target = a.target;
-                    handover_->started_ms = now;
                 }
                 break;
             case ActionKind::ClearFailover:
@@ -1398,7 +1399,7 @@ void Engine::publish(const LocalState &ls) {
     status_json_ = j.dump();
 }
 
-void Engine::step(const PgHaLocal &local, bool r, bool w, PgHaOutputs &out) {
+void Engine::step(const PgHaLocal &local, bool r, bool w, bool woken, PgHaOutputs &out) {
     logs_.clear();
     local_ = local;
     primary_conninfo_ = s_or(local.primary_conninfo);
@@ -1449,7 +1450,8 @@ void Engine::step(const PgHaLocal &local, bool r, bool w, PgHaOutputs &out) {
         read_requested_ = true;
     }
     take_sql_request(local);
-    for (auto &c : queue_.drain()) commands_.push_back(c);
+    if (woken)  // the eventfd is readable: an HTTP thread queued a command
+        for (auto &c : queue_.drain()) commands_.push_back(c);
     for (auto &c : commands_) {
         if (!c->wrapped) {
             // Answer exactly once, whoever answers first (the step, a ZooKeeper
@@ -1474,7 +1476,7 @@ void Engine::step(const PgHaLocal &local, bool r, bool w, PgHaOutputs &out) {
             c->need_view = view_seq_ + (store_->reading() ? 2 : 1);
             read_requested_ = true;
         }
-        if (c->next_probe_ms == 0 && (view_seq_ >= c->need_view || !zk_.connected())) start_command(*c);
+        if (c->next_probe_ms == 0 && (view_seq_ >= c->need_view || !zk_.connected())) start_command(c);
         else if (c->next_probe_ms != 0) poll_command(*c, now);
         if (!c->answered && now > c->deadline_ms) c->done(503, c->kind + " status unknown: timed out");
     }
@@ -1544,13 +1546,12 @@ void pgha_engine_wait_spec(PgHaEngine *engine, PgHaWaitSpec *spec) {
 
 void pgha_engine_step(PgHaEngine *engine, const PgHaLocal *local, bool zk_readable, bool zk_writable, bool woken,
                       PgHaOutputs *out) {
-    (void)woken;
     static const char *const no_logs[] = {nullptr};
     static const char *const failed_logs[] = {"pg_ha engine step failed; retrying", nullptr};
     std::memset(out, 0, sizeof *out);
     out->log_lines = no_logs;
     try {
-        engine->impl.step(*local, zk_readable, zk_writable, *out);
+        engine->impl.step(*local, zk_readable, zk_writable, woken, *out);
     } catch (const std::exception &) {
         out->log_lines = failed_logs;
     } catch (...) {

@@ -179,27 +179,33 @@ define_gucs(void)
 	DefineCustomEnumVariable("pg_ha.watchdog_mode",
 							 "Linux watchdog for the leader: off, automatic (use it when it works) or required (no leadership without it).",
 							 NULL, &pgha_watchdog_mode, 1, watchdog_mode_options, PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("pg_ha.watchdog_device",
-							   "Watchdog device the leader keeps alive (a FIFO selects the test emulator's protocol).",
-							   NULL, &pgha_watchdog_device, "/dev/watchdog", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	define_string("pg_ha.watchdog_device",
+				  "Watchdog device the leader keeps alive (a FIFO selects the test emulator's protocol).",
+				  &pgha_watchdog_device, "/dev/watchdog", 0);
 	DefineCustomIntVariable("pg_ha.watchdog_safety_margin",
 							"Seconds between the watchdog firing and the end of ttl (watchdog timeout = ttl - margin; -1: ttl / 2).",
 							NULL, &pgha_watchdog_safety_margin, 5, -1, 3600, PGC_POSTMASTER, GUC_UNIT_S, NULL, NULL, NULL);
-	DefineCustomStringVariable("pg_ha.restapi_username",
-							   "REST API: user for HTTP basic authentication of unsafe methods (POST, PATCH, ...); empty = none.",
-							   NULL, &pgha_restapi_username, "", PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("pg_ha.restapi_password", "REST API: password for pg_ha.restapi_username.",
-							   NULL, &pgha_restapi_password, "", PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
-	DefineCustomStringVariable("pg_ha.restapi_certfile", "REST API: PEM certificate; set = serve HTTPS.",
-							   NULL, &pgha_restapi_certfile, "", PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("pg_ha.restapi_keyfile", "REST API: PEM private key (empty = in the certfile).",
-							   NULL, &pgha_restapi_keyfile, "", PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("pg_ha.restapi_keyfile_password", "REST API: password of an encrypted keyfile.",
-							   NULL, &pgha_restapi_keyfile_password, "", PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
-	DefineCustomStringVariable("pg_ha.restapi_cafile", "REST API: CA file for client certificates and for calls to other members.",
-							   NULL, &pgha_restapi_cafile, "", PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("pg_ha.restapi_verify_client", "REST API: client certificates: none, optional or required.",
-							   NULL, &pgha_restapi_verify_client, "none", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	define_string("pg_ha.restapi_username",
+				  "REST API: user for HTTP basic authentication of unsafe methods (POST, PATCH, ...); empty = none.",
+				  &pgha_restapi_username, "", 0);
+	define_string("pg_ha.restapi_password",
+				  "REST API: password for pg_ha.restapi_username.",
+				  &pgha_restapi_password, "", GUC_SUPERUSER_ONLY);
+	define_string("pg_ha.restapi_certfile",
+				  "REST API: PEM certificate; set = serve HTTPS.",
+				  &pgha_restapi_certfile, "", 0);
+	define_string("pg_ha.restapi_keyfile",
+				  "REST API: PEM private key (empty = in the certfile).",
+				  &pgha_restapi_keyfile, "", 0);
+	define_string("pg_ha.restapi_keyfile_password",
+				  "REST API: password of an encrypted keyfile.",
+				  &pgha_restapi_keyfile_password, "", GUC_SUPERUSER_ONLY);
+	define_string("pg_ha.restapi_cafile",
+				  "REST API: CA file for client certificates and for calls to other members.",
+				  &pgha_restapi_cafile, "", 0);
+	define_string("pg_ha.restapi_verify_client",
+				  "REST API: client certificates: none, optional or required.",
+				  &pgha_restapi_verify_client, "none", 0);
 	MarkGUCPrefixReserved("pg_ha");
 }
 
