@@ -14,9 +14,10 @@ CORE_SRCS = $(wildcard src/core/*.cpp)
 DCS_SRCS = $(wildcard src/dcs/*.cpp)
 HTTP_SRCS = $(wildcard src/http/*.cpp)
 WATCHDOG_SRCS = $(wildcard src/watchdog/*.cpp)
+ENGINE_SRCS = $(wildcard src/engine/*.cpp)
 PG_SRCS = $(wildcard src/pg/*.cpp)
 CLI_SRCS = $(wildcard src/cli/*.cpp)
-OBJS = $(patsubst %.cpp,%.o,$(CORE_SRCS) $(DCS_SRCS) $(HTTP_SRCS) $(WATCHDOG_SRCS) $(PG_SRCS))
+OBJS = $(patsubst %.cpp,%.o,$(CORE_SRCS) $(DCS_SRCS) $(HTTP_SRCS) $(WATCHDOG_SRCS) $(ENGINE_SRCS) $(PG_SRCS))
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -33,8 +34,9 @@ override with_llvm = no
 
 include $(PGXS)
 
-# The PostgreSQL-facing files need PostgreSQL's headers and its C++-unfriendly
-# warnings relaxed; the PG-free files are built strictly.
+# The PostgreSQL-facing files (src/pg) need PostgreSQL's headers and its
+# C++-unfriendly warnings relaxed; the PG-free files (core, dcs, http,
+# watchdog, engine) are built strictly.
 src/pg/%.o: override CXXFLAGS += -Wno-register -Wno-sign-compare -Wno-unused-parameter
 
 # pg_hactl gets the peers' REST client (libcurl), not the HTTP server.

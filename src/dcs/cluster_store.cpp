@@ -24,7 +24,7 @@ struct ReadPass {
     bool *reading_flag = nullptr;
 
     void fail(int rc, const std::string &what) {
-        if (!failed) error = what + ": " + ZkSession::error_text(rc);
+        if (!failed) error = what + ": " + zk_error_text(rc);
         failed = true;
     }
 };
@@ -86,7 +86,7 @@ void finish_pass(const std::shared_ptr<ReadPass> &p) {
 
 }  // namespace
 
-ClusterStore::ClusterStore(ZkSession &zk, const std::string &ns, const std::string &scope) : zk_(zk) {
+ClusterStore::ClusterStore(ZkClient &zk, const std::string &ns, const std::string &scope) : zk_(zk) {
     std::string n = ns.empty() ? "/service" : ns;
     if (n[0] != '/') n = "/" + n;
     while (n.size() > 1 && n.back() == '/') n.pop_back();
@@ -168,7 +168,7 @@ void ClusterStore::read(bool watch, ReadCb cb) {
     });
     if (rc != ZOK) {
         reading_ = false;
-        p->cb(false, p->view, "list " + base_ + ": " + ZkSession::error_text(rc));
+        p->cb(false, p->view, "list " + base_ + ": " + zk_error_text(rc));
     }
 }
 

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "core/cluster.hpp"
-#include "dcs/zk_session.hpp"
+#include "dcs/zk_client.hpp"
 
 namespace pgha {
 
@@ -18,7 +18,7 @@ class ClusterStore {
     using ReadCb = std::function<void(bool ok, const ClusterView &view, const std::string &error)>;
     using DoneCb = std::function<void(int rc)>;
 
-    ClusterStore(ZkSession &zk, const std::string &ns, const std::string &scope);
+    ClusterStore(ZkClient &zk, const std::string &ns, const std::string &scope);
 
     const std::string &base() const { return base_; }
     std::string path(const std::string &key) const { return base_ + "/" + key; }
@@ -39,7 +39,7 @@ class ClusterStore {
     void touch_member(const std::string &name, const std::string &data, std::int64_t current_owner, DoneCb cb);
 
   private:
-    ZkSession &zk_;
+    ZkClient &zk_;
     std::string base_;
     bool reading_ = false;
 };

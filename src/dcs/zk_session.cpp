@@ -1,5 +1,7 @@
 #include "dcs/zk_session.hpp"
 
+#include "core/monotonic.h"
+
 #include <poll.h>
 #include <sys/time.h>
 #include <zookeeper/zookeeper.h>
@@ -46,39 +48,41 @@ void data_completion(int rc, const char *value, int len, const struct Stat *stat
     std::unique_ptr<Pending> p(static_cast<Pending *>(const_cast<void *>(data)));
     if (!finish(p.get(), rc)) return;
     std::string v = (rc == ZOK && value && len > 0) ? std::string(value, static_cast<std::size_t>(len)) : std::string();
-    p->get_cb(rc, v, to_stat(stat));
+    p->session->guard([&] { p->get_cb(rc, v, to_stat(stat)); });
 }
 
 void stat_completion(int rc, const struct Stat *stat, const void *data) {
     std::unique_ptr<Pending> p(static_cast<Pending *>(const_cast<void *>(data)));
     if (!finish(p.get(), rc)) return;
-    p->stat_cb(rc, to_stat(rc == ZOK ? stat : nullptr));
+    p->session->guard([&] { p->stat_cb(rc, to_stat(rc == ZOK ? stat : nullptr)); });
 }
 
 void string_completion(int rc, const char *value, const void *data) {
     std::unique_ptr<Pending> p(static_cast<Pending *>(const_cast<void *>(data)));
     if (!finish(p.get(), rc)) return;
-    p->path_cb(rc, value ? std::string(value) : std::string());
+    p->session->guard([&] { p->path_cb(rc, value ? std::string(value) : std::string()); });
 }
 
 void void_completion(int rc, const void *data) {
     std::unique_ptr<Pending> p(static_cast<Pending *>(const_cast<void *>(data)));
     if (!finish(p.get(), rc)) return;
-    p->void_cb(rc);
+    p->session->guard([&] { p->void_cb(rc); });
 }
 
 void strings_completion(int rc, const struct String_vector *strings, const void *data) {
     std::unique_ptr<Pending> p(static_cast<Pending *>(const_cast<void *>(data)));
     if (!finish(p.get(), rc)) return;
-    std::vector<std::string> out;
-    if (rc == ZOK && strings)
-        for (int i = 0; i < strings->count; ++i) out.emplace_back(strings->data[i]);
-    p->children_cb(rc, out);
+    p->session->guard([&] {
+        std::vector<std::string> out;
+        if (rc == ZOK && strings)
+            for (int i = 0; i < strings->count; ++i) out.emplace_back(strings->data[i]);
+        p->children_cb(rc, out);
+    });
 }
 
 void watcher_trampoline(zhandle_t *, int type, int state, const char *path, void *ctx) {
     auto *self = static_cast<ZkSession *>(ctx);
-    if (self && !self->closing()) self->on_watch(type, state, path);
+    if (self && !self->closing()) self->guard([&] { self->on_watch(type, state, path); });
 }
 
 // True when the server itself produced `rc` (the session was alive then).
@@ -107,13 +111,13 @@ ZkSession::ZkSession() = default;
 
 ZkSession::~ZkSession() { close(); }
 
-std::int64_t ZkSession::steady_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
+// The lease clock: answers' send times are compared with the deadline the
+// backends check, so both use core/monotonic.h.
+std::int64_t ZkSession::steady_ms() { return pgha_monotonic_ms(); }
 
 std::string ZkSession::error_text(int rc) { return zerror(rc); }
+
+std::string zk_error_text(int rc) { return zerror(rc); }
 
 bool ZkSession::open(const std::string &hosts, int session_timeout_ms, const ZkCredentials *resume,
                      std::string &error) {
@@ -180,6 +184,11 @@ void ZkSession::process(bool readable, bool writable) {
     if (!zh_) return;
     int events = (readable ? ZOOKEEPER_READ : 0) | (writable ? ZOOKEEPER_WRITE : 0);
     zookeeper_process(zh_, events);
+    if (deferred_) {
+        std::exception_ptr e = deferred_;
+        deferred_ = nullptr;
+        std::rethrow_exception(e);
+    }
 }
 
 bool ZkSession::connected() const { return zh_ && zoo_state(zh_) == ZOO_CONNECTED_STATE; }
@@ -239,11 +248,6 @@ void ZkSession::on_watch(int type, int state, const char *path) {
 int ZkSession::get(const std::string &path, bool watch, GetCb cb) {
     auto *p = new Pending{this, steady_ms(), session_id(), std::move(cb), {}, {}, {}, {}};
     PGHA_SUBMIT(zoo_aget(zh_, path.c_str(), watch ? 1 : 0, data_completion, p));
-}
-
-int ZkSession::exists(const std::string &path, bool watch, StatCb cb) {
-    auto *p = new Pending{this, steady_ms(), session_id(), {}, std::move(cb), {}, {}, {}};
-    PGHA_SUBMIT(zoo_aexists(zh_, path.c_str(), watch ? 1 : 0, stat_completion, p));
 }
 
 int ZkSession::create(const std::string &path, const std::string &data, bool ephemeral, PathCb cb) {

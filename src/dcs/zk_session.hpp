@@ -4,12 +4,14 @@
 // socket/events/timeout to wait for, waits (the worker: in its WaitEventSet;
 // pg_hactl: poll), then calls process(). All completions and watches run
 // inside process(), on the caller's thread. So a stalled caller sends no
-// pings and its session expires on the server, releasing the leader znode
-// (DESIGN.md §2.5).
+// pings and its session expires on the server, releasing the leader znode:
+// a hung worker cannot keep the lock.
 #pragma once
 #include "core/no_postgres.hpp"
+#include "dcs/zk_client.hpp"
 
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -19,36 +21,9 @@ struct _zhandle;
 
 namespace pgha {
 
-// Session id + password, so a restarted worker can resume its session.
-struct ZkCredentials {
-    std::int64_t session_id = 0;
-    std::string password;  // 16 raw bytes
-    bool valid() const { return session_id != 0 && password.size() == 16; }
-};
-
-struct ZkStat {
-    std::int32_t version = -1;
-    std::int64_t ephemeral_owner = 0;
-    std::int64_t mzxid = 0;
-};
-
-struct ZkInterest {
-    int fd = -1;
-    bool read = false;
-    bool write = false;
-    int timeout_ms = 1000;  // call process() after this long even without I/O
-};
-
 // Result codes are the C client's (ZOK, ZNONODE, ZNODEEXISTS, ZBADVERSION, ...).
-class ZkSession {
+class ZkSession final : public ZkClient {
   public:
-    using GetCb = std::function<void(int rc, const std::string &data, const ZkStat &stat)>;
-    using StatCb = std::function<void(int rc, const ZkStat &stat)>;
-    using PathCb = std::function<void(int rc, const std::string &created_path)>;
-    using VoidCb = std::function<void(int rc)>;
-    using ChildrenCb = std::function<void(int rc, const std::vector<std::string> &children)>;
-    // A watch fired, or the session state changed. `path` is empty for session events.
-    using WatchCb = std::function<void(const std::string &path)>;
 
     ZkSession();
     ~ZkSession();
@@ -56,42 +31,39 @@ class ZkSession {
     ZkSession &operator=(const ZkSession &) = delete;
 
     // Starts connecting (non-blocking). `resume` continues an earlier session.
-    bool open(const std::string &hosts, int session_timeout_ms, const ZkCredentials *resume, std::string &error);
-    void close();
+    bool open(const std::string &hosts, int session_timeout_ms, const ZkCredentials *resume, std::string &error) override;
+    void close() override;
     // Process exit without ending the session: the server keeps it (and its
     // ephemeral znodes) until it times out, so a restarted process can
     // resume it. Leaks the client handle on purpose; call only when exiting.
-    void abandon();
-    bool is_open() const { return zh_ != nullptr; }
+    void abandon() override;
+    bool is_open() const override { return zh_ != nullptr; }
 
-    ZkInterest interest();
-    void process(bool readable, bool writable);
+    ZkInterest interest() override;
+    void process(bool readable, bool writable) override;
 
-    bool connected() const;
-    bool expired() const;  // the server expired the session (or refused to resume it)
-    int negotiated_timeout_ms() const;
-    std::int64_t session_id() const;
-    ZkCredentials credentials() const;
+    bool connected() const override;
+    bool expired() const override;  // the server expired the session (or refused to resume it)
+    int negotiated_timeout_ms() const override;
+    std::int64_t session_id() const override;
+    ZkCredentials credentials() const override;
     const std::string &hosts() const { return hosts_; }
 
     // Steady-clock ms at which the newest request that the server answered on
     // the current session was queued (before it was sent): the server heard
     // from us no earlier than this. 0 when nothing was answered yet.
-    std::int64_t last_answered_send_ms() const { return last_answered_send_ms_; }
+    std::int64_t last_answered_send_ms() const override { return last_answered_send_ms_; }
 
-    void set_watcher(WatchCb cb) { watcher_ = std::move(cb); }
+    void set_watcher(WatchCb cb) override { watcher_ = std::move(cb); }
 
     // Asynchronous operations. Return the C client's submit code (ZOK when queued);
     // on a submit failure the callback is not called.
-    int get(const std::string &path, bool watch, GetCb cb);
-    int exists(const std::string &path, bool watch, StatCb cb);
-    int create(const std::string &path, const std::string &data, bool ephemeral, PathCb cb);
-    int set(const std::string &path, const std::string &data, int version, StatCb cb);
-    int remove(const std::string &path, int version, VoidCb cb);
-    int children(const std::string &path, bool watch, ChildrenCb cb);
+    int get(const std::string &path, bool watch, GetCb cb) override;
+    int create(const std::string &path, const std::string &data, bool ephemeral, PathCb cb) override;
+    int set(const std::string &path, const std::string &data, int version, StatCb cb) override;
+    int remove(const std::string &path, int version, VoidCb cb) override;
+    int children(const std::string &path, bool watch, ChildrenCb cb) override;
 
-    // Pending completions (for blocking helpers).
-    int in_flight() const { return in_flight_; }
 
     static std::int64_t steady_ms();
     static std::string error_text(int rc);
@@ -100,6 +72,16 @@ class ZkSession {
     void on_answer(int rc, std::int64_t sent_ms, std::int64_t session_at_send);
     void on_watch(int type, int state, const char *path);
     void request_done() { --in_flight_; }
+    // Runs a user callback from a C trampoline: an exception must not unwind
+    // through the C client; it is kept and rethrown when process() returns.
+    template <typename Fn>
+    void guard(Fn &&fn) noexcept {
+        try {
+            fn();
+        } catch (...) {
+            if (!deferred_) deferred_ = std::current_exception();
+        }
+    }
     bool closing() const { return closing_; }
 
   private:
@@ -109,6 +91,7 @@ class ZkSession {
     std::int64_t last_answered_send_ms_ = 0;
     std::int64_t answered_session_ = 0;
     int in_flight_ = 0;
+    std::exception_ptr deferred_;
     bool closing_ = false;
 };
 

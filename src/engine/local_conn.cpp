@@ -1,4 +1,4 @@
-#include "pg/local_conn.hpp"
+#include "engine/local_conn.hpp"
 
 #include <libpq-fe.h>
 
@@ -25,8 +25,7 @@ void LocalConn::close() {
     conn_ = nullptr;
 }
 
-std::optional<std::vector<std::vector<std::string>>> LocalConn::query(const std::string &sql,
-                                                                      const std::vector<std::string> &params) {
+std::optional<SqlRows> LocalConn::query(const std::string &sql, const std::vector<std::string> &params) {
     if (!ensure()) return std::nullopt;
     std::vector<const char *> values;
     for (const auto &p : params) values.push_back(p.c_str());
@@ -51,7 +50,7 @@ std::optional<std::vector<std::vector<std::string>>> LocalConn::query(const std:
     return rows;
 }
 
-std::string LocalConn::quote_literal(const std::string &s) {
+std::string sql_literal(const std::string &s) {
     std::string out = "'";
     for (char c : s) {
         if (c == '\'') out += "''";

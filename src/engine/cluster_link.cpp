@@ -1,0 +1,280 @@
+#include "engine/cluster_link.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <zookeeper/zookeeper.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+
+#include "core/patroni_codec.hpp"
+
+namespace pgha {
+namespace {
+
+std::string hex(const std::string &bytes) {
+    static const char *d = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : bytes) {
+        out += d[c >> 4];
+        out += d[c & 15];
+    }
+    return out;
+}
+
+bool unhex(const std::string &h, std::string &out) {
+    out.clear();
+    if (h.size() % 2) return false;
+    for (std::size_t i = 0; i < h.size(); i += 2) {
+        unsigned v = 0;
+        if (std::sscanf(h.c_str() + i, "%2x", &v) != 1) return false;
+        out += static_cast<char>(v);
+    }
+    return true;
+}
+
+std::string hex_id(std::int64_t id) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(id));
+    return b;
+}
+
+}  // namespace
+
+ClusterLink::ClusterLink(ZkClient &zk, const EngineSettings &s, Outbox &out, Clock clock)
+    : zk_(zk), s_(s), out_(out), clock_(std::move(clock)), store_(zk, s.ns, s.scope) {
+    zk_.set_watcher([this](const std::string &) { read_requested_ = true; });
+}
+
+// The session file: "<member> <session id hex> <password hex> <timeout ms>".
+// A clone carries its source's file, hence the member name.
+bool ClusterLink::load_session(ZkCredentials &c, int &timeout_ms) const {
+    std::ifstream in(s_.session_file());
+    std::string who, sid, pw;
+    if (!(in >> who >> sid >> pw) || who != s_.name) return false;
+    int t = 0;
+    if (in >> t && t > 0) timeout_ms = t;
+    try {
+        c.session_id = static_cast<std::int64_t>(std::stoull(sid, nullptr, 16));
+    } catch (const std::exception &) {
+        return false;
+    }
+    return unhex(pw, c.password) && c.valid();
+}
+
+void ClusterLink::save_session() {
+    ZkCredentials c = zk_.credentials();
+    if (!c.valid() || c.session_id == saved_session_) return;
+    const std::string file = s_.session_file(), tmp = file + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) return;
+    std::string line = s_.name + " " + hex_id(c.session_id) + " " + hex(c.password) + " " +
+                       std::to_string(requested_timeout_ms_) + "\n";
+    bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    ::fsync(fd);
+    ::close(fd);
+    if (ok && std::rename(tmp.c_str(), file.c_str()) == 0) saved_session_ = c.session_id;
+}
+
+void ClusterLink::reset_session(const std::string &why) {
+    if (!why.empty()) out_.log(why);
+    std::remove(s_.session_file().c_str());
+    zk_.close();
+    base_ensured_ = base_pending_ = false;
+    view_ok_ = false;
+    saved_session_ = 0;
+}
+
+void ClusterLink::ensure_session(std::int64_t now) {
+    if (zk_.is_open() && zk_.expired()) {
+        reset_session("ZooKeeper session expired; starting a new session");
+        session_expired_ = true;
+    }
+    if (zk_.is_open() || now < retry_ms_) return;
+    ZkCredentials creds;
+    // A resumed session asks for the timeout it was created with (a leader
+    // restarted under a ttl other than the default keeps its lock).
+    int timeout = requested_timeout_ms_;
+    bool resume = load_session(creds, timeout);
+    if (resume) requested_timeout_ms_ = timeout;
+    else if (view_.config_present) requested_timeout_ms_ = view_.config.ttl * 1000;
+    std::string err;
+    if (!zk_.open(s_.zk_hosts, requested_timeout_ms_, resume ? &creds : nullptr, err)) {
+        out_.log(err + " (check pg_ha.zookeeper_hosts); retrying in 5 s");
+        retry_ms_ = now + 5000;
+        return;
+    }
+    if (resume) out_.log("resuming ZooKeeper session 0x" + hex_id(creds.session_id));
+    read_requested_ = true;
+}
+
+void ClusterLink::pump(bool readable, bool writable, bool leading) {
+    const std::int64_t now = clock_();
+    leading_ = leading;
+    ensure_session(now);
+    if (zk_.is_open()) zk_.process(readable, writable);
+    if (zk_.connected()) {
+        save_session();
+        if (!base_ensured_ && !base_pending_) {
+            base_pending_ = true;
+            store_.ensure_base([this](int rc) {
+                base_pending_ = false;
+                base_ensured_ = rc == ZOK;
+                if (rc != ZOK) out_.log("cannot create the cluster's znodes: " + zk_error_text(rc));
+            });
+        }
+        if (!store_.reading() && (read_requested_ || now >= next_read_ms_)) start_read(leading);
+    } else if (now >= next_read_ms_) {
+        // No ZooKeeper: still observe, decide (the lease runs out on its own) and publish.
+        force_blind_decision();
+    }
+}
+
+void ClusterLink::force_blind_decision() {
+    next_read_ms_ = clock_() + 1000;
+    view_ok_ = false;
+    decision_due_ = true;
+}
+
+bool ClusterLink::take_decision_due() {
+    bool f = decision_due_;
+    decision_due_ = false;
+    return f;
+}
+
+bool ClusterLink::take_session_expired() {
+    bool e = session_expired_;
+    session_expired_ = false;
+    return e;
+}
+
+void ClusterLink::start_read(bool leading) {
+    read_requested_ = false;
+    int period = (view_.config_present ? view_.config.loop_wait : 10) * 1000;
+    // A leader renews its lease more often than loop_wait: every third of the session timeout.
+    if (leading && zk_.negotiated_timeout_ms() > 0) period = std::min(period, zk_.negotiated_timeout_ms() / 3);
+    next_read_ms_ = clock_() + period;
+    store_.read(true, [this](bool ok, const ClusterView &v, const std::string &err) { on_read(ok, v, err); });
+}
+
+void ClusterLink::on_read(bool ok, const ClusterView &v, const std::string &err) {
+    decision_due_ = true;
+    if (!ok) {
+        out_.log("reading the cluster from ZooKeeper failed: " + err);
+        view_ok_ = false;
+        return;
+    }
+    for (const auto &w : v.warnings)
+        if (std::find(view_.warnings.begin(), view_.warnings.end(), w) == view_.warnings.end())
+            out_.log("ignoring bad data in ZooKeeper: " + w);
+    view_ = v;
+    view_ok_ = true;
+    ++view_seq_;
+    dcs_last_seen_ = std::time(nullptr);
+    if (view_.config_present && view_.config.ttl * 1000 != requested_timeout_ms_ && !leading_) {
+        // A session's timeout is fixed when it is created: start a new one
+        // (a leader keeps its session; the new ttl applies to its next).
+        requested_timeout_ms_ = view_.config.ttl * 1000;
+        reset_session("ttl is " + std::to_string(view_.config.ttl) +
+                      " s: reconnecting to ZooKeeper with that session timeout");
+        decision_due_ = false;
+    }
+}
+
+std::int64_t ClusterLink::last_answered_send_ms() const {
+    return zk_.is_open() && !zk_.expired() ? zk_.last_answered_send_ms() : 0;
+}
+
+int ClusterLink::negotiated_timeout_ms() const {
+    return zk_.is_open() && !zk_.expired() ? zk_.negotiated_timeout_ms() : 0;
+}
+
+bool ClusterLink::owns_leader_znode() const {
+    return view_.leader_owner != 0 && view_.leader_owner == zk_.session_id();
+}
+
+void ClusterLink::create(const std::string &key, const std::string &data, bool ephemeral,
+                         std::function<void(int)> done) {
+    store_.create(key, data, ephemeral, [this, done](int rc) {
+        read_requested_ = true;
+        if (done) done(rc);
+    });
+}
+
+void ClusterLink::remove(const std::string &key, std::function<void(int)> done) {
+    store_.remove(key, -1, [this, key, done](int rc) {
+        read_requested_ = true;
+        if (rc != ZOK && rc != ZNONODE) out_.log("cannot delete the " + key + " key: " + zk_error_text(rc));
+        if (done) done(rc);
+    });
+}
+
+void ClusterLink::set_or_create(const std::string &key, const std::string &data, std::function<void(int)> done) {
+    store_.set_or_create(key, data, [this, key, done](int rc) {
+        if (rc != ZOK) out_.log("cannot write the " + key + " key: " + zk_error_text(rc));
+        if (done) done(rc);
+    });
+}
+
+void ClusterLink::clear_failover() { remove("failover"); }
+
+void ClusterLink::write_config(const std::string &merged, std::function<void(int, const std::string &)> done) {
+    auto finish = [this, done, merged](int rc) {
+        if (rc == ZOK) {
+            read_requested_ = true;
+            done(200, merged);
+        } else if (rc == ZBADVERSION || rc == ZNODEEXISTS) {
+            done(409, "the configuration changed meanwhile; read it again and retry");
+        } else {
+            done(503, "cannot write the configuration: " + zk_error_text(rc));
+        }
+    };
+    if (view_.config_present) store_.set_versioned("config", merged, static_cast<int>(view_.config_version), finish);
+    else store_.create("config", merged, false, finish);
+}
+
+void ClusterLink::touch_member(const Member &m) {
+    std::string json = encode_member(m);
+    const Member *cur = view_.member(m.name);
+    std::int64_t owner = cur ? cur->session : 0;
+    if (json == last_member_json_ && owner == zk_.session_id() && last_member_session_ == owner) return;
+    last_member_json_ = json;
+    last_member_session_ = zk_.session_id();
+    store_.touch_member(m.name, json, owner, [this](int rc) {
+        if (rc != ZOK) {
+            last_member_json_.clear();
+            out_.log("cannot publish member data: " + zk_error_text(rc));
+        }
+    });
+}
+
+void ClusterLink::wait_interest(int &fd, bool &read, bool &write, long &timeout_ms) {
+    const std::int64_t now = clock_();
+    fd = -1;
+    read = write = false;
+    long timeout = 1000;
+    if (zk_.is_open()) {
+        ZkInterest in = zk_.interest();
+        fd = in.fd;
+        read = in.read;
+        write = in.write;
+        timeout = in.timeout_ms;
+    }
+    timeout = next_read_ms_ > now ? std::min<long>(timeout, static_cast<long>(next_read_ms_ - now)) : 0;
+    if (read_requested_ && zk_.connected() && !store_.reading()) timeout = 0;
+    timeout_ms = timeout;
+}
+
+void ClusterLink::shutdown(bool close_session, bool keep_session) {
+    if (!zk_.is_open() || !close_session) return;
+    if (keep_session) {
+        zk_.abandon();
+    } else {
+        std::remove(s_.session_file().c_str());
+        zk_.close();
+    }
+}
+
+}  // namespace pgha

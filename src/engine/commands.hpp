@@ -1,0 +1,124 @@
+// Operator commands (SQL through the shared-memory request slot, REST
+// through the management API) and the desk that carries them out on the
+// worker's loop. Every command is answered exactly once: by its own step, a
+// ZooKeeper completion, a background completion, or its timeout.
+#pragma once
+
+#include "core/no_postgres.hpp"
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/background.hpp"
+#include "engine/cluster_link.hpp"
+#include "engine/deps.hpp"
+#include "engine/engine_settings.hpp"
+#include "engine/leadership.hpp"
+#include "engine/local_server.hpp"
+#include "engine/outbox.hpp"
+
+namespace pgha {
+
+enum class CommandKind { Switchover, Failover, Pause, Resume, SetConfig, ReplaceConfig, Reload, Restart, Reinitialize };
+const char *to_string(CommandKind k);
+bool parse_command_kind(const std::string &s, CommandKind &out);
+
+using AnswerFn = std::function<void(int status, const std::string &message)>;
+
+class Command {
+  public:
+    Command(CommandKind kind, nlohmann::json args, std::int64_t deadline_ms, AnswerFn done);
+    // The first call wins; later ones are ignored.
+    void answer(int status, const std::string &message);
+    bool answered() const { return *answered_; }
+
+    const CommandKind kind;
+    const nlohmann::json args;
+    const std::int64_t deadline_ms;
+    std::function<void()> after_answer;  // set by the desk
+
+    // progress (desk only)
+    enum class Stage { New, Validating, Writing, Waiting } stage = Stage::New;
+    std::uint64_t need_view = 0;  // validate against a cluster read that started after the request
+    bool key_seen = false;        // a cluster read showed our failover key
+    bool probe_in_flight = false;
+    std::string old_leader, target;
+    std::int64_t next_probe_ms = 0;
+
+  private:
+    AnswerFn done_;
+    std::shared_ptr<bool> answered_ = std::make_shared<bool>(false);
+};
+
+// HTTP threads push, the loop drains; the waker wakes the loop.
+class CommandQueue {
+  public:
+    explicit CommandQueue(Waker &waker) : waker_(waker) {}
+    void push(std::shared_ptr<Command> c);
+    std::vector<std::shared_ptr<Command>> drain();
+
+  private:
+    Waker &waker_;
+    std::mutex mu_;
+    std::deque<std::shared_ptr<Command>> q_;
+};
+
+class CommandDesk {
+  public:
+    CommandDesk(const EngineSettings &s, ClusterLink &link, LocalServer &local, Leadership &leadership, Outbox &out,
+                Background &bg, PeerHttp http, Clock clock, Waker &waker);
+
+    CommandQueue &queue() { return queue_; }
+    // A request from a backend (SQL): id, JSON {"kind", "args", "timeout_ms"}, the caller's pid.
+    void take_sql_request(std::uint64_t id, const std::string &json, int pid);
+    void intake_http();
+    // Start, poll and time out commands. `handover_active`: our switchover is running.
+    void run(bool handover_active);
+    bool busy() const { return !commands_.empty(); }
+    const std::vector<int> &protected_pids() const { return protected_pids_; }
+    // The newest answer to a SQL request.
+    std::uint64_t reply_id() const { return reply_id_; }
+    int reply_status() const { return reply_status_; }
+    const std::string &reply_message() const { return reply_message_; }
+
+  private:
+    void adopt(std::shared_ptr<Command> c);
+    void start(const std::shared_ptr<Command> &c);
+    void start_switchover(const std::shared_ptr<Command> &c);
+    void start_pause(const std::shared_ptr<Command> &c);
+    void start_config(const std::shared_ptr<Command> &c);
+    void start_reload(Command &c);
+    void start_restart(const std::shared_ptr<Command> &c);
+    void poll(const std::shared_ptr<Command> &c, std::int64_t now, bool handover_active);
+
+    const EngineSettings &s_;
+    ClusterLink &link_;
+    LocalServer &local_;
+    Leadership &leadership_;
+    Outbox &out_;
+    Background &bg_;
+    PeerHttp http_;
+    Clock clock_;
+    CommandQueue queue_;
+    std::vector<std::shared_ptr<Command>> commands_;
+    std::uint64_t sql_request_seen_ = 0;
+    std::uint64_t reply_id_ = 0;
+    int reply_status_ = 0;
+    std::string reply_message_;
+    std::vector<int> protected_pids_;  // SQL callers waiting for a switchover: not terminated
+};
+
+// Merge a patch into the current configuration (RFC 7386, as Patroni's PATCH
+// /config; `replace`: PUT) and validate it. "" and the merged JSON, or the
+// reasons it is invalid.
+std::string merge_config(const nlohmann::json &current, const nlohmann::json &patch, bool replace,
+                         nlohmann::json &merged);
+
+}  // namespace pgha

@@ -1,0 +1,346 @@
+#include "engine/engine.hpp"
+
+#include <zookeeper/zookeeper.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "core/patroni_codec.hpp"
+#include "core/timeutil.hpp"
+
+namespace pgha {
+namespace {
+
+ApiServerOptions api_options(const EngineSettings &s) {
+    ApiServerOptions o;
+    o.auth_username = s.restapi_username;
+    o.auth_password = s.restapi_password;
+    o.certfile = s.restapi_certfile;
+    o.keyfile = s.restapi_keyfile;
+    o.keyfile_password = s.restapi_keyfile_password;
+    o.cafile = s.restapi_cafile;
+    o.verify_client = s.restapi_verify_client.empty() ? "none" : s.restapi_verify_client;
+    return o;
+}
+
+}  // namespace
+
+Engine::Engine(const EngineSettings &s, EngineDeps deps)
+    : s_(s),
+      clock_(deps.clock),
+      http_(deps.http),
+      zk_(std::move(deps.zk)),
+      bg_(waker_, deps.inline_background),
+      bg_sql_(deps.sql()),
+      link_(*zk_, s_, out_, clock_),
+      local_(deps.sql(), s_, out_, clock_),
+      leadership_(s_, link_, out_, bg_, http_, clock_),
+      desk_(s_, link_, local_, leadership_, out_, bg_, http_, clock_, waker_),
+      handover_(s_.name, link_, local_, leadership_, out_, bg_, *bg_sql_, clock_),
+      publisher_(s_),
+      management_(desk_.queue(), leadership_.failsafe_box(), clock_) {
+    if (deps.serve_api) {
+        api_ = std::make_unique<ApiServer>(api_options(s_));
+        api_->set_management_hook(
+            [this](const NodeSnapshot *snap, const HttpRequestView &req) { return management_.handle(snap, req); });
+    }
+}
+
+Engine::~Engine() {
+    if (api_) api_->stop();
+    bg_.stop();
+}
+
+void Engine::shutdown(bool release) {
+    if (api_) api_->stop();
+    bg_.stop();
+    if (release) leadership_.disarm_watchdog_on_exit();  // magic close: a clean stop must not reset the host
+    // A stopping primary keeps its lock: the worker exits before the shutdown
+    // checkpoint is written and streamed, and a standby that took over now
+    // would fork before it (the old primary would need a rewind). Restarted
+    // within ttl, the node resumes the session and leads on; otherwise the
+    // session expires after ttl and the standbys, which by then have all WAL,
+    // race for the lock. To move the primary on purpose, use a switchover.
+    // A standby's clean stop leaves the cluster at once.
+    link_.shutdown(release, leadership_.is_leader() && !handover_.active());
+}
+
+void Engine::wait_interest(int &zk_fd, bool &zk_read, bool &zk_write, int &wake_fd, long &timeout_ms) {
+    link_.wait_interest(zk_fd, zk_read, zk_write, timeout_ms);
+    wake_fd = waker_.fd();
+    if (handover_.active() || desk_.busy()) timeout_ms = std::min<long>(timeout_ms, 10);
+    if (bg_.pending() > 0 && api_ == nullptr) timeout_ms = 0;  // inline jobs (tests) signal nothing
+    timeout_ms = std::max<long>(0, std::min<long>(timeout_ms, 1000));
+}
+
+void Engine::ensure_api(std::int64_t now) {
+    if (!api_ || api_started_ || now < api_retry_ms_) return;
+    std::string err;
+    if (api_->start(s_.api_listen, publisher_.box(), err)) {
+        api_started_ = true;
+        api_served_seen_ = api_->requests_served();
+        api_next_check_ms_ = now + 5000;
+        out_.log("REST API listening on " + s_.api_listen);
+    } else {
+        out_.log("cannot start the REST API on " + s_.api_listen + ": " + err + "; retrying in 10 s");
+        api_retry_ms_ = now + 10000;
+    }
+}
+
+// The HTTP threads are alive when they answer someone: HAProxy's checks, or
+// our own /liveness probe when nobody else got an answer for 5 s. Three
+// checks 5 s apart without a single answer (a dead or stuck server): restart
+// the REST API.
+void Engine::watch_api(std::int64_t now) {
+    if (!api_ || !api_started_ || now < api_next_check_ms_) return;
+    api_next_check_ms_ = now + 5000;
+    const std::uint64_t served = api_->requests_served();
+    if (served != api_served_seen_ && api_->alive()) {
+        api_served_seen_ = served;
+        api_failed_checks_ = 0;
+        return;
+    }
+    if (!api_->alive() || ++api_failed_checks_ >= 3) {
+        out_.log(api_->alive() ? "the REST API answered nothing for 15 s, not even its own /liveness probe: restarting it"
+                               : "the REST API server stopped: restarting it");
+        api_->stop();
+        api_started_ = false;
+        api_failed_checks_ = 0;
+        return;
+    }
+    if (s_.restapi_verify_client == "required") {
+        api_failed_checks_ = 0;  // no client certificate to probe with: trust the listener
+        return;
+    }
+    // Fire and forget: an answer shows as a served request at the next check.
+    PeerRequest r = peer_request(s_, s_.name, s_.api_scheme() + "://" + s_.api_connect_address + "/liveness");
+    r.insecure = true;  // liveness only; nothing secret is sent
+    PeerHttp http = http_;
+    bg_.submit([r, http]() -> Background::Continuation {
+        http({r}, 2000);
+        return nullptr;
+    });
+}
+
+Observation Engine::observe(const LocalState &ls) {
+    const std::int64_t now = clock_();
+    const ClusterView &view = link_.view();
+    Observation obs;
+    obs.me = s_.name;
+    obs.tags = s_.tags;
+    obs.role = local_.role();
+    obs.running = local_.probe_ok();
+    obs.local = ls;
+    obs.dcs_ok = link_.dcs_ok();
+    obs.session_id = link_.session_id();
+    obs.lease_valid = leadership_.lease_valid();
+    obs.was_leader = leadership_.is_leader();
+    obs.cluster = view;
+    if (view.config.failsafe_mode) obs.failsafe_leader = leadership_.failsafe_box().active(now, view.config.ttl * 1000);
+    if (!leadership_.is_leader()) obs.watchdog_failure = leadership_.watchdog_precheck();
+    obs.not_streaming_s = local_.not_streaming_s();
+    if (view.failover && !view.failover->scheduled_at.empty()) {
+        std::int64_t when = 0;
+        std::string err;
+        obs.failover_due = parse_iso8601(view.failover->scheduled_at, when, err) && when <= std::time(nullptr);
+    }
+    return obs;
+}
+
+void Engine::decide_and_act() {
+    local_.probe();
+    LocalState ls = local_.state();
+    leadership_.failsafe_tick(local_.role(), link_.dcs_ok());
+    Observation obs = observe(ls);
+    Decision d = decide(obs);
+    if (d.has(ActionKind::AcquireLeader) && obs.role == LocalRole::Standby) {
+        // Failover race: confirm over the peers' APIs before taking the lock
+        // (off the loop; we decide again when the answers are in).
+        if (leadership_.peers_ready(obs)) d = decide(obs);
+        else d.actions.erase(std::remove_if(d.actions.begin(), d.actions.end(),
+                                            [](const Action &a) { return a.kind == ActionKind::AcquireLeader; }),
+                             d.actions.end());
+    }
+    if (d.message != message_) out_.log(d.message);
+    message_ = d.message;
+    role_ = d.role;
+    leadership_.adopt(d, obs.dcs_ok);
+    execute(d, obs);  // without ZooKeeper decide() asks for nothing but fencing
+    if (obs.dcs_ok) {
+        NodeView nv;
+        nv.local = ls;
+        nv.role = role_;
+        nv.cluster = &link_.view();
+        link_.touch_member(publisher_.member_row(nv));
+    }
+    publish(ls);
+    ++decisions_;
+}
+
+void Engine::execute(const Decision &d, const Observation &obs) {
+    const std::int64_t now = clock_();
+    const ClusterView &view = link_.view();
+    for (const auto &a : d.actions) {
+        switch (a.kind) {
+            case ActionKind::WriteInitialize:
+                link_.create("initialize", obs.local.system_identifier, false, [this](int rc) {
+                    if (rc != ZOK && rc != ZNODEEXISTS) out_.log("cannot write initialize: " + zk_error_text(rc));
+                });
+                break;
+            case ActionKind::WriteDefaultConfig:
+                link_.create("config", DynamicConfig{}.to_json().dump(), false, [this](int rc) {
+                    if (rc == ZOK) out_.log("wrote the default dynamic configuration to ZooKeeper");
+                });
+                break;
+            case ActionKind::AcquireLeader:
+                if (!leadership_.claim_lock(view.config.ttl * 1000)) {
+                    out_.log("not taking the leader lock: a failsafe leader heartbeat arrived less than ttl ago");
+                    break;
+                }
+                link_.create("leader", s_.name, true, [this](int rc) {
+                    if (rc == ZOK) out_.log("acquired the leader lock");
+                    else if (rc != ZNODEEXISTS) out_.log("cannot create the leader lock: " + zk_error_text(rc));
+                });
+                break;
+            case ActionKind::DeleteStaleLeader:
+                link_.remove("leader");
+                break;
+            case ActionKind::Promote:
+                if (now - promote_requested_ms_ > 10000) {
+                    promote_requested_ms_ = now;
+                    out_.promote = true;
+                    out_.log("promoting this standby to primary");
+                }
+                link_.request_read();
+                break;
+            case ActionKind::RecordPromotion:
+                record_promotion(obs.local);
+                break;
+            case ActionKind::Demote:
+                if (!out_.shutdown) {
+                    out_.log(a.target.empty()
+                                 ? "fencing: refusing connections and writes, shutting down to rejoin as a standby"
+                                 : "fencing: " + a.target +
+                                       " holds the leader lock; refusing writes and shutting down to rejoin as a standby");
+                    out_.fence_and_stop();
+                }
+                break;
+            case ActionKind::Follow:
+                if (const Member *m = view.member(a.target)) local_.follow(*m, view.config.use_slots);
+                break;
+            case ActionKind::WriteStatus:
+                link_.set_or_create("status", encode_status(a.lsn));
+                break;
+            case ActionKind::Handover:
+                handover_.begin(a.target);
+                break;
+            case ActionKind::ClearFailover:
+                if (!handover_.active()) {
+                    if (d.message.find("not possible") != std::string::npos ||
+                        d.message.find("ignoring") != std::string::npos)
+                        out_.log(d.message);
+                    link_.clear_failover();
+                }
+                break;
+            case ActionKind::EnsureSlots:
+                if (now - last_slots_ms_ > 5000) {
+                    last_slots_ms_ = now;
+                    local_.ensure_slots(a.names);
+                }
+                break;
+        }
+    }
+}
+
+void Engine::record_promotion(const LocalState &ls) {
+    if (history_written_tl_ == ls.timeline) return;
+    history_written_tl_ = ls.timeline;
+    HistoryEntry e;
+    e.timeline = ls.timeline - 1;
+    const Lsn switch_lsn = local_.switch_point(ls.timeline);
+    e.lsn = switch_lsn ? switch_lsn : link_.view().status_optime ? link_.view().status_optime : ls.write_lsn;
+    e.reason = "pg_ha: " + s_.name + " promoted";
+    e.timestamp = format_iso8601(std::time(nullptr));
+    e.new_leader = s_.name;
+    // pg_control shows the new timeline only after a checkpoint; pg_rewind on
+    // the old primary compares against it (Patroni:
+    // ensure_checkpoint_after_promote). Off the loop; history afterwards.
+    SqlConn *sql = bg_sql_.get();
+    bg_.submit([this, sql, e]() -> Background::Continuation {
+        std::string err;
+        bool ok = LocalServer::checkpoint(*sql, err);
+        return [this, ok, err, e] {
+            if (!ok) out_.log("checkpoint after promotion failed: " + err);
+            std::vector<HistoryEntry> h = link_.view().history;
+            h.push_back(e);
+            link_.set_or_create("history", encode_history(h));
+        };
+    });
+}
+
+void Engine::publish(const LocalState &ls) {
+    const std::int64_t now = clock_();
+    const std::int64_t lease = leadership_.lease_deadline();
+    NodeView v;
+    v.local = ls;
+    v.role = role_;
+    v.message = message_;
+    v.is_leader = leadership_.is_leader();
+    v.accepts_writes = v.is_leader && lease > now && local_.probe_ok() && !ls.in_recovery && !out_.fence;
+    v.lease_remaining_ms = lease > now ? lease - now : 0;
+    v.dcs_ok = link_.dcs_ok();
+    v.dcs_last_seen = link_.dcs_last_seen();
+    v.postmaster_start_time = local_.sample().postmaster_start_time;
+    v.watchdog_failed = leadership_.watchdog_failed();
+    v.cluster = &link_.view();
+    publisher_.publish(v);
+}
+
+StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk_readable, bool zk_writable,
+                        bool woken) {
+    out_.logs.clear();
+    local_.observe(local);
+    const std::int64_t now = clock_();
+
+    ensure_api(now);
+    link_.pump(zk_readable, zk_writable, leadership_.is_leader());
+    if (link_.take_session_expired()) leadership_.on_session_expired(local_.role());
+    if (leadership_.is_leader() && !out_.fence && local_.role() == LocalRole::Primary && !leadership_.lease_valid() &&
+        link_.connected() && link_.read_due())
+        // Connected, but no answer renewed the lease in time (ZooKeeper
+        // stalled): decide on what we know, which fences.
+        link_.force_blind_decision();
+    if (local_.take_role_change()) link_.request_read();  // promotion finished, ...: act now, not a loop later
+    desk_.take_sql_request(req.id, req.json, req.pid);
+    if (woken) {
+        waker_.clear();
+        desk_.intake_http();
+    }
+    if (bg_.pending() > 0) bg_.drain();
+    if (link_.take_decision_due()) {
+        if (link_.dcs_ok()) leadership_.on_fresh_view();  // the lock, not failsafe, counts again
+        decide_and_act();
+    }
+    desk_.run(handover_.active());
+    handover_.advance(desk_.protected_pids());
+    leadership_.tend_watchdog(local_.role());
+    watch_api(now);
+    if (publisher_.status_json().empty()) publish(local_.state());
+
+    StepResult r;
+    r.fence = out_.fence;
+    r.lease_deadline_ms = out_.fence ? 0 : leadership_.lease_deadline();
+    r.lease_enforced = leadership_.enforced(link_.view());
+    r.promote = out_.promote;
+    out_.promote = false;
+    r.is_leader = leadership_.is_leader();
+    // Leave a moment for answers to waiting callers before stopping (the
+    // node is fenced meanwhile).
+    if (out_.shutdown && out_.shutdown_requested_ms == 0) out_.shutdown_requested_ms = now;
+    r.shutdown = out_.shutdown && now >= out_.shutdown_not_before_ms &&
+                 (!desk_.busy() || now >= out_.shutdown_requested_ms + 5000);
+    r.shutdown_immediate = out_.shutdown_immediate;
+    return r;
+}
+
+}  // namespace pgha

@@ -1,0 +1,130 @@
+// The HA engine: runs the parts in a fixed order every loop iteration. It
+// owns the parts and holds no HA state of its own beyond what sequencing
+// needs; each part owns its state and never calls back into the Engine.
+//
+//   ClusterLink   ZooKeeper session, reads, view, member znode   cluster_link.*
+//   LocalServer   the local PostgreSQL server (all SQL)          local_server.*
+//   Leadership    lock, lease, failsafe, peers, watchdog         leadership.*
+//   CommandDesk   operator commands, each answered once          commands.*
+//   Handover      the old leader's switchover steps              handover.*
+//   ManagementApi what HTTP threads may run                      management.*
+//   Publisher     snapshot, status JSON, member row              publisher.*
+//   Background    slow work off the loop                         background.*
+//
+// The decisions themselves come from the pure state machine
+// (core/ha_state_machine.*). The C boundary is engine_api.* .
+//
+// Thread affinity: the worker's loop only.
+#pragma once
+
+#include "core/no_postgres.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/ha_state_machine.hpp"
+#include "engine/background.hpp"
+#include "engine/cluster_link.hpp"
+#include "engine/commands.hpp"
+#include "engine/deps.hpp"
+#include "engine/engine_settings.hpp"
+#include "engine/handover.hpp"
+#include "engine/leadership.hpp"
+#include "engine/local_server.hpp"
+#include "engine/management.hpp"
+#include "engine/outbox.hpp"
+#include "engine/publisher.hpp"
+#include "http/api_server.hpp"
+
+namespace pgha {
+
+struct EngineDeps {
+    std::unique_ptr<ZkClient> zk;      // ZkSession in production
+    SqlFactory sql;                    // LocalConn in production
+    PeerHttp http;                     // http_parallel in production
+    Clock clock;                       // pgha_monotonic_ms in production
+    bool serve_api = true;             // start the REST API server
+    bool inline_background = false;    // run background jobs at once (tests)
+};
+
+// A SQL request from the shared-memory slot (id 0: none).
+struct SqlRequest {
+    std::uint64_t id = 0;
+    std::string json;
+    int pid = 0;
+};
+
+// What the worker applies after a step.
+struct StepResult {
+    std::int64_t lease_deadline_ms = 0;
+    bool lease_enforced = true;
+    bool promote = false;
+    bool fence = false;
+    bool shutdown = false;
+    bool shutdown_immediate = false;
+    bool is_leader = false;
+};
+
+class Engine {
+  public:
+    Engine(const EngineSettings &s, EngineDeps deps);
+    ~Engine();
+    Engine(const Engine &) = delete;
+    Engine &operator=(const Engine &) = delete;
+
+    void wait_interest(int &zk_fd, bool &zk_read, bool &zk_write, int &wake_fd, long &timeout_ms);
+    StepResult step(const LocalSample &local, const SqlRequest &req, bool zk_readable, bool zk_writable, bool woken);
+    // Clean exit. A stopping primary keeps its session and lock (see .cpp).
+    void shutdown(bool release);
+
+    const std::vector<std::string> &logs() const { return out_.logs; }
+    // Decisions completed so far (the C boundary's proof of recovery after a failed step).
+    std::uint64_t decisions() const { return decisions_; }
+    const std::string &status_json() const { return publisher_.status_json(); }
+    const CommandDesk &desk() const { return desk_; }
+    const Leadership &leadership() const { return leadership_; }
+    const ClusterLink &link() const { return link_; }
+    SnapshotBox &snapshots() { return publisher_.box(); }
+    ManagementApi &management() { return management_; }
+
+  private:
+    void ensure_api(std::int64_t now);
+    void watch_api(std::int64_t now);
+    void decide_and_act();
+    Observation observe(const LocalState &ls);
+    void execute(const Decision &d, const Observation &obs);
+    void record_promotion(const LocalState &ls);
+    void publish(const LocalState &ls);
+
+    EngineSettings s_;
+    Clock clock_;
+    PeerHttp http_;
+    std::unique_ptr<ZkClient> zk_;
+    Outbox out_;
+    Waker waker_;
+    Background bg_;
+    std::unique_ptr<SqlConn> bg_sql_;  // used by background jobs only
+    ClusterLink link_;
+    LocalServer local_;
+    Leadership leadership_;
+    CommandDesk desk_;
+    Handover handover_;
+    Publisher publisher_;
+    ManagementApi management_;
+    std::unique_ptr<ApiServer> api_;
+    bool api_started_ = false;
+    std::int64_t api_retry_ms_ = 0;
+    std::uint64_t api_served_seen_ = 0;
+    std::int64_t api_next_check_ms_ = 0;
+    int api_failed_checks_ = 0;
+
+    std::string role_ = "uninitialized";
+    std::string message_;
+    std::int64_t promote_requested_ms_ = 0;
+    std::int64_t last_slots_ms_ = 0;
+    int history_written_tl_ = 0;
+    std::uint64_t decisions_ = 0;
+};
+
+}  // namespace pgha

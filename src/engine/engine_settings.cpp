@@ -1,0 +1,17 @@
+#include "engine/engine_settings.hpp"
+
+namespace pgha {
+
+std::string EngineSettings::validate() const {
+    if (scope.empty()) return "pg_ha.scope is not set";
+    if (name.empty()) return "pg_ha.node_name is not set";
+    if (zk_hosts.empty()) return "pg_ha.zookeeper_hosts is not set";
+    std::string h;
+    int p;
+    if (!parse_host_port(connect_address, h, p)) return "pg_ha.connect_address \"" + connect_address + "\" is not host:port";
+    if (!parse_host_port(api_connect_address, h, p))
+        return "pg_ha.api_connect_address \"" + api_connect_address + "\" is not host:port";
+    return "";
+}
+
+}  // namespace pgha

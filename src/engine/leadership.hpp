@@ -1,0 +1,122 @@
+// Leadership: the one place that says whether this node may commit.
+//
+// Owns: whether we hold the leader lock, the lease deadline (the formula is
+// lease_deadline() below, checked by every backend in src/pg/lease.cpp),
+// failsafe_mode (promises given to/received from other members), the peer
+// check of the failover race and the watchdog.
+//
+// Lease rule: while this session owns the leader znode, the lease ends at
+// send time of the newest request ZooKeeper answered on it + the negotiated
+// session timeout - the safety margin. The server cannot expire the session
+// (and so free the lock) before that send time + timeout.
+//
+// Thread affinity: the worker's loop only, except FailsafeBox (any thread).
+#pragma once
+
+#include "core/no_postgres.hpp"
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/cluster.hpp"
+#include "core/ha_state_machine.hpp"
+#include "engine/background.hpp"
+#include "engine/cluster_link.hpp"
+#include "engine/deps.hpp"
+#include "engine/engine_settings.hpp"
+#include "engine/outbox.hpp"
+#include "watchdog/watchdog.hpp"
+
+namespace pgha {
+
+// What a leader that lost ZooKeeper told us over POST /failsafe (written by
+// HTTP threads, read by the loop).
+//
+// A promise given to a failsafe leader and our own bid for the lock exclude
+// each other under one mutex: once we accepted a failsafe heartbeat we do not
+// take the lock for ttl, and once we bid for (or hold) the lock we refuse
+// heartbeats, so the old leader cannot extend its lease past our promotion.
+class FailsafeBox {
+  public:
+    bool accept(const Member &leader, std::int64_t now_ms);
+    // Before creating the leader znode: false while a promise is active.
+    bool claim(std::int64_t now_ms, int ttl_ms);
+    void release();
+    std::optional<Member> active(std::int64_t now_ms, int ttl_ms) const;
+
+  private:
+    mutable std::mutex mu_;
+    Member leader_;
+    std::int64_t at_ms_ = 0;
+    bool claimed_ = false;
+};
+
+// Another endpoint of the API a member published as ".../patroni".
+std::string member_api_endpoint(const Member &m, const std::string &path);
+
+// The authenticated request to another member's API.
+PeerRequest peer_request(const EngineSettings &s, const std::string &name, const std::string &url,
+                         const std::string &method = "GET");
+
+class Leadership {
+  public:
+    Leadership(const EngineSettings &s, ClusterLink &link, Outbox &out, Background &bg, PeerHttp http, Clock clock);
+
+    bool is_leader() const { return is_leader_; }
+    // The lease formula (0 = no lease).
+    std::int64_t lease_deadline() const;
+    bool lease_valid() const { return lease_deadline() > clock_(); }
+    bool enforced(const ClusterView &v) const { return s_.lease_enforcement && !v.config.pause; }
+
+    // After decide(): adopt its verdict when the view was fresh.
+    void adopt(const Decision &d, bool dcs_ok);
+    // The session expired: the lock is gone with it (unless failsafe holds).
+    void on_session_expired(LocalRole role);
+    // ZooKeeper answers again: the lock, not failsafe, counts.
+    void on_fresh_view() { failsafe_deadline_ = 0; }
+    // We gave the lock away (switchover) or lost it.
+    void drop() { is_leader_ = false; }
+
+    // Failover race: the peers' answers for decide(), or nothing yet (a
+    // check runs on the background thread and wakes the loop when done).
+    bool peers_ready(Observation &obs);
+    // failsafe_mode without ZooKeeper: ask every member for a promise.
+    void failsafe_tick(LocalRole role, bool dcs_ok);
+    FailsafeBox &failsafe_box() { return box_; }
+    // Before bidding for the lock.
+    bool claim_lock(int ttl_ms) { return box_.claim(clock_(), ttl_ms); }
+
+    std::string watchdog_precheck() const;
+    // Every loop: keepalive while leading, disarm otherwise.
+    void tend_watchdog(LocalRole role);
+    bool watchdog_failed() const { return watchdog_failed_; }
+    void disarm_watchdog_on_exit();
+
+  private:
+    int peer_timeout_ms() const;
+    const EngineSettings &s_;
+    ClusterLink &link_;
+    Outbox &out_;
+    Background &bg_;
+    PeerHttp http_;
+    Clock clock_;
+    bool is_leader_ = false;
+    FailsafeBox box_;
+    std::int64_t failsafe_deadline_ = 0;  // lease extension confirmed by every member
+    std::int64_t next_failsafe_ms_ = 0;
+    bool failsafe_in_flight_ = false;
+    // failover race
+    bool peers_in_flight_ = false;
+    std::int64_t peers_done_ms_ = 0;
+    std::map<std::string, Lsn> peer_positions_;
+    std::vector<std::string> primaries_alive_;
+    Watchdog watchdog_;
+    std::string watchdog_msg_;
+    bool watchdog_failed_ = false;
+};
+
+}  // namespace pgha

@@ -1,0 +1,191 @@
+#include "engine/local_server.hpp"
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "core/patroni_codec.hpp"
+#include "engine/local_conn.hpp"
+
+namespace pgha {
+namespace {
+
+// Client backends other than ours and the protected ones (SQL callers
+// waiting for a switchover's answer).
+const char *kOtherClients =
+    "FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend' "
+    "AND pid <> pg_catalog.pg_backend_pid() AND pid <> ALL($1::int[])";
+
+std::string int_array(const std::vector<int> &v) {
+    std::string a = "{";
+    for (std::size_t i = 0; i < v.size(); ++i) a += (i ? "," : "") + std::to_string(v[i]);
+    return a + "}";
+}
+
+}  // namespace
+
+std::string conninfo_quote(const std::string &v) {
+    std::string out = "'";
+    for (char c : v) {
+        if (c == '\\' || c == '\'') out += '\\';
+        out += c;
+    }
+    return out + "'";
+}
+
+LocalServer::LocalServer(std::unique_ptr<SqlConn> conn, const EngineSettings &s, Outbox &out, Clock clock)
+    : conn_(std::move(conn)), s_(s), out_(out), clock_(std::move(clock)) {}
+
+void LocalServer::observe(const LocalSample &sample) { sample_ = sample; }
+
+LocalRole LocalServer::role() const {
+    if (sample_.server_version == 0) return LocalRole::Stopped;
+    if (!sample_.in_recovery) return LocalRole::Primary;
+    if (sample_.standby_signal) return LocalRole::Standby;
+    return LocalRole::Recovering;
+}
+
+bool LocalServer::take_role_change() {
+    LocalRole r = role();
+    if (r == last_role_) return false;
+    last_role_ = r;
+    return true;
+}
+
+void LocalServer::probe() {
+    auto rows = conn_->query(
+        "SELECT application_name, coalesce(host(client_addr), ''), state, sync_state, "
+        "coalesce(sent_lsn::text, ''), coalesce(write_lsn::text, ''), coalesce(flush_lsn::text, ''), "
+        "coalesce(replay_lsn::text, '') FROM pg_catalog.pg_stat_replication ORDER BY 1");
+    probe_ok_ = rows.has_value();
+    replication_.clear();
+    if (!rows) return;
+    for (const auto &r : *rows) {
+        if (r.size() < 8) continue;
+        WalSender ws;
+        ws.application_name = r[0];
+        ws.client_addr = r[1];
+        ws.state = r[2];
+        ws.sync_state = r[3];
+        ws.sent_lsn = parse_lsn(r[4]).value_or(0);
+        ws.write_lsn = parse_lsn(r[5]).value_or(0);
+        ws.flush_lsn = parse_lsn(r[6]).value_or(0);
+        ws.replay_lsn = parse_lsn(r[7]).value_or(0);
+        replication_.push_back(ws);
+    }
+}
+
+LocalState LocalServer::state() const {
+    LocalState ls;
+    LocalRole r = role();
+    ls.in_recovery = sample_.in_recovery;
+    ls.accepts_connections = probe_ok_;
+    ls.state = r == LocalRole::Stopped ? PgState::Stopped : probe_ok_ ? PgState::Running : PgState::Starting;
+    ls.system_identifier = sample_.system_identifier ? std::to_string(sample_.system_identifier) : "";
+    ls.server_version = sample_.server_version;
+    ls.timeline = sample_.timeline;
+    ls.write_lsn = sample_.write_lsn;
+    ls.receive_lsn = sample_.receive_lsn;
+    ls.replay_lsn = sample_.replay_lsn;
+    ls.replication_state =
+        sample_.in_recovery ? (sample_.walreceiver_streaming ? "streaming" : "in archive recovery") : "";
+    conninfo_host_port(sample_.primary_conninfo, ls.upstream_host, ls.upstream_port);
+    ls.replication = replication_;
+    return ls;
+}
+
+int LocalServer::not_streaming_s() {
+    const std::int64_t now = clock_();
+    if (role() != LocalRole::Standby || sample_.walreceiver_streaming || streaming_seen_ms_ == 0)
+        streaming_seen_ms_ = now;
+    return static_cast<int>((now - streaming_seen_ms_) / 1000);
+}
+
+void LocalServer::follow(const Member &leader, bool use_slots) {
+    const std::int64_t now = clock_();
+    if (now - last_follow_ms_ < 5000) return;
+    last_follow_ms_ = now;
+    std::string host;
+    int port = 0;
+    if (!parse_conn_url(leader.conn_url, host, port)) return;
+    std::string conninfo = "user=" + conninfo_quote(s_.replication_user) +
+                           " password=" + conninfo_quote(s_.replication_password) + " host=" + conninfo_quote(host) +
+                           " port=" + std::to_string(port) + " application_name=" + conninfo_quote(s_.name) +
+                           " sslmode=prefer connect_timeout=5";
+    if (!conn_->query("ALTER SYSTEM SET primary_conninfo = " + sql_literal(conninfo))) {
+        out_.log("cannot point replication at " + leader.name + ": " + conn_->error());
+        return;
+    }
+    if (use_slots)
+        conn_->query("ALTER SYSTEM SET primary_slot_name = " + sql_literal(slot_name_for_member(s_.name)));
+    conn_->query("SELECT pg_catalog.pg_reload_conf()");
+    out_.log("replication now follows " + leader.name + " at " + host + ":" + std::to_string(port));
+}
+
+void LocalServer::ensure_slots(const std::vector<std::string> &names) {
+    std::string arr = "{";
+    for (std::size_t i = 0; i < names.size(); ++i) arr += (i ? "," : "") + names[i];
+    arr += "}";
+    auto r = conn_->query(
+        "SELECT s, pg_catalog.pg_create_physical_replication_slot(s, true) FROM unnest($1::text[]) s "
+        "WHERE s NOT IN (SELECT slot_name FROM pg_catalog.pg_replication_slots)",
+        {arr});
+    if (!r) out_.log("cannot create replication slots: " + conn_->error());
+    else
+        for (const auto &row : *r)
+            if (!row.empty()) out_.log("created physical replication slot " + row[0]);
+}
+
+bool LocalServer::reload(std::string &error) {
+    if (conn_->query("SELECT pg_catalog.pg_reload_conf()")) return true;
+    error = conn_->error();
+    return false;
+}
+
+void LocalServer::terminate_clients(const std::vector<int> &except) {
+    conn_->query(std::string("SELECT pg_catalog.pg_terminate_backend(pid) ") + kOtherClients, {int_array(except)});
+}
+
+int LocalServer::count_clients(const std::vector<int> &except) {
+    auto r = conn_->query(std::string("SELECT count(*) ") + kOtherClients, {int_array(except)});
+    if (!r || r->empty() || (*r)[0].empty()) return -1;
+    return std::atoi((*r)[0][0].c_str());
+}
+
+bool LocalServer::wal_positions(const std::string &standby, Lsn &insert_lsn, Lsn &standby_flush, std::string &error) {
+    // The current end of WAL every time, not a snapshot.
+    auto r = conn_->query(
+        "SELECT pg_catalog.pg_current_wal_insert_lsn()::text, coalesce((SELECT max(flush_lsn)::text FROM "
+        "pg_catalog.pg_stat_replication WHERE application_name = $1), '')",
+        {standby});
+    if (!r || r->empty() || (*r)[0].size() < 2) {
+        error = conn_->error();
+        return false;
+    }
+    insert_lsn = parse_lsn((*r)[0][0]).value_or(0);
+    standby_flush = parse_lsn((*r)[0][1]).value_or(0);
+    return true;
+}
+
+Lsn LocalServer::switch_point(int timeline) const {
+    // The last line of our timeline history file: "<parent tli>\t<switch lsn>\t<reason>".
+    char hist[32];
+    std::snprintf(hist, sizeof hist, "pg_wal/%08X.history", static_cast<unsigned>(timeline));
+    std::ifstream in(s_.data_dir + "/" + hist);
+    std::string line, last;
+    while (std::getline(in, line))
+        if (!line.empty() && line[0] != '#') last = line;
+    std::istringstream fields(last);
+    std::string tli, lsn;
+    if (fields >> tli >> lsn)
+        if (auto l = parse_lsn(lsn)) return *l;
+    return 0;
+}
+
+bool LocalServer::checkpoint(SqlConn &conn, std::string &error) {
+    if (conn.query("CHECKPOINT")) return true;
+    error = conn.error();
+    return false;
+}
+
+}  // namespace pgha

@@ -1,0 +1,88 @@
+// The local PostgreSQL server as the engine sees it: what shared memory said
+// this loop (LocalSample), the libpq probe, and every SQL statement the
+// engine runs (follow, slots, reload, the switchover's terminate / drain /
+// WAL position queries). All SQL text of the engine lives here.
+//
+// Thread affinity: the worker's loop only (the background thread has its
+// own connection for CHECKPOINT, see checkpoint_job()).
+#pragma once
+
+#include "core/no_postgres.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/cluster.hpp"
+#include "core/ha_state_machine.hpp"
+#include "engine/deps.hpp"
+#include "engine/engine_settings.hpp"
+#include "engine/outbox.hpp"
+
+namespace pgha {
+
+// What the worker read from shared memory this iteration (engine_api.h's
+// PgHaLocal, without the request slot).
+struct LocalSample {
+    bool in_recovery = false;
+    bool standby_signal = false;
+    bool hot_standby_active = false;
+    std::uint64_t system_identifier = 0;
+    int server_version = 0;  // 0: not running
+    int timeline = 0;
+    Lsn write_lsn = 0, receive_lsn = 0, replay_lsn = 0;
+    bool walreceiver_streaming = false;
+    std::string primary_conninfo;
+    std::int64_t postmaster_start_time = 0;
+};
+
+class LocalServer {
+  public:
+    LocalServer(std::unique_ptr<SqlConn> conn, const EngineSettings &s, Outbox &out, Clock clock);
+
+    void observe(const LocalSample &sample);
+    const LocalSample &sample() const { return sample_; }
+    LocalRole role() const;
+    // The role differs from the one seen at the previous call (promotion
+    // finished, recovery ended, ...).
+    bool take_role_change();
+    // One round trip: proves the server accepts connections and reads the walsenders.
+    void probe();
+    bool probe_ok() const { return probe_ok_; }
+    LocalState state() const;
+    // Seconds this standby's WAL receiver has not been streaming (0 when it does or we are not a standby).
+    int not_streaming_s();
+
+    // Point replication at `leader` (ALTER SYSTEM + reload), at most every 5 s.
+    void follow(const Member &leader, bool use_slots);
+    void ensure_slots(const std::vector<std::string> &names);
+    bool reload(std::string &error);
+    // Switchover steps.
+    void terminate_clients(const std::vector<int> &except);
+    int count_clients(const std::vector<int> &except);  // -1 on error
+    bool wal_positions(const std::string &standby, Lsn &insert_lsn, Lsn &standby_flush, std::string &error);
+    // The exact switch point of `timeline` from its history file (0 if unknown).
+    Lsn switch_point(int timeline) const;
+
+    // A background job: CHECKPOINT on a connection of its own.
+    static bool checkpoint(SqlConn &conn, std::string &error);
+    const std::string &error() const { return conn_->error(); }
+
+  private:
+    std::unique_ptr<SqlConn> conn_;
+    const EngineSettings &s_;
+    Outbox &out_;
+    Clock clock_;
+    LocalSample sample_;
+    bool probe_ok_ = false;
+    std::vector<WalSender> replication_;
+    LocalRole last_role_ = LocalRole::Stopped;
+    std::int64_t last_follow_ms_ = 0;
+    std::int64_t streaming_seen_ms_ = 0;
+};
+
+// libpq conninfo value quoting ('...' with \ and ' escaped).
+std::string conninfo_quote(const std::string &v);
+
+}  // namespace pgha

@@ -1,0 +1,117 @@
+#include "engine/publisher.hpp"
+
+#include <chrono>
+
+#include <nlohmann/json.hpp>
+
+#include "core/version.hpp"
+
+namespace pgha {
+namespace {
+
+std::string dump(const nlohmann::json &j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+nlohmann::json member_rows(const ClusterView &view) {
+    nlohmann::json members = nlohmann::json::array();
+    for (const auto &m : view.members) {
+        const bool leader = view.leader && *view.leader == m.name;
+        bool sync = false;
+        for (const auto &s : view.sync.sync_standby) sync = sync || s == m.name;
+        Lsn pos = m.position();
+        members.push_back({{"name", m.name},
+                           {"host", m.host()},
+                           {"port", m.port()},
+                           {"role", leader ? "leader" : sync ? "sync_standby" : "replica"},
+                           {"state", m.replication_state.empty() ? m.state : m.replication_state},
+                           {"timeline", m.timeline},
+                           {"lsn", format_lsn(pos)},
+                           {"lag", leader ? nlohmann::json(0)
+                                          : nlohmann::json(view.status_optime > pos ? view.status_optime - pos : 0)},
+                           {"tags", m.tags.to_json()},
+                           {"is_leader", leader}});
+    }
+    return members;
+}
+
+}  // namespace
+
+std::int64_t Publisher::steady_now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+Member Publisher::member_row(const NodeView &v) const {
+    Member m;
+    m.name = s_.name;
+    m.conn_url = s_.member_conn_url();
+    m.api_url = s_.member_api_url();
+    m.state = to_string(v.local.state);
+    m.role = v.role;
+    m.version = PG_HA_VERSION;
+    m.xlog_location = v.local.position();
+    m.timeline = v.local.timeline;
+    if (v.local.in_recovery) {
+        m.replication_state = v.local.replication_state;
+        m.receive_lsn = v.local.receive_lsn;
+        m.replay_lsn = v.local.replay_lsn;
+    }
+    m.tags = s_.tags;
+    m.pause = v.cluster && v.cluster->config.pause;
+    return m;
+}
+
+void Publisher::publish(const NodeView &v) {
+    static const ClusterView kEmpty;
+    const ClusterView &view = v.cluster ? *v.cluster : kEmpty;
+    auto snap = std::make_shared<NodeSnapshot>();
+    snap->scope = s_.scope;
+    snap->name = s_.name;
+    snap->version = PG_HA_VERSION;
+    snap->api_url = s_.member_api_url();
+    snap->conn_url = s_.member_conn_url();
+    snap->state = to_string(v.local.state);
+    snap->role = v.role;
+    snap->is_leader = v.is_leader;
+    snap->accepts_writes = v.accepts_writes;
+    snap->dcs_ok = v.dcs_ok;
+    snap->dcs_last_seen = v.dcs_last_seen;
+    snap->loop_steady_ms = steady_now_ms();
+    snap->postmaster_start_time = v.postmaster_start_time;
+    snap->message = v.message;
+    snap->watchdog_failed = v.watchdog_failed;
+    snap->tags = s_.tags;
+    snap->local = v.local;
+    snap->cluster = view;
+    box_.publish(snap);
+
+    nlohmann::json j;
+    j["node"] = {{"name", s_.name},
+                 {"scope", s_.scope},
+                 {"role", v.role},
+                 {"state", snap->state},
+                 {"is_leader", v.is_leader},
+                 {"accepts_writes", v.accepts_writes},
+                 {"timeline", v.local.timeline},
+                 {"lsn", format_lsn(v.local.position())},
+                 {"leader", view.leader ? *view.leader : ""},
+                 {"paused", view.config.pause},
+                 {"dcs_ok", v.dcs_ok},
+                 {"lease_remaining_ms", v.lease_remaining_ms},
+                 {"message", v.message},
+                 {"tags", s_.tags.to_json()},
+                 {"api_url", snap->api_url},
+                 {"conn_url", snap->conn_url}};
+    j["members"] = member_rows(view);
+    j["config"] = view.config_present ? view.config.raw : view.config.to_json();
+    nlohmann::json hist = nlohmann::json::array();
+    for (const auto &h : view.history)
+        hist.push_back({{"timeline", h.timeline},
+                        {"lsn", format_lsn(h.lsn)},
+                        {"reason", h.reason},
+                        {"timestamp", h.timestamp.empty() ? nlohmann::json(nullptr) : nlohmann::json(h.timestamp)},
+                        {"new_leader", h.new_leader}});
+    j["history"] = hist;
+    status_json_ = dump(j);
+}
+
+}  // namespace pgha

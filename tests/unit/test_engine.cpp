@@ -1,0 +1,319 @@
+// The engine against an in-memory ZooKeeper, canned SQL answers, scripted
+// peers and a manual clock: a failover, a fence on lease loss, a switchover,
+// and a failed step at the C boundary (fail closed, error kept).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "core/patroni_codec.hpp"
+#include "engine/engine.hpp"
+#include "engine/engine_api_internal.hpp"
+#include "fakes/fake_zk.hpp"
+
+using namespace pgha;
+using namespace pgha::test;
+
+namespace {
+
+const char *kBase = "/service/batman";
+
+// Canned answers by statement; records what was run.
+struct SqlScript {
+    std::vector<std::string> ran;
+    bool fail_all = false;
+    bool throw_all = false;
+    Lsn insert_lsn = 5000, standby_flush = 5000;
+};
+
+class FakeSql final : public SqlConn {
+  public:
+    explicit FakeSql(SqlScript &s) : s_(s) {}
+    std::optional<SqlRows> query(const std::string &sql, const std::vector<std::string> &) override {
+        s_.ran.push_back(sql);
+        if (s_.throw_all) throw std::runtime_error("scripted failure in " + sql.substr(0, 20));
+        if (s_.fail_all) return std::nullopt;
+        if (sql.find("pg_current_wal_insert_lsn") != std::string::npos)
+            return SqlRows{{format_lsn(s_.insert_lsn), format_lsn(s_.standby_flush)}};
+        if (sql.find("count(*)") != std::string::npos) return SqlRows{{"0"}};
+        return SqlRows{};
+    }
+    const std::string &error() const override { return err_; }
+
+  private:
+    SqlScript &s_;
+    std::string err_ = "scripted error";
+};
+
+std::string member_json(const std::string &name, const std::string &role, Lsn pos) {
+    Member m;
+    m.name = name;
+    m.role = role;
+    m.state = "running";
+    m.conn_url = "postgres://10.0.0." + name.substr(3) + ":5432/postgres";
+    m.api_url = "http://10.0.0." + name.substr(3) + ":8008/patroni";
+    m.xlog_location = pos;
+    m.timeline = 1;
+    if (role == "replica") m.replication_state = "streaming";
+    return encode_member(m);
+}
+
+std::string replica_status(Lsn pos) {
+    return "{\"state\":\"running\",\"role\":\"replica\",\"timeline\":1,\"xlog\":{\"received_location\":" +
+           std::to_string(pos) + ",\"replayed_location\":" + std::to_string(pos) + "}}";
+}
+
+struct Node {
+    EngineSettings s;
+    SqlScript sql;
+    FakeZk *zk = nullptr;
+    std::unique_ptr<Engine> engine;
+    LocalSample local;
+    std::vector<std::string> logs;
+    StepResult last;
+    bool promoted = false;
+
+    Node(FakeZkServer &server, ManualClock &clock, const std::string &name, bool primary, PeerHttp http) {
+        s.scope = "batman";
+        s.ns = "/service";
+        s.name = name;
+        s.zk_hosts = "zk:2181";
+        s.connect_address = "10.0.0." + name.substr(3) + ":5432";
+        s.api_connect_address = "10.0.0." + name.substr(3) + ":8008";
+        s.data_dir = "/nonexistent-pg-ha-test";
+        s.watchdog_mode = 0;
+        s.lease_safety_margin_ms = 2000;
+        EngineDeps deps;
+        auto zk = std::make_unique<FakeZk>(server, clock, 10000);
+        this->zk = zk.get();
+        deps.zk = std::move(zk);
+        deps.sql = [this] { return std::make_unique<FakeSql>(sql); };
+        deps.http = std::move(http);
+        deps.clock = clock.fn();
+        deps.serve_api = false;
+        deps.inline_background = true;
+        engine = std::make_unique<Engine>(s, std::move(deps));
+        local.server_version = 150000;
+        local.in_recovery = !primary;
+        local.standby_signal = !primary;
+        local.walreceiver_streaming = !primary;
+        local.system_identifier = 7000;
+        local.timeline = 1;
+        local.write_lsn = local.receive_lsn = local.replay_lsn = 1000;
+    }
+    StepResult step(SqlRequest req = {}) {
+        last = engine->step(local, req, true, true, false);
+        for (auto &l : engine->logs()) logs.push_back(l);
+        if (last.promote) {
+            promoted = true;
+            local.in_recovery = local.standby_signal = false;
+            local.timeline = 2;
+        }
+        return last;
+    }
+    bool logged(const std::string &needle) const {
+        return std::any_of(logs.begin(), logs.end(), [&](const std::string &l) { return l.find(needle) != std::string::npos; });
+    }
+};
+
+class EngineTest : public ::testing::Test {
+  protected:
+    FakeZkServer server;
+    ManualClock clock;
+    std::vector<PeerReply> (*no_peers)(const std::vector<PeerRequest> &, int) = nullptr;
+
+    void SetUp() override {
+        server.put(std::string(kBase) + "/initialize", "7000");
+        server.put(std::string(kBase) + "/config", "{\"ttl\":10,\"loop_wait\":2,\"retry_timeout\":2}");
+        server.put(std::string(kBase) + "/members", "");
+    }
+    // Runs both steps and the clock until `done` or `n` rounds.
+    template <typename Pred>
+    bool run(std::vector<Node *> nodes, Pred done, int n = 200, int ms = 50) {
+        for (int i = 0; i < n; ++i) {
+            for (auto *node : nodes) node->step();
+            if (done()) return true;
+            clock.now += ms;
+        }
+        return false;
+    }
+    std::string path(const std::string &k) const { return std::string(kBase) + "/" + k; }
+};
+
+PeerHttp peers_behind(Lsn pos) {
+    return [pos](const std::vector<PeerRequest> &reqs, int) {
+        std::vector<PeerReply> out;
+        for (const auto &r : reqs) {
+            PeerReply rep;
+            rep.name = r.name;
+            rep.ok = true;
+            rep.status = 200;
+            rep.body = replica_status(pos);
+            out.push_back(rep);
+        }
+        return out;
+    };
+}
+
+}  // namespace
+
+TEST_F(EngineTest, StandbyWinsFreeLockAfterPeerCheckAndPromotes) {
+    server.put(path("members/pg-2"), member_json("pg-2", "replica", 900), 555);
+    server.live_sessions.insert(555);
+    int peer_calls = 0;
+    PeerHttp http = [&](const std::vector<PeerRequest> &r, int t) {
+        ++peer_calls;
+        return peers_behind(900)(r, t);
+    };
+    Node n1(server, clock, "pg-1", false, http);
+    ASSERT_TRUE(run({&n1}, [&] { return n1.promoted; }, 100));
+    EXPECT_GE(peer_calls, 1) << "the failover race must ask the other members first";
+    EXPECT_EQ(server.get(path("leader")), "pg-1");
+    EXPECT_EQ(server.owner(path("leader")), n1.zk->session_id());
+    EXPECT_TRUE(n1.engine->leadership().is_leader());
+    // The new primary records the promotion in history after its checkpoint.
+    ASSERT_TRUE(run({&n1}, [&] { return server.has(path("history")); }, 100));
+    EXPECT_TRUE(std::any_of(n1.sql.ran.begin(), n1.sql.ran.end(), [](auto &q) { return q == "CHECKPOINT"; }));
+}
+
+TEST_F(EngineTest, StandbyDoesNotTakeLockWhenPeerIsAhead) {
+    server.put(path("members/pg-2"), member_json("pg-2", "replica", 5000), 555);
+    server.live_sessions.insert(555);
+    Node n1(server, clock, "pg-1", false, peers_behind(5000));
+    EXPECT_FALSE(run({&n1}, [&] { return server.has(path("leader")); }, 60));
+    EXPECT_FALSE(n1.promoted);
+}
+
+TEST_F(EngineTest, LeaderFencesWhenLeaseRunsOutWithoutZooKeeper) {
+    Node n1(server, clock, "pg-1", true, peers_behind(0));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader && n1.last.lease_deadline_ms > clock.now; }, 100));
+    EXPECT_TRUE(n1.last.lease_enforced);
+    // ZooKeeper stops answering: the lease is not renewed.
+    n1.zk->partitioned = true;
+    const std::int64_t cut = clock.now;
+    std::int64_t lease_end = 0;
+    ASSERT_TRUE(run({&n1}, [&] {
+        if (lease_end == 0 && n1.last.lease_deadline_ms <= clock.now) lease_end = clock.now;
+        return n1.last.fence;
+    }, 400));
+    // The lease ended no later than timeout - margin after the cut, and the
+    // node fenced (and asked to shut down) once it had.
+    ASSERT_NE(lease_end, 0);
+    EXPECT_LE(lease_end - cut, 10000 - 2000 + 100);
+    EXPECT_EQ(n1.last.lease_deadline_ms, 0);
+    EXPECT_TRUE(n1.last.shutdown);
+}
+
+TEST_F(EngineTest, SwitchoverHandsTheLockToTheCandidate) {
+    server.put(path("members/pg-2"), member_json("pg-2", "replica", 1000), 555);
+    server.live_sessions.insert(555);
+    Node n1(server, clock, "pg-1", true, [](const std::vector<PeerRequest> &reqs, int) {
+        std::vector<PeerReply> out;
+        for (const auto &r : reqs) {
+            const bool primary = r.url.size() >= 8 && r.url.compare(r.url.size() - 8, 8, "/primary") == 0;
+            out.push_back(PeerReply{r.name, true, primary ? 200 : 503, "", "", 0});
+        }
+        return out;
+    });
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader; }, 100));
+    SqlRequest req;
+    req.id = 7;
+    req.json = "{\"kind\":\"switchover\",\"args\":{\"candidate\":\"pg-2\"}}";
+    req.pid = 4242;
+    n1.step(req);
+    ASSERT_TRUE(run({&n1}, [&] { return !server.has(path("leader")); }, 200, 20));
+    EXPECT_TRUE(n1.last.fence) << "writes are fenced before the lock is released";
+    EXPECT_TRUE(n1.last.shutdown_immediate);
+    EXPECT_FALSE(n1.engine->leadership().is_leader());
+    EXPECT_EQ(n1.engine->leadership().lease_deadline(), 0);
+    // The key named the candidate; the SQL caller was not terminated.
+    EXPECT_TRUE(std::any_of(n1.sql.ran.begin(), n1.sql.ran.end(),
+                            [](auto &q) { return q.find("pg_terminate_backend") != std::string::npos; }));
+    EXPECT_TRUE(n1.logged("switchover to pg-2"));
+    // pg-2 takes the lock: the old leader answers the caller and stops.
+    server.put(path("leader"), "pg-2", 555);
+    ASSERT_TRUE(run({&n1}, [&] { return n1.engine->desk().reply_id() == 7; }, 100, 20));
+    EXPECT_EQ(n1.engine->desk().reply_status(), 200) << n1.engine->desk().reply_message();
+    EXPECT_EQ(n1.engine->desk().reply_message(), "Successfully switched over to \"pg-2\"");
+    // ... and the old leader, fenced all along, stops once the answer is out.
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.shutdown; }, 100, 20));
+    EXPECT_TRUE(n1.last.fence);
+}
+
+TEST_F(EngineTest, SwitchoverWithoutCandidateNamesTheChosenMember) {
+    server.put(path("members/pg-2"), member_json("pg-2", "replica", 1000), 555);
+    server.live_sessions.insert(555);
+    Node n1(server, clock, "pg-1", true, peers_behind(0));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader; }, 100));
+    SqlRequest req;
+    req.id = 8;
+    req.json = "{\"kind\":\"switchover\",\"args\":{}}";
+    n1.step(req);
+    ASSERT_TRUE(run({&n1}, [&] { return server.has(path("failover")) || !server.has(path("leader")); }, 100, 20));
+    if (server.has(path("failover"))) {
+        EXPECT_NE(server.get(path("failover")).find("pg-2"), std::string::npos);
+    }
+    EXPECT_TRUE(run({&n1}, [&] { return !server.has(path("leader")); }, 200, 20));
+}
+
+TEST_F(EngineTest, InvalidUtf8InZooKeeperDoesNotBreakTheStep) {
+    Node n1(server, clock, "pg-1", true, peers_behind(0));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader; }, 100));
+    // Raw bytes where JSON or text is expected: rejected or passed on with
+    // replacement characters, never an exception in the step.
+    server.put(path("history"), "[[1, 100, \"bad \xff\xfe bytes\", \"2026-01-01T00:00:00+00:00\", \"pg-\xc3\x28\"]]");
+    server.put(path("members/pg-9"), "{\"conn_url\":\"postgres://x\xff:5432/postgres\",\"state\":\"running\"}", 0);
+    server.put(path("initialize"), "7000\xff");
+    for (int i = 0; i < 40; ++i) {
+        EXPECT_NO_THROW(n1.step());
+        clock.now += 100;
+    }
+    EXPECT_TRUE(n1.logged("ignoring bad data in ZooKeeper"));
+    EXPECT_NE(n1.engine->status_json().find("\xef\xbf\xbd"), std::string::npos) << "U+FFFD replaces the bad bytes";
+}
+
+// The C boundary: a step that throws fails closed and keeps the message.
+TEST_F(EngineTest, FailedStepFailsClosedAndFencesALeaderPastItsLease) {
+    Node n1(server, clock, "pg-1", true, peers_behind(0));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader && n1.last.lease_deadline_ms > clock.now; }, 100));
+    PgHaEngine *boundary = pgha_engine_wrap(std::move(n1.engine), clock.fn());
+    PgHaLocal local{};
+    local.server_version = 150000;
+    local.timeline = 1;
+    PgHaOutputs out;
+    pgha_engine_step(boundary, &local, true, true, false, &out);
+    EXPECT_TRUE(out.lease_enforced);
+    EXPECT_GT(out.lease_deadline_ms, clock.now) << "a good step keeps the lease";
+    n1.sql.throw_all = true;  // the next decision probes the server, which throws
+    for (int i = 0; i < 100 && out.lease_deadline_ms != 0; ++i) {
+        clock.now += 100;
+        pgha_engine_step(boundary, &local, true, true, false, &out);
+    }
+    EXPECT_TRUE(out.lease_enforced);
+    EXPECT_EQ(out.lease_deadline_ms, 0) << "no write commits after a failed step";
+    ASSERT_NE(out.log_lines, nullptr);
+    ASSERT_NE(out.log_lines[0], nullptr);
+    EXPECT_NE(std::string(out.log_lines[0]).find("engine step failed: scripted failure"), std::string::npos)
+        << out.log_lines[0];
+    EXPECT_FALSE(out.fence) << "the lease has not run out yet";
+    clock.now += 20000;  // past the last good lease, no decision succeeded since
+    pgha_engine_step(boundary, &local, true, true, false, &out);
+    EXPECT_EQ(out.lease_deadline_ms, 0);
+    EXPECT_TRUE(out.fence);
+    EXPECT_TRUE(out.shutdown);
+    EXPECT_EQ(out.lease_deadline_ms, 0);
+    // A fence stays while steps keep failing, and after.
+    for (int i = 0; i < 50; ++i) {
+        clock.now += 100;
+        pgha_engine_step(boundary, &local, true, true, false, &out);
+        EXPECT_TRUE(out.fence);
+        EXPECT_EQ(out.lease_deadline_ms, 0);
+    }
+    n1.sql.throw_all = false;
+    for (int i = 0; i < 50; ++i) {
+        clock.now += 100;
+        pgha_engine_step(boundary, &local, true, true, false, &out);
+        EXPECT_TRUE(out.fence);
+    }
+    pgha_engine_destroy(boundary, false);
+}
