@@ -16,6 +16,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <deque>
 #include <future>
@@ -28,6 +29,7 @@
 
 #include "core/cluster.hpp"
 #include "core/ha_state_machine.hpp"
+#include "core/node_settings.hpp"
 #include "core/patroni_codec.hpp"
 #include "core/snapshot.hpp"
 #include "core/timeutil.hpp"
@@ -50,15 +52,15 @@ std::string api_endpoint(const std::string &api_url, const std::string &path) {
     return api_url.empty() ? "" : api_url.substr(0, api_url.rfind('/')) + path;
 }
 
-ApiServerOptions api_options(const PgHaSettings &s) {
+ApiServerOptions api_options(const NodeSettings &s) {
     ApiServerOptions o;
-    o.auth_username = s_or(s.restapi_username);
-    o.auth_password = s_or(s.restapi_password);
-    o.certfile = s_or(s.restapi_certfile);
-    o.keyfile = s_or(s.restapi_keyfile);
-    o.keyfile_password = s_or(s.restapi_keyfile_password);
-    o.cafile = s_or(s.restapi_cafile);
-    o.verify_client = s_or(s.restapi_verify_client);
+    o.auth_username = s.restapi_username;
+    o.auth_password = s.restapi_password;
+    o.certfile = s.restapi_certfile;
+    o.keyfile = s.restapi_keyfile;
+    o.keyfile_password = s.restapi_keyfile_password;
+    o.cafile = s.restapi_cafile;
+    o.verify_client = s.restapi_verify_client;
     if (o.verify_client.empty()) o.verify_client = "none";
     return o;
 }
@@ -192,7 +194,7 @@ struct Handover {
 
 class Engine {
   public:
-    explicit Engine(const PgHaSettings &s);
+    explicit Engine(const NodeSettings &s);
     ~Engine();
     bool init(std::string &error);
     void wait_spec(PgHaWaitSpec &spec);
@@ -315,27 +317,27 @@ class Engine {
     void record_promotion(const LocalState &ls);
 };
 
-Engine::Engine(const PgHaSettings &s)
-    : scope_(s_or(s.scope)),
-      ns_(s_or(s.ns)),
-      name_(s_or(s.node_name)),
-      zk_hosts_(s_or(s.zookeeper_hosts)),
-      connect_address_(s_or(s.connect_address)),
-      api_listen_(s_or(s.api_listen)),
-      api_connect_address_(s_or(s.api_connect_address)),
-      superuser_(s_or(s.superuser)),
-      superuser_password_(s_or(s.superuser_password)),
-      repl_user_(s_or(s.replication_user)),
-      repl_password_(s_or(s.replication_password)),
-      socket_dir_(s_or(s.socket_dir)),
-      data_dir_(s_or(s.data_dir)),
+Engine::Engine(const NodeSettings &s)
+    : scope_(s.scope),
+      ns_(s.ns),
+      name_(s.node_name),
+      zk_hosts_(s.zookeeper_hosts),
+      connect_address_(s.connect_address),
+      api_listen_(s.api_listen),
+      api_connect_address_(s.api_connect_address),
+      superuser_(s.superuser),
+      superuser_password_(s.superuser_password),
+      repl_user_(s.replication_user),
+      repl_password_(s.replication_password),
+      socket_dir_(s.socket_dir),
+      data_dir_(s.data_dir),
       port_(s.port),
-      margin_ms_(s.lease_safety_margin_ms),
+      margin_ms_(s.lease_safety_margin),
       enforcement_(s.lease_enforcement),
-      watchdog_(s_or(s.watchdog_device).empty() ? Watchdog::kDefaultDevice : s_or(s.watchdog_device),
-                s.watchdog_mode == 2 ? WatchdogMode::Required
-                : s.watchdog_mode == 1 ? WatchdogMode::Automatic
-                                       : WatchdogMode::Off,
+      watchdog_(s.watchdog_device.empty() ? Watchdog::kDefaultDevice : s.watchdog_device,
+                s.watchdog_mode == kWatchdogRequired ? WatchdogMode::Required
+                : s.watchdog_mode == kWatchdogAutomatic ? WatchdogMode::Automatic
+                                                        : WatchdogMode::Off,
                 s.watchdog_safety_margin),
       watchdog_margin_s_(s.watchdog_safety_margin),
       api_(api_options(s)),
@@ -348,9 +350,9 @@ Engine::Engine(const PgHaSettings &s)
     tags_.nosync = s.nosync;
     tags_.clonefrom = s.clonefrom;
     store_ = std::make_unique<ClusterStore>(zk_, ns_, scope_);
-    if (!s_or(s.restapi_certfile).empty()) api_scheme_ = "https";
-    if (!s_or(s.restapi_username).empty()) api_auth_ = s_or(s.restapi_username) + ":" + s_or(s.restapi_password);
-    api_cafile_ = s_or(s.restapi_cafile);
+    if (!s.restapi_certfile.empty()) api_scheme_ = "https";
+    if (!s.restapi_username.empty()) api_auth_ = s.restapi_username + ":" + s.restapi_password;
+    api_cafile_ = s.restapi_cafile;
 }
 
 Engine::~Engine() { shutdown(false); }
@@ -1512,14 +1514,26 @@ void Engine::step(const PgHaLocal &local, bool r, bool w, bool woken, PgHaOutput
 
 struct PgHaEngine {
     pgha::Engine impl;
-    explicit PgHaEngine(const PgHaSettings &s) : impl(s) {}
+    explicit PgHaEngine(const pgha::NodeSettings &s) : impl(s) {}
 };
 
 extern "C" {
 
-PgHaEngine *pgha_engine_create(const PgHaSettings *settings, char *errbuf, int errbuf_len) {
+PgHaEngine *pgha_engine_create(const char *const *names, const char *const *values, int n, char *errbuf,
+                               int errbuf_len) {
     try {
-        auto e = std::make_unique<PgHaEngine>(*settings);
+        std::map<std::string, std::string> kv;
+        for (int i = 0; i < n; i++)
+            if (names[i]) kv[names[i]] = values[i] ? values[i] : "";
+        std::vector<std::string> errors;
+        const pgha::NodeSettings settings = pgha::NodeSettings::from_map(kv, errors);
+        if (!errors.empty()) {
+            std::string all;
+            for (const auto &e : errors) all += (all.empty() ? "" : "; ") + e;
+            std::snprintf(errbuf, static_cast<std::size_t>(errbuf_len), "%s", all.c_str());
+            return nullptr;
+        }
+        auto e = std::make_unique<PgHaEngine>(settings);
         std::string err;
         if (!e->impl.init(err)) {
             std::snprintf(errbuf, static_cast<std::size_t>(errbuf_len), "%s", err.c_str());
