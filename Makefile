@@ -9,7 +9,7 @@ DATA = pg_ha--0.1.sql
 # "name type secret|-" per row of src/core/settings.def, for docker/entrypoint.sh
 DATA_built = pg_ha_settings.list
 PGFILEDESC = "pg_ha - high availability inside PostgreSQL"
-REGRESS = pg_ha_setup pg_ha_status pg_ha_permissions
+REGRESS = pg_ha_setup pg_ha_status pg_ha_permissions pg_ha_secrets
 REGRESS_OPTS = --inputdir=. --load-extension=pg_ha
 
 CORE_SRCS = $(wildcard src/core/*.cpp)
