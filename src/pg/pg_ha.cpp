@@ -80,9 +80,11 @@ pgha_shmem_startup(void)
 }
 
 /*
- * SHOW, current_setting() and pg_settings print ******** for a secret that
- * is set: GUC_SUPERUSER_ONLY alone still lets pg_read_all_settings (and so
- * pg_monitor) read it. One hook per secret row: a show hook takes no argument.
+ * SHOW and current_setting() print ******** for a secret that is set, to
+ * everyone: GUC_SUPERUSER_ONLY alone still lets pg_read_all_settings (and so
+ * pg_monitor) read it (security review S1). GUC_NO_SHOW_ALL keeps secrets out
+ * of SHOW ALL and pg_settings. The worker reads the variables themselves.
+ * One hook per secret row: a show hook takes no argument.
  */
 #define PGHA_SHOW_HOOK_NONE(name)
 #define PGHA_SHOW_HOOK_SECRET(name) \
