@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -105,4 +106,63 @@ TEST(SettingsTable, SystemdExampleUsesValidSettings) {
     EXPECT_TRUE(errors.empty()) << all;
     EXPECT_FALSE(s.scope.empty());
     EXPECT_FALSE(s.node_name.empty());
+}
+
+// docker/entrypoint.sh maps PGHA_<NAME> to pg_ha.<name> from the installed list;
+// its own defaults and docker-compose.yml's variables must name real settings.
+TEST(SettingsTable, DockerVariablesNameSettings) {
+    std::set<std::string> settings;
+    for (const auto &r : setting_rows()) settings.insert(r.name);
+    const std::string ep = read_file(PGHA_ENTRYPOINT_PATH);
+    ASSERT_FALSE(ep.empty()) << PGHA_ENTRYPOINT_PATH;
+    std::vector<std::string> problems;
+
+    // entry_default() { case "$1" in name | name) ... ;; *) return 1 ;; esac }
+    const auto b = ep.find("entry_default() {");
+    const auto e = ep.find("\n}", b);
+    ASSERT_NE(b, std::string::npos);
+    ASSERT_NE(e, std::string::npos);
+    std::istringstream body(ep.substr(b, e - b));
+    std::string line;
+    const std::regex label(R"(^\s+([a-z0-9_ |]+)\))");
+    int defaults = 0;
+    while (std::getline(body, line)) {
+        std::smatch m;
+        if (!std::regex_search(line, m, label)) continue;
+        std::istringstream names(m[1].str());
+        std::string n;
+        while (std::getline(names, n, '|')) {
+            n = trim(n);
+            defaults++;
+            if (!settings.count(n)) problems.push_back("entrypoint.sh has a default for no setting: " + n);
+        }
+    }
+    EXPECT_GE(defaults, 10);
+
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(ep, m, std::regex(R"re(entry_vars="([^"]*)")re"))) << "entry_vars";
+    std::set<std::string> known;
+    std::istringstream vars(m[1].str());
+    for (std::string v; vars >> v;) known.insert(v);
+    for (const auto &n : settings) {
+        std::string v = "PGHA_";
+        for (char c : n) v += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        if (known.count(v)) problems.push_back(v + " is both an entrypoint variable and a setting");
+        known.insert(v);
+    }
+
+    const std::string compose = read_file(PGHA_COMPOSE_PATH);
+    ASSERT_FALSE(compose.empty()) << PGHA_COMPOSE_PATH;
+    const std::regex env_key(R"(^\s+(PGHA_[A-Z0-9_]+):)");
+    std::istringstream cin(compose);
+    int compose_vars = 0;
+    while (std::getline(cin, line)) {
+        if (!std::regex_search(line, m, env_key)) continue;
+        compose_vars++;
+        if (!known.count(m[1].str())) problems.push_back("docker-compose.yml sets " + m[1].str() + ", which nothing reads");
+    }
+    EXPECT_GE(compose_vars, 5);
+    std::string all;
+    for (const auto &p : problems) all += p + "\n";
+    EXPECT_TRUE(problems.empty()) << all;
 }
