@@ -6,8 +6,10 @@
 EXTENSION = pg_ha
 MODULE_big = pg_ha
 DATA = pg_ha--0.1.sql
+# "name type secret|-" per row of src/core/settings.def, for docker/entrypoint.sh
+DATA_built = pg_ha_settings.list
 PGFILEDESC = "pg_ha - high availability inside PostgreSQL"
-REGRESS = pg_ha_setup pg_ha_status pg_ha_permissions
+REGRESS = pg_ha_setup pg_ha_status pg_ha_permissions pg_ha_secrets
 REGRESS_OPTS = --inputdir=. --load-extension=pg_ha
 
 CORE_SRCS = $(wildcard src/core/*.cpp)
@@ -38,6 +40,18 @@ include $(PGXS)
 # C++-unfriendly warnings relaxed; the PG-free files (core, dcs, http,
 # watchdog, engine) are built strictly.
 src/pg/%.o: override CXXFLAGS += -Wno-register -Wno-sign-compare -Wno-unused-parameter
+
+# PGXS tracks no header dependencies: the files that expand the settings table.
+src/pg/pg_ha.o src/pg/worker.o src/pg/ha_engine.o src/core/node_settings.o src/core/node_settings.hactl.o: \
+	src/core/settings.def src/core/node_settings.hpp src/pg/pg_ha_shared.h
+
+pg_ha_settings.list: src/core/settings.def
+	{ echo '# pg_ha static settings (generated from src/core/settings.def): name type secret'; \
+	  printf '#define PGHA_SETTING(field, name, type, dflt, min, max, unit, flags, context, desc) @ name type flags\n#include "core/settings.def"\n' \
+	  | $(CXX) -E -P -x c++ -Isrc - | tr '@' '\n' \
+	  | awk 'NF == 3 { print $$1, tolower($$2), ($$3 == "SECRET") ? "secret" : "-" }'; } > $@.tmp
+	test "$$(grep -c -v '^#' $@.tmp)" -gt 0
+	mv $@.tmp $@
 
 # pg_hactl gets the peers' REST client (libcurl), not the HTTP server.
 HACTL_OBJS = $(patsubst %.cpp,%.hactl.o,$(CORE_SRCS) $(DCS_SRCS) src/http/peer_client.cpp $(CLI_SRCS))

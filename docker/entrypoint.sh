@@ -11,22 +11,23 @@
 # Environment (defaults in brackets):
 #   PGDATA                      data directory [/var/lib/postgresql/data]
 #   PGHA_CONFIG_FILE            settings file postgres includes [/var/lib/postgresql/pg_ha.conf]
-#   PGHA_SCOPE                  cluster name [batman]
-#   PGHA_NAMESPACE              ZooKeeper namespace [/service]
-#   PGHA_NAME                   this member's name (required to generate the file)
-#   PGHA_ZOOKEEPER_HOSTS        host:port[,host:port...] [zoo1:2181]
-#   PGHA_CONNECT_ADDRESS        host:port other members/clients use for PostgreSQL [$PGHA_NAME:5432]
-#   PGHA_API_CONNECT_ADDRESS    host:port others use for the REST API [$PGHA_NAME:8008]
-#   PGHA_API_LISTEN             REST API listen address [0.0.0.0:8008]
+#   PGHA_NAME                   this member's name (required to generate the file; sets pg_ha.node_name)
 #   PGHA_LISTEN_ADDRESSES       PostgreSQL listen_addresses [*]
 #   PGHA_PORT                   PostgreSQL port [5432]
 #   PGHA_UNIX_SOCKET_DIR        unix_socket_directories [/var/run/postgresql]
-#   PGHA_SUPERUSER / _PASSWORD  [postgres / postgres]
-#   PGHA_REPLICATION_USER / _PASSWORD  [replicator / rep-pass]
-#   PGHA_REWIND_USER / _PASSWORD       [rewind_user / rewind-pass]
-#   PGHA_ADMIN_USER / _PASSWORD        bootstrap admin (createrole, createdb) [admin / admin]
-#   PGHA_NOFAILOVER PGHA_NOLOADBALANCE PGHA_NOSYNC PGHA_CLONEFROM   tags [off]
 #   PGHA_EXTRA_SETTINGS         extra lines appended verbatim to the settings file
+#   PGHA_SETTINGS_LIST          the list of pg_ha settings
+#                               [$(pg_config --sharedir)/extension/pg_ha_settings.list]
+#   PGHA_<NAME>                 pg_ha.<name> for every pg_ha setting <name> in that list
+#                               (src/core/settings.def; README.md lists them), e.g.
+#                               PGHA_WATCHDOG_MODE=required -> pg_ha.watchdog_mode = 'required'.
+#                               Empty = not set. Defaults that differ from the settings' own:
+#     PGHA_SCOPE [batman]  PGHA_ZOOKEEPER_HOSTS [zoo1:2181]
+#     PGHA_CONNECT_ADDRESS [$PGHA_NAME:$PGHA_PORT]  PGHA_API_CONNECT_ADDRESS [$PGHA_NAME:8008]
+#     PGHA_SUPERUSER_PASSWORD [postgres]  PGHA_REPLICATION_PASSWORD [rep-pass]
+#     PGHA_REWIND_PASSWORD [rewind-pass]  PGHA_ADMIN_PASSWORD [admin]
+# PGHA_*PASSWORD* variables are removed from the environment once the file is
+# written, so postgres and its backends do not carry them.
 set -eu
 
 PGDATA="${PGDATA:-/var/lib/postgresql/data}"
@@ -43,40 +44,95 @@ if [ "$(id -u)" = 0 ]; then
     exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$0" "$@"
 fi
 
-quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/''/g")"; }
-onoff() { case "${1:-off}" in 1|on|true|yes) echo on ;; *) echo off ;; esac; }
+die() { printf 'pg_ha entrypoint: %s\n' "$*" >&2; exit 1; }
+# A PostgreSQL string literal: quotes and backslashes doubled. (printf, not
+# echo: dash's echo would undo the doubled backslashes.)
+quote() { printf "'%s'" "$(printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/''/g")"; }
+
+# Where the entrypoint's defaults differ from the setting's own (see the header).
+entry_default() {
+    case "$1" in
+        scope) echo batman ;;
+        namespace) echo /service ;;
+        node_name) printf '%s\n' "$PGHA_NAME" ;;
+        zookeeper_hosts) echo zoo1:2181 ;;
+        connect_address) printf '%s\n' "$PGHA_NAME:${PGHA_PORT:-5432}" ;;
+        api_listen) echo 0.0.0.0:8008 ;;
+        api_connect_address) printf '%s\n' "$PGHA_NAME:8008" ;;
+        superuser) echo postgres ;;
+        superuser_password) echo postgres ;;
+        replication_user) echo replicator ;;
+        replication_password) echo rep-pass ;;
+        rewind_user) echo rewind_user ;;
+        rewind_password) echo rewind-pass ;;
+        admin_user) echo admin ;;
+        admin_password) echo admin ;;
+        nofailover | noloadbalance | nosync | clonefrom) echo off ;;
+        *) return 1 ;;
+    esac
+}
+
+# the variables of this script that are not pg_ha settings
+entry_vars=" PGHA_CONFIG_FILE PGHA_NAME PGHA_LISTEN_ADDRESSES PGHA_PORT PGHA_UNIX_SOCKET_DIR PGHA_EXTRA_SETTINGS PGHA_SETTINGS_LIST "
+
+# pg_ha.<name> = value lines for every setting in the list that has a value.
+pg_ha_settings() {
+    list=$1
+    known=$entry_vars
+    while read -r name type secret; do
+        case "$name" in '' | '#'*) continue ;; esac
+        case "$name" in *[!a-z0-9_]*) die "$list: bad setting name \"$name\"" ;; esac
+        var=PGHA_$(printf '%s' "$name" | tr a-z A-Z)
+        known="$known$var "
+        eval "val=\${$var:-}"
+        if [ -z "$val" ]; then
+            val=$(entry_default "$name") || continue
+        fi
+        case "$val" in *'
+'*) die "$var: a value cannot span lines" ;; esac
+        if [ "$type" = bool ]; then
+            case "$(printf '%s' "$val" | tr A-Z a-z)" in
+                1 | on | true | yes | t | y) val=on ;;
+                0 | off | false | no | f | n) val=off ;;
+                *) die "$var: \"$val\" is not a boolean (on/off, true/false, yes/no, 1/0)" ;;
+            esac
+        fi
+        printf '%s\n' "pg_ha.$name = $(quote "$val")"
+    done < "$list"
+    # a PGHA_* variable that names no setting is most likely a typo
+    for var in $(env | sed -n 's/^\(PGHA_[A-Za-z0-9_]*\)=.*/\1/p'); do
+        case "$known" in *" $var "*) ;; *) echo "pg_ha entrypoint: warning: $var is not a pg_ha setting (see $list); ignored" >&2 ;; esac
+    done
+}
 
 if [ -n "${PGHA_NAME:-}" ]; then
+    list=${PGHA_SETTINGS_LIST:-}
+    if [ -z "$list" ]; then
+        if sharedir=$("$PGBIN/pg_config" --sharedir 2>/dev/null) || sharedir=$(pg_config --sharedir 2>/dev/null); then
+            list="$sharedir/extension/pg_ha_settings.list"
+        else
+            list="/usr/share/postgresql/$(basename "$(dirname "$PGBIN")")/extension/pg_ha_settings.list"
+        fi
+    fi
+    [ -r "$list" ] || die "the list of pg_ha settings $list is missing (make install writes it); set PGHA_SETTINGS_LIST"
     umask 077
     tmp="$PGHA_CONFIG_FILE.tmp.$$"
+    settings=$(pg_ha_settings "$list") || exit 1
     {
         echo "# written by pg_ha's entrypoint from PGHA_* environment variables; edits are overwritten"
-        echo "listen_addresses = $(quote "${PGHA_LISTEN_ADDRESSES:-*}")"
+        printf '%s\n' "listen_addresses = $(quote "${PGHA_LISTEN_ADDRESSES:-*}")"
         echo "port = ${PGHA_PORT:-5432}"
-        echo "unix_socket_directories = $(quote "${PGHA_UNIX_SOCKET_DIR:-/var/run/postgresql}")"
-        echo "pg_ha.scope = $(quote "${PGHA_SCOPE:-batman}")"
-        echo "pg_ha.namespace = $(quote "${PGHA_NAMESPACE:-/service}")"
-        echo "pg_ha.node_name = $(quote "$PGHA_NAME")"
-        echo "pg_ha.zookeeper_hosts = $(quote "${PGHA_ZOOKEEPER_HOSTS:-zoo1:2181}")"
-        echo "pg_ha.connect_address = $(quote "${PGHA_CONNECT_ADDRESS:-$PGHA_NAME:${PGHA_PORT:-5432}}")"
-        echo "pg_ha.api_listen = $(quote "${PGHA_API_LISTEN:-0.0.0.0:8008}")"
-        echo "pg_ha.api_connect_address = $(quote "${PGHA_API_CONNECT_ADDRESS:-$PGHA_NAME:8008}")"
-        echo "pg_ha.superuser = $(quote "${PGHA_SUPERUSER:-postgres}")"
-        echo "pg_ha.superuser_password = $(quote "${PGHA_SUPERUSER_PASSWORD:-postgres}")"
-        echo "pg_ha.replication_user = $(quote "${PGHA_REPLICATION_USER:-replicator}")"
-        echo "pg_ha.replication_password = $(quote "${PGHA_REPLICATION_PASSWORD:-rep-pass}")"
-        echo "pg_ha.rewind_user = $(quote "${PGHA_REWIND_USER:-rewind_user}")"
-        echo "pg_ha.rewind_password = $(quote "${PGHA_REWIND_PASSWORD:-rewind-pass}")"
-        echo "pg_ha.admin_user = $(quote "${PGHA_ADMIN_USER:-admin}")"
-        echo "pg_ha.admin_password = $(quote "${PGHA_ADMIN_PASSWORD:-admin}")"
-        echo "pg_ha.nofailover = $(onoff "${PGHA_NOFAILOVER:-off}")"
-        echo "pg_ha.noloadbalance = $(onoff "${PGHA_NOLOADBALANCE:-off}")"
-        echo "pg_ha.nosync = $(onoff "${PGHA_NOSYNC:-off}")"
-        echo "pg_ha.clonefrom = $(onoff "${PGHA_CLONEFROM:-off}")"
+        printf '%s\n' "unix_socket_directories = $(quote "${PGHA_UNIX_SOCKET_DIR:-/var/run/postgresql}")"
+        printf '%s\n' "$settings"
         if [ -n "${PGHA_EXTRA_SETTINGS:-}" ]; then printf '%s\n' "$PGHA_EXTRA_SETTINGS"; fi
     } > "$tmp"
     mv "$tmp" "$PGHA_CONFIG_FILE"
 fi
+
+# the passwords are in the file now; postgres and its backends need not inherit them
+for var in $(env | sed -n 's/^\(PGHA_[A-Za-z0-9_]*PASSWORD[A-Za-z0-9_]*\)=.*/\1/p'); do
+    unset "$var"
+done
 
 if [ ! -r "$PGHA_CONFIG_FILE" ]; then
     echo "pg_ha entrypoint: settings file $PGHA_CONFIG_FILE not found; set PGHA_NAME (and friends) or mount the file" >&2

@@ -16,6 +16,8 @@ shared_preload_libraries = 'pg_ha'
 port = $port
 unix_socket_directories = '$tmp'
 listen_addresses = ''
+# a secret for sql/pg_ha_secrets.sql (SHOW must print ********)
+pg_ha.superuser_password = 'regress-secret'
 CONF
 runuser -u postgres -- "$bindir/pg_ctl" -D "$tmp/data" -l "$tmp/log" -w start >/dev/null || { cat "$tmp/log"; exit 1; }
 

@@ -53,7 +53,7 @@ ClusterLink::ClusterLink(ZkClient &zk, const EngineSettings &s, Outbox &out, Clo
 bool ClusterLink::load_session(ZkCredentials &c, int &timeout_ms) const {
     std::ifstream in(s_.session_file());
     std::string who, sid, pw;
-    if (!(in >> who >> sid >> pw) || who != s_.name) return false;
+    if (!(in >> who >> sid >> pw) || who != s_.node_name) return false;
     int t = 0;
     if (in >> t && t > 0) timeout_ms = t;
     try {
@@ -70,7 +70,7 @@ void ClusterLink::save_session() {
     const std::string file = s_.session_file(), tmp = file + ".tmp";
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) return;
-    std::string line = s_.name + " " + hex_id(c.session_id) + " " + hex(c.password) + " " +
+    std::string line = s_.node_name + " " + hex_id(c.session_id) + " " + hex(c.password) + " " +
                        std::to_string(requested_timeout_ms_) + "\n";
     bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
     ::fsync(fd);
@@ -101,7 +101,7 @@ void ClusterLink::ensure_session(std::int64_t now) {
     if (resume) requested_timeout_ms_ = timeout;
     else if (view_.config_present) requested_timeout_ms_ = view_.config.ttl * 1000;
     std::string err;
-    if (!zk_.open(s_.zk_hosts, requested_timeout_ms_, resume ? &creds : nullptr, err)) {
+    if (!zk_.open(s_.zookeeper_hosts, requested_timeout_ms_, resume ? &creds : nullptr, err)) {
         out_.log(err + " (check pg_ha.zookeeper_hosts); retrying in 5 s");
         retry_ms_ = now + 5000;
         return;

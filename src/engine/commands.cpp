@@ -266,7 +266,7 @@ void CommandDesk::start_restart(const std::shared_ptr<Command> &keep) {
     Command &c = *keep;
     const bool reinit = c.kind == CommandKind::Reinitialize;
     std::string member = jstr(c.args, "member");
-    if (member.empty() || member == s_.name) {
+    if (member.empty() || member == s_.node_name) {
         if (reinit && leadership_.is_leader()) return c.answer(503, "I am the leader, can not reinitialize");
         if (reinit) {
             int fd = ::open((s_.data_dir + "/pg_ha.reinitialize").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);

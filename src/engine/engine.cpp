@@ -36,7 +36,7 @@ Engine::Engine(const EngineSettings &s, EngineDeps deps)
       local_(deps.sql(), s_, out_, clock_),
       leadership_(s_, link_, out_, bg_, http_, clock_),
       desk_(s_, link_, local_, leadership_, out_, bg_, http_, clock_, waker_),
-      handover_(s_.name, link_, local_, leadership_, out_, bg_, *bg_sql_, clock_),
+      handover_(s_.node_name, link_, local_, leadership_, out_, bg_, *bg_sql_, clock_),
       publisher_(s_),
       management_(desk_.queue(), leadership_.failsafe_box(), clock_) {
     if (deps.serve_api) {
@@ -113,7 +113,7 @@ void Engine::watch_api(std::int64_t now) {
         return;
     }
     // Fire and forget: an answer shows as a served request at the next check.
-    PeerRequest r = peer_request(s_, s_.name, s_.api_scheme() + "://" + s_.api_connect_address + "/liveness");
+    PeerRequest r = peer_request(s_, s_.node_name, s_.api_scheme() + "://" + s_.api_connect_address + "/liveness");
     r.insecure = true;  // liveness only; nothing secret is sent
     PeerHttp http = http_;
     bg_.submit([r, http]() -> Background::Continuation {
@@ -126,7 +126,7 @@ Observation Engine::observe(const LocalState &ls) {
     const std::int64_t now = clock_();
     const ClusterView &view = link_.view();
     Observation obs;
-    obs.me = s_.name;
+    obs.me = s_.node_name;
     obs.tags = s_.tags;
     obs.role = local_.role();
     obs.running = local_.probe_ok();
@@ -197,7 +197,7 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                     out_.log("not taking the leader lock: a failsafe leader heartbeat arrived less than ttl ago");
                     break;
                 }
-                link_.create("leader", s_.name, true, [this](int rc) {
+                link_.create("leader", s_.node_name, true, [this](int rc) {
                     if (rc == ZOK) out_.log("acquired the leader lock");
                     else if (rc != ZNODEEXISTS) out_.log("cannot create the leader lock: " + zk_error_text(rc));
                 });
@@ -259,9 +259,9 @@ void Engine::record_promotion(const LocalState &ls) {
     e.timeline = ls.timeline - 1;
     const Lsn switch_lsn = local_.switch_point(ls.timeline);
     e.lsn = switch_lsn ? switch_lsn : link_.view().status_optime ? link_.view().status_optime : ls.write_lsn;
-    e.reason = "pg_ha: " + s_.name + " promoted";
+    e.reason = "pg_ha: " + s_.node_name + " promoted";
     e.timestamp = format_iso8601(std::time(nullptr));
-    e.new_leader = s_.name;
+    e.new_leader = s_.node_name;
     // pg_control shows the new timeline only after a checkpoint; pg_rewind on
     // the old primary compares against it (Patroni:
     // ensure_checkpoint_after_promote). Off the loop; history afterwards.

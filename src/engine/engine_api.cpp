@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,41 +22,6 @@ namespace pgha {
 namespace {
 
 std::string s_or(const char *p) { return p ? std::string(p) : std::string(); }
-
-EngineSettings from_c(const PgHaSettings &c) {
-    EngineSettings s;
-    s.scope = s_or(c.scope);
-    s.ns = s_or(c.ns);
-    s.name = s_or(c.node_name);
-    s.zk_hosts = s_or(c.zookeeper_hosts);
-    s.connect_address = s_or(c.connect_address);
-    s.api_listen = s_or(c.api_listen);
-    s.api_connect_address = s_or(c.api_connect_address);
-    s.superuser = s_or(c.superuser);
-    s.superuser_password = s_or(c.superuser_password);
-    s.replication_user = s_or(c.replication_user);
-    s.replication_password = s_or(c.replication_password);
-    s.socket_dir = s_or(c.socket_dir);
-    s.data_dir = s_or(c.data_dir);
-    s.port = c.port;
-    s.tags.nofailover = c.nofailover;
-    s.tags.noloadbalance = c.noloadbalance;
-    s.tags.nosync = c.nosync;
-    s.tags.clonefrom = c.clonefrom;
-    s.lease_safety_margin_ms = c.lease_safety_margin_ms;
-    s.lease_enforcement = c.lease_enforcement;
-    s.watchdog_mode = c.watchdog_mode;
-    s.watchdog_device = s_or(c.watchdog_device);
-    s.watchdog_safety_margin = c.watchdog_safety_margin;
-    s.restapi_username = s_or(c.restapi_username);
-    s.restapi_password = s_or(c.restapi_password);
-    s.restapi_certfile = s_or(c.restapi_certfile);
-    s.restapi_keyfile = s_or(c.restapi_keyfile);
-    s.restapi_keyfile_password = s_or(c.restapi_keyfile_password);
-    s.restapi_cafile = s_or(c.restapi_cafile);
-    s.restapi_verify_client = s_or(c.restapi_verify_client);
-    return s;
-}
 
 std::string local_conninfo(const EngineSettings &s) {
     return "host=" + conninfo_quote(s.socket_dir) + " port=" + std::to_string(s.port) +
@@ -185,12 +151,19 @@ PgHaEngine *pgha_engine_wrap(std::unique_ptr<pgha::Engine> engine, pgha::Clock c
 
 extern "C" {
 
-PgHaEngine *pgha_engine_create(const PgHaSettings *settings, char *errbuf, int errbuf_len) {
+PgHaEngine *pgha_engine_create(const char *const *names, const char *const *values, int n, char *errbuf,
+                               int errbuf_len) {
     PgHaEngine *result = nullptr;
     std::string error;
     bool ok = guarded(
         [&] {
-            pgha::EngineSettings s = pgha::from_c(*settings);
+            std::map<std::string, std::string> kv;
+            for (int i = 0; i < n; i++)
+                if (names[i]) kv[names[i]] = values[i] ? values[i] : "";
+            std::vector<std::string> errors;
+            pgha::EngineSettings s(pgha::NodeSettings::from_map(kv, errors));
+            for (const auto &e : errors) error += (error.empty() ? "" : "; ") + e;
+            if (!error.empty()) return;
             error = s.validate();
             if (!error.empty()) return;
             pgha::EngineDeps deps;

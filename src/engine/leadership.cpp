@@ -78,7 +78,7 @@ std::int64_t Leadership::lease_deadline() const {
     int timeout = link_.negotiated_timeout_ms();
     // While disconnected, what the server answered before still bounds its expiry.
     if (sent == 0 || timeout <= 0) return lease;
-    int margin = std::min(s_.lease_safety_margin_ms, timeout / 4);
+    int margin = std::min(s_.lease_safety_margin, timeout / 4);
     return std::max(lease, sent + timeout - margin);
 }
 
@@ -88,8 +88,8 @@ void Leadership::adopt(const Decision &d, bool dcs_ok) {
     bool was = is_leader_;
     is_leader_ = d.is_leader;
     if (!is_leader_ && !d.has(ActionKind::AcquireLeader)) box_.release();
-    if (is_leader_ && !was) out_.log("this node (" + s_.name + ") now holds the leader lock");
-    if (!is_leader_ && was) out_.log("this node (" + s_.name + ") no longer holds the leader lock");
+    if (is_leader_ && !was) out_.log("this node (" + s_.node_name + ") now holds the leader lock");
+    if (!is_leader_ && was) out_.log("this node (" + s_.node_name + ") no longer holds the leader lock");
 }
 
 void Leadership::on_session_expired(LocalRole role) {
@@ -122,7 +122,7 @@ bool Leadership::peers_ready(Observation &obs) {
     if (peers_in_flight_) return false;
     std::vector<PeerRequest> reqs;
     for (const auto &m : link_.view().members) {
-        if (m.name == s_.name || m.api_url.empty()) continue;
+        if (m.name == s_.node_name || m.api_url.empty()) continue;
         reqs.push_back(peer_request(s_, m.name, m.api_url));
     }
     if (reqs.empty()) {
@@ -174,17 +174,17 @@ void Leadership::failsafe_tick(LocalRole role, bool dcs_ok) {
     if (failsafe_in_flight_ || now < next_failsafe_ms_) return;
     const int ttl_ms = v.config.ttl * 1000;
     next_failsafe_ms_ = now + std::max(1000, ttl_ms / 4);
-    nlohmann::json body = {{"name", s_.name}, {"conn_url", s_.member_conn_url()}, {"api_url", s_.member_api_url()}};
+    nlohmann::json body = {{"name", s_.node_name}, {"conn_url", s_.member_conn_url()}, {"api_url", s_.member_api_url()}};
     std::vector<PeerRequest> reqs;
     for (const auto &m : v.members) {
-        if (m.name == s_.name) continue;
+        if (m.name == s_.node_name) continue;
         PeerRequest r = peer_request(s_, m.name, member_api_endpoint(m, "/failsafe"), "POST");
         r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         reqs.push_back(r);
     }
     failsafe_in_flight_ = true;
     const int timeout = peer_timeout_ms();
-    const int margin = std::min(s_.lease_safety_margin_ms, ttl_ms / 4);
+    const int margin = std::min(s_.lease_safety_margin, ttl_ms / 4);
     PeerHttp http = http_;
     Clock clock = clock_;
     bg_.submit([this, reqs, timeout, http, clock, ttl_ms, margin]() -> Background::Continuation {

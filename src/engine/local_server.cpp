@@ -110,14 +110,14 @@ void LocalServer::follow(const Member &leader, bool use_slots) {
     if (!parse_conn_url(leader.conn_url, host, port)) return;
     std::string conninfo = "user=" + conninfo_quote(s_.replication_user) +
                            " password=" + conninfo_quote(s_.replication_password) + " host=" + conninfo_quote(host) +
-                           " port=" + std::to_string(port) + " application_name=" + conninfo_quote(s_.name) +
+                           " port=" + std::to_string(port) + " application_name=" + conninfo_quote(s_.node_name) +
                            " sslmode=prefer connect_timeout=5";
     if (!conn_->query("ALTER SYSTEM SET primary_conninfo = " + sql_literal(conninfo))) {
         out_.log("cannot point replication at " + leader.name + ": " + conn_->error());
         return;
     }
     if (use_slots)
-        conn_->query("ALTER SYSTEM SET primary_slot_name = " + sql_literal(slot_name_for_member(s_.name)));
+        conn_->query("ALTER SYSTEM SET primary_slot_name = " + sql_literal(slot_name_for_member(s_.node_name)));
     conn_->query("SELECT pg_catalog.pg_reload_conf()");
     out_.log("replication now follows " + leader.name + " at " + host + ":" + std::to_string(port));
 }

@@ -42,7 +42,7 @@ std::int64_t Publisher::steady_now_ms() {
 
 Member Publisher::member_row(const NodeView &v) const {
     Member m;
-    m.name = s_.name;
+    m.name = s_.node_name;
     m.conn_url = s_.member_conn_url();
     m.api_url = s_.member_api_url();
     m.state = to_string(v.local.state);
@@ -65,7 +65,7 @@ void Publisher::publish(const NodeView &v) {
     const ClusterView &view = v.cluster ? *v.cluster : kEmpty;
     auto snap = std::make_shared<NodeSnapshot>();
     snap->scope = s_.scope;
-    snap->name = s_.name;
+    snap->name = s_.node_name;
     snap->version = PG_HA_VERSION;
     snap->api_url = s_.member_api_url();
     snap->conn_url = s_.member_conn_url();
@@ -85,7 +85,7 @@ void Publisher::publish(const NodeView &v) {
     box_.publish(snap);
 
     nlohmann::json j;
-    j["node"] = {{"name", s_.name},
+    j["node"] = {{"name", s_.node_name},
                  {"scope", s_.scope},
                  {"role", v.role},
                  {"state", snap->state},

@@ -17,40 +17,6 @@
 extern "C" {
 #endif
 
-typedef struct PgHaSettings
-{
-	const char *scope;
-	const char *ns;
-	const char *node_name;
-	const char *zookeeper_hosts;
-	const char *connect_address;
-	const char *api_listen;
-	const char *api_connect_address;
-	const char *superuser;
-	const char *superuser_password;
-	const char *replication_user;
-	const char *replication_password;
-	const char *socket_dir;
-	int			port;
-	const char *data_dir;
-	bool		nofailover;
-	bool		noloadbalance;
-	bool		nosync;
-	bool		clonefrom;
-	int			lease_safety_margin_ms;
-	bool		lease_enforcement;
-	int			watchdog_mode;	/* 0 off, 1 automatic, 2 required */
-	const char *watchdog_device;
-	int			watchdog_safety_margin;	/* seconds; -1: ttl / 2 */
-	const char *restapi_username;
-	const char *restapi_password;
-	const char *restapi_certfile;
-	const char *restapi_keyfile;
-	const char *restapi_keyfile_password;
-	const char *restapi_cafile;
-	const char *restapi_verify_client;
-} PgHaSettings;
-
 /* What the worker read from shared memory this iteration. */
 typedef struct PgHaLocal
 {
@@ -99,8 +65,15 @@ typedef struct PgHaOutputs
 
 typedef struct PgHaEngine PgHaEngine;
 
-/* NULL on failure, with a message in errbuf. */
-PgHaEngine *pgha_engine_create(const PgHaSettings *settings, char *errbuf, int errbuf_len);
+/*
+ * Builds the engine from the node's settings as `n` name/value pairs: every
+ * pg_ha.* setting of core/settings.def (the raw GUC values, secrets
+ * included) plus PostgreSQL's port, unix_socket_directories and
+ * data_directory. NULL on failure (also for a bad or unknown setting), with
+ * a message in errbuf.
+ */
+PgHaEngine *pgha_engine_create(const char *const *names, const char *const *values, int n, char *errbuf,
+							   int errbuf_len);
 void		pgha_engine_wait_spec(PgHaEngine *engine, PgHaWaitSpec *spec);
 void		pgha_engine_step(PgHaEngine *engine, const PgHaLocal *local, bool zk_readable, bool zk_writable,
 							 bool woken, PgHaOutputs *out);

@@ -13,6 +13,7 @@ extern "C" {
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 }
 
 #include "pg/pg_ha_shared.h"
@@ -24,52 +25,11 @@ void		_PG_init(void);
 
 PgHaShared *pgha_shared = NULL;
 
-char	   *pgha_scope = NULL;
-char	   *pgha_namespace = NULL;
-char	   *pgha_node_name = NULL;
-char	   *pgha_zookeeper_hosts = NULL;
-char	   *pgha_connect_address = NULL;
-char	   *pgha_api_listen = NULL;
-char	   *pgha_api_connect_address = NULL;
-char	   *pgha_superuser = NULL;
-char	   *pgha_superuser_password = NULL;
-char	   *pgha_replication_user = NULL;
-char	   *pgha_replication_password = NULL;
-char	   *pgha_rewind_user = NULL;
-char	   *pgha_rewind_password = NULL;
-char	   *pgha_admin_user = NULL;
-char	   *pgha_admin_password = NULL;
-char	   *pgha_pg_hba = NULL;
-bool		pgha_nofailover = false;
-bool		pgha_noloadbalance = false;
-bool		pgha_nosync = false;
-bool		pgha_clonefrom = false;
-bool		pgha_lease_enforcement = true;
-int			pgha_lease_safety_margin_ms = 2000;
-int			pgha_watchdog_mode = 1;	/* automatic */
-char	   *pgha_watchdog_device = NULL;
-char	   *pgha_restapi_username = NULL;
-char	   *pgha_restapi_password = NULL;
-char	   *pgha_restapi_certfile = NULL;
-char	   *pgha_restapi_keyfile = NULL;
-char	   *pgha_restapi_keyfile_password = NULL;
-char	   *pgha_restapi_cafile = NULL;
-char	   *pgha_restapi_verify_client = NULL;
-int			pgha_watchdog_safety_margin = 5;
-
-static const struct config_enum_entry watchdog_mode_options[] = {
-	{"off", 0, false},
-	{"automatic", 1, false},
-	{"required", 2, false},
-	{"false", 0, true},
-	{"no", 0, true},
-	{"auto", 1, true},
-	{"true", 1, true},
-	{"yes", 1, true},
-	{"on", 1, true},
-	{"require", 2, true},
-	{NULL, 0, false}
-};
+/* GUC variables: pgha_<name>, one per row of core/settings.def */
+#define PGHA_SETTING(field, name, type, dflt, min, max, unit, flags, context, desc) \
+	PGHA_C_TYPE_##type pgha_##name = PGHA_C_INIT_##type(dflt);
+#include "core/settings.def"
+#undef PGHA_SETTING
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -119,93 +79,83 @@ pgha_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-static void
-define_string(const char *name, const char *desc, char **var, const char *dflt, int flags)
+/*
+ * SHOW and current_setting() print ******** for a secret that is set, to
+ * everyone: GUC_SUPERUSER_ONLY alone still lets pg_read_all_settings (and so
+ * pg_monitor) read it (security review S1). GUC_NO_SHOW_ALL keeps secrets out
+ * of SHOW ALL and pg_settings. The worker reads the variables themselves.
+ * One hook per secret row: a show hook takes no argument.
+ */
+#define PGHA_SHOW_HOOK_NONE(name)
+#define PGHA_SHOW_HOOK_SECRET(name) \
+	static const char * \
+	show_secret_##name(void) \
+	{ \
+		return (pgha_##name && pgha_##name[0]) ? "********" : ""; \
+	}
+#define PGHA_SETTING(field, name, type, dflt, min, max, unit, flags, context, desc) PGHA_SHOW_HOOK_##flags(name)
+#include "core/settings.def"
+#undef PGHA_SETTING
+
+/* The labels of every enum setting, with the setting they belong to. */
+typedef struct PgHaEnumValue
 {
-	DefineCustomStringVariable(name, desc, NULL, var, dflt, PGC_POSTMASTER, flags, NULL, NULL, NULL);
+	const char *setting;
+	struct config_enum_entry entry;
+} PgHaEnumValue;
+
+static const PgHaEnumValue enum_values[] = {
+#define PGHA_ENUM_VALUE(name, label, value, hidden) {#name, {label, value, hidden}},
+#include "core/settings.def"
+#undef PGHA_ENUM_VALUE
+};
+
+/* NULL-terminated options of one enum setting (kept for the life of the process). */
+static const struct config_enum_entry *
+enum_options(const char *setting)
+{
+	struct config_enum_entry *opts;
+	int			n = 0;
+
+	opts = (struct config_enum_entry *)
+		MemoryContextAllocZero(TopMemoryContext, sizeof(*opts) * (lengthof(enum_values) + 1));
+	for (size_t i = 0; i < lengthof(enum_values); i++)
+		if (strcmp(enum_values[i].setting, setting) == 0)
+			opts[n++] = enum_values[i].entry;
+	return opts;
 }
 
-static void
-define_bool(const char *name, const char *desc, bool *var, bool dflt, GucContext ctx)
-{
-	DefineCustomBoolVariable(name, desc, NULL, var, dflt, ctx, 0, NULL, NULL, NULL);
-}
+#define PGHA_GUC_CONTEXT_POSTMASTER PGC_POSTMASTER
+#define PGHA_GUC_CONTEXT_SIGHUP PGC_SIGHUP
+#define PGHA_GUC_FLAGS_NONE 0
+#define PGHA_GUC_FLAGS_SECRET (GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL)
+#define PGHA_GUC_UNIT_NONE 0
+#define PGHA_GUC_UNIT_MS GUC_UNIT_MS
+#define PGHA_GUC_UNIT_S GUC_UNIT_S
+#define PGHA_GUC_SHOW_NONE(name) NULL
+#define PGHA_GUC_SHOW_SECRET(name) show_secret_##name
 
+#define PGHA_DEFINE_STRING(name, dflt, min, max, unit, flags, context, desc) \
+	DefineCustomStringVariable("pg_ha." #name, desc, NULL, &pgha_##name, dflt, PGHA_GUC_CONTEXT_##context, \
+							   PGHA_GUC_FLAGS_##flags, NULL, NULL, PGHA_GUC_SHOW_##flags(name));
+#define PGHA_DEFINE_BOOL(name, dflt, min, max, unit, flags, context, desc) \
+	DefineCustomBoolVariable("pg_ha." #name, desc, NULL, &pgha_##name, dflt, PGHA_GUC_CONTEXT_##context, \
+							 PGHA_GUC_FLAGS_##flags, NULL, NULL, NULL);
+#define PGHA_DEFINE_INT(name, dflt, min, max, unit, flags, context, desc) \
+	DefineCustomIntVariable("pg_ha." #name, desc, NULL, &pgha_##name, dflt, min, max, PGHA_GUC_CONTEXT_##context, \
+							PGHA_GUC_FLAGS_##flags | PGHA_GUC_UNIT_##unit, NULL, NULL, NULL);
+#define PGHA_DEFINE_ENUM(name, dflt, min, max, unit, flags, context, desc) \
+	DefineCustomEnumVariable("pg_ha." #name, desc, NULL, &pgha_##name, dflt, enum_options(#name), \
+							 PGHA_GUC_CONTEXT_##context, PGHA_GUC_FLAGS_##flags, NULL, NULL, NULL);
+
+/* One GUC per row of core/settings.def. */
 static void
 define_gucs(void)
 {
-	define_string("pg_ha.scope", "Cluster name (Patroni's scope); HA is off while empty.", &pgha_scope, "", 0);
-	define_string("pg_ha.namespace", "ZooKeeper namespace the cluster lives under.", &pgha_namespace, "/service", 0);
-	define_string("pg_ha.node_name", "This member's name, unique in the cluster.", &pgha_node_name, "", 0);
-	define_string("pg_ha.zookeeper_hosts", "ZooKeeper ensemble as host:port[,host:port...].",
-				  &pgha_zookeeper_hosts, "", 0);
-	define_string("pg_ha.connect_address", "host:port other members and clients use to reach this server.",
-				  &pgha_connect_address, "", 0);
-	define_string("pg_ha.api_listen", "Address the REST/health API listens on (host:port).",
-				  &pgha_api_listen, "0.0.0.0:8008", 0);
-	define_string("pg_ha.api_connect_address", "host:port other members use to reach this node's REST API.",
-				  &pgha_api_connect_address, "", 0);
-	define_string("pg_ha.superuser", "Superuser pg_ha connects as locally (bootstrap creates it).",
-				  &pgha_superuser, "postgres", 0);
-	define_string("pg_ha.superuser_password", "Password of pg_ha.superuser.",
-				  &pgha_superuser_password, "", GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL);
-	define_string("pg_ha.replication_user", "Role standbys replicate as (bootstrap creates it).",
-				  &pgha_replication_user, "replicator", 0);
-	define_string("pg_ha.replication_password", "Password of pg_ha.replication_user.",
-				  &pgha_replication_password, "", GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL);
-	define_string("pg_ha.rewind_user", "Role pg_rewind connects as (bootstrap creates it).",
-				  &pgha_rewind_user, "rewind_user", 0);
-	define_string("pg_ha.rewind_password", "Password of pg_ha.rewind_user.",
-				  &pgha_rewind_password, "", GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL);
-	define_string("pg_ha.admin_user", "Administrative role bootstrap creates (CREATEROLE CREATEDB); empty: none.",
-				  &pgha_admin_user, "admin", 0);
-	define_string("pg_ha.admin_password", "Password of pg_ha.admin_user.",
-				  &pgha_admin_password, "", GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL);
-	define_string("pg_ha.pg_hba", "pg_hba.conf lines bootstrap writes, separated by ';' (empty: pg_ha's defaults).",
-				  &pgha_pg_hba, "", 0);
-	define_bool("pg_ha.nofailover", "Tag: this member never becomes leader.", &pgha_nofailover, false, PGC_POSTMASTER);
-	define_bool("pg_ha.noloadbalance", "Tag: /replica answers 503 so load balancers skip this member.",
-				&pgha_noloadbalance, false, PGC_POSTMASTER);
-	define_bool("pg_ha.nosync", "Tag: this member is never chosen as a synchronous standby.",
-				&pgha_nosync, false, PGC_POSTMASTER);
-	define_bool("pg_ha.clonefrom", "Tag: new members may clone from this one.", &pgha_clonefrom, false, PGC_POSTMASTER);
-	define_bool("pg_ha.lease_enforcement",
-				"Refuse write commits on a primary whose leader lease has run out (commit-time fencing).",
-				&pgha_lease_enforcement, true, PGC_POSTMASTER);
-	DefineCustomIntVariable("pg_ha.lease_safety_margin",
-							"How long before the ZooKeeper session could expire the leader lease ends.",
-							NULL, &pgha_lease_safety_margin_ms, 2000, 100, 60000, PGC_POSTMASTER, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomEnumVariable("pg_ha.watchdog_mode",
-							 "Linux watchdog for the leader: off, automatic (use it when it works) or required (no leadership without it).",
-							 NULL, &pgha_watchdog_mode, 1, watchdog_mode_options, PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	define_string("pg_ha.watchdog_device",
-				  "Watchdog device the leader keeps alive (a FIFO selects the test emulator's protocol).",
-				  &pgha_watchdog_device, "/dev/watchdog", 0);
-	DefineCustomIntVariable("pg_ha.watchdog_safety_margin",
-							"Seconds between the watchdog firing and the end of ttl (watchdog timeout = ttl - margin; -1: ttl / 2).",
-							NULL, &pgha_watchdog_safety_margin, 5, -1, 3600, PGC_POSTMASTER, GUC_UNIT_S, NULL, NULL, NULL);
-	define_string("pg_ha.restapi_username",
-				  "REST API: user for HTTP basic authentication of unsafe methods (POST, PATCH, ...); empty = none.",
-				  &pgha_restapi_username, "", 0);
-	define_string("pg_ha.restapi_password",
-				  "REST API: password for pg_ha.restapi_username.",
-				  &pgha_restapi_password, "", GUC_SUPERUSER_ONLY);
-	define_string("pg_ha.restapi_certfile",
-				  "REST API: PEM certificate; set = serve HTTPS.",
-				  &pgha_restapi_certfile, "", 0);
-	define_string("pg_ha.restapi_keyfile",
-				  "REST API: PEM private key (empty = in the certfile).",
-				  &pgha_restapi_keyfile, "", 0);
-	define_string("pg_ha.restapi_keyfile_password",
-				  "REST API: password of an encrypted keyfile.",
-				  &pgha_restapi_keyfile_password, "", GUC_SUPERUSER_ONLY);
-	define_string("pg_ha.restapi_cafile",
-				  "REST API: CA file for client certificates and for calls to other members.",
-				  &pgha_restapi_cafile, "", 0);
-	define_string("pg_ha.restapi_verify_client",
-				  "REST API: client certificates: none, optional or required.",
-				  &pgha_restapi_verify_client, "none", 0);
+#define PGHA_SETTING(field, name, type, dflt, min, max, unit, flags, context, desc) \
+	PGHA_DEFINE_##type(name, dflt, min, max, unit, flags, context, desc)
+#include "core/settings.def"
+#undef PGHA_SETTING
 	MarkGUCPrefixReserved("pg_ha");
 }
 

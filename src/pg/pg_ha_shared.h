@@ -53,39 +53,22 @@ typedef struct PgHaShared
 
 extern PgHaShared *pgha_shared;
 
-/* GUCs (pg_ha.c) */
-extern char *pgha_scope;
-extern char *pgha_namespace;
-extern char *pgha_node_name;
-extern char *pgha_zookeeper_hosts;
-extern char *pgha_connect_address;
-extern char *pgha_api_listen;
-extern char *pgha_api_connect_address;
-extern char *pgha_superuser;
-extern char *pgha_superuser_password;
-extern char *pgha_replication_user;
-extern char *pgha_replication_password;
-extern char *pgha_rewind_user;
-extern char *pgha_rewind_password;
-extern char *pgha_admin_user;
-extern char *pgha_admin_password;
-extern char *pgha_pg_hba;
-extern bool pgha_nofailover;
-extern bool pgha_noloadbalance;
-extern bool pgha_nosync;
-extern bool pgha_clonefrom;
-extern bool pgha_lease_enforcement;
-extern int	pgha_lease_safety_margin_ms;
-extern int	pgha_watchdog_mode;
-extern char *pgha_watchdog_device;
-extern int	pgha_watchdog_safety_margin;
-extern char *pgha_restapi_username;
-extern char *pgha_restapi_password;
-extern char *pgha_restapi_certfile;
-extern char *pgha_restapi_keyfile;
-extern char *pgha_restapi_keyfile_password;
-extern char *pgha_restapi_cafile;
-extern char *pgha_restapi_verify_client;
+/*
+ * GUC variables (pg_ha.cpp): pgha_<name> for every row of core/settings.def,
+ * e.g. pgha_scope, pgha_namespace, pgha_lease_safety_margin (ms).
+ */
+#define PGHA_C_TYPE_STRING char *
+#define PGHA_C_TYPE_BOOL bool
+#define PGHA_C_TYPE_INT int
+#define PGHA_C_TYPE_ENUM int
+#define PGHA_C_INIT_STRING(dflt) NULL	/* PostgreSQL sets the default */
+#define PGHA_C_INIT_BOOL(dflt) dflt
+#define PGHA_C_INIT_INT(dflt) dflt
+#define PGHA_C_INIT_ENUM(dflt) dflt
+#define PGHA_SETTING(field, name, type, dflt, min, max, unit, flags, context, desc) \
+	extern PGHA_C_TYPE_##type pgha_##name;
+#include "core/settings.def"
+#undef PGHA_SETTING
 
 /* true when pg_ha.scope etc. are set, i.e. this node is under HA control */
 extern bool pgha_configured(void);

@@ -223,10 +223,73 @@ apply_outputs(const PgHaOutputs *out)
 	}
 }
 
+/* the rows of core/settings.def plus PostgreSQL's port, socket directories and data directory */
+enum
+{
+	PGHA_N_SETTINGS = 0
+#define PGHA_SETTING(field, name, type, dflt, min, max, unit, flags, context, desc) +1
+#include "core/settings.def"
+#undef PGHA_SETTING
+};
+#define PGHA_MAX_SETTINGS (PGHA_N_SETTINGS + 3)
+
+/* The label of an enum setting's value (its first label that is not an alias). */
+static const char *
+enum_label(const char *setting, int value)
+{
+	static const struct
+	{
+		const char *setting;
+		const char *label;
+		int			value;
+		bool		hidden;
+	}			labels[] = {
+#define PGHA_ENUM_VALUE(name, label, value, hidden) {#name, label, value, hidden},
+#include "core/settings.def"
+#undef PGHA_ENUM_VALUE
+	};
+
+	for (size_t i = 0; i < lengthof(labels); i++)
+		if (!labels[i].hidden && labels[i].value == value && strcmp(labels[i].setting, setting) == 0)
+			return labels[i].label;
+	return psprintf("%d", value);
+}
+
+#define PGHA_VALUE_STRING(name) (pgha_##name ? pgha_##name : "")
+#define PGHA_VALUE_BOOL(name) (pgha_##name ? "on" : "off")
+#define PGHA_VALUE_INT(name) psprintf("%d", pgha_##name)	/* in the setting's unit */
+#define PGHA_VALUE_ENUM(name) enum_label(#name, pgha_##name)
+
+/*
+ * The settings the engine is built from, as name/value pairs: the values of
+ * the GUC variables themselves (SHOW masks secrets), then PostgreSQL's own.
+ */
+static int
+settings_pairs(const char **names, const char **values)
+{
+	int			n = 0;
+
+#define PGHA_SETTING(field, name, type, dflt, min, max, unit, flags, context, desc) \
+	names[n] = "pg_ha." #name; \
+	values[n++] = PGHA_VALUE_##type(name);
+#include "core/settings.def"
+#undef PGHA_SETTING
+	names[n] = "port";
+	values[n++] = psprintf("%d", PostPortNumber);
+	names[n] = "unix_socket_directories";
+	values[n++] = Unix_socket_directories ? Unix_socket_directories : "";
+	names[n] = "data_directory";
+	values[n++] = DataDir;
+	Assert(n <= PGHA_MAX_SETTINGS);
+	return n;
+}
+
 void
 pg_ha_worker_main(Datum main_arg)
 {
-	PgHaSettings settings;
+	const char *names[PGHA_MAX_SETTINGS];
+	const char *values[PGHA_MAX_SETTINGS];
+	int			nsettings;
 	char		errbuf[512];
 	MemoryContext loop_cxt;
 
@@ -250,51 +313,8 @@ pg_ha_worker_main(Datum main_arg)
 	}
 	LWLockRelease(pgha_shared->lock);
 
-	memset(&settings, 0, sizeof(settings));
-	settings.scope = pgha_scope;
-	settings.ns = pgha_namespace;
-	settings.node_name = pgha_node_name;
-	settings.zookeeper_hosts = pgha_zookeeper_hosts;
-	settings.connect_address = pgha_connect_address;
-	settings.api_listen = pgha_api_listen;
-	settings.api_connect_address = pgha_api_connect_address;
-	settings.superuser = pgha_superuser;
-	settings.superuser_password = pgha_superuser_password;
-	settings.replication_user = pgha_replication_user;
-	settings.replication_password = pgha_replication_password;
-	settings.socket_dir = (Unix_socket_directories && Unix_socket_directories[0]) ? Unix_socket_directories : "/tmp";
-	settings.port = PostPortNumber;
-	settings.data_dir = DataDir;
-	settings.nofailover = pgha_nofailover;
-	settings.noloadbalance = pgha_noloadbalance;
-	settings.nosync = pgha_nosync;
-	settings.clonefrom = pgha_clonefrom;
-	settings.lease_safety_margin_ms = pgha_lease_safety_margin_ms;
-	settings.lease_enforcement = pgha_lease_enforcement;
-	settings.watchdog_mode = pgha_watchdog_mode;
-	settings.watchdog_device = pgha_watchdog_device;
-	settings.watchdog_safety_margin = pgha_watchdog_safety_margin;
-	settings.restapi_username = pgha_restapi_username;
-	settings.restapi_password = pgha_restapi_password;
-	settings.restapi_certfile = pgha_restapi_certfile;
-	settings.restapi_keyfile = pgha_restapi_keyfile;
-	settings.restapi_keyfile_password = pgha_restapi_keyfile_password;
-	settings.restapi_cafile = pgha_restapi_cafile;
-	settings.restapi_verify_client = pgha_restapi_verify_client;
-
-	/* the first directory of unix_socket_directories */
-	{
-		char	   *dirs = pstrdup(settings.socket_dir);
-		char	   *comma = strchr(dirs, ',');
-
-		if (comma)
-			*comma = '\0';
-		while (*dirs == ' ')
-			dirs++;
-		settings.socket_dir = dirs;
-	}
-
-	engine = pgha_engine_create(&settings, errbuf, sizeof(errbuf));
+	nsettings = settings_pairs(names, values);
+	engine = pgha_engine_create(names, values, nsettings, errbuf, sizeof(errbuf));
 	if (engine == NULL)
 	{
 		/* misconfigured: say so once and stay out of the way (no restart loop) */

@@ -76,13 +76,13 @@ struct Node {
     Node(FakeZkServer &server, ManualClock &clock, const std::string &name, bool primary, PeerHttp http) {
         s.scope = "batman";
         s.ns = "/service";
-        s.name = name;
-        s.zk_hosts = "zk:2181";
+        s.node_name = name;
+        s.zookeeper_hosts = "zk:2181";
         s.connect_address = "10.0.0." + name.substr(3) + ":5432";
         s.api_connect_address = "10.0.0." + name.substr(3) + ":8008";
         s.data_dir = "/nonexistent-pg-ha-test";
-        s.watchdog_mode = 0;
-        s.lease_safety_margin_ms = 2000;
+        s.watchdog_mode = kWatchdogOff;
+        s.lease_safety_margin = 2000;
         EngineDeps deps;
         auto zk = std::make_unique<FakeZk>(server, clock, 10000);
         this->zk = zk.get();
