@@ -25,7 +25,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 
 # C++17, warnings are errors. PostgreSQL's own CXXFLAGS come from PGXS.
-PG_CXXFLAGS = -std=c++17 -fPIC -Wall -Wextra -Werror -Wno-missing-field-initializers \
+PG_CXXFLAGS = -std=c++17 -fPIC -MMD -MP -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	-Isrc -I/usr/include/zookeeper \
 	-DCPPHTTPLIB_OPENSSL_SUPPORT -DCPPHTTPLIB_ZLIB_SUPPORT -DCPPHTTPLIB_BROTLI_SUPPORT
 PG_CPPFLAGS = -Isrc -I$(shell $(PG_CONFIG) --includedir)
@@ -41,9 +41,6 @@ include $(PGXS)
 # watchdog, engine) are built strictly.
 src/pg/%.o: override CXXFLAGS += -Wno-register -Wno-sign-compare -Wno-unused-parameter
 
-# PGXS tracks no header dependencies: the files that expand the settings table.
-src/pg/pg_ha.o src/pg/worker.o src/pg/ha_engine.o src/core/node_settings.o src/core/node_settings.hactl.o: \
-	src/core/settings.def src/core/node_settings.hpp src/pg/pg_ha_shared.h
 
 pg_ha_settings.list: src/core/settings.def
 	{ echo '# pg_ha static settings (generated from src/core/settings.def): name type secret'; \
@@ -56,7 +53,12 @@ pg_ha_settings.list: src/core/settings.def
 # pg_hactl gets the peers' REST client (libcurl), not the HTTP server.
 HACTL_OBJS = $(patsubst %.cpp,%.hactl.o,$(CORE_SRCS) $(DCS_SRCS) src/http/peer_client.cpp $(CLI_SRCS))
 %.hactl.o: %.cpp
-	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Werror -Isrc -I/usr/include/zookeeper -I$(shell $(PG_CONFIG) --includedir) -c $< -o $@
+	$(CXX) -std=c++17 -O2 -g -MMD -MP -Wall -Wextra -Werror -Isrc -I/usr/include/zookeeper -I$(shell $(PG_CONFIG) --includedir) -c $< -o $@
+
+# PGXS tracks no header dependencies: every object writes its own (-MMD -MP),
+# so a changed header rebuilds whatever includes it (a stale object with an
+# old class layout links fine and crashes).
+-include $(OBJS:.o=.d) $(HACTL_OBJS:.o=.d)
 
 pg_hactl: $(HACTL_OBJS)
 	$(CXX) -o $@ $^ -lzookeeper_st -lcurl -pthread
@@ -72,7 +74,7 @@ install-hactl: pg_hactl
 
 clean: clean-hactl
 clean-hactl:
-	rm -f pg_hactl $(HACTL_OBJS)
+	rm -f pg_hactl $(HACTL_OBJS) $(OBJS:.o=.d) $(HACTL_OBJS:.o=.d)
 
 unit:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
