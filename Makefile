@@ -37,13 +37,16 @@ include $(PGXS)
 # warnings relaxed; the PG-free files are built strictly.
 src/pg/%.o: override CXXFLAGS += -Wno-register -Wno-sign-compare -Wno-unused-parameter
 
-# pg_hactl gets the peers' REST client (libcurl), not the HTTP server.
+# pg_hactl gets the peers' REST client (libcurl), not the HTTP server, and
+# yaml-cpp for its YAML output. One flag list for all of its objects.
+HACTL_CXXFLAGS = -std=c++17 -O2 -g -Wall -Wextra -Werror -Isrc -I/usr/include/zookeeper
+HACTL_LIBS = -lzookeeper_st -lcurl -lyaml-cpp -pthread
 HACTL_OBJS = $(patsubst %.cpp,%.hactl.o,$(CORE_SRCS) $(DCS_SRCS) src/http/peer_client.cpp $(CLI_SRCS))
 %.hactl.o: %.cpp
-	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Werror -Isrc -I/usr/include/zookeeper -I$(shell $(PG_CONFIG) --includedir) -c $< -o $@
+	$(CXX) $(HACTL_CXXFLAGS) -c $< -o $@
 
 pg_hactl: $(HACTL_OBJS)
-	$(CXX) -o $@ $^ -lzookeeper_st -lcurl -pthread
+	$(CXX) -o $@ $^ $(HACTL_LIBS)
 
 all: pg_hactl
 
