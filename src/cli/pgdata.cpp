@@ -134,7 +134,7 @@ std::string first_output_line(const std::string &cmd) {
 std::string find_bindir(const std::string &pgdata) {
     std::vector<std::string> tried;
     auto has_postgres = [&](const std::string &dir, const std::string &how) {
-        tried.push_back(dir + " (" + how + ")");
+        tried.push_back(dir.empty() ? how + ": no answer" : dir + " (" + how + ")");
         return !dir.empty() && file_exists(dir + "/postgres");
     };
     char buf[4096];
