@@ -202,24 +202,6 @@ bool clone_from(const NodeConfig &c, const Member &source, bool use_slots) {
 
 enum class Rejoin { Started, Reclone };
 
-// What pg_rewind did, in words that match what actually happened.
-void log_rewind_outcome(const RewindResult &r, const std::string &leader, const std::string &local_end, bool applied) {
-    if (r.exit_code != 0) return;
-    if (r.no_rewind_required) {
-        info("no rewind required: the local WAL" + (local_end.empty() ? std::string() : " (last checkpoint " + local_end + ")") +
-             " is part of " + leader + "'s history" +
-             (r.diverged_at.empty() ? std::string() : "; the timelines fork at " + r.diverged_at + ", after it"));
-        return;
-    }
-    if (r.diverged_at.empty()) return;
-    const auto fork = parse_lsn(r.diverged_at);
-    const auto end = parse_lsn(local_end);
-    std::string range = "local WAL after " + r.diverged_at;
-    if (fork && end && *end > *fork) range = "local WAL from " + r.diverged_at + " to " + local_end + " (last checkpoint)";
-    info("diverged: " + leader + "'s timeline forked at " + r.diverged_at + "; the " + range +
-         " was never replicated and " + (applied ? "has been rewound (those transactions are gone)" : "would be discarded"));
-}
-
 // Another member leads: make this node its standby, rewinding first when this
 // node was a primary or is behind on an older timeline (it may have WAL the
 // new leader never received).
@@ -308,7 +290,9 @@ Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) 
                                                    {"dbname", "postgres"},
                                                    {"connect_timeout", "10"}});
         const RewindResult r = pg_rewind(pg, source, pw, !v.config.use_pg_rewind);
-        log_rewind_outcome(r, leader->name, local_end, v.config.use_pg_rewind);
+        if (const std::string said = rewind_outcome_text(r, leader->name, local_end, v.config.use_pg_rewind);
+            !said.empty())
+            info(said);
         if (r.exit_code == 0 && (r.no_rewind_required || v.config.use_pg_rewind)) {
             remove_foreign_state(c);
             write_managed_block(pg, c.config_path);

@@ -320,6 +320,24 @@ RewindResult pg_rewind(const PgData &pg, const std::string &source_conninfo, con
     return r;
 }
 
+std::string rewind_outcome_text(const RewindResult &r, const std::string &leader, const std::string &local_end,
+                                bool applied) {
+    if (r.exit_code != 0) return "";
+    if (r.no_rewind_required)
+        return "no rewind required: the local WAL" +
+               (local_end.empty() ? std::string() : " (last checkpoint " + local_end + ")") + " is part of " + leader +
+               "'s history" +
+               (r.diverged_at.empty() ? std::string() : "; the timelines fork at " + r.diverged_at + ", after it");
+    if (r.diverged_at.empty()) return "";
+    const auto fork = parse_lsn(r.diverged_at);
+    const auto end = parse_lsn(local_end);
+    const std::string range = fork && end && *end > *fork
+                                  ? "local WAL from " + r.diverged_at + " to " + local_end + " (last checkpoint)"
+                                  : "local WAL after " + r.diverged_at;
+    return "diverged: " + leader + "'s timeline forked at " + r.diverged_at + "; the " + range +
+           " was never replicated and " + (applied ? "has been rewound (those transactions are gone)" : "would be discarded");
+}
+
 void write_managed_block(const PgData &pg, const std::string &settings_file) {
     const std::string path = pg.dir + "/postgresql.conf";
     std::string text = read_file(path);

@@ -84,6 +84,15 @@ struct RewindResult {
 // PGPASSWORD); dry_run: only find out.
 RewindResult pg_rewind(const PgData &pg, const std::string &source_conninfo, const std::string &password, bool dry_run);
 
+// One log line saying what pg_rewind did ("" when there is nothing to say):
+// "no rewind required: ..." when it said so (it also reports where the
+// timelines fork, which is then after the local WAL), else the discarded WAL
+// range from the fork to the last checkpoint `local_end` (only when that
+// range is not empty), "has been rewound" when `applied`, "would be
+// discarded" for a dry run.
+std::string rewind_outcome_text(const RewindResult &r, const std::string &leader, const std::string &local_end,
+                                bool applied);
+
 // The pg_ha block in postgresql.conf (between its markers; the rest of the
 // file is the user's): shared_preload_libraries, replication settings and an
 // include of the node's settings file.
