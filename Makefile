@@ -50,10 +50,13 @@ pg_ha_settings.list: src/core/settings.def
 	test "$$(grep -c -v '^#' $@.tmp)" -gt 0
 	mv $@.tmp $@
 
-# pg_hactl gets the peers' REST client (libcurl), not the HTTP server.
+# pg_hactl gets the peers' REST client (libcurl), not the HTTP server, and
+# yaml-cpp for its YAML output. One flag list for all of its objects.
+HACTL_CXXFLAGS = -std=c++17 -O2 -g -MMD -MP -Wall -Wextra -Werror -Isrc -I/usr/include/zookeeper
+HACTL_LIBS = -lzookeeper_st -lcurl -lyaml-cpp -pthread
 HACTL_OBJS = $(patsubst %.cpp,%.hactl.o,$(CORE_SRCS) $(DCS_SRCS) src/http/peer_client.cpp $(CLI_SRCS))
 %.hactl.o: %.cpp
-	$(CXX) -std=c++17 -O2 -g -MMD -MP -Wall -Wextra -Werror -Isrc -I/usr/include/zookeeper -I$(shell $(PG_CONFIG) --includedir) -c $< -o $@
+	$(CXX) $(HACTL_CXXFLAGS) -c $< -o $@
 
 # PGXS tracks no header dependencies: every object writes its own (-MMD -MP),
 # so a changed header rebuilds whatever includes it (a stale object with an
@@ -61,7 +64,7 @@ HACTL_OBJS = $(patsubst %.cpp,%.hactl.o,$(CORE_SRCS) $(DCS_SRCS) src/http/peer_c
 -include $(OBJS:.o=.d) $(HACTL_OBJS:.o=.d)
 
 pg_hactl: $(HACTL_OBJS)
-	$(CXX) -o $@ $^ -lzookeeper_st -lcurl -pthread
+	$(CXX) -o $@ $^ $(HACTL_LIBS)
 
 all: pg_hactl
 

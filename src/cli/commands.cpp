@@ -19,8 +19,11 @@
 #include <nlohmann/json.hpp>
 #include <zookeeper/zookeeper.h>
 
+#include "cli/render.hpp"
 #include "core/cluster.hpp"
+#include "core/cluster_report.hpp"
 #include "core/dynamic_config.hpp"
+#include "core/operator_rules.hpp"
 #include "core/lsn.hpp"
 #include "core/patroni_codec.hpp"
 #include "core/settings_file.hpp"
@@ -42,8 +45,6 @@ constexpr int kZkOpMs = 10000;
 constexpr int kSwitchoverHttpMs = 45000;
 constexpr int kProbeHttpMs = 3000;
 constexpr int kActionHttpMs = 15000;
-
-[[noreturn]] void fail(int code, const std::string &msg) { throw CommandError(code, msg); }
 
 void note(const std::string &msg) { std::cerr << msg << std::endl; }
 
@@ -127,19 +128,11 @@ class Dcs {
 
 // ---- REST --------------------------------------------------------------------
 
-// "http://h:8008/patroni" -> "http://h:8008"
-std::string api_base(const std::string &api_url) {
-    auto scheme = api_url.find("://");
-    if (scheme == std::string::npos) return "";
-    auto path = api_url.find('/', scheme + 3);
-    return path == std::string::npos ? api_url : api_url.substr(0, path);
-}
-
 PeerRequest make_request(const OperatorSettings &s, const Member &m, const std::string &method,
                          const std::string &path, const std::string &body) {
     PeerRequest r;
     r.name = m.name;
-    r.url = api_base(m.api_url) + path;
+    r.url = m.api_endpoint(path);
     r.method = method;
     r.body = body;
     r.ca_file = s.rest_cafile;
@@ -193,95 +186,13 @@ bool confirm(const std::string &question, bool force, const std::string &action)
 
 // ---- output helpers ------------------------------------------------------------
 
-bool needs_quotes(const std::string &s) {
-    if (s.empty()) return true;
-    static const std::set<std::string> words = {"true", "false", "yes", "no", "on", "off", "null", "~",
-                                                "True", "False", "Yes", "No", "On", "Off", "Null", "NULL"};
-    if (words.count(s)) return true;
-    if (json::parse(s, nullptr, false).is_number()) return true;
-    if (s.front() == ' ' || s.back() == ' ') return true;
-    for (char c : s)
-        if (std::string(":#{}[],&*!|>'\"%@`\n\t\\").find(c) != std::string::npos) return true;
-    return s.front() == '-' || s.front() == '?';
+// patronictl's "Lag in MB": one decimal, "unknown" when not reported.
+std::string lag_mb(const MemberRow &r) {
+    if (!r.lag) return "unknown";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f", double(*r.lag) / 1048576.0);
+    return buf;
 }
-
-std::string yaml_scalar(const json &v) {
-    if (v.is_string()) {
-        const std::string s = v.get<std::string>();
-        return needs_quotes(s) ? v.dump() : s;  // a JSON string is a valid YAML double-quoted scalar
-    }
-    return v.dump();
-}
-
-// YAML (block style) of a JSON value, keys sorted, like patronictl show-config.
-void yaml_emit(const json &j, int indent, std::string &out) {
-    const std::string pad(static_cast<std::size_t>(indent), ' ');
-    if (j.is_object()) {
-        for (auto it = j.begin(); it != j.end(); ++it) {
-            const json &v = it.value();
-            const std::string key = needs_quotes(it.key()) ? json(it.key()).dump() : it.key();
-            if ((v.is_object() || v.is_array()) && !v.empty()) {
-                out += pad + key + ":\n";
-                yaml_emit(v, indent + 2, out);
-            } else {
-                out += pad + key + ": " + (v.is_object() ? "{}" : v.is_array() ? "[]" : yaml_scalar(v)) + "\n";
-            }
-        }
-    } else if (j.is_array()) {
-        for (const auto &v : j) {
-            if ((v.is_object() || v.is_array()) && !v.empty()) {
-                std::string inner;
-                yaml_emit(v, indent + 2, inner);
-                // "- " takes the place of the first line's indentation
-                out += pad + "- " + inner.substr(static_cast<std::size_t>(indent) + 2);
-            } else {
-                out += pad + "- " + (v.is_object() ? "{}" : v.is_array() ? "[]" : yaml_scalar(v)) + "\n";
-            }
-        }
-    } else {
-        out += pad + yaml_scalar(j) + "\n";
-    }
-}
-
-std::string to_yaml(const json &j) {
-    std::string out;
-    yaml_emit(j, 0, out);
-    return out;
-}
-
-std::vector<std::string> split_lines(const std::string &text) {
-    std::vector<std::string> lines;
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line)) lines.push_back(line);
-    return lines;
-}
-
-// A line diff (longest common subsequence): unchanged lines with "  ", removed "- ", added "+ ".
-std::string line_diff(const std::string &before, const std::string &after) {
-    const auto a = split_lines(before), b = split_lines(after);
-    const std::size_t n = a.size(), m = b.size();
-    std::vector<std::vector<std::size_t>> lcs(n + 1, std::vector<std::size_t>(m + 1, 0));
-    for (std::size_t i = n; i-- > 0;)
-        for (std::size_t k = m; k-- > 0;)
-            lcs[i][k] = a[i] == b[k] ? lcs[i + 1][k + 1] + 1 : std::max(lcs[i + 1][k], lcs[i][k + 1]);
-    std::string out;
-    std::size_t i = 0, k = 0;
-    while (i < n || k < m) {
-        if (i < n && k < m && a[i] == b[k]) {
-            out += "  " + a[i] + "\n";
-            ++i;
-            ++k;
-        } else if (i < n && (k == m || lcs[i + 1][k] >= lcs[i][k + 1])) {
-            out += "- " + a[i++] + "\n";
-        } else {
-            out += "+ " + b[k++] + "\n";
-        }
-    }
-    return out;
-}
-
-std::string member_state(const Member &m) { return m.replication_state.empty() ? m.state : m.replication_state; }
 
 void print_list_table(const OperatorSettings &s, const ClusterView &v) {
     // The shape of the original `pg_hactl list`; maintenance mode and a
@@ -289,13 +200,10 @@ void print_list_table(const OperatorSettings &s, const ClusterView &v) {
     std::printf("+ Cluster: %s (%s) %s\n", s.scope.c_str(), v.initialize.value_or("uninitialized").c_str(),
                 v.config.pause ? " [maintenance mode]" : "");
     std::printf("%-12s %-22s %-8s %-12s %-4s %-10s\n", "Member", "Host", "Role", "State", "TL", "Lag in MB");
-    for (const auto &m : v.members) {
-        bool leader = v.leader && *v.leader == m.name;
-        Lsn pos = m.position();
-        double lag_mb = leader ? 0 : (v.status_optime > pos ? double(v.status_optime - pos) / 1048576.0 : 0.0);
-        std::printf("%-12s %-22s %-8s %-12s %-4d %-10.1f\n", m.name.c_str(),
-                    (m.host() + ":" + std::to_string(m.port())).c_str(), leader ? "Leader" : "Replica",
-                    member_state(m).c_str(), m.timeline, lag_mb);
+    for (const MemberRow &r : cluster_report(v)) {
+        std::printf("%-12s %-22s %-8s %-12s %-4d %-10s%s\n", r.name.c_str(),
+                    (r.host + ":" + std::to_string(r.port)).c_str(), display_name(r.role), r.state.c_str(), r.timeline,
+                    lag_mb(r).c_str(), r.pending_restart ? " *" : "");
     }
     if (v.config.pause) std::printf(" Maintenance mode: on\n");
     if (v.failover && !v.failover->scheduled_at.empty()) {
@@ -312,15 +220,6 @@ void check_format(const std::string &format, std::initializer_list<const char *>
     std::string list;
     for (const char *a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
     fail(kExitUsage, "unknown format \"" + format + "\" (use " + list + ")");
-}
-
-// Parses a dynamic configuration and collects every error (types, ranges, relations).
-std::vector<std::string> config_errors(const json &j) {
-    std::vector<std::string> errors;
-    DynamicConfig cfg = DynamicConfig::from_json(j, errors);
-    if (j.is_object())
-        for (auto &e : cfg.validate()) errors.push_back(e);
-    return errors;
 }
 
 json parse_config_znode(const Dcs::Raw &raw, const std::string &path) {
@@ -359,23 +258,29 @@ OperatorSettings load_operator_settings(const std::string &path) {
 
 // ---- list ------------------------------------------------------------------------
 
+// Members for `list --format json`: core/cluster_report in Patroni's JSON roles.
+static json list_members_json(const ClusterView &v) {
+    json arr = json::array();
+    for (const MemberRow &r : cluster_report(v)) {
+        json row = {{"name", r.name},           {"host", r.host},         {"port", r.port},
+                    {"role", to_string(r.role)}, {"state", r.state},       {"timeline", r.timeline},
+                    {"lsn", format_lsn(r.lsn)},  {"lag", r.lag_json()}};
+        json tags = r.tags.to_json();
+        if (!tags.empty()) row["tags"] = tags;
+        if (r.pending_restart) row["pending_restart"] = true;
+        arr.push_back(row);
+    }
+    return arr;
+}
+
+
 int cmd_list(const OperatorSettings &s, const std::string &format) {
     check_format(format, {"table", "json"});
     Dcs dcs(s);
     ClusterView v = dcs.view();
     for (const auto &w : v.warnings) note("pg_hactl: warning: " + w);
     if (format == "json") {
-        json arr = json::array();
-        for (const auto &m : v.members) {
-            bool leader = v.leader && *v.leader == m.name;
-            Lsn pos = m.position();
-            json row = {{"name", m.name}, {"host", m.host()}, {"port", m.port()},
-                        {"role", leader ? "leader" : "replica"}, {"state", member_state(m)},
-                        {"timeline", m.timeline},
-                        {"lag", leader ? 0 : (v.status_optime > pos ? v.status_optime - pos : 0)}};
-            if (m.tags.nofailover) row["tags"] = m.tags.to_json();
-            arr.push_back(row);
-        }
+        const json arr = list_members_json(v);
         json out = {{"scope", s.scope}, {"system_identifier", v.initialize.value_or("")},
                     {"paused", v.config.pause}, {"members", arr}};
         if (v.failover && !v.failover->scheduled_at.empty())
@@ -392,10 +297,10 @@ int cmd_list(const OperatorSettings &s, const std::string &format) {
 
 namespace {
 
-// After a lost answer: wait (bounded) until a member other than old_leader
-// (the candidate, if one was named) holds the leader key and its /primary
-// answers 200, i.e. it accepts writes; or until it is clear nothing happened.
-int await_new_leader(const OperatorSettings &s, Dcs &dcs, const std::string &kind, const std::string &old_leader,
+// After a lost answer: wait (bounded) until core/operator_rules says the
+// switchover happened (the new leader's /primary answers 200), went to
+// another member, or did not happen.
+int await_new_leader(const OperatorSettings &s, Dcs &dcs, OperatorCommand kind, const std::string &old_leader,
                      const std::string &candidate) {
     const std::int64_t start = ZkSession::steady_ms();
     const std::int64_t deadline = start + kSwitchoverHttpMs;
@@ -403,40 +308,42 @@ int await_new_leader(const OperatorSettings &s, Dcs &dcs, const std::string &kin
     std::string last;
     while (ZkSession::steady_ms() < deadline) {
         ClusterView v = dcs.view();
-        const std::string leader = v.leader.value_or("");
         if (v.failover) key_seen = true;
-        if (!leader.empty() && leader != old_leader) {
-            if (!candidate.empty() && leader != candidate) {
-                std::cout << (kind == "switchover" ? "Switched" : "Failed") << " over to \"" << leader
-                          << "\" instead of \"" << candidate << "\"" << std::endl;
-                return kExitOk;
-            }
-            const Member *m = v.member(leader);
-            if (m && !m->api_url.empty()) {
-                auto r = http_parallel({make_request(s, *m, "GET", "/primary", "")}, 1000);
-                if (r[0].ok && r[0].status == 200) {
-                    std::cout << "Successfully " << (kind == "switchover" ? "switched" : "failed") << " over to \""
-                              << leader << "\"" << std::endl;
-                    return kExitOk;
-                }
-                last = leader + " holds the leader key but its /primary says " +
+        // The key may have come and gone between two reads: after 5 s without
+        // a change, its absence means the request was consumed.
+        const bool consumed = key_seen || ZkSession::steady_ms() - start > 5000;
+        SwitchoverAssessment a = assess_switchover(v, kind, old_leader, candidate, consumed, false);
+        if (a.progress == SwitchoverProgress::Waiting && !a.probe.empty()) {
+            const Member *m = v.member(a.probe);
+            auto r = http_parallel({make_request(s, *m, "GET", "/primary", "")}, 1000);
+            const bool ok = !r.empty() && r[0].ok && r[0].status == 200;
+            if (!ok && !r.empty())
+                last = a.probe + " holds the leader key but its /primary says " +
                        (r[0].ok ? "HTTP " + std::to_string(r[0].status) : r[0].error);
-            }
-        } else if (!v.failover && (key_seen || ZkSession::steady_ms() - start > 5000) && leader == old_leader) {
-            fail(kExitFailed, kind + " did not happen: " + (old_leader.empty() ? std::string("nobody") : old_leader) +
-                                  " is still the leader" + (key_seen ? " and the failover key is gone" : "") +
-                                  " (see the members' logs)");
+            a = assess_switchover(v, kind, old_leader, candidate, consumed, ok);
+        }
+        switch (a.progress) {
+            case SwitchoverProgress::Done:
+            case SwitchoverProgress::Diverted:
+                std::cout << a.message << std::endl;
+                return kExitOk;
+            case SwitchoverProgress::Failed:
+                fail(kExitFailed, a.message);
+            case SwitchoverProgress::Waiting:
+                break;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    fail(kExitUnreachable, "outcome of the " + kind + " unknown after " + std::to_string(kSwitchoverHttpMs / 1000) +
-                               " s" + (last.empty() ? std::string() : ": " + last) + "; check pg_hactl list");
+    fail(kExitUnreachable, "outcome of the " + std::string(to_string(kind)) + " unknown after " +
+                               std::to_string(kSwitchoverHttpMs / 1000) + " s" +
+                               (last.empty() ? std::string() : ": " + last) + "; check pg_hactl list");
 }
 
 }  // namespace
 
 int cmd_switchover(const OperatorSettings &s, const SwitchoverOptions &o) {
-    const std::string kind = o.failover ? "failover" : "switchover";
+    const OperatorCommand command = o.failover ? OperatorCommand::Failover : OperatorCommand::Switchover;
+    const std::string kind = to_string(command);
     std::string scheduled_at;
     if (!o.scheduled.empty() && o.scheduled != "now") {
         std::int64_t when = 0;
@@ -444,44 +351,40 @@ int cmd_switchover(const OperatorSettings &s, const SwitchoverOptions &o) {
         if (!parse_iso8601(o.scheduled, when, err))
             fail(kExitUsage, "--scheduled \"" + o.scheduled + "\": " + err +
                                  " (give an ISO 8601 time with a zone, e.g. 2030-01-31T23:00:00+00:00, or \"now\")");
-        if (when < std::time(nullptr)) fail(kExitFailed, "--scheduled " + o.scheduled + " is in the past");
-        scheduled_at = format_iso8601(when);
+        scheduled_at = o.scheduled;
     }
     if (o.failover && o.candidate.empty()) fail(kExitUsage, "failover needs --candidate");
 
     Dcs dcs(s);
     ClusterView v = dcs.view();
-    const std::string leader = v.leader.value_or("");
-    if (v.members.empty()) fail(kExitFailed, "cluster " + s.scope + " has no members under " + dcs.store().base());
-    if (!o.failover && leader.empty())
-        fail(kExitFailed, "cluster " + s.scope + " has no leader: a switchover needs one (use failover --candidate X)");
-    if (!o.leader.empty() && o.leader != leader)
-        fail(kExitFailed, "--leader " + o.leader + " does not match the current leader " +
-                              (leader.empty() ? std::string("(none)") : leader));
-    const Member *cand = o.candidate.empty() ? nullptr : v.member(o.candidate);
-    if (!o.candidate.empty()) {
-        if (!cand) {
+    // The same rules, in the same words, as the members' REST API applies.
+    SwitchoverRequest req;
+    req.failover = o.failover;
+    req.leader = o.leader;
+    req.candidate = o.candidate;
+    req.scheduled_at = scheduled_at;
+    const SwitchoverCheck check = check_switchover(v, req, static_cast<std::int64_t>(std::time(nullptr)));
+    if (const Refusal *r = std::get_if<Refusal>(&check)) {
+        std::string msg = r->message;
+        if (!o.candidate.empty() && !v.member(o.candidate) && r->message.find("does not exist") != std::string::npos) {
             std::string names;
             for (const auto &m : v.members) names += (names.empty() ? "" : ", ") + m.name;
-            fail(kExitFailed, "member " + o.candidate + " does not exist in cluster " + s.scope + " (members: " + names + ")");
+            msg += " in cluster " + s.scope + " (members: " + (names.empty() ? std::string("none") : names) + ")";
         }
-        if (o.candidate == leader) fail(kExitFailed, o.candidate + " is already the leader");
-        if (cand->tags.nofailover) fail(kExitFailed, o.candidate + " is tagged nofailover and may not become the leader");
+        fail(r->http_status == 400 ? kExitUsage : kExitFailed, msg);
     }
-    if (v.failover)
-        fail(kExitFailed, "a switchover or failover is already pending (to " +
-                              (v.failover->candidate.empty() ? std::string("any member") : v.failover->candidate) +
-                              (v.failover->scheduled_at.empty() ? std::string() : ", at " + v.failover->scheduled_at) +
-                              ")");
+    const SwitchoverPlan &plan = std::get<SwitchoverPlan>(check);
+    const std::string &leader = plan.leader;
+    const Member *cand = o.candidate.empty() ? nullptr : v.member(o.candidate);
 
     // The plan.
     print_list_table(s, v);
-    std::string plan = o.failover && leader.empty()
+    std::string says = o.failover && leader.empty()
                            ? "Failover to " + o.candidate
                            : (o.failover ? "Failover" : "Switchover") + std::string(" from ") + leader + " to " +
                                  (o.candidate.empty() ? "the most suitable replica" : o.candidate);
-    plan += scheduled_at.empty() ? ", now" : ", at " + scheduled_at;
-    note(plan);
+    says += plan.scheduled_at.empty() ? ", now" : ", at " + plan.scheduled_at;
+    note(says);
     if (!confirm("Are you sure you want to " + kind + " cluster " + s.scope +
                      (leader.empty() ? std::string() : ", demoting current leader " + leader) + "?",
                  o.force, kind))
@@ -490,7 +393,7 @@ int cmd_switchover(const OperatorSettings &s, const SwitchoverOptions &o) {
     json body = json::object();
     if (!leader.empty()) body["leader"] = leader;
     if (!o.candidate.empty()) body["candidate"] = o.candidate;
-    if (!scheduled_at.empty()) body["scheduled_at"] = scheduled_at;
+    if (!plan.scheduled_at.empty()) body["scheduled_at"] = plan.scheduled_at;
 
     // Ask the leader (or, leader-less, the candidate) first; if its API does
     // not answer, any other member's: every member can write the failover key.
@@ -504,18 +407,20 @@ int cmd_switchover(const OperatorSettings &s, const SwitchoverOptions &o) {
     for (const Member *m : order) {
         if (m->api_url.empty()) continue;
         auto probe = http_parallel({make_request(s, *m, "GET", "/patroni", "")}, kProbeHttpMs);
-        if (!probe[0].ok) {
-            note("pg_hactl: " + m->name + "'s REST API (" + api_base(m->api_url) + ") does not answer: " + probe[0].error);
+        if (probe.empty() || !probe[0].ok) {
+            note("pg_hactl: " + m->name + "'s REST API (" + m->api_endpoint("") + ") does not answer: " +
+                 (probe.empty() ? std::string("no request made") : probe[0].error));
             tried += (tried.empty() ? "" : ", ") + m->name;
             continue;
         }
         auto rep = http_parallel({make_request(s, *m, "POST", "/" + kind, body.dump())}, kSwitchoverHttpMs);
-        if (!rep[0].ok && scheduled_at.empty()) {
+        if (rep.empty()) fail(kExitFailed, "could not send the " + kind + " request (out of memory?)");
+        if (!rep[0].ok && plan.scheduled_at.empty()) {
             // The request went out but its answer was lost (the old leader's
             // API stops with its server during the handover): never send it
             // twice, find out from ZooKeeper what happened.
             note("pg_hactl: no answer from " + m->name + " (" + rep[0].error + "); checking the outcome in ZooKeeper");
-            return await_new_leader(s, dcs, kind, leader, o.candidate);
+            return await_new_leader(s, dcs, command, leader, o.candidate);
         }
         return report_reply(rep[0], kind, s);
     }
@@ -538,14 +443,12 @@ int cmd_pause(const OperatorSettings &s, bool pause, int wait_s) {
             settled = true;
             break;
         }
-        if (pause) cfg["pause"] = true;
-        else cfg.erase("pause");
-        auto errors = config_errors(cfg);
-        if (!errors.empty()) {
-            std::string msg = "the configuration in " + path + " is invalid; fix it with edit-config first:";
-            for (const auto &e : errors) msg += "\n  " + e;
-            fail(kExitFailed, msg);
-        }
+        // As PATCH /config does it: {"pause": true} to pause, null to resume.
+        const ConfigPatchResult r = apply_config_patch(cfg, json{{"pause", pause ? json(true) : json(nullptr)}}, false);
+        if (!r.ok())
+            fail(kExitFailed, "the configuration in " + path + " cannot be changed; fix it with edit-config first: " +
+                                  config_errors_text(r.errors));
+        cfg = r.merged;
         int rc = dcs.put_versioned("config", cfg.dump(), raw.exists, raw.version);
         if (rc == ZOK) {
             note(pause ? "Success: cluster management is paused" : "Success: cluster management is resumed");
@@ -698,16 +601,20 @@ int cmd_edit_config(const OperatorSettings &s, const EditConfigOptions &o) {
     const std::string path = dcs.store().path("config");
     Dcs::Raw raw = dcs.get("config");
     const json before = parse_config_znode(raw, path);
-    json after = o.replace ? file_patch : before;
-    if (!o.replace && !file_patch.is_null()) after.merge_patch(file_patch);  // RFC 7386: null removes
-    after.merge_patch(set_patch);
-
-    auto errors = config_errors(after);
-    if (!errors.empty()) {
-        std::string msg = "invalid configuration, nothing changed:";
-        for (const auto &e : errors) msg += "\n  " + e;
-        fail(kExitFailed, msg);
+    // The file's patch (or whole configuration with --replace), then --set.
+    // Validated once, on the final result.
+    ConfigPatchResult r;
+    if (o.replace) {
+        json whole = file_patch;
+        whole.merge_patch(set_patch);
+        r = apply_config_patch(before, whole, true);
+    } else {
+        json mid = before;
+        if (!file_patch.is_null()) mid.merge_patch(file_patch);  // RFC 7386: null removes
+        r = apply_config_patch(mid, set_patch, false);
     }
+    if (!r.ok()) fail(kExitFailed, config_errors_text(r.errors) + "; nothing changed");
+    const json after = r.merged;
     if (after == before && raw.exists) {
         note("Not changed");
         return kExitOk;

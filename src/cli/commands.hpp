@@ -21,11 +21,15 @@ constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitUnreachable = 3;
 
-// Thrown by the commands; main() prints "pg_hactl: <what>" and exits with `code`.
+// The CLI's one error model: every command (boot included) throws it, and
+// main() prints "pg_hactl: <what>" and exits with `code`. Nothing below main
+// calls std::exit.
 struct CommandError : std::runtime_error {
     int code;
     CommandError(int c, const std::string &msg) : std::runtime_error(msg), code(c) {}
 };
+
+[[noreturn]] inline void fail(int code, const std::string &msg) { throw CommandError(code, msg); }
 
 // What the operator commands need from the node's settings file. A node's
 // file works as is; an operator may use a small file with just the first three.

@@ -39,27 +39,66 @@ Tags Tags::from_json(const json &j) {
     return t;
 }
 
-bool parse_host_port(const std::string &text, std::string &host, int &port) {
+bool parse_host_port(const std::string &text, HostPortForm form, std::string &host, int &port, std::string &why) {
     std::string h, p;
     if (!text.empty() && text[0] == '[') {
         auto close = text.find(']');
-        if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') return false;
+        if (close == std::string::npos) {
+            why = "missing ']'";
+            return false;
+        }
+        if (close + 1 >= text.size() || text[close + 1] != ':') {
+            why = "missing port after ']'";
+            return false;
+        }
         h = text.substr(1, close - 1);
         p = text.substr(close + 2);
+        if (h.empty()) {
+            why = "empty IPv6 address";
+            return false;
+        }
     } else {
         auto colon = text.rfind(':');
-        if (colon == std::string::npos) return false;
+        if (colon == std::string::npos) {
+            why = "missing port";
+            return false;
+        }
         h = text.substr(0, colon);
         p = text.substr(colon + 1);
     }
-    if (h.empty() || p.empty() || p.size() > 5) return false;
+    if (p.empty() || p.size() > 5) {
+        why = "bad port";
+        return false;
+    }
     for (char c : p)
-        if (c < '0' || c > '9') return false;
-    int v = std::stoi(p);
-    if (v < 1 || v > 65535) return false;
+        if (c < '0' || c > '9') {
+            why = "bad port";
+            return false;
+        }
+    const int v = std::stoi(p);  // at most 5 digits: cannot overflow
+    const bool listen = form == HostPortForm::Listen;
+    if (v > 65535 || (!listen && v < 1)) {
+        why = "port out of range";
+        return false;
+    }
+    for (char c : h)
+        if (c == ' ' || c == '/' || c == '[' || c == ']') {
+            why = "bad host";
+            return false;
+        }
+    if (listen && h == "*") h.clear();
+    if (!listen && h.empty()) {
+        why = "missing host";
+        return false;
+    }
     host = h;
     port = v;
     return true;
+}
+
+bool parse_host_port(const std::string &text, std::string &host, int &port) {
+    std::string why;
+    return parse_host_port(text, HostPortForm::Address, host, port, why);
 }
 
 bool parse_conn_url(const std::string &url, std::string &host, int &port) {
@@ -95,6 +134,13 @@ Lsn Member::position() const {
     if (receive_lsn) best = std::max(best, *receive_lsn);
     if (replay_lsn) best = std::max(best, *replay_lsn);
     return best;
+}
+
+std::string Member::api_endpoint(const std::string &path) const {
+    auto scheme = api_url.find("://");
+    if (scheme == std::string::npos) return "";
+    auto slash = api_url.find('/', scheme + 3);
+    return (slash == std::string::npos ? api_url : api_url.substr(0, slash)) + path;
 }
 
 const Member *ClusterView::member(const std::string &name) const {

@@ -47,6 +47,7 @@ struct Member {
     std::optional<Lsn> replay_lsn;
     Tags tags;
     bool pause = false;
+    bool pending_restart = false;  // Patroni's "pending_restart": a setting needs a restart
     std::int64_t session = 0;  // ephemeralOwner of the znode (not part of the JSON)
 
     // host and port from conn_url ("" / 0 when unparsable)
@@ -54,6 +55,10 @@ struct Member {
     int port() const;
     // best position this member has: receive/replay for replicas, xlog for the primary
     Lsn position() const;
+    // Another endpoint of the REST API this member published as api_url:
+    // "http://h:8008/patroni" + "/primary" -> "http://h:8008/primary".
+    // "" when api_url is empty or has no scheme.
+    std::string api_endpoint(const std::string &path) const;
 };
 
 struct SyncState {
@@ -129,7 +134,15 @@ struct LocalState {
 
 // "postgres://host:port/db" -> host, port. Returns false when unparsable.
 bool parse_conn_url(const std::string &url, std::string &host, int &port);
-// "host:port" -> host, port (IPv6 in brackets). Returns false when unparsable.
+// "host:port" -> host, port (IPv6 in brackets, split on the last colon
+// otherwise). Returns false when unparsable.
 bool parse_host_port(const std::string &text, std::string &host, int &port);
+
+// The same parser with a reason and the forms a listen address may take.
+enum class HostPortForm {
+    Address,  // a host to connect to: host required, port 1..65535
+    Listen,   // a listen address: "" or "*" host = all addresses (host ""), port 0 = any free port
+};
+bool parse_host_port(const std::string &text, HostPortForm form, std::string &host, int &port, std::string &why);
 
 }  // namespace pgha

@@ -1,5 +1,7 @@
 #include "core/dynamic_config.hpp"
 
+#include <cmath>
+
 namespace pgha {
 
 using nlohmann::json;
@@ -11,17 +13,38 @@ bool read_int(const json &j, const char *key, std::int64_t lo, std::int64_t hi, 
               std::vector<std::string> &errors) {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) return false;
+    const auto out_of_range = [&] {
+        errors.push_back(std::string(key) + ": " + it->dump() + " is out of range [" + std::to_string(lo) + ", " +
+                         std::to_string(hi) + "]");
+        return false;
+    };
     std::int64_t v;
-    if (it->is_number_integer()) {
+    if (it->is_number_unsigned()) {
+        // Checked before the cast: a uint64 above INT64_MAX would wrap.
+        const std::uint64_t u = it->get<std::uint64_t>();
+        if (u > static_cast<std::uint64_t>(hi)) return out_of_range();
+        v = static_cast<std::int64_t>(u);
+    } else if (it->is_number_integer()) {
         v = it->get<std::int64_t>();
     } else if (it->is_number_float()) {
-        v = static_cast<std::int64_t>(it->get<double>());
+        // Range-checked before the cast (1e300 or NaN would be undefined
+        // behaviour); a fraction is not an integer.
+        const double d = it->get<double>();
+        if (!std::isfinite(d) || std::floor(d) != d) {
+            errors.push_back(std::string(key) + ": expected an integer, got " + it->dump());
+            return false;
+        }
+        if (d < static_cast<double>(lo) || d > static_cast<double>(hi) || d >= 9223372036854775808.0)
+            return out_of_range();
+        v = static_cast<std::int64_t>(d);
     } else if (it->is_string()) {
         try {
             std::size_t pos = 0;
             const std::string s = it->get<std::string>();
             v = std::stoll(s, &pos);
             if (pos != s.size()) throw std::invalid_argument(s);
+        } catch (const std::out_of_range &) {
+            return out_of_range();
         } catch (const std::exception &) {
             errors.push_back(std::string(key) + ": expected an integer, got " + it->dump());
             return false;
@@ -30,11 +53,7 @@ bool read_int(const json &j, const char *key, std::int64_t lo, std::int64_t hi, 
         errors.push_back(std::string(key) + ": expected an integer, got " + it->dump());
         return false;
     }
-    if (v < lo || v > hi) {
-        errors.push_back(std::string(key) + ": " + std::to_string(v) + " is out of range [" + std::to_string(lo) +
-                         ", " + std::to_string(hi) + "]");
-        return false;
-    }
+    if (v < lo || v > hi) return out_of_range();
     out = v;
     return true;
 }
@@ -115,6 +134,43 @@ std::vector<std::string> DynamicConfig::validate() const {
                          ") must not exceed ttl (" + std::to_string(ttl) + ")");
     if (maximum_lag_on_failover < 0) errors.push_back("maximum_lag_on_failover must not be negative");
     return errors;
+}
+
+std::vector<std::string> config_errors(const json &j) {
+    std::vector<std::string> errors;
+    DynamicConfig cfg = DynamicConfig::from_json(j, errors);
+    if (j.is_object())
+        for (auto &e : cfg.validate()) errors.push_back(e);
+    return errors;
+}
+
+std::string config_errors_text(const std::vector<std::string> &errors) {
+    std::string msg = "invalid configuration:";
+    for (std::size_t i = 0; i < errors.size(); ++i) msg += (i ? "; " : " ") + errors[i];
+    return msg;
+}
+
+ConfigPatchResult apply_config_patch(const json &current, const json &patch_in, bool replace) {
+    ConfigPatchResult r;
+    if (!patch_in.is_object()) {
+        r.errors.push_back("the configuration must be a JSON object, got " + std::string(patch_in.type_name()));
+        return r;
+    }
+    json patch = patch_in;
+    if (patch.contains("__replace__")) {
+        replace = true;
+        patch.erase("__replace__");
+    }
+    json merged = replace ? patch : current;
+    if (!merged.is_object()) merged = json::object();
+    if (!replace) merged.merge_patch(patch);  // RFC 7386, as Patroni's PATCH /config: null deletes
+    r.errors = config_errors(merged);
+    if (r.errors.empty()) {
+        std::vector<std::string> ignored;
+        r.config = DynamicConfig::from_json(merged, ignored);
+    }
+    r.merged = std::move(merged);
+    return r;
 }
 
 }  // namespace pgha

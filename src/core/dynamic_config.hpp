@@ -38,4 +38,28 @@ struct DynamicConfig {
 // Smallest ttl pg_ha accepts (seconds). See README "Timing".
 constexpr int kMinTtl = 2;
 
+// Every error of a configuration: types and ranges (from_json), then the
+// relations between values (validate). Empty = valid.
+std::vector<std::string> config_errors(const nlohmann::json &j);
+
+// "invalid configuration: <e1>; <e2>" (one line; REST 400 body, SQL error,
+// pg_hactl message).
+std::string config_errors_text(const std::vector<std::string> &errors);
+
+// An operator's change to the `config` znode, merged and validated in one
+// step (PATCH/PUT /config, ha_set_config(), pg_hactl edit-config/pause/resume).
+struct ConfigPatchResult {
+    nlohmann::json merged = nlohmann::json::object();  // the new znode content
+    DynamicConfig config;             // parsed from `merged` (defaults when invalid)
+    std::vector<std::string> errors;  // empty: `merged` may be written
+    bool ok() const { return errors.empty(); }
+};
+
+// `current` is the znode's JSON (a non-object counts as {}). replace=false:
+// RFC 7386 merge patch, null removes a key (Patroni's PATCH /config).
+// replace=true, or a "__replace__" member in `patch` (removed): `patch` is
+// the whole new configuration (Patroni's PUT /config). A patch that is not
+// an object is an error.
+ConfigPatchResult apply_config_patch(const nlohmann::json &current, const nlohmann::json &patch, bool replace);
+
 }  // namespace pgha

@@ -46,10 +46,11 @@ namespace {
 
 Action act(ActionKind k) { return Action{k, {}, {}, 0}; }
 
-// The newest timeline the cluster has promoted to, according to `history`.
-int newest_history_timeline(const ClusterView &c) {
-    int tl = 0;
-    for (const auto &e : c.history) tl = std::max(tl, e.timeline + 1);
+// The newest timeline the cluster has promoted to, according to `history`
+// (an entry for timeline N means N + 1 exists). 64 bits: N may be INT_MAX.
+std::int64_t newest_history_timeline(const ClusterView &c) {
+    std::int64_t tl = 0;
+    for (const auto &e : c.history) tl = std::max(tl, static_cast<std::int64_t>(e.timeline) + 1);
     return tl;
 }
 
@@ -102,15 +103,15 @@ void decide_as_leader(const Observation &obs, Decision &d) {
                     d.actions.push_back(act(ActionKind::ClearFailover));
                 } else if (!f.leader.empty() && f.leader != obs.me) {
                     d.message = "ignoring the failover key: it names " + f.leader + " as the leader, not " + obs.me;
+                    d.failover_refused = true;
                     d.actions.push_back(act(ActionKind::ClearFailover));
                 } else if (!obs.failover_due) {
                     d.message = "switchover scheduled at " + f.scheduled_at;
                 } else {
-                    if (target.empty()) target = best_switchover_candidate(obs.cluster, obs.me);
-                    std::string why = target.empty() ? "no member can take over"
-                                                     : switchover_ineligibility(obs.cluster, obs.me, target);
+                    const std::string why = choose_switchover_target(obs.cluster, obs.me, f.candidate, target);
                     if (!why.empty()) {
                         d.message = "switchover not possible: " + why;
+                        d.failover_refused = true;
                         d.actions.push_back(act(ActionKind::ClearFailover));
                     } else {
                         d.message = "switchover: handing the leader lock over to " + target;
@@ -234,7 +235,7 @@ void decide_without_leader(const Observation &obs, Decision &d) {
                 d.message = "not taking the leader lock: " + obs.watchdog_failure;
                 return;
             }
-            int newest = newest_history_timeline(c);
+            const std::int64_t newest = newest_history_timeline(c);
             if (newest > obs.local.timeline) {
                 d.message = "not taking the leader lock: the cluster has promoted timeline " + std::to_string(newest) +
                             " and this node is on timeline " + std::to_string(obs.local.timeline);
@@ -318,7 +319,7 @@ std::string failover_ineligibility(const Observation &obs, const Member &candida
     if (is_me && obs.peers_checked)
         for (const auto &p : obs.primaries_alive)
             if (p != obs.me) return "member " + p + " still runs as a primary";
-    int newest = newest_history_timeline(c);
+    const std::int64_t newest = newest_history_timeline(c);
     if (is_me && obs.local.timeline > 0 && newest > 0 && obs.local.timeline < newest - 1)
         return candidate.name + " is on timeline " + std::to_string(obs.local.timeline) +
                ", older than the cluster's timeline " + std::to_string(newest);
@@ -333,29 +334,6 @@ std::string failover_ineligibility(const Observation &obs, const Member &candida
             return "member " + m.name + " is equally advanced (" + format_lsn(pos) + ") and wins the tie by name";
     }
     return "";
-}
-
-std::string switchover_ineligibility(const ClusterView &c, const std::string &leader, const std::string &candidate) {
-    if (candidate == leader) return candidate + " is already the leader";
-    const Member *m = c.member(candidate);
-    if (!m) return "member " + candidate + " does not exist";
-    if (m->tags.nofailover) return candidate + " is tagged nofailover";
-    if (m->state != "running") return candidate + " is not running (state " + m->state + ")";
-    if (m->role == "primary") return candidate + " runs as a primary";
-    return "";
-}
-
-std::string best_switchover_candidate(const ClusterView &c, const std::string &leader) {
-    std::string best;
-    Lsn best_pos = 0;
-    for (const auto &m : c.members) {
-        if (!switchover_ineligibility(c, leader, m.name).empty()) continue;
-        if (best.empty() || m.position() > best_pos) {
-            best = m.name;
-            best_pos = m.position();
-        }
-    }
-    return best;
 }
 
 Decision decide(const Observation &obs) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/cluster.hpp"
+#include "core/operator_rules.hpp"  // switchover_ineligibility, best_switchover_candidate
 
 namespace pgha {
 
@@ -89,6 +90,10 @@ struct Decision {
     bool is_leader = false;   // we hold the leader znode on our current session
     std::vector<Action> actions;
     std::string message;      // one line: why (shown in logs, /patroni and ha_node())
+    // ClearFailover because the `failover` key cannot be honoured (it names
+    // another leader, or the switchover is not possible): `message` says why
+    // and deserves a log line. False when the key is cleared because it is done.
+    bool failover_refused = false;
 
     bool has(ActionKind k) const;
     const Action *find(ActionKind k) const;
@@ -100,12 +105,7 @@ Decision decide(const Observation &obs);
 // Returns "" when `name` may take over, else the reason it may not.
 std::string failover_ineligibility(const Observation &obs, const Member &candidate);
 
-// Whether `candidate` may receive the lock by switchover from the running
-// leader (it catches up during the handover, so lag does not count). "" = yes.
-std::string switchover_ineligibility(const ClusterView &c, const std::string &leader, const std::string &candidate);
-
-// The member a switchover without a named candidate goes to: the most
-// advanced eligible member ("" when there is none).
-std::string best_switchover_candidate(const ClusterView &c, const std::string &leader);
+// The switchover rules (switchover_ineligibility, best_switchover_candidate,
+// choose_switchover_target) live in core/operator_rules.hpp.
 
 }  // namespace pgha

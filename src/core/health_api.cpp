@@ -9,6 +9,7 @@
 #include <set>
 #include <string_view>
 
+#include "core/cluster_report.hpp"
 #include "core/patroni_codec.hpp"
 
 namespace pgha {
@@ -405,37 +406,23 @@ int readiness_status(const NodeSnapshot *s, const HttpRequestView &req) {
 
 json cluster_json(const NodeSnapshot &snap) {
     const ClusterView &c = snap.cluster;
-    const std::string leader_name = c.leader.value_or(std::string());
-    const Lsn cluster_lsn = c.status_optime;
     json members = json::array();
-    std::vector<const Member *> sorted;
-    for (const auto &m : c.members) sorted.push_back(&m);
-    std::sort(sorted.begin(), sorted.end(), [](const Member *a, const Member *b) { return a->name < b->name; });
-    for (const Member *m : sorted) {
-        const bool is_leader = c.leader && m->name == leader_name;
-        const auto &sync = c.sync.sync_standby;
-        std::string role;
-        if (is_leader) role = m->role == "standby_leader" ? "standby_leader" : "leader";
-        else if (std::find(sync.begin(), sync.end(), m->name) != sync.end()) role = "sync_standby";
-        else role = "replica";
+    for (const MemberRow &row : cluster_report(c)) {
         json o = json::object();
-        o["name"] = m->name;
-        o["role"] = role;
-        o["state"] = m->state;
-        o["api_url"] = m->api_url;
-        const std::string host = m->host();
-        if (!host.empty()) {
-            o["host"] = host;
-            if (int port = m->port()) o["port"] = port;
+        o["name"] = row.name;
+        o["role"] = to_string(row.role);
+        o["state"] = row.state;
+        o["api_url"] = row.api_url;
+        if (!row.host.empty()) {
+            o["host"] = row.host;
+            if (row.port) o["port"] = row.port;
         }
-        if (m->timeline > 0) o["timeline"] = m->timeline;
-        json tags = m->tags.to_json();
+        if (row.timeline > 0) o["timeline"] = row.timeline;
+        json tags = row.tags.to_json();
         if (!tags.empty()) o["tags"] = std::move(tags);
-        if (!is_leader) {
-            // Patroni: member xlog_location, "unknown" when the member did not report one.
-            if (m->xlog_location == 0) o["lag"] = "unknown";
-            else o["lag"] = cluster_lsn >= m->xlog_location ? cluster_lsn - m->xlog_location : 0;
-        }
+        if (row.pending_restart) o["pending_restart"] = true;
+        // Patroni: no lag for the leader; "unknown" when a member reported no position.
+        if (!row.is_leader) o["lag"] = row.lag_json();
         members.push_back(std::move(o));
     }
     json r = json::object();
@@ -545,8 +532,7 @@ std::string metrics_text(const NodeSnapshot &s) {
 }
 
 HttpReply handle_request(const NodeSnapshot *snap, const HttpRequestView &req, std::int64_t now_steady_ms,
-                         std::int64_t now_epoch_s, const ManagementHook &mgmt) noexcept {
-    (void)now_epoch_s;  // reserved: validation of scheduled switchover/restart times
+                         const ManagementHook &mgmt) noexcept {
     try {
         const std::string &m = req.method;
         const bool get = m == "GET";
@@ -601,8 +587,10 @@ HttpReply handle_request(const NodeSnapshot *snap, const HttpRequestView &req, s
                 if (head_like) return status_only(200);
                 return HttpReply{200, "text/plain", metrics_text(*snap)};
             }
-            // failsafe: pg_ha does not implement failsafe_mode; Patroni answers
-            // 502 when failsafe mode is not enabled.
+            // failsafe: pg_ha implements failsafe_mode (the engine's management
+            // hook handles POST /failsafe), but this pure answerer has no view
+            // of the failsafe members yet, so GET answers as Patroni does when
+            // failsafe mode is not enabled: 502.
             if (head_like) return status_only(502);
             return error_reply(502, "failsafe mode is not supported by pg_ha");
         }

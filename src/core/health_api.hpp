@@ -41,8 +41,8 @@ struct HttpReply {
 };
 
 // Extension point for the management endpoints (POST /switchover, /failover,
-// /restart, /reinitialize, /reload, PATCH/PUT /config, DELETE /switchover ...).
-// They will queue a command for the worker's main loop. Called only for
+// /restart, /reinitialize, /reload, /failsafe, PATCH/PUT /config ...). The
+// engine's hook queues a command for the worker's main loop. Called only for
 // methods other than GET/HEAD/OPTIONS; returning nullopt means "not handled"
 // and handle_request answers 501 as Patroni does for an unknown method.
 using ManagementHook =
@@ -51,11 +51,10 @@ using ManagementHook =
 // Answers one request.
 //   snap            newest snapshot, or nullptr before the first HA loop finished
 //   now_steady_ms   std::chrono::steady_clock in ms (same clock as snap->loop_steady_ms)
-//   now_epoch_s     wall clock, epoch seconds (reserved for scheduled actions)
 //   mgmt            optional handler for non-GET methods (may be empty)
 // Never throws for any input (bad query values are handled as Patroni does).
 HttpReply handle_request(const NodeSnapshot *snap, const HttpRequestView &req, std::int64_t now_steady_ms,
-                         std::int64_t now_epoch_s, const ManagementHook &mgmt = ManagementHook()) noexcept;
+                         const ManagementHook &mgmt = ManagementHook()) noexcept;
 
 // Access control for the REST API, as Patroni's RestApiServer.check_access
 // (which guards only its POST/PUT/PATCH/DELETE handlers).

@@ -1,6 +1,8 @@
 #include "core/patroni_codec.hpp"
 
 #include <cctype>
+#include <climits>
+#include <cmath>
 
 namespace pgha {
 
@@ -27,8 +29,12 @@ std::string str_or(const json &j, const char *key, const std::string &dflt = "")
 std::optional<std::int64_t> int_of(const json &j, const char *key) {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) return std::nullopt;
+    if (it->is_number_unsigned()) {
+        const std::uint64_t u = it->get<std::uint64_t>();
+        if (u > static_cast<std::uint64_t>(INT64_MAX)) return std::nullopt;
+        return static_cast<std::int64_t>(u);
+    }
     if (it->is_number_integer()) return it->get<std::int64_t>();
-    if (it->is_number_unsigned()) return static_cast<std::int64_t>(it->get<std::uint64_t>());
     if (it->is_string()) {
         const auto s = it->get<std::string>();
         if (auto lsn = parse_lsn(s)) return static_cast<std::int64_t>(*lsn);
@@ -38,6 +44,23 @@ std::optional<std::int64_t> int_of(const json &j, const char *key) {
             if (pos == s.size()) return v;
         } catch (const std::exception &) {
         }
+    }
+    return std::nullopt;
+}
+
+// A history entry's LSN: a non-negative integer below 2^64.
+std::optional<Lsn> history_lsn(const json &v) {
+    if (v.is_number_unsigned()) return v.get<std::uint64_t>();
+    if (v.is_number_integer()) {
+        const std::int64_t i = v.get<std::int64_t>();
+        if (i < 0) return std::nullopt;
+        return static_cast<Lsn>(i);
+    }
+    if (v.is_number_float()) {
+        const double d = v.get<double>();
+        // 2^64 itself is not representable as Lsn: strictly below.
+        if (!std::isfinite(d) || d < 0 || d >= 18446744073709551616.0 || std::floor(d) != d) return std::nullopt;
+        return static_cast<Lsn>(d);
     }
     return std::nullopt;
 }
@@ -61,6 +84,7 @@ std::string encode_member(const Member &m) {
     json tags = m.tags.to_json();
     if (!tags.empty()) j["tags"] = tags;
     if (m.pause) j["pause"] = true;
+    if (m.pending_restart) j["pending_restart"] = true;
     return j.dump();
 }
 
@@ -79,13 +103,17 @@ std::optional<Member> decode_member(const std::string &name, const std::string &
     m.role = str_or(*j, "role");
     if (m.role == "master") m.role = "primary";  // Patroni < 3.1 writes "master"
     m.version = str_or(*j, "version");
-    m.xlog_location = static_cast<Lsn>(int_of(*j, "xlog_location").value_or(0));
-    m.timeline = static_cast<int>(int_of(*j, "timeline").value_or(0));
+    // Out-of-range numbers (negative positions, timelines beyond int) count
+    // as not reported rather than being cast into nonsense.
+    m.xlog_location = static_cast<Lsn>(std::max<std::int64_t>(0, int_of(*j, "xlog_location").value_or(0)));
+    const std::int64_t tl = int_of(*j, "timeline").value_or(0);
+    m.timeline = tl > 0 && tl <= INT_MAX ? static_cast<int>(tl) : 0;
     m.replication_state = str_or(*j, "replication_state");
-    if (auto v = int_of(*j, "receive_lsn")) m.receive_lsn = static_cast<Lsn>(*v);
-    if (auto v = int_of(*j, "replay_lsn")) m.replay_lsn = static_cast<Lsn>(*v);
+    if (auto v = int_of(*j, "receive_lsn"); v && *v >= 0) m.receive_lsn = static_cast<Lsn>(*v);
+    if (auto v = int_of(*j, "replay_lsn"); v && *v >= 0) m.replay_lsn = static_cast<Lsn>(*v);
     if (auto t = j->find("tags"); t != j->end()) m.tags = Tags::from_json(*t);
     if (auto p = j->find("pause"); p != j->end() && p->is_boolean()) m.pause = p->get<bool>();
+    if (auto p = j->find("pending_restart"); p != j->end() && p->is_boolean()) m.pending_restart = p->get<bool>();
     return m;
 }
 
@@ -160,12 +188,21 @@ Lsn decode_status(const std::string &data, std::string &error) {
     if (data.empty()) return 0;
     auto j = parse_json(data, error);
     if (!j) return 0;
-    if (j->is_number_integer() || j->is_number_unsigned()) return j->get<Lsn>();  // legacy optime/leader
+    if (j->is_number_unsigned()) return j->get<Lsn>();  // legacy optime/leader
+    if (j->is_number_integer()) {
+        error = "status: negative optime";
+        return 0;
+    }
     if (!j->is_object()) {
         error = "status: expected a JSON object";
         return 0;
     }
-    return static_cast<Lsn>(int_of(*j, "optime").value_or(0));
+    const std::int64_t optime = int_of(*j, "optime").value_or(0);
+    if (optime < 0) {
+        error = "status: negative optime";
+        return 0;
+    }
+    return static_cast<Lsn>(optime);
 }
 
 std::string encode_history(const std::vector<HistoryEntry> &h) {
@@ -188,13 +225,25 @@ std::vector<HistoryEntry> decode_history(const std::string &data, std::string &e
         return out;
     }
     for (const auto &row : *j) {
-        if (!row.is_array() || row.size() < 3 || !row[0].is_number_integer()) {
+        // [timeline, lsn, reason, timestamp?, new_leader?]: the timeline a
+        // positive int, the LSN a non-negative integer (Patroni writes ints;
+        // an integral float is accepted). Anything else is skipped, never cast.
+        std::optional<Lsn> lsn;
+        if (row.is_array() && row.size() >= 3) lsn = row[1].is_number() ? history_lsn(row[1]) : std::optional<Lsn>(0);
+        if (!row.is_array() || row.size() < 3 || !row[0].is_number_integer() || !lsn) {
             error = "history: skipped a malformed entry";
             continue;
         }
+        const bool tl_ok = row[0].is_number_unsigned()
+                               ? row[0].get<std::uint64_t>() >= 1 && row[0].get<std::uint64_t>() <= INT_MAX
+                               : row[0].get<std::int64_t>() >= 1 && row[0].get<std::int64_t>() <= INT_MAX;
+        if (!tl_ok) {
+            error = "history: skipped an entry with timeline " + row[0].dump() + " (expected 1.." + std::to_string(INT_MAX) + ")";
+            continue;
+        }
         HistoryEntry e;
-        e.timeline = row[0].get<int>();
-        if (row[1].is_number()) e.lsn = row[1].get<Lsn>();
+        e.timeline = static_cast<int>(row[0].get<std::int64_t>());
+        e.lsn = *lsn;
         if (row[2].is_string()) e.reason = row[2].get<std::string>();
         if (row.size() > 3 && row[3].is_string()) e.timestamp = row[3].get<std::string>();
         if (row.size() > 4 && row[4].is_string()) e.new_leader = row[4].get<std::string>();

@@ -1,6 +1,7 @@
 #include "core/timeutil.hpp"
 
 #include <cctype>
+#include <cstdio>
 #include <ctime>
 
 namespace pgha {
@@ -75,10 +76,14 @@ bool parse_iso8601(const std::string &t, std::int64_t &epoch_s, std::string &err
 std::string format_iso8601(std::int64_t epoch_s) {
     std::time_t t = static_cast<std::time_t>(epoch_s);
     std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[40];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S+00:00", &tm);
+    if (!gmtime_r(&t, &tm)) return "";
+    // Not strftime's %Y: glibc writes year 999 as "999"; ISO 8601 needs 4 digits.
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04lld-%02d-%02dT%02d:%02d:%02d+00:00", static_cast<long long>(tm.tm_year) + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     return buf;
 }
+
+std::string format_iso8601_now() { return format_iso8601(static_cast<std::int64_t>(std::time(nullptr))); }
 
 }  // namespace pgha

@@ -12,6 +12,11 @@ namespace pgha {
 
 // Seconds since the epoch; false (with `error`) for anything else.
 bool parse_iso8601(const std::string &text, std::int64_t &epoch_s, std::string &error);
-std::string format_iso8601(std::int64_t epoch_s);  // UTC, "+00:00"
+// UTC, "2026-11-24T23:10:00+00:00", always (at least) 4 year digits, so
+// parse_iso8601 reads it back. The one formatter for Patroni timestamps
+// (failover key, history). "" when the time cannot be represented.
+std::string format_iso8601(std::int64_t epoch_s);
+// format_iso8601 of the current wall-clock time.
+std::string format_iso8601_now();
 
 }  // namespace pgha

@@ -2,6 +2,8 @@
 
 #include "http/api_server.hpp"
 
+#include "core/cluster.hpp"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -28,11 +30,6 @@ namespace {
 std::int64_t steady_now_ms() {
     using namespace std::chrono;
     return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
-
-std::int64_t epoch_now_s() {
-    using namespace std::chrono;
-    return duration_cast<seconds>(system_clock::now().time_since_epoch()).count();
 }
 
 // Socket options for the listening socket; Linux copies TCP_NODELAY and the
@@ -247,34 +244,10 @@ bool ApiServer::set_management_hook(ManagementHook hook) noexcept {
 }
 
 bool ApiServer::parse_listen_address(const std::string &listen, std::string &host, int &port, std::string &error) {
-    auto fail = [&](const std::string &why) {
-        error = "invalid listen address \"" + listen + "\": " + why + " (expected host:port, e.g. 0.0.0.0:8008 or [::]:8008)";
-        return false;
-    };
-    std::string h, p;
-    if (!listen.empty() && listen[0] == '[') {
-        auto close = listen.find(']');
-        if (close == std::string::npos) return fail("missing ']'");
-        if (close + 1 >= listen.size() || listen[close + 1] != ':') return fail("missing port after ']'");
-        h = listen.substr(1, close - 1);
-        p = listen.substr(close + 2);
-        if (h.empty()) return fail("empty IPv6 address");
-    } else {
-        auto colon = listen.rfind(':');
-        if (colon == std::string::npos) return fail("missing port");
-        h = listen.substr(0, colon);
-        p = listen.substr(colon + 1);
-    }
-    if (p.empty() || p.size() > 5) return fail("bad port");
-    for (char c : p)
-        if (c < '0' || c > '9') return fail("bad port");
-    const int v = std::stoi(p);
-    if (v > 65535) return fail("port out of range");
-    for (char c : h)
-        if (c == ' ' || c == '/' || c == '[' || c == ']') return fail("bad host");
-    host = (h.empty() || h == "*") ? std::string() : h;
-    port = v;
-    return true;
+    std::string why;
+    if (parse_host_port(listen, HostPortForm::Listen, host, port, why)) return true;
+    error = "invalid listen address \"" + listen + "\": " + why + " (expected host:port, e.g. 0.0.0.0:8008 or [::]:8008)";
+    return false;
 }
 
 bool ApiServer::alive() const noexcept {
@@ -309,7 +282,7 @@ void ApiServer::serve(const httplib::Request &req, httplib::Response &res) noexc
         view.query = req.params;
         if (is_body_method(req.method)) view.body = req.body;
         const SnapshotPtr snap = box_->get();
-        HttpReply reply = handle_request(snap.get(), view, steady_now_ms(), epoch_now_s(), mgmt_);
+        HttpReply reply = handle_request(snap.get(), view, steady_now_ms(), mgmt_);
         res.status = reply.status;
         if (!reply.content_type.empty()) res.set_header("Content-Type", reply.content_type);
         res.body = std::move(reply.body);

@@ -3,7 +3,8 @@
 //
 // Threads: one listener thread plus a fixed pool of connection threads, all
 // started with every signal blocked so SIGTERM/SIGHUP/SIGURG (latch) reach the
-// worker's main thread only (DESIGN.md §6). The handlers read the snapshot box
+// worker's main thread only: no PostgreSQL signal handler ever runs on an HTTP
+// thread. The handlers read the snapshot box
 // and nothing else; they never call PostgreSQL, never log through elog.
 #pragma once
 #include "core/no_postgres.hpp"
@@ -94,14 +95,14 @@ class ApiServer {
     // True between a successful start() and stop(), as long as the listener
     // thread is still accepting (it exits on a fatal accept() error).
     bool alive() const noexcept;
-    // True when the options make the server speak HTTPS (certfile set).
-    bool tls() const noexcept { return !options_.certfile.empty(); }
-    // Requests answered by our handlers since start(). The worker watches it
-    // (together with its own probe) to notice a dead HTTP thread.
+    // Requests answered by our handlers since start(). Meant for noticing a
+    // dead HTTP thread (together with a probe of one's own); nothing in the
+    // worker reads it yet.
     std::uint64_t requests_served() const noexcept { return served_.load(std::memory_order_relaxed); }
 
     // "host:port" parsing as Patroni's restapi.listen (split on the last
-    // colon; brackets around IPv6 allowed; "" or "*" host = all addresses).
+    // colon; brackets around IPv6 allowed; "" or "*" host = all addresses):
+    // core's parse_host_port in its Listen form, with a message naming `listen`.
     static bool parse_listen_address(const std::string &listen, std::string &host, int &port, std::string &error);
 
   private:

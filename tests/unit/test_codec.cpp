@@ -118,3 +118,38 @@ TEST(HostPort, Parsing) {
     EXPECT_TRUE(parse_conn_url("postgres://u:p@db:5432/postgres", h, p));
     EXPECT_EQ(h, "db");
 }
+
+TEST(Codec, HistoryOutOfRangeNumbersAreSkippedNotCast) {
+    std::string err;
+    auto h = decode_history(
+        R"([[1, 100, "ok"], [2147483648, 200, "tl beyond int"], [0, 300, "tl zero"], [-3, 300, "negative tl"],
+            [2, -5, "negative lsn"], [3, 1.5, "fractional lsn"], [4, 1e300, "huge lsn"],
+            [2147483647, 18446744073709551615, "max", "2026-01-01T00:00:00+00:00", "pg-9"], [5, 64.0, "integral float"]])",
+        err);
+    ASSERT_EQ(h.size(), 3u) << err;
+    EXPECT_EQ(h[0].timeline, 1);
+    EXPECT_EQ(h[1].timeline, 2147483647);
+    EXPECT_EQ(h[1].lsn, 18446744073709551615ull);
+    EXPECT_EQ(h[1].new_leader, "pg-9");
+    EXPECT_EQ(h[2].lsn, 64u);
+    EXPECT_FALSE(err.empty());
+}
+
+TEST(Codec, MemberNumbersOutOfRangeCountAsUnreported) {
+    std::string err;
+    auto m = decode_member("pg-1",
+                           R"({"state":"running","timeline":4294967297,"xlog_location":-5,"receive_lsn":-1,
+                              "replay_lsn":18446744073709551615,"pending_restart":true})",
+                           err);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->timeline, 0);
+    EXPECT_EQ(m->xlog_location, 0u);
+    EXPECT_FALSE(m->receive_lsn.has_value());
+    EXPECT_FALSE(m->replay_lsn.has_value());  // beyond int64: not cast
+    EXPECT_TRUE(m->pending_restart);
+    auto back = decode_member("pg-1", encode_member(*m), err);
+    ASSERT_TRUE(back);
+    EXPECT_TRUE(back->pending_restart);
+    EXPECT_EQ(decode_status(R"({"optime": -7})", err), 0u);
+    EXPECT_EQ(decode_status("-7", err), 0u);
+}

@@ -131,7 +131,7 @@ HttpRequestView req(const std::string &method, const std::string &target) {
 
 HttpReply call(const NodeSnapshot *s, const std::string &method, const std::string &target,
                std::int64_t now_ms = kNowMs) {
-    return handle_request(s, req(method, target), now_ms, kNowEpoch);
+    return handle_request(s, req(method, target), now_ms);
 }
 
 HttpReply get(const NodeSnapshot &s, const std::string &target) { return call(&s, "GET", target); }
@@ -720,13 +720,13 @@ TEST(HealthApi, ManagementHook) {
     };
     HttpRequestView r = req("POST", "/reload");
     r.body = "{}";
-    HttpReply reply = handle_request(&s, r, kNowMs, kNowEpoch, hook);
+    HttpReply reply = handle_request(&s, r, kNowMs, hook);
     EXPECT_EQ(reply.status, 202);
     EXPECT_EQ(reply.body, "reload scheduled");
-    EXPECT_EQ(handle_request(&s, req("POST", "/nothing"), kNowMs, kNowEpoch, hook).status, 501);
-    EXPECT_EQ(handle_request(&s, req("DELETE", "/boom"), kNowMs, kNowEpoch, hook).status, 500);
+    EXPECT_EQ(handle_request(&s, req("POST", "/nothing"), kNowMs, hook).status, 501);
+    EXPECT_EQ(handle_request(&s, req("DELETE", "/boom"), kNowMs, hook).status, 500);
     // GET never reaches the hook
-    EXPECT_EQ(handle_request(&s, req("GET", "/reload"), kNowMs, kNowEpoch, hook).status, 503);
+    EXPECT_EQ(handle_request(&s, req("GET", "/reload"), kNowMs, hook).status, 503);
     ASSERT_EQ(seen.size(), 3u);
     EXPECT_EQ(seen[0], "POST /reload {} node1");
 }

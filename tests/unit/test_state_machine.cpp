@@ -228,6 +228,16 @@ TEST(StateMachine, PrimaryOnOldTimelineDoesNotTakeLock) {
     EXPECT_FALSE(decide(o).has(ActionKind::AcquireLeader));
 }
 
+TEST(StateMachine, HistoryTimelineAtIntMaxDoesNotOverflow) {
+    // newest_history_timeline is entry + 1: at INT_MAX it must not wrap to a
+    // negative number (which would let an old primary take the lock).
+    auto o = base(LocalRole::Primary);
+    o.cluster.history = {HistoryEntry{2147483647, 500, "promoted", "", "pg-2"}};
+    auto d = decide(o);
+    EXPECT_FALSE(d.has(ActionKind::AcquireLeader)) << d.message;
+    EXPECT_NE(d.message.find("timeline 2147483648"), std::string::npos) << d.message;
+}
+
 TEST(StateMachine, NewlyPromotedLeaderRecordsHistory) {
     auto o = base(LocalRole::Primary);
     o.cluster.leader = "pg-1";
@@ -388,7 +398,30 @@ TEST(Switchover, IneligibleCandidatesAreRefusedAndTheKeyCleared) {
         auto d = decide(o);
         EXPECT_FALSE(d.has(ActionKind::Handover)) << d.message;
         EXPECT_TRUE(d.has(ActionKind::ClearFailover)) << d.message;
+        // The engine logs a refusal from this field, not from the text.
+        EXPECT_TRUE(d.failover_refused) << d.message;
     }
+}
+
+TEST(Switchover, RefusedFlagOnlyWhenTheKeyCannotBeHonoured) {
+    auto o = leader_obs();
+    o.cluster.failover = fo("pg-1", "pg-2");
+    EXPECT_FALSE(decide(o).failover_refused);  // handing over
+    o.cluster.failover = fo("pg-9", "pg-1");
+    o.cluster.failover->leader = "";
+    auto done = decide(o);  // the switchover to us is done: cleared, not refused
+    EXPECT_TRUE(done.has(ActionKind::ClearFailover));
+    EXPECT_FALSE(done.failover_refused);
+    EXPECT_EQ(done.message, "switchover to pg-1 done");
+    o.cluster.failover = fo("pg-3", "pg-2");
+    auto other = decide(o);
+    EXPECT_TRUE(other.failover_refused);
+    EXPECT_EQ(other.message, "ignoring the failover key: it names pg-3 as the leader, not pg-1");
+    o.cluster.failover = fo("pg-1", "pg-7");
+    auto gone = decide(o);
+    EXPECT_TRUE(gone.failover_refused);
+    EXPECT_EQ(gone.message, "switchover not possible: member pg-7 does not exist");
+    EXPECT_FALSE(decide(base(LocalRole::Standby)).failover_refused);
 }
 
 TEST(Switchover, ScheduledSwitchoverWaits) {

@@ -28,3 +28,16 @@ TEST(Iso8601, RefusesGarbage) {
     }
     EXPECT_EQ(e, 7);
 }
+
+TEST(Iso8601, FormatsFourDigitYearsAndRoundTrips) {
+    // 0999-12-31T23:59:59Z: strftime's %Y would give "999".
+    EXPECT_EQ(format_iso8601(-30610224001LL), "0999-12-31T23:59:59+00:00");
+    EXPECT_EQ(format_iso8601(0), "1970-01-01T00:00:00+00:00");
+    for (std::int64_t t : {std::int64_t(0), std::int64_t(1795561800), std::int64_t(-30610224001LL), std::int64_t(253402300799LL)}) {
+        std::int64_t back = 0;
+        std::string err;
+        ASSERT_TRUE(parse_iso8601(format_iso8601(t), back, err)) << format_iso8601(t) << ": " << err;
+        EXPECT_EQ(back, t);
+    }
+    EXPECT_EQ(format_iso8601_now().size(), 25u);
+}

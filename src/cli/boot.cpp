@@ -1,0 +1,406 @@
+// pg_hactl boot. See boot.hpp.
+#include "cli/boot.hpp"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <vector>
+
+#include <zookeeper/zookeeper.h>
+
+#include "cli/commands.hpp"
+#include "cli/pgdata.hpp"
+#include "core/cluster.hpp"
+#include "core/conninfo.hpp"
+#include "core/patroni_codec.hpp"
+#include "core/settings_file.hpp"
+#include "dcs/cluster_store.hpp"
+#include "dcs/zk_session.hpp"
+
+namespace pgha::cli {
+
+namespace {
+
+[[noreturn]] void die(const std::string &msg) { fail(kExitFailed, msg); }
+
+// ---- ZooKeeper ------------------------------------------------------------------
+
+// A connected session, or a CommandError with a clear message.
+void connect_zk(ZkSession &zk, const NodeConfig &c, int timeout_ms) {
+    std::string err;
+    if (!zk.open(c.zk_hosts, 30000, nullptr, err)) die(err);
+    if (!zk_run_until(zk, [&] { return zk.connected(); }, timeout_ms))
+        die("cannot connect to ZooKeeper at " + c.zk_hosts + " within " + std::to_string(timeout_ms / 1000) + " s");
+}
+
+bool read_view(ZkSession &zk, ClusterStore &store, ClusterView &view, std::string &error) {
+    bool done = false, ok = false;
+    store.read(false, [&](bool k, const ClusterView &v, const std::string &e) {
+        done = true;
+        ok = k;
+        view = v;
+        error = e;
+    });
+    if (!zk_run_until(zk, [&] { return done; }, 10000)) {
+        error = "timed out reading the cluster from ZooKeeper";
+        return false;
+    }
+    return ok;
+}
+
+int zk_sync(ZkSession &zk, const std::function<void(ClusterStore::DoneCb)> &op) {
+    int result = -999;
+    op([&](int rc) { result = rc; });
+    zk_run_until(zk, [&] { return result != -999; }, 10000);
+    return result == -999 ? ZOPERATIONTIMEOUT : result;
+}
+
+void pause_ms(ZkSession &zk, int ms) { zk_run_until(zk, [] { return false; }, ms); }
+
+// ---- the bootstrap's undo ----------------------------------------------------------
+
+// Armed once this node won the initialize race: if the bootstrap does not
+// get to commit() (an exception leaves the scope), it gives the race back,
+// as Patroni does, so that this or another node can try again, and leaves an
+// empty data directory.
+class BootstrapRollback {
+  public:
+    BootstrapRollback(ZkSession &zk, ClusterStore &store, std::string pgdata)
+        : zk_(zk), store_(store), pgdata_(std::move(pgdata)) {}
+    BootstrapRollback(const BootstrapRollback &) = delete;
+    BootstrapRollback &operator=(const BootstrapRollback &) = delete;
+    ~BootstrapRollback() {
+        if (!armed_) return;
+        try {
+            info("bootstrap failed: removing the initialize key and the partial data directory");
+            zk_sync(zk_, [&](ClusterStore::DoneCb cb) { store_.remove("initialize", -1, cb); });
+            remove_dir_contents(pgdata_);
+        } catch (const std::exception &e) {
+            info(std::string("rolling back the bootstrap failed too: ") + e.what());
+        } catch (...) {
+        }
+    }
+    void commit() { armed_ = false; }
+
+  private:
+    ZkSession &zk_;
+    ClusterStore &store_;
+    std::string pgdata_;
+    bool armed_ = true;
+};
+
+// ---- following a leader ----------------------------------------------------------------
+
+PgData pgdata_of(const NodeConfig &c) { return PgData{c.pgdata, c.bindir}; }
+
+void leader_address(const Member &leader, std::string &host, int &port) {
+    if (!parse_conn_url(leader.conn_url, host, port)) die("leader " + leader.name + " has an unusable conn_url");
+}
+
+std::string primary_conninfo(const NodeConfig &c, const std::string &host, int port) {
+    return build_conninfo({{"user", c.repl_user},
+                           {"password", c.repl_password},
+                           {"host", host},
+                           {"port", std::to_string(port)},
+                           {"application_name", c.name},
+                           {"sslmode", "prefer"},
+                           {"connect_timeout", "5"}});
+}
+
+void configure_follower(const NodeConfig &c, const Member &leader, bool use_slots) {
+    std::string host;
+    int port = 0;
+    leader_address(leader, host, port);
+    set_auto_conf(pgdata_of(c), {{"primary_conninfo", primary_conninfo(c, host, port)},
+                                 {"primary_slot_name", use_slots ? slot_name_for_member(c.name) : ""}});
+    write_file(c.pgdata + "/standby.signal", "");
+    info("configured to follow " + leader.name + " at " + host + ":" + std::to_string(port));
+}
+
+// Files a copy from another node carries that are not ours.
+void remove_foreign_state(const NodeConfig &c) {
+    for (const char *f : {"/pg_ha.zksession", "/promote", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
+}
+
+// ---- a new cluster -------------------------------------------------------------------------
+
+std::string default_hba(const NodeConfig &c) {
+    return "# written by pg_hactl boot\n"
+           "local   all             all                                     peer\n"
+           "host    all             all             127.0.0.1/32            md5\n"
+           "host    all             all             ::1/128                 md5\n"
+           "host    replication     " + c.repl_user + "  0.0.0.0/0               md5\n"
+           "host    replication     " + c.repl_user + "  ::/0                    md5\n"
+           "host    all             all             0.0.0.0/0               md5\n"
+           "host    all             all             ::/0                    md5\n";
+}
+
+void bootstrap_new_cluster(const NodeConfig &c) {
+    info("won the initialize race: creating a new cluster with initdb");
+    const PgData pg = pgdata_of(c);
+    initdb(pg, c.superuser, c.superuser_password);
+
+    std::string hba = default_hba(c);
+    if (!c.pg_hba.empty()) {
+        hba = "# written by pg_hactl boot from pg_ha.pg_hba\n";
+        std::istringstream in(c.pg_hba);
+        std::string line;
+        while (std::getline(in, line, ';')) hba += line + "\n";
+    }
+    write_file(c.pgdata + "/pg_hba.conf", hba);
+    write_managed_block(pg, c.config_path);
+
+    // Roles, in single-user mode (no network, no pg_ha worker).
+    std::string sql;
+    auto add_role = [&](const std::string &user, const std::string &pw, const std::string &attrs) {
+        if (user.empty() || user == c.superuser) return;
+        sql += "CREATE ROLE " + sql_ident(user) + " WITH LOGIN " + attrs +
+               (pw.empty() ? "" : " PASSWORD " + conf_quote(pw)) + ";\n";
+    };
+    add_role(c.repl_user, c.repl_password, "REPLICATION");
+    add_role(c.rewind_user, c.rewind_password, "");
+    add_role(c.admin_user, c.admin_password, "CREATEROLE CREATEDB");
+    if (!c.rewind_user.empty() && c.rewind_user != c.superuser) {
+        for (const char *fn : {"pg_catalog.pg_ls_dir(text, boolean, boolean)", "pg_catalog.pg_stat_file(text, boolean)",
+                               "pg_catalog.pg_read_binary_file(text)",
+                               "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)"})
+            sql += std::string("GRANT EXECUTE ON FUNCTION ") + fn + " TO " + sql_ident(c.rewind_user) + ";\n";
+    }
+    sql += "CREATE EXTENSION IF NOT EXISTS pg_ha;\n";
+    run_single_user_sql(pg, sql);
+}
+
+// ---- a copy of the leader --------------------------------------------------------------------
+
+bool clone_from(const NodeConfig &c, const Member &source, bool use_slots) {
+    std::string host;
+    int port = 0;
+    if (!parse_conn_url(source.conn_url, host, port)) return false;
+    info("cloning from " + source.name + " (" + host + ":" + std::to_string(port) + ") with pg_basebackup");
+    const std::string conninfo = build_conninfo({{"host", host},
+                                                 {"port", std::to_string(port)},
+                                                 {"user", c.repl_user},
+                                                 {"application_name", c.name},
+                                                 {"connect_timeout", "10"}});
+    const int rc = pg_basebackup(pgdata_of(c), conninfo, c.repl_password, use_slots ? slot_name_for_member(c.name) : "");
+    if (rc != 0) {
+        info("pg_basebackup failed (exit " + std::to_string(rc) + ")");
+        return false;
+    }
+    remove_foreign_state(c);
+    write_managed_block(pgdata_of(c), c.config_path);
+    configure_follower(c, source, use_slots);
+    return true;
+}
+
+// ---- an existing data directory ---------------------------------------------------------------
+
+enum class Rejoin { Started, Reclone };
+
+// Another member leads: make this node its standby, rewinding first when this
+// node was a primary or is behind on an older timeline (it may have WAL the
+// new leader never received).
+Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) {
+    const PgData pg = pgdata_of(c);
+    const std::int64_t deadline = ZkSession::steady_ms() + static_cast<std::int64_t>(c.timeout_s) * 1000;
+    const std::int64_t history_wait_until = ZkSession::steady_ms() + 15000;
+    bool said = false, said_history = false;
+    for (;;) {
+        ClusterView v;
+        std::string err;
+        if (!read_view(zk, store, v, err)) die("cannot read the cluster: " + err);
+        if (!v.leader && v.failover && !v.failover->candidate.empty() && v.failover->candidate != c.name &&
+            ZkSession::steady_ms() < deadline) {
+            // A switchover hands the lock to another member: follow it, do not
+            // come back as the primary in between.
+            if (!said) info("switchover to " + v.failover->candidate + " in progress: waiting for it to take the leader lock");
+            said = true;
+            pause_ms(zk, 200);
+            continue;
+        }
+        if (!v.leader || *v.leader == c.name) {
+            info(v.leader ? "this node holds the leader lock: starting with the existing data"
+                          : "no leader yet: starting with the existing data (the worker campaigns once it runs)");
+            return Rejoin::Started;
+        }
+        const Member *leader = v.leader_member();
+        const bool standby = file_exists(c.pgdata + "/standby.signal");
+        auto cd = controldata(pg);
+        const int local_tl = controldata_timeline(cd);
+        const bool was_primary = !standby;
+        const bool older_timeline = leader && leader->timeline > 0 && local_tl > 0 && local_tl < leader->timeline;
+        if (leader && !was_primary && !older_timeline) {
+            configure_follower(c, *leader, v.config.use_slots);
+            return Rejoin::Started;
+        }
+        // A rewind needs the leader up and running as a primary.
+        if (!leader || leader->state != "running" || leader->role != "primary") {
+            if (ZkSession::steady_ms() > deadline)
+                die("gave up after " + std::to_string(c.timeout_s) + " s: " + *v.leader +
+                    " holds the leader lock but is not a running primary to rewind from");
+            if (!said) info("waiting for the leader " + *v.leader + " to run as a primary before rejoining");
+            said = true;
+            pause_ms(zk, 1000);
+            continue;
+        }
+        // Stopped without a shutdown checkpoint right after handing over (fast
+        // switchover): if the local WAL ends at or before the point where the
+        // leader's timeline forked from ours, there is nothing to rewind.
+        if (was_primary && cd["Database cluster state"] == "in production") {
+            Lsn end = local_wal_end(pg, cd, local_tl);
+            Lsn fork = 0;
+            for (const auto &h : v.history)
+                if (h.timeline == local_tl) fork = h.lsn;
+            if (fork == 0 && leader->timeline > local_tl && ZkSession::steady_ms() < history_wait_until) {
+                // The new leader records its switch point right after promoting.
+                if (!said_history) info("waiting for " + leader->name + " to record its promotion in history");
+                said_history = true;
+                pause_ms(zk, 200);
+                continue;
+            }
+            if (end != 0 && fork != 0 && end <= fork) {
+                info("local WAL ends at " + format_lsn(end) + ", at or before " + leader->name + "'s switch point " +
+                     format_lsn(fork) + " on timeline " + std::to_string(local_tl) + ": no rewind needed");
+                for (const char *f : {"/promote", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
+                configure_follower(c, *leader, v.config.use_slots);
+                return Rejoin::Started;
+            }
+            if (end != 0 && fork != 0)
+                info("local WAL ends at " + format_lsn(end) + ", after the switch point " + format_lsn(fork) + ": rewinding");
+        }
+        info(std::string("this node ") + (was_primary ? "was a primary" : "is a standby on timeline " + std::to_string(local_tl)) +
+             " and " + leader->name + " now leads on timeline " + std::to_string(leader->timeline) +
+             ": checking for divergence with pg_rewind");
+        ensure_clean_shutdown(pg);
+        cd = controldata(pg);
+        const std::string local_end = cd["Latest checkpoint location"];
+        std::string host;
+        int port = 0;
+        leader_address(*leader, host, port);
+        const std::string user = c.rewind_user.empty() ? c.superuser : c.rewind_user;
+        const std::string pw = c.rewind_user.empty() ? c.superuser_password : c.rewind_password;
+        const std::string source = build_conninfo({{"host", host},
+                                                   {"port", std::to_string(port)},
+                                                   {"user", user},
+                                                   {"dbname", "postgres"},
+                                                   {"connect_timeout", "10"}});
+        const RewindResult r = pg_rewind(pg, source, pw, !v.config.use_pg_rewind);
+        if (const std::string said = rewind_outcome_text(r, leader->name, local_end, v.config.use_pg_rewind);
+            !said.empty())
+            info(said);
+        if (r.exit_code == 0 && (r.no_rewind_required || v.config.use_pg_rewind)) {
+            remove_foreign_state(c);
+            write_managed_block(pg, c.config_path);
+            configure_follower(c, *leader, v.config.use_slots);
+            return Rejoin::Started;
+        }
+        const std::string why = r.exit_code != 0 ? "pg_rewind failed (exit " + std::to_string(r.exit_code) + ")"
+                                                 : "the data directory diverged from " + leader->name + " and use_pg_rewind is off";
+        if (v.config.remove_data_directory_on_rewind_failure) {
+            info(why + "; remove_data_directory_on_rewind_failure is on: re-cloning from the leader");
+            remove_dir_contents(c.pgdata);
+            return Rejoin::Reclone;
+        }
+        die(why + ". The data directory " + c.pgdata + " is kept and PostgreSQL is not started. To rejoin, either fix "
+            "the cause and restart, or discard this copy: empty the data directory (it is then cloned from " +
+            leader->name + ") or set remove_data_directory_on_rewind_failure: true in the dynamic configuration");
+    }
+}
+
+}  // namespace
+
+NodeConfig load_node_config(const std::string &path) {
+    NodeConfig c;
+    c.config_path = path;
+    SettingsFile s;
+    std::string err;
+    if (!load_settings_file(path, s, err)) die(err);
+    for (const auto &e : s.errors) die(path + ": " + e);
+    c.scope = s.get("pg_ha.scope");
+    c.ns = s.get("pg_ha.namespace", "/service");
+    c.name = s.get("pg_ha.node_name");
+    c.zk_hosts = s.get("pg_ha.zookeeper_hosts");
+    c.connect_address = s.get("pg_ha.connect_address");
+    c.superuser = s.get("pg_ha.superuser", "postgres");
+    c.superuser_password = s.get("pg_ha.superuser_password");
+    c.repl_user = s.get("pg_ha.replication_user", "replicator");
+    c.repl_password = s.get("pg_ha.replication_password");
+    c.rewind_user = s.get("pg_ha.rewind_user", "rewind_user");
+    c.rewind_password = s.get("pg_ha.rewind_password");
+    c.admin_user = s.get("pg_ha.admin_user", "admin");
+    c.admin_password = s.get("pg_ha.admin_password");
+    c.pg_hba = s.get("pg_ha.pg_hba");
+    if (c.scope.empty()) die(path + ": pg_ha.scope is not set");
+    if (c.name.empty()) die(path + ": pg_ha.node_name is not set");
+    if (c.zk_hosts.empty()) die(path + ": pg_ha.zookeeper_hosts is not set");
+    std::string h;
+    int p;
+    if (!parse_host_port(c.connect_address, h, p))
+        die(path + ": pg_ha.connect_address \"" + c.connect_address + "\" is not host:port");
+    return c;
+}
+
+int cmd_boot(NodeConfig c) {
+    if (mkdir(c.pgdata.c_str(), 0700) != 0 && errno != EEXIST) die("cannot create " + c.pgdata + ": " + std::strerror(errno));
+    chmod(c.pgdata.c_str(), 0700);
+    if (c.bindir.empty()) c.bindir = find_bindir(c.pgdata);
+    ZkSession zk;
+    connect_zk(zk, c, c.timeout_s * 1000);
+    ClusterStore store(zk, c.ns, c.scope);
+    int rc = zk_sync(zk, [&](ClusterStore::DoneCb cb) { store.ensure_base(cb); });
+    if (rc != ZOK) die("cannot create the cluster's znodes under " + store.base() + ": " + ZkSession::error_text(rc));
+
+    if (file_exists(c.pgdata + "/pg_ha.reinitialize")) {
+        // ha_reinitialize() / POST /reinitialize: a fresh copy from the leader.
+        info("reinitialize requested: discarding this data directory and cloning from the leader");
+        remove_dir_contents(c.pgdata);
+    }
+    const bool has_data = file_exists(c.pgdata + "/PG_VERSION");
+    if (has_data) {
+        write_managed_block(pgdata_of(c), c.config_path);
+        switch (rejoin_existing(c, zk, store)) {
+            case Rejoin::Started: return kExitOk;
+            case Rejoin::Reclone: break;  // data directory emptied: clone below
+        }
+    }
+    if (!dir_empty(c.pgdata)) die(c.pgdata + " is neither empty nor a PostgreSQL data directory; refusing to touch it");
+
+    const std::int64_t deadline = ZkSession::steady_ms() + static_cast<std::int64_t>(c.timeout_s) * 1000;
+    bool waited_msg = false;
+    while (ZkSession::steady_ms() < deadline) {
+        ClusterView v;
+        std::string err;
+        if (!read_view(zk, store, v, err)) {
+            info("cannot read the cluster: " + err + "; retrying");
+        } else if (!v.initialize) {
+            rc = zk_sync(zk, [&](ClusterStore::DoneCb cb) { store.create("initialize", "", false, cb); });
+            if (rc == ZOK) {
+                BootstrapRollback rollback(zk, store, c.pgdata);
+                bootstrap_new_cluster(c);
+                const std::string sysid = system_identifier(pgdata_of(c));
+                rc = zk_sync(zk, [&](ClusterStore::DoneCb cb) { store.set_versioned("initialize", sysid, -1, cb); });
+                if (rc != ZOK) die("cannot record the system identifier in ZooKeeper: " + ZkSession::error_text(rc));
+                rollback.commit();
+                info("new cluster " + c.scope + " initialized, system identifier " + sysid);
+                return kExitOk;
+            }
+            if (rc != ZNODEEXISTS) info("initialize race: " + ZkSession::error_text(rc));
+        } else if (const Member *leader = v.leader_member();
+                   leader && leader->state == "running" && leader->role == "primary") {
+            if (clone_from(c, *leader, v.config.use_slots)) return kExitOk;
+            if (!dir_empty(c.pgdata)) die("pg_basebackup failed and left files in " + c.pgdata);
+        } else if (!waited_msg) {
+            info("waiting for a running leader to clone from");
+            waited_msg = true;
+        }
+        pause_ms(zk, 1000);
+    }
+    die("gave up after " + std::to_string(c.timeout_s) + " s: no leader to clone from");
+}
+
+}  // namespace pgha::cli

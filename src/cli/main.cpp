@@ -1,0 +1,160 @@
+// pg_hactl: command-line parsing (CLI11) and dispatch only.
+//
+//   pg_hactl boot --config FILE --pgdata DIR [--timeout SECONDS]     (cli/boot.cpp)
+//   pg_hactl list|switchover|failover|pause|resume|history|show-config|edit-config|restart|reinit
+//                                                                      (cli/commands.cpp)
+//
+// One error model: every command throws cli::CommandError; main prints
+// "pg_hactl: <message>" and exits with its code. Exit codes: 0 ok, 1 failed
+// or refused, 2 usage error, 3 ZooKeeper or the REST API unreachable.
+#include "core/no_postgres.hpp"
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/boot.hpp"
+#include "cli/commands.hpp"
+
+namespace pgha::cli {
+namespace {
+
+void usage() {
+    std::cerr << "usage: pg_hactl COMMAND [options]   (pg_hactl COMMAND --help for details)\n"
+                 "  boot         --config FILE --pgdata DIR [--timeout SECONDS]\n"
+                 "  list         [--format table|json]\n"
+                 "  switchover   [--leader L] [--candidate X] [--scheduled ISO8601|now] [--force]\n"
+                 "  failover     --candidate X [--force]\n"
+                 "  pause        [--wait [SECONDS]]\n"
+                 "  resume       [--wait [SECONDS]]\n"
+                 "  history      [--format table|json]\n"
+                 "  show-config  [--format yaml|json]\n"
+                 "  edit-config  (--set KEY=VALUE ... | --file FILE | --file -) [--replace] [--force]\n"
+                 "  restart      MEMBER [--force]\n"
+                 "  reinit       MEMBER [--force]\n"
+                 "Every command reads the settings file given by --config FILE (or $PGHA_CONFIG_FILE):\n"
+                 "pg_ha.scope, pg_ha.namespace, pg_ha.zookeeper_hosts, and for the REST API\n"
+                 "pg_ha.restapi_username/pg_ha.restapi_password and pg_ha.restapi_cafile.\n"
+                 "Exit codes: 0 ok, 1 failed or refused, 2 usage error, 3 ZooKeeper or REST API unreachable.\n";
+}
+
+}  // namespace
+}  // namespace pgha::cli
+
+int main(int argc, char **argv) {
+    namespace cli = pgha::cli;
+    if (argc < 2) {
+        cli::usage();
+        return cli::kExitUsage;
+    }
+
+    CLI::App app{"pg_hactl: pg_ha bootstrap and operator commands"};
+    app.fallthrough();  // global options (--config) also after the command
+    app.require_subcommand(1);
+    std::string config, format;
+    app.add_option("-c,--config", config, "settings file (default: $PGHA_CONFIG_FILE)");
+
+    std::string pgdata;
+    int timeout = 300;
+    auto *boot = app.add_subcommand("boot", "prepare the data directory before postgres starts");
+    boot->add_option("-D,--pgdata", pgdata, "data directory (default: $PGDATA)");
+    boot->add_option("--timeout", timeout, "seconds to wait for ZooKeeper / a leader");
+
+    auto *list = app.add_subcommand("list", "members, roles, states and lag");
+    list->add_option("--format", format, "table or json");
+
+    cli::SwitchoverOptions sw;
+    auto *switchover = app.add_subcommand("switchover", "hand the leader role to another member");
+    switchover->add_option("--leader,--master", sw.leader, "the current leader (checked)");
+    switchover->add_option("--candidate", sw.candidate, "the new leader (default: the leader picks)");
+    switchover->add_option("--scheduled", sw.scheduled, "ISO 8601 time with a zone, or now");
+    switchover->add_flag("--force", sw.force, "do not ask for confirmation");
+
+    cli::SwitchoverOptions fo;
+    fo.failover = true;
+    auto *failover = app.add_subcommand("failover", "make a member the leader (also without a healthy leader)");
+    failover->add_option("--candidate", fo.candidate, "the new leader")->required();
+    failover->add_option("--leader,--master", fo.leader, "the current leader (checked)");
+    failover->add_flag("--force", fo.force, "do not ask for confirmation");
+
+    int wait_s = 0;
+    auto *pause = app.add_subcommand("pause", "maintenance mode: no automatic failover");
+    auto *resume = app.add_subcommand("resume", "leave maintenance mode");
+    for (auto *sub : {pause, resume})
+        sub->add_option("--wait", wait_s, "wait until every member reports it (seconds, default 60)")
+            ->expected(0, 1)
+            ->default_str("60");
+
+    auto *history = app.add_subcommand("history", "timeline history (switchovers and failovers)");
+    history->add_option("--format", format, "table or json");
+
+    auto *show_config = app.add_subcommand("show-config", "the dynamic configuration (config znode)");
+    show_config->add_option("--format", format, "yaml or json");
+
+    cli::EditConfigOptions ec;
+    auto *edit_config = app.add_subcommand("edit-config", "change the dynamic configuration (validated)");
+    edit_config->add_option("-s,--set", ec.set, "KEY=VALUE (dotted keys for nested settings; null removes)");
+    edit_config->add_option("--file,--apply", ec.file, "JSON merge patch from FILE, - for standard input");
+    edit_config->add_flag("--replace", ec.replace, "the file replaces the whole configuration");
+    edit_config->add_flag("--force", ec.force, "do not ask for confirmation");
+
+    std::string member;
+    bool member_force = false;
+    auto *restart = app.add_subcommand("restart", "restart a member's PostgreSQL (via its REST API)");
+    auto *reinit = app.add_subcommand("reinit", "re-clone a replica from the leader (via its REST API)");
+    for (auto *sub : {restart, reinit}) {
+        sub->add_option("member", member, "member name")->required();
+        sub->add_flag("--force", member_force, "do not ask for confirmation");
+    }
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp &e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp &e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError &e) {
+        std::cerr << "pg_hactl: " << e.what() << " (see pg_hactl --help)" << std::endl;
+        return cli::kExitUsage;
+    }
+    // --wait given without a number: the default.
+    for (auto *sub : {pause, resume})
+        if (sub->parsed() && sub->count("--wait") > 0 && wait_s <= 0) wait_s = 60;
+
+    if (config.empty() && std::getenv("PGHA_CONFIG_FILE")) config = std::getenv("PGHA_CONFIG_FILE");
+    if (config.empty()) {
+        std::cerr << "pg_hactl: --config is required (or set PGHA_CONFIG_FILE)" << std::endl;
+        return cli::kExitUsage;
+    }
+    try {
+        if (boot->parsed()) {
+            if (pgdata.empty() && std::getenv("PGDATA")) pgdata = std::getenv("PGDATA");
+            if (pgdata.empty()) cli::fail(cli::kExitUsage, "boot needs --pgdata");
+            cli::NodeConfig c = cli::load_node_config(config);
+            c.timeout_s = timeout > 0 ? timeout : 300;
+            c.pgdata = pgdata;
+            return cli::cmd_boot(c);
+        }
+        const cli::OperatorSettings s = cli::load_operator_settings(config);
+        if (list->parsed()) return cli::cmd_list(s, format.empty() ? "table" : format);
+        if (switchover->parsed()) return cli::cmd_switchover(s, sw);
+        if (failover->parsed()) return cli::cmd_switchover(s, fo);
+        if (pause->parsed()) return cli::cmd_pause(s, true, wait_s);
+        if (resume->parsed()) return cli::cmd_pause(s, false, wait_s);
+        if (history->parsed()) return cli::cmd_history(s, format.empty() ? "table" : format);
+        if (show_config->parsed()) return cli::cmd_show_config(s, format.empty() ? "yaml" : format);
+        if (edit_config->parsed()) return cli::cmd_edit_config(s, ec);
+        if (restart->parsed()) return cli::cmd_member_action(s, "restart", member, member_force);
+        if (reinit->parsed()) return cli::cmd_member_action(s, "reinitialize", member, member_force);
+    } catch (const cli::CommandError &e) {
+        std::cerr << "pg_hactl: " << e.what() << std::endl;
+        return e.code;
+    } catch (const std::exception &e) {
+        std::cerr << "pg_hactl: " << e.what() << std::endl;
+        return cli::kExitFailed;
+    }
+    pgha::cli::usage();
+    return cli::kExitUsage;
+}

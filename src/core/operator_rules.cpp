@@ -1,0 +1,151 @@
+#include "core/operator_rules.hpp"
+
+#include "core/timeutil.hpp"
+
+namespace pgha {
+
+namespace {
+
+struct CommandName {
+    OperatorCommand command;
+    const char *name;
+};
+constexpr CommandName kCommandNames[] = {
+    {OperatorCommand::Switchover, "switchover"},       {OperatorCommand::Failover, "failover"},
+    {OperatorCommand::Pause, "pause"},                 {OperatorCommand::Resume, "resume"},
+    {OperatorCommand::SetConfig, "set_config"},        {OperatorCommand::ReplaceConfig, "replace_config"},
+    {OperatorCommand::Reload, "reload"},               {OperatorCommand::Restart, "restart"},
+    {OperatorCommand::Reinitialize, "reinitialize"},
+};
+
+Refusal refuse(int status, const std::string &message) { return Refusal{status, message}; }
+
+}  // namespace
+
+const char *to_string(OperatorCommand c) {
+    for (const auto &n : kCommandNames)
+        if (n.command == c) return n.name;
+    return "unknown";
+}
+
+std::optional<OperatorCommand> parse_operator_command(const std::string &text) {
+    for (const auto &n : kCommandNames)
+        if (text == n.name) return n.command;
+    return std::nullopt;
+}
+
+const char *to_string(SwitchoverProgress p) {
+    switch (p) {
+        case SwitchoverProgress::Waiting: return "waiting";
+        case SwitchoverProgress::Done: return "done";
+        case SwitchoverProgress::Diverted: return "diverted";
+        case SwitchoverProgress::Failed: return "failed";
+    }
+    return "unknown";
+}
+
+std::string switchover_ineligibility(const ClusterView &c, const std::string &leader, const std::string &candidate) {
+    if (candidate == leader) return candidate + " is already the leader";
+    const Member *m = c.member(candidate);
+    if (!m) return "member " + candidate + " does not exist";
+    if (m->tags.nofailover) return candidate + " is tagged nofailover";
+    if (m->state != "running") return candidate + " is not running (state " + m->state + ")";
+    if (m->role == "primary") return candidate + " runs as a primary";
+    return "";
+}
+
+std::string best_switchover_candidate(const ClusterView &c, const std::string &leader) {
+    std::string best;
+    Lsn best_pos = 0;
+    for (const auto &m : c.members) {
+        if (!switchover_ineligibility(c, leader, m.name).empty()) continue;
+        if (best.empty() || m.position() > best_pos) {
+            best = m.name;
+            best_pos = m.position();
+        }
+    }
+    return best;
+}
+
+std::string choose_switchover_target(const ClusterView &c, const std::string &leader, const std::string &candidate,
+                                     std::string &target) {
+    target = candidate.empty() ? best_switchover_candidate(c, leader) : candidate;
+    if (target.empty()) return "no member can take over";
+    return switchover_ineligibility(c, leader, target);
+}
+
+SwitchoverCheck check_switchover(const ClusterView &view, const SwitchoverRequest &req, std::int64_t now_epoch_s) {
+    const std::string kind = req.failover ? "failover" : "switchover";
+    const std::string leader = view.leader.value_or("");
+    if (req.failover && req.candidate.empty()) return refuse(400, "Failover could be performed only to a specific candidate");
+    if (req.failover && req.require_no_leader && !leader.empty())
+        return refuse(412, "the cluster has a leader (" + leader + "): use a switchover to move a healthy primary");
+    if (!req.failover && leader.empty())
+        return refuse(412, "switchover is not possible: the cluster has no leader (use failover with a candidate)");
+    if (!req.leader.empty() && req.leader != leader)
+        return refuse(412, "leader name does not match the current leader " +
+                               (leader.empty() ? std::string("(nobody)") : leader));
+    if (view.failover)
+        return refuse(409, "a switchover or failover is already pending (to " +
+                               (view.failover->candidate.empty() ? std::string("any member") : view.failover->candidate) +
+                               (view.failover->scheduled_at.empty() ? std::string() : ", at " + view.failover->scheduled_at) +
+                               "); wait for it or clear it");
+    if (view.config.pause && req.candidate.empty())
+        return refuse(412, "switchover is possible only to a specific candidate in a paused state");
+    SwitchoverPlan plan;
+    plan.leader = leader;
+    plan.target = req.candidate;
+    if (!req.scheduled_at.empty()) {
+        std::int64_t when = 0;
+        std::string err;
+        if (!parse_iso8601(req.scheduled_at, when, err)) return refuse(400, "Invalid scheduled_at: " + err);
+        if (view.config.pause) return refuse(412, "Can't schedule " + kind + " in the paused state");
+        if (when < now_epoch_s) return refuse(422, "Cannot schedule " + kind + " in the past");
+        plan.scheduled_at = format_iso8601(when);
+    }
+    if (!leader.empty()) {
+        std::string target;
+        const std::string why = choose_switchover_target(view, leader, req.candidate, target);
+        if (!why.empty()) return refuse(412, kind + " is not possible: " + why);
+        return plan;
+    }
+    // Leader-less failover: the candidate takes the free lock itself.
+    const Member *m = view.member(req.candidate);
+    if (!m) return refuse(412, "failover is not possible: member " + req.candidate + " does not exist");
+    if (m->tags.nofailover) return refuse(412, "failover is not possible: " + req.candidate + " is tagged nofailover");
+    if (m->state != "running")
+        return refuse(412, "failover is not possible: " + req.candidate + " is not running (state " + m->state + ")");
+    return plan;
+}
+
+SwitchoverAssessment assess_switchover(const ClusterView &view, OperatorCommand kind, const std::string &old_leader,
+                                       const std::string &target, bool key_seen, bool primary_answers_200) {
+    const bool sw = kind == OperatorCommand::Switchover;
+    const std::string leader = view.leader.value_or("");
+    SwitchoverAssessment a;
+    if (!leader.empty() && leader != old_leader) {
+        if (!target.empty() && leader != target) {
+            a.progress = SwitchoverProgress::Diverted;
+            a.message = std::string(sw ? "Switched" : "Failed") + " over to \"" + leader + "\" instead of \"" + target + "\"";
+            return a;
+        }
+        // The lock moved to the target: done once it accepts writes.
+        if (primary_answers_200) {
+            a.progress = SwitchoverProgress::Done;
+            a.message = std::string("Successfully ") + (sw ? "switched" : "failed") + " over to \"" + leader + "\"";
+            return a;
+        }
+        const Member *m = view.member(leader);
+        if (m && !m->api_url.empty()) a.probe = leader;
+        return a;
+    }
+    if (key_seen && !view.failover && (leader.empty() || leader == old_leader)) {
+        a.progress = SwitchoverProgress::Failed;
+        a.message = std::string(sw ? "Switchover" : "Failover") + " failed: " +
+                    (leader.empty() ? std::string("nobody holds the leader lock") : leader + " is still the leader") +
+                    " and the failover key is gone (see the members' logs)";
+    }
+    return a;
+}
+
+}  // namespace pgha

@@ -1,0 +1,111 @@
+// The operator's commands and the rules for switchover and failover, in one
+// place for everyone who applies them: the engine (REST and SQL requests),
+// the state machine (the leader acting on the `failover` key) and pg_hactl.
+// Pure: no I/O, no clocks (the caller passes the time).
+#pragma once
+#include "core/no_postgres.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "core/cluster.hpp"
+
+namespace pgha {
+
+// What an operator can ask a member to do (REST, SQL or pg_hactl).
+enum class OperatorCommand {
+    Switchover,
+    Failover,
+    Pause,
+    Resume,
+    SetConfig,      // PATCH /config, ha_set_config(): a merge patch
+    ReplaceConfig,  // PUT /config: the whole configuration
+    Reload,
+    Restart,
+    Reinitialize,
+};
+// "switchover", "failover", "pause", "resume", "set_config", "replace_config",
+// "reload", "restart", "reinitialize" (the names the SQL request slot and the
+// REST paths use).
+const char *to_string(OperatorCommand c);
+std::optional<OperatorCommand> parse_operator_command(const std::string &text);
+
+// ---- may this switchover/failover start? -----------------------------------
+
+struct SwitchoverRequest {
+    bool failover = false;          // failover (also leader-less) instead of switchover
+    std::string leader;             // the leader the operator expects; "" = not checked
+    std::string candidate;          // "" = the leader picks the most suitable member
+    std::string scheduled_at;       // ISO 8601 with zone; "" = now
+    bool require_no_leader = false; // ha_failover(): refuse while a leader exists
+};
+
+// The request is refused: answer `http_status` with `message` (Patroni's
+// wording where Patroni has one). pg_hactl prints the message.
+struct Refusal {
+    int http_status = 412;
+    std::string message;
+};
+
+// The request may go ahead: write `failover_key()` and wait for `target`.
+struct SwitchoverPlan {
+    std::string leader;        // the current leader ("" for a leader-less failover)
+    std::string target;        // the named candidate; "" = the leader picks
+    std::string scheduled_at;  // normalised (format_iso8601), "" = now
+    FailoverRequest failover_key() const { return FailoverRequest{leader, target, scheduled_at}; }
+};
+
+using SwitchoverCheck = std::variant<Refusal, SwitchoverPlan>;
+
+// Every precondition of a switchover or failover, checked in this order:
+// failover without candidate (400); require_no_leader with a leader (412);
+// switchover without leader (412); leader mismatch (412); a pending request
+// (409); paused without candidate (412); scheduled_at unparsable (400),
+// while paused (412), in the past (422); candidate eligibility (412).
+SwitchoverCheck check_switchover(const ClusterView &view, const SwitchoverRequest &req, std::int64_t now_epoch_s);
+
+// Whether `candidate` may receive the lock by switchover from the running
+// leader (it catches up during the handover, so lag does not count). "" = yes,
+// else the reason, e.g. "pg-3 is tagged nofailover".
+std::string switchover_ineligibility(const ClusterView &c, const std::string &leader, const std::string &candidate);
+
+// The member a switchover without a named candidate goes to: the most
+// advanced eligible member ("" when there is none).
+std::string best_switchover_candidate(const ClusterView &c, const std::string &leader);
+
+// The switchover target: `candidate` when named, else the best member. Sets
+// `target` and returns "" when it may take over, else the reason
+// ("no member can take over" when nobody can).
+std::string choose_switchover_target(const ClusterView &c, const std::string &leader, const std::string &candidate,
+                                     std::string &target);
+
+// ---- did it happen? -----------------------------------------------------------
+
+enum class SwitchoverProgress {
+    Waiting,   // not decided yet: look again later (probe `probe` first, if set)
+    Done,      // the target (or any new leader, if none was named) leads and accepts writes
+    Diverted,  // another member than the named target took over (still a success: HTTP 200)
+    Failed,    // the request is gone and the old leader still leads (or nobody does)
+};
+const char *to_string(SwitchoverProgress p);
+
+struct SwitchoverAssessment {
+    SwitchoverProgress progress = SwitchoverProgress::Waiting;
+    std::string message;  // Done/Diverted/Failed: the answer, in Patroni's words
+    // Waiting: the new leader whose GET /primary must answer 200 before the
+    // switchover counts as done; probe it and call again with the result.
+    std::string probe;
+};
+
+// One look at the cluster after the failover key was written.
+//   old_leader            the leader when the request was made ("" = none)
+//   target                the named candidate ("" = any member but old_leader)
+//   key_seen              the failover key was seen since the request (its
+//                         disappearance then means the request was consumed)
+//   primary_answers_200   the last probe of `probe` answered 200
+SwitchoverAssessment assess_switchover(const ClusterView &view, OperatorCommand kind, const std::string &old_leader,
+                                       const std::string &target, bool key_seen, bool primary_answers_200);
+
+}  // namespace pgha

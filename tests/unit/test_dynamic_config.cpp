@@ -1,0 +1,82 @@
+// core/dynamic_config: range checks before any cast, and the one
+// merge-and-validate step for operator changes.
+#include <gtest/gtest.h>
+
+#include "core/dynamic_config.hpp"
+
+using namespace pgha;
+using nlohmann::json;
+
+namespace {
+std::vector<std::string> errors_of(const json &j) {
+    std::vector<std::string> e;
+    DynamicConfig::from_json(j, e);
+    return e;
+}
+}  // namespace
+
+TEST(DynamicConfig, HugeAndFractionalNumbersAreErrorsNotCasts) {
+    for (const char *text : {R"({"ttl": 1e300})", R"({"ttl": -1e300})", R"({"ttl": 18446744073709551615})",
+                             R"({"maximum_lag_on_failover": 1e19})", R"({"maximum_lag_on_failover": 9223372036854775808})",
+                             R"({"loop_wait": 2147483648})", R"({"ttl": "99999999999999999999"})"}) {
+        auto e = errors_of(json::parse(text));
+        ASSERT_EQ(e.size(), 1u) << text;
+        EXPECT_NE(e[0].find("out of range"), std::string::npos) << text << ": " << e[0];
+    }
+    auto e = errors_of(json::parse(R"({"ttl": 30.5})"));
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_EQ(e[0], "ttl: expected an integer, got 30.5");
+    std::vector<std::string> none;
+    DynamicConfig c = DynamicConfig::from_json(json::parse(R"({"ttl": 40.0, "maximum_lag_on_failover": 9223372036854775807})"), none);
+    EXPECT_TRUE(none.empty());
+    EXPECT_EQ(c.ttl, 40);
+    EXPECT_EQ(c.maximum_lag_on_failover, INT64_MAX);
+    e = errors_of(json::parse(R"({"ttl": 1})"));
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_EQ(e[0], "ttl: 1 is out of range [2, 3600]");
+}
+
+TEST(DynamicConfig, ConfigErrorsIncludeRelations) {
+    auto e = config_errors(json{{"ttl", 10}, {"loop_wait", 10}});
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_EQ(e[0], "loop_wait + 2 * retry_timeout (30) must not exceed ttl (10)");
+    EXPECT_EQ(config_errors_text({"a", "b"}), "invalid configuration: a; b");
+    EXPECT_TRUE(config_errors(json::object()).empty());
+    EXPECT_FALSE(config_errors(json::array()).empty());
+}
+
+TEST(ConfigPatch, MergePatchNullRemovesAndNestedMerges) {
+    json current = {{"ttl", 30}, {"postgresql", {{"parameters", {{"work_mem", "4MB"}, {"a", 1}}}}}, {"pause", true}};
+    auto r = apply_config_patch(current, json{{"pause", nullptr}, {"postgresql", {{"parameters", {{"a", nullptr}}}}}},
+                                false);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r.merged, json({{"ttl", 30}, {"postgresql", {{"parameters", {{"work_mem", "4MB"}}}}}}));
+    EXPECT_FALSE(r.config.pause);
+    EXPECT_EQ(r.config.ttl, 30);
+}
+
+TEST(ConfigPatch, ReplaceByFlagOrMarker) {
+    json current = {{"ttl", 30}, {"loop_wait", 10}};
+    auto r = apply_config_patch(current, json{{"ttl", 60}}, true);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r.merged, json({{"ttl", 60}}));
+    r = apply_config_patch(current, json{{"ttl", 60}, {"__replace__", true}}, false);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r.merged, json({{"ttl", 60}}));  // the marker itself is not written
+}
+
+TEST(ConfigPatch, InvalidResultIsRefusedWithEveryError) {
+    auto r = apply_config_patch(json{{"ttl", 30}}, json{{"ttl", 1}, {"loop_wait", 100}}, false);
+    EXPECT_FALSE(r.ok());
+    ASSERT_GE(r.errors.size(), 2u);
+    const std::string text = config_errors_text(r.errors);
+    EXPECT_NE(text.find("ttl"), std::string::npos);
+    EXPECT_NE(text.find("loop_wait"), std::string::npos);
+    EXPECT_EQ(text.rfind("invalid configuration: ", 0), 0u);
+    r = apply_config_patch(json::object(), json::array(), false);
+    EXPECT_FALSE(r.ok());
+    // a current value that is not an object counts as {}
+    r = apply_config_patch(json("junk"), json{{"ttl", 30}}, false);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r.merged, json({{"ttl", 30}}));
+}

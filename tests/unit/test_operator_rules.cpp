@@ -1,0 +1,305 @@
+// core/operator_rules: switchover/failover preconditions (one place for the
+// engine, the state machine and pg_hactl) and "did it happen".
+#include <gtest/gtest.h>
+
+#include "core/operator_rules.hpp"
+#include "core/timeutil.hpp"
+
+using namespace pgha;
+
+namespace {
+
+constexpr std::int64_t kNow = 1900000000;  // 2030-03-17
+
+Member member(const std::string &name, const std::string &role, Lsn pos, const std::string &state = "running") {
+    Member m;
+    m.name = name;
+    m.role = role;
+    m.state = state;
+    m.conn_url = "postgres://10.0.0." + name.substr(name.size() - 1) + ":5432/postgres";
+    m.api_url = "http://10.0.0." + name.substr(name.size() - 1) + ":8008/patroni";
+    m.xlog_location = pos;
+    return m;
+}
+
+ClusterView cluster(const std::string &leader = "pg-1") {
+    ClusterView v;
+    if (!leader.empty()) v.leader = leader;
+    v.members = {member("pg-1", leader == "pg-1" ? "primary" : "replica", 1000), member("pg-2", "replica", 900),
+                 member("pg-3", "replica", 800)};
+    return v;
+}
+
+SwitchoverRequest sw(const std::string &candidate = "", const std::string &leader = "") {
+    SwitchoverRequest r;
+    r.candidate = candidate;
+    r.leader = leader;
+    return r;
+}
+
+SwitchoverRequest fo(const std::string &candidate) {
+    SwitchoverRequest r;
+    r.failover = true;
+    r.candidate = candidate;
+    return r;
+}
+
+Refusal refused(const SwitchoverCheck &c) {
+    EXPECT_TRUE(std::holds_alternative<Refusal>(c));
+    return std::holds_alternative<Refusal>(c) ? std::get<Refusal>(c) : Refusal{0, ""};
+}
+
+SwitchoverPlan planned(const SwitchoverCheck &c) {
+    if (auto *r = std::get_if<Refusal>(&c)) ADD_FAILURE() << r->http_status << " " << r->message;
+    return std::holds_alternative<SwitchoverPlan>(c) ? std::get<SwitchoverPlan>(c) : SwitchoverPlan{};
+}
+
+}  // namespace
+
+TEST(OperatorCommand, NamesRoundTrip) {
+    for (auto c : {OperatorCommand::Switchover, OperatorCommand::Failover, OperatorCommand::Pause,
+                   OperatorCommand::Resume, OperatorCommand::SetConfig, OperatorCommand::ReplaceConfig,
+                   OperatorCommand::Reload, OperatorCommand::Restart, OperatorCommand::Reinitialize}) {
+        auto back = parse_operator_command(to_string(c));
+        ASSERT_TRUE(back.has_value()) << to_string(c);
+        EXPECT_EQ(*back, c);
+    }
+    EXPECT_STREQ(to_string(OperatorCommand::SetConfig), "set_config");
+    EXPECT_STREQ(to_string(OperatorCommand::Reinitialize), "reinitialize");
+    EXPECT_FALSE(parse_operator_command("Switchover").has_value());
+    EXPECT_FALSE(parse_operator_command("").has_value());
+}
+
+TEST(CheckSwitchover, PlansWithAndWithoutCandidate) {
+    auto p = planned(check_switchover(cluster(), sw("pg-2", "pg-1"), kNow));
+    EXPECT_EQ(p.leader, "pg-1");
+    EXPECT_EQ(p.target, "pg-2");
+    EXPECT_EQ(p.scheduled_at, "");
+    EXPECT_EQ(p.failover_key().leader, "pg-1");
+    EXPECT_EQ(p.failover_key().candidate, "pg-2");
+    auto any = planned(check_switchover(cluster(), sw(), kNow));
+    EXPECT_EQ(any.target, "");  // the leader picks when it hands over
+}
+
+TEST(CheckSwitchover, EveryRefusalWithItsStatusAndText) {
+    struct Case {
+        const char *what;
+        ClusterView view;
+        SwitchoverRequest req;
+        int status;
+        std::string message;
+    };
+    ClusterView pending = cluster();
+    pending.failover = FailoverRequest{"pg-1", "pg-3", "2031-01-01T00:00:00+00:00"};
+    ClusterView pending_any = cluster();
+    pending_any.failover = FailoverRequest{"pg-1", "", ""};
+    ClusterView paused = cluster();
+    paused.config.pause = true;
+    ClusterView nofail = cluster();
+    nofail.members[2].tags.nofailover = true;
+    ClusterView stopped = cluster();
+    stopped.members[1].state = "stopped";
+    ClusterView two_primaries = cluster();
+    two_primaries.members[1].role = "primary";
+    ClusterView nobody_left = cluster();
+    nobody_left.members[1].state = "stopped";
+    nobody_left.members[2].tags.nofailover = true;
+    ClusterView leaderless = cluster("");
+    ClusterView leaderless_nofail = leaderless;
+    leaderless_nofail.members[1].tags.nofailover = true;
+    ClusterView leaderless_stopped = leaderless;
+    leaderless_stopped.members[1].state = "crashed";
+    SwitchoverRequest scheduled = sw("pg-2");
+    scheduled.scheduled_at = "2031-01-01T00:00:00+00:00";
+    SwitchoverRequest past = sw("pg-2");
+    past.scheduled_at = "2020-01-01T00:00:00+00:00";
+    SwitchoverRequest garbage = sw("pg-2");
+    garbage.scheduled_at = "tomorrow";
+    SwitchoverRequest sql_failover = fo("pg-2");
+    sql_failover.require_no_leader = true;
+    SwitchoverRequest past_failover = fo("pg-2");
+    past_failover.scheduled_at = "2020-01-01T00:00:00Z";
+
+    const std::vector<Case> cases = {
+        {"failover without candidate", cluster(), fo(""), 400,
+         "Failover could be performed only to a specific candidate"},
+        {"ha_failover() with a leader", cluster(), sql_failover, 412,
+         "the cluster has a leader (pg-1): use a switchover to move a healthy primary"},
+        {"switchover without leader", leaderless, sw("pg-2"), 412,
+         "switchover is not possible: the cluster has no leader (use failover with a candidate)"},
+        {"wrong leader", cluster(), sw("pg-1", "pg-2"), 412, "leader name does not match the current leader pg-1"},
+        {"leader named, none exists", leaderless, [] { auto r = fo("pg-2"); r.leader = "pg-1"; return r; }(), 412,
+         "leader name does not match the current leader (nobody)"},
+        {"pending", pending, sw("pg-2"), 409,
+         "a switchover or failover is already pending (to pg-3, at 2031-01-01T00:00:00+00:00); wait for it or clear it"},
+        {"pending to any", pending_any, sw("pg-2"), 409,
+         "a switchover or failover is already pending (to any member); wait for it or clear it"},
+        {"paused without candidate", paused, sw(), 412,
+         "switchover is possible only to a specific candidate in a paused state"},
+        {"scheduled while paused", paused, scheduled, 412, "Can't schedule switchover in the paused state"},
+        {"in the past", cluster(), past, 422, "Cannot schedule switchover in the past"},
+        {"failover in the past", cluster(), past_failover, 422, "Cannot schedule failover in the past"},
+        {"unparsable time", cluster(), garbage, 400,
+         "Invalid scheduled_at: \"tomorrow\" is not an ISO 8601 timestamp with a time zone (e.g. "
+         "2026-11-24T23:10:00+00:00)"},
+        {"unknown candidate", cluster(), sw("pg-9"), 412, "switchover is not possible: member pg-9 does not exist"},
+        {"nofailover candidate", nofail, sw("pg-3"), 412, "switchover is not possible: pg-3 is tagged nofailover"},
+        {"the leader itself", cluster(), sw("pg-1"), 412, "switchover is not possible: pg-1 is already the leader"},
+        {"stopped candidate", stopped, sw("pg-2"), 412,
+         "switchover is not possible: pg-2 is not running (state stopped)"},
+        {"candidate runs as primary", two_primaries, sw("pg-2"), 412,
+         "switchover is not possible: pg-2 runs as a primary"},
+        {"nobody eligible", nobody_left, sw(), 412, "switchover is not possible: no member can take over"},
+        {"failover with leader: nofailover", nofail, fo("pg-3"), 412,
+         "failover is not possible: pg-3 is tagged nofailover"},
+        {"leaderless failover: unknown", leaderless, fo("pg-9"), 412,
+         "failover is not possible: member pg-9 does not exist"},
+        {"leaderless failover: nofailover", leaderless_nofail, fo("pg-2"), 412,
+         "failover is not possible: pg-2 is tagged nofailover"},
+        {"leaderless failover: not running", leaderless_stopped, fo("pg-2"), 412,
+         "failover is not possible: pg-2 is not running (state crashed)"},
+    };
+    for (const auto &c : cases) {
+        Refusal r = refused(check_switchover(c.view, c.req, kNow));
+        EXPECT_EQ(r.http_status, c.status) << c.what;
+        EXPECT_EQ(r.message, c.message) << c.what;
+    }
+}
+
+TEST(CheckSwitchover, OrderOfChecks) {
+    // A wrong --leader is reported before the candidate (pg_hactl's tests
+    // rely on it: --leader pg-2 --candidate pg-1).
+    EXPECT_EQ(refused(check_switchover(cluster(), sw("pg-1", "pg-2"), kNow)).message,
+              "leader name does not match the current leader pg-1");
+    // A pending request is reported before a bad candidate.
+    ClusterView pending = cluster();
+    pending.failover = FailoverRequest{"pg-1", "pg-2", ""};
+    EXPECT_EQ(refused(check_switchover(pending, sw("pg-9"), kNow)).http_status, 409);
+    // The time is checked before the candidate.
+    SwitchoverRequest past = sw("pg-9");
+    past.scheduled_at = "2020-01-01T00:00:00+00:00";
+    EXPECT_EQ(refused(check_switchover(cluster(), past, kNow)).http_status, 422);
+}
+
+TEST(CheckSwitchover, ScheduledTimeIsNormalised) {
+    SwitchoverRequest r = sw("pg-2");
+    r.scheduled_at = "2031-01-01T02:00:00+02:00";
+    auto p = planned(check_switchover(cluster(), r, kNow));
+    EXPECT_EQ(p.scheduled_at, "2031-01-01T00:00:00+00:00");
+    EXPECT_EQ(p.failover_key().scheduled_at, "2031-01-01T00:00:00+00:00");
+    r.scheduled_at = format_iso8601(kNow);  // exactly now is not the past
+    EXPECT_TRUE(std::holds_alternative<SwitchoverPlan>(check_switchover(cluster(), r, kNow)));
+}
+
+TEST(CheckSwitchover, FailoverPlans) {
+    auto p = planned(check_switchover(cluster(""), fo("pg-2"), kNow));
+    EXPECT_EQ(p.leader, "");
+    EXPECT_EQ(p.target, "pg-2");
+    // a failover to a lagging member is allowed (the operator chose it)
+    ClusterView v = cluster("");
+    v.status_optime = 1u << 30;
+    EXPECT_TRUE(std::holds_alternative<SwitchoverPlan>(check_switchover(v, fo("pg-3"), kNow)));
+    // with a leader, a failover is a switchover to the named member
+    auto q = planned(check_switchover(cluster(), fo("pg-3"), kNow));
+    EXPECT_EQ(q.leader, "pg-1");
+    EXPECT_EQ(q.target, "pg-3");
+    // pause does not stop a named failover
+    ClusterView paused = cluster("");
+    paused.config.pause = true;
+    EXPECT_TRUE(std::holds_alternative<SwitchoverPlan>(check_switchover(paused, fo("pg-2"), kNow)));
+}
+
+TEST(SwitchoverTarget, BestCandidateAndIneligibility) {
+    ClusterView v = cluster();
+    EXPECT_EQ(best_switchover_candidate(v, "pg-1"), "pg-2");
+    v.members[1].tags.nofailover = true;
+    EXPECT_EQ(best_switchover_candidate(v, "pg-1"), "pg-3");
+    std::string target;
+    EXPECT_EQ(choose_switchover_target(v, "pg-1", "", target), "");
+    EXPECT_EQ(target, "pg-3");
+    EXPECT_EQ(choose_switchover_target(v, "pg-1", "pg-2", target), "pg-2 is tagged nofailover");
+    EXPECT_EQ(target, "pg-2");
+    v.members[2].state = "starting";
+    EXPECT_EQ(choose_switchover_target(v, "pg-1", "", target), "no member can take over");
+    EXPECT_EQ(target, "");
+    EXPECT_EQ(switchover_ineligibility(v, "pg-1", "pg-1"), "pg-1 is already the leader");
+}
+
+// ---- assess_switchover --------------------------------------------------------
+
+TEST(AssessSwitchover, WaitingWhileTheOldLeaderLeadsAndTheKeyIsThere) {
+    ClusterView v = cluster();
+    v.failover = FailoverRequest{"pg-1", "pg-2", ""};
+    auto a = assess_switchover(v, OperatorCommand::Switchover, "pg-1", "pg-2", true, false);
+    EXPECT_EQ(a.progress, SwitchoverProgress::Waiting);
+    EXPECT_EQ(a.probe, "");
+    EXPECT_EQ(a.message, "");
+}
+
+TEST(AssessSwitchover, NewLeaderMustAnswerPrimaryBeforeDone) {
+    ClusterView v = cluster("pg-2");
+    auto a = assess_switchover(v, OperatorCommand::Switchover, "pg-1", "pg-2", true, false);
+    EXPECT_EQ(a.progress, SwitchoverProgress::Waiting);
+    EXPECT_EQ(a.probe, "pg-2");
+    a = assess_switchover(v, OperatorCommand::Switchover, "pg-1", "pg-2", true, true);
+    EXPECT_EQ(a.progress, SwitchoverProgress::Done);
+    EXPECT_EQ(a.message, "Successfully switched over to \"pg-2\"");
+    a = assess_switchover(v, OperatorCommand::Failover, "pg-1", "pg-2", false, true);
+    EXPECT_EQ(a.progress, SwitchoverProgress::Done);
+    EXPECT_EQ(a.message, "Successfully failed over to \"pg-2\"");
+    // no target named: any new leader counts
+    a = assess_switchover(v, OperatorCommand::Switchover, "pg-1", "", false, true);
+    EXPECT_EQ(a.progress, SwitchoverProgress::Done);
+}
+
+TEST(AssessSwitchover, NewLeaderWithoutMemberDataOrApiIsNotProbed) {
+    ClusterView v = cluster("pg-2");
+    v.members[1].api_url.clear();
+    auto a = assess_switchover(v, OperatorCommand::Switchover, "pg-1", "pg-2", true, false);
+    EXPECT_EQ(a.progress, SwitchoverProgress::Waiting);
+    EXPECT_EQ(a.probe, "");
+    v.members.erase(v.members.begin() + 1);
+    a = assess_switchover(v, OperatorCommand::Switchover, "pg-1", "pg-2", true, false);
+    EXPECT_EQ(a.progress, SwitchoverProgress::Waiting);
+    EXPECT_EQ(a.probe, "");
+}
+
+TEST(AssessSwitchover, AnotherMemberTookOver) {
+    ClusterView v = cluster("pg-3");
+    auto a = assess_switchover(v, OperatorCommand::Switchover, "pg-1", "pg-2", false, false);
+    EXPECT_EQ(a.progress, SwitchoverProgress::Diverted);
+    EXPECT_EQ(a.message, "Switched over to \"pg-3\" instead of \"pg-2\"");
+    a = assess_switchover(v, OperatorCommand::Failover, "", "pg-2", true, false);
+    EXPECT_EQ(a.progress, SwitchoverProgress::Diverted);
+    EXPECT_EQ(a.message, "Failed over to \"pg-3\" instead of \"pg-2\"");
+}
+
+TEST(AssessSwitchover, KeyConsumedButNothingChangedIsAFailure) {
+    ClusterView v = cluster();  // pg-1 still leads, no key
+    auto a = assess_switchover(v, OperatorCommand::Switchover, "pg-1", "pg-2", true, false);
+    EXPECT_EQ(a.progress, SwitchoverProgress::Failed);
+    EXPECT_EQ(a.message,
+              "Switchover failed: pg-1 is still the leader and the failover key is gone (see the members' logs)");
+    // the key was never seen: maybe not written yet
+    EXPECT_EQ(assess_switchover(v, OperatorCommand::Switchover, "pg-1", "pg-2", false, false).progress,
+              SwitchoverProgress::Waiting);
+    // nobody leads and the key is gone
+    ClusterView none = cluster("");
+    a = assess_switchover(none, OperatorCommand::Failover, "", "pg-2", true, false);
+    EXPECT_EQ(a.progress, SwitchoverProgress::Failed);
+    EXPECT_EQ(a.message, "Failover failed: nobody holds the leader lock and the failover key is gone (see the "
+                         "members' logs)");
+    a = assess_switchover(none, OperatorCommand::Switchover, "pg-1", "pg-2", true, false);
+    EXPECT_EQ(a.progress, SwitchoverProgress::Failed);
+    // the key is still there: waiting, even if seen
+    none.failover = FailoverRequest{"", "pg-2", ""};
+    EXPECT_EQ(assess_switchover(none, OperatorCommand::Failover, "", "pg-2", true, false).progress,
+              SwitchoverProgress::Waiting);
+}
+
+TEST(AssessSwitchover, ProgressNames) {
+    EXPECT_STREQ(to_string(SwitchoverProgress::Waiting), "waiting");
+    EXPECT_STREQ(to_string(SwitchoverProgress::Done), "done");
+    EXPECT_STREQ(to_string(SwitchoverProgress::Diverted), "diverted");
+    EXPECT_STREQ(to_string(SwitchoverProgress::Failed), "failed");
+}
