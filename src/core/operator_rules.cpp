@@ -107,6 +107,10 @@ SwitchoverCheck check_switchover(const ClusterView &view, const SwitchoverReques
         std::string target;
         const std::string why = choose_switchover_target(view, leader, req.candidate, target);
         if (!why.empty()) return refuse(412, kind + " is not possible: " + why);
+        // An immediate switchover without a named candidate names the chosen
+        // member in the key: no other member, and not the old leader, may
+        // take the lock it releases. (A scheduled one picks when it is due.)
+        if (plan.scheduled_at.empty()) plan.target = target;
         return plan;
     }
     // Leader-less failover: the candidate takes the free lock itself.

@@ -52,7 +52,8 @@ struct Refusal {
 // The request may go ahead: write `failover_key()` and wait for `target`.
 struct SwitchoverPlan {
     std::string leader;        // the current leader ("" for a leader-less failover)
-    std::string target;        // the named candidate; "" = the leader picks
+    std::string target;        // the named candidate, or for an immediate switchover the chosen member;
+                               // "" = the leader picks when a scheduled switchover is due
     std::string scheduled_at;  // normalised (format_iso8601), "" = now
     FailoverRequest failover_key() const { return FailoverRequest{leader, target, scheduled_at}; }
 };

@@ -6,22 +6,16 @@
 
 #include <algorithm>
 #include <ctime>
+#include <optional>
+#include <variant>
 
 #include "core/dynamic_config.hpp"
+#include "core/operator_rules.hpp"
 #include "core/patroni_codec.hpp"
 #include "core/timeutil.hpp"
 
 namespace pgha {
 namespace {
-
-const struct {
-    CommandKind kind;
-    const char *name;
-} kKinds[] = {{CommandKind::Switchover, "switchover"},   {CommandKind::Failover, "failover"},
-              {CommandKind::Pause, "pause"},             {CommandKind::Resume, "resume"},
-              {CommandKind::SetConfig, "set_config"},    {CommandKind::ReplaceConfig, "replace_config"},
-              {CommandKind::Reload, "reload"},           {CommandKind::Restart, "restart"},
-              {CommandKind::Reinitialize, "reinitialize"}};
 
 std::string jstr(const nlohmann::json &j, const char *k) {
     return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string();
@@ -29,22 +23,7 @@ std::string jstr(const nlohmann::json &j, const char *k) {
 
 }  // namespace
 
-const char *to_string(CommandKind k) {
-    for (const auto &e : kKinds)
-        if (e.kind == k) return e.name;
-    return "unknown";
-}
-
-bool parse_command_kind(const std::string &s, CommandKind &out) {
-    for (const auto &e : kKinds)
-        if (s == e.name) {
-            out = e.kind;
-            return true;
-        }
-    return false;
-}
-
-Command::Command(CommandKind k, nlohmann::json a, std::int64_t deadline, AnswerFn done)
+Command::Command(OperatorCommand k, nlohmann::json a, std::int64_t deadline, AnswerFn done)
     : kind(k), args(std::move(a)), deadline_ms(deadline), done_(std::move(done)) {}
 
 void Command::answer(int status, const std::string &message) {
@@ -67,21 +46,6 @@ std::vector<std::shared_ptr<Command>> CommandQueue::drain() {
     std::vector<std::shared_ptr<Command>> out(q_.begin(), q_.end());
     q_.clear();
     return out;
-}
-
-std::string merge_config(const nlohmann::json &current, const nlohmann::json &patch, bool replace,
-                         nlohmann::json &merged) {
-    merged = replace ? patch : current;
-    if (!merged.is_object()) merged = nlohmann::json::object();
-    if (!replace) merged.merge_patch(patch);  // RFC 7386: null deletes
-    std::vector<std::string> errors;
-    DynamicConfig cfg = DynamicConfig::from_json(merged, errors);
-    for (const auto &e : cfg.validate()) errors.push_back(e);
-    if (errors.empty()) return "";
-    std::string msg = "invalid configuration:";
-    for (const auto &e : errors) msg += " " + e + ";";
-    msg.pop_back();
-    return msg;
 }
 
 CommandDesk::CommandDesk(const EngineSettings &s, ClusterLink &link, LocalServer &local, Leadership &leadership,
@@ -112,15 +76,16 @@ void CommandDesk::take_sql_request(std::uint64_t id, const std::string &json, in
         reply_message_ = msg;
     };
     nlohmann::json j = nlohmann::json::parse(json, nullptr, false);
-    CommandKind kind;
-    if (!j.is_object() || !j.contains("kind") || !j["kind"].is_string() || !parse_command_kind(j["kind"], kind)) {
+    std::optional<OperatorCommand> kind;
+    if (j.is_object() && j.contains("kind") && j["kind"].is_string()) kind = parse_operator_command(j["kind"]);
+    if (!kind) {
         reply(400, "malformed request");
         return;
     }
     nlohmann::json args = j.contains("args") && j["args"].is_object() ? j["args"] : nlohmann::json::object();
     int timeout = j.contains("timeout_ms") && j["timeout_ms"].is_number_integer() ? j["timeout_ms"].get<int>() : 30000;
     if (pid > 0) protected_pids_.push_back(pid);
-    adopt(std::make_shared<Command>(kind, args, clock_() + std::max(1000, timeout), reply));
+    adopt(std::make_shared<Command>(*kind, args, clock_() + std::max(1000, timeout), reply));
 }
 
 void CommandDesk::intake_http() {
@@ -161,99 +126,61 @@ void CommandDesk::start(const std::shared_ptr<Command> &c) {
         return;
     }
     switch (c->kind) {
-        case CommandKind::Switchover:
-        case CommandKind::Failover: start_switchover(c); return;
-        case CommandKind::Pause:
-        case CommandKind::Resume: start_pause(c); return;
-        case CommandKind::SetConfig:
-        case CommandKind::ReplaceConfig: start_config(c); return;
-        case CommandKind::Reload: start_reload(*c); return;
-        case CommandKind::Restart:
-        case CommandKind::Reinitialize: start_restart(c); return;
+        case OperatorCommand::Switchover:
+        case OperatorCommand::Failover: start_switchover(c); return;
+        case OperatorCommand::Pause:
+        case OperatorCommand::Resume:
+        case OperatorCommand::SetConfig:
+        case OperatorCommand::ReplaceConfig: start_config(c); return;
+        case OperatorCommand::Reload: start_reload(*c); return;
+        case OperatorCommand::Restart:
+        case OperatorCommand::Reinitialize: start_restart(c); return;
     }
 }
 
 void CommandDesk::start_switchover(const std::shared_ptr<Command> &cmd) {
-    Command &c = *cmd;
-    const auto &a = c.args;
-    const ClusterView &view = link_.view();
-    const std::string kind = to_string(c.kind);
-    const std::string leader = view.leader ? *view.leader : "";
-    std::string want_leader = jstr(a, "leader");
-    std::string candidate = jstr(a, "candidate");
-    if (candidate.empty()) candidate = jstr(a, "member");
-    std::string scheduled = jstr(a, "scheduled_at");
-    const bool sw = c.kind == CommandKind::Switchover;
-    if (!sw && candidate.empty()) return c.answer(400, "Failover could be performed only to a specific candidate");
-    if (!sw && !leader.empty() && a.contains("require_no_leader") && a["require_no_leader"] == true)
-        return c.answer(412, "the cluster has a leader (" + leader + "): use a switchover to move a healthy primary");
-    if (sw && leader.empty())
-        return c.answer(412, "switchover is not possible: the cluster has no leader (use failover with a candidate)");
-    if (!want_leader.empty() && want_leader != leader)
-        return c.answer(412, "leader name does not match: the leader is " + (leader.empty() ? std::string("nobody") : leader));
-    if (view.failover)
-        return c.answer(409, "a switchover or failover is already pending (to " +
-                                 (view.failover->candidate.empty() ? std::string("any member") : view.failover->candidate) +
-                                 "); wait for it or clear it");
-    if (view.config.pause && candidate.empty())
-        return c.answer(412, "switchover is possible only to a specific candidate in a paused state");
-    std::int64_t when = 0;
-    if (!scheduled.empty()) {
-        std::string err;
-        if (!parse_iso8601(scheduled, when, err)) return c.answer(400, "Invalid scheduled_at: " + err);
-        if (view.config.pause) return c.answer(412, "Can't schedule " + kind + " in the paused state");
-        if (when < std::time(nullptr)) return c.answer(422, "Cannot schedule " + kind + " in the past");
-    }
-    if (!leader.empty()) {
-        std::string target = candidate.empty() ? best_switchover_candidate(view, leader) : candidate;
-        std::string why = target.empty() ? "no member can take over" : switchover_ineligibility(view, leader, target);
-        if (!why.empty()) return c.answer(412, kind + " is not possible: " + why);
-        // Without a named candidate the key names the chosen one, so no
-        // other member (nor the old leader) takes the lock meanwhile.
-        candidate = target;
-    } else {
-        const Member *m = view.member(candidate);
-        if (!m) return c.answer(412, "failover is not possible: member " + candidate + " does not exist");
-        if (m->tags.nofailover) return c.answer(412, "failover is not possible: " + candidate + " is tagged nofailover");
-        if (m->state != "running")
-            return c.answer(412, "failover is not possible: " + candidate + " is not running (state " + m->state + ")");
-    }
-    c.target = candidate;
-    FailoverRequest f;
-    f.leader = leader;
-    f.candidate = candidate;
-    f.scheduled_at = scheduled.empty() ? "" : format_iso8601(when);
-    c.old_leader = leader;
-    std::shared_ptr<Command> keep = cmd;
-    link_.create("failover", encode_failover(f), false, [this, keep, scheduled, kind](int rc) {
-        if (rc == ZNODEEXISTS) return keep->answer(409, "a switchover or failover is already pending");
-        if (rc != ZOK) return keep->answer(503, "failed to write the failover key into ZooKeeper: " + zk_error_text(rc));
-        if (!scheduled.empty())
-            return keep->answer(202, keep->kind == CommandKind::Switchover ? "Switchover scheduled" : "Failover scheduled");
-        keep->stage = Command::Stage::Waiting;
-        out_.log(kind + " requested to " + keep->target);
+    const auto &a = cmd->args;
+    SwitchoverRequest req;
+    req.failover = cmd->kind == OperatorCommand::Failover;
+    req.leader = jstr(a, "leader");
+    req.candidate = jstr(a, "candidate");
+    if (req.candidate.empty()) req.candidate = jstr(a, "member");
+    req.scheduled_at = jstr(a, "scheduled_at");
+    req.require_no_leader = a.contains("require_no_leader") && a["require_no_leader"] == true;
+    SwitchoverCheck check = check_switchover(link_.view(), req, std::time(nullptr));
+    if (const Refusal *r = std::get_if<Refusal>(&check)) return cmd->answer(r->http_status, r->message);
+    const SwitchoverPlan &plan = std::get<SwitchoverPlan>(check);
+    cmd->target = plan.target;
+    cmd->old_leader = plan.leader;
+    const std::string kind = to_string(cmd->kind);
+    const bool scheduled = !plan.scheduled_at.empty();
+    link_.create("failover", encode_failover(plan.failover_key()), false, [this, cmd, scheduled, kind](int rc) {
+        if (rc == ZNODEEXISTS) return cmd->answer(409, "a switchover or failover is already pending");
+        if (rc != ZOK) return cmd->answer(503, "failed to write the failover key into ZooKeeper: " + zk_error_text(rc));
+        if (scheduled)
+            return cmd->answer(202, cmd->kind == OperatorCommand::Switchover ? "Switchover scheduled" : "Failover scheduled");
+        cmd->stage = Command::Stage::Waiting;
+        out_.log(kind + " requested" + (cmd->target.empty() ? std::string() : " to " + cmd->target));
     });
 }
 
-void CommandDesk::start_pause(const std::shared_ptr<Command> &cmd) {
-    Command &c = *cmd;
-    const bool p = c.kind == CommandKind::Pause;
-    if (link_.view().config.pause == p)
-        return c.answer(200, p ? "the cluster is already paused" : "the cluster is not paused");
-    nlohmann::json merged;
-    std::string err = merge_config(link_.view().config.raw, {{"pause", p}}, false, merged);
-    if (!err.empty()) return c.answer(400, err);
-    link_.write_config(merged.dump(), [cmd](int st, const std::string &msg) { cmd->answer(st, msg); });
-}
-
+// pause / resume / PATCH / PUT: a validated, versioned write of the config key.
 void CommandDesk::start_config(const std::shared_ptr<Command> &cmd) {
-    Command &c = *cmd;
-    nlohmann::json patch = c.args.contains("config") ? c.args["config"] : c.args;
-    if (!patch.is_object()) return c.answer(400, "the configuration must be a JSON object");
-    nlohmann::json merged;
-    std::string err = merge_config(link_.view().config.raw, patch, c.kind == CommandKind::ReplaceConfig, merged);
-    if (!err.empty()) return c.answer(400, err);
-    link_.write_config(merged.dump(), [cmd](int st, const std::string &msg) { cmd->answer(st, msg); });
+    nlohmann::json patch;
+    bool replace = cmd->kind == OperatorCommand::ReplaceConfig;
+    if (cmd->kind == OperatorCommand::Pause || cmd->kind == OperatorCommand::Resume) {
+        const bool p = cmd->kind == OperatorCommand::Pause;
+        if (link_.view().config.pause == p)
+            return cmd->answer(200, p ? "the cluster is already paused" : "the cluster is not paused");
+        patch = {{"pause", p}};
+    } else {
+        patch = cmd->args.contains("config") ? cmd->args["config"] : cmd->args;
+        if (!patch.is_object()) return cmd->answer(400, "the configuration must be a JSON object");
+    }
+    ConfigPatchResult r = apply_config_patch(link_.view().config.raw, patch, replace);
+    if (!r.ok()) return cmd->answer(400, config_errors_text(r.errors));
+    link_.write_config(r.merged.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                       [cmd](int st, const std::string &msg) { cmd->answer(st, msg); });
 }
 
 void CommandDesk::start_reload(Command &c) {
@@ -264,7 +191,7 @@ void CommandDesk::start_reload(Command &c) {
 
 void CommandDesk::start_restart(const std::shared_ptr<Command> &keep) {
     Command &c = *keep;
-    const bool reinit = c.kind == CommandKind::Reinitialize;
+    const bool reinit = c.kind == OperatorCommand::Reinitialize;
     std::string member = jstr(c.args, "member");
     if (member.empty() || member == s_.node_name) {
         if (reinit && leadership_.is_leader()) return c.answer(503, "I am the leader, can not reinitialize");
@@ -284,7 +211,7 @@ void CommandDesk::start_restart(const std::shared_ptr<Command> &keep) {
     const Member *m = link_.view().member(member);
     if (!m) return c.answer(404, "member " + member + " does not exist");
     // Forward to the member's API off the loop.
-    PeerRequest r = peer_request(s_, member, member_api_endpoint(*m, std::string("/") + to_string(c.kind)), "POST");
+    PeerRequest r = peer_request(s_, member, m->api_endpoint(std::string("/") + to_string(c.kind)), "POST");
     r.body = "{}";
     PeerHttp http = http_;
     bg_.submit([r, http, keep, member]() -> Background::Continuation {
@@ -297,39 +224,41 @@ void CommandDesk::start_restart(const std::shared_ptr<Command> &keep) {
     });
 }
 
-// Switchover/failover requests wait until the new leader accepts writes.
+// Switchover/failover requests wait until the new leader accepts writes
+// (core/operator_rules decides; we only probe /primary when it asks).
 void CommandDesk::poll(const std::shared_ptr<Command> &cmd, std::int64_t now, bool handover_active) {
     Command &c = *cmd;
     if (c.probe_in_flight || now < c.next_probe_ms) return;
     c.next_probe_ms = now + 50;
     const ClusterView &view = link_.view();
-    const std::string leader = view.leader ? *view.leader : "";
-    const std::string kind = c.kind == CommandKind::Switchover ? "switched" : "failed";
     if (view.failover) c.key_seen = true;
-    if (!leader.empty() && leader != c.old_leader && (c.target.empty() || leader == c.target)) {
-        const Member *m = view.member(leader);
-        if (!m) return;
-        PeerRequest r = peer_request(s_, leader, member_api_endpoint(*m, "/primary"));
-        PeerHttp http = http_;
-        c.probe_in_flight = true;
-        bg_.submit([r, http, cmd, leader, kind]() -> Background::Continuation {
-            auto rep = http({r}, 300);
-            return [rep, cmd, leader, kind] {
-                cmd->probe_in_flight = false;
-                if (!rep.empty() && rep[0].ok && rep[0].status == 200)
-                    cmd->answer(200, "Successfully " + kind + " over to \"" + leader + "\"");
-            };
-        });
-        return;
+    SwitchoverAssessment a = assess_switchover(view, c.kind, c.old_leader, c.target, c.key_seen, false);
+    switch (a.progress) {
+        case SwitchoverProgress::Done:
+        case SwitchoverProgress::Diverted: return c.answer(200, a.message);
+        case SwitchoverProgress::Failed:
+            // Our own handover may still be releasing the lock; a stale view decides nothing.
+            if (!handover_active && link_.view_ok()) c.answer(503, a.message);
+            return;
+        case SwitchoverProgress::Waiting: break;
     }
-    if (!leader.empty() && leader != c.old_leader && !c.target.empty() && leader != c.target) {
-        std::string k = c.kind == CommandKind::Switchover ? "Switched" : "Failed";
-        return c.answer(200, k + " over to \"" + leader + "\" instead of \"" + c.target + "\"");
-    }
-    if (c.key_seen && !view.failover && link_.view_ok() && (leader.empty() || leader == c.old_leader) &&
-        !handover_active)
-        c.answer(503, c.kind == CommandKind::Switchover ? "Switchover failed (see the leader's log)"
-                                                        : "Failover failed (see the log)");
+    const Member *m = a.probe.empty() ? nullptr : view.member(a.probe);
+    if (!m) return;
+    PeerRequest r = peer_request(s_, m->name, m->api_endpoint("/primary"));
+    PeerHttp http = http_;
+    c.probe_in_flight = true;
+    ClusterView snapshot = view;
+    bg_.submit([r, http, cmd, snapshot]() -> Background::Continuation {
+        auto rep = http({r}, 300);
+        const bool up = !rep.empty() && rep[0].ok && rep[0].status == 200;
+        return [cmd, snapshot, up] {
+            cmd->probe_in_flight = false;
+            if (!up) return;
+            SwitchoverAssessment done = assess_switchover(snapshot, cmd->kind, cmd->old_leader, cmd->target,
+                                                          cmd->key_seen, true);
+            if (done.progress == SwitchoverProgress::Done) cmd->answer(200, done.message);
+        };
+    });
 }
 
 }  // namespace pgha

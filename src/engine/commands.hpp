@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/operator_rules.hpp"
 #include "engine/background.hpp"
 #include "engine/cluster_link.hpp"
 #include "engine/deps.hpp"
@@ -26,20 +27,16 @@
 
 namespace pgha {
 
-enum class CommandKind { Switchover, Failover, Pause, Resume, SetConfig, ReplaceConfig, Reload, Restart, Reinitialize };
-const char *to_string(CommandKind k);
-bool parse_command_kind(const std::string &s, CommandKind &out);
-
 using AnswerFn = std::function<void(int status, const std::string &message)>;
 
 class Command {
   public:
-    Command(CommandKind kind, nlohmann::json args, std::int64_t deadline_ms, AnswerFn done);
+    Command(OperatorCommand kind, nlohmann::json args, std::int64_t deadline_ms, AnswerFn done);
     // The first call wins; later ones are ignored.
     void answer(int status, const std::string &message);
     bool answered() const { return *answered_; }
 
-    const CommandKind kind;
+    const OperatorCommand kind;
     const nlohmann::json args;
     const std::int64_t deadline_ms;
     std::function<void()> after_answer;  // set by the desk
@@ -92,7 +89,6 @@ class CommandDesk {
     void adopt(std::shared_ptr<Command> c);
     void start(const std::shared_ptr<Command> &c);
     void start_switchover(const std::shared_ptr<Command> &c);
-    void start_pause(const std::shared_ptr<Command> &c);
     void start_config(const std::shared_ptr<Command> &c);
     void start_reload(Command &c);
     void start_restart(const std::shared_ptr<Command> &c);
@@ -114,11 +110,5 @@ class CommandDesk {
     std::string reply_message_;
     std::vector<int> protected_pids_;  // SQL callers waiting for a switchover: not terminated
 };
-
-// Merge a patch into the current configuration (RFC 7386, as Patroni's PATCH
-// /config; `replace`: PUT) and validate it. "" and the merged JSON, or the
-// reasons it is invalid.
-std::string merge_config(const nlohmann::json &current, const nlohmann::json &patch, bool replace,
-                         nlohmann::json &merged);
 
 }  // namespace pgha

@@ -236,9 +236,7 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                 break;
             case ActionKind::ClearFailover:
                 if (!handover_.active()) {
-                    if (d.message.find("not possible") != std::string::npos ||
-                        d.message.find("ignoring") != std::string::npos)
-                        out_.log(d.message);
+                    if (d.failover_refused) out_.log(d.message);
                     link_.clear_failover();
                 }
                 break;

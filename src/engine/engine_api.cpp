@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/conninfo.hpp"
 #include "core/monotonic.h"
 #include "dcs/zk_session.hpp"
 #include "engine/engine.hpp"
@@ -24,9 +25,14 @@ namespace {
 std::string s_or(const char *p) { return p ? std::string(p) : std::string(); }
 
 std::string local_conninfo(const EngineSettings &s) {
-    return "host=" + conninfo_quote(s.socket_dir) + " port=" + std::to_string(s.port) +
-           " dbname=postgres user=" + conninfo_quote(s.superuser) + " password=" + conninfo_quote(s.superuser_password) +
-           " application_name=pg_ha_worker connect_timeout=2 options='-c statement_timeout=5000'";
+    return build_conninfo({{"host", s.socket_dir},
+                           {"port", std::to_string(s.port)},
+                           {"dbname", "postgres"},
+                           {"user", s.superuser},
+                           {"password", s.superuser_password},
+                           {"application_name", "pg_ha_worker"},
+                           {"connect_timeout", "2"},
+                           {"options", "-c statement_timeout=5000"}});
 }
 
 LocalSample sample_from_c(const PgHaLocal &l) {

@@ -37,10 +37,6 @@ std::optional<Member> FailsafeBox::active(std::int64_t now_ms, int ttl_ms) const
     return leader_;
 }
 
-std::string member_api_endpoint(const Member &m, const std::string &path) {
-    return m.api_url.empty() ? "" : m.api_url.substr(0, m.api_url.rfind('/')) + path;
-}
-
 PeerRequest peer_request(const EngineSettings &s, const std::string &name, const std::string &url,
                          const std::string &method) {
     PeerRequest r;
@@ -178,7 +174,7 @@ void Leadership::failsafe_tick(LocalRole role, bool dcs_ok) {
     std::vector<PeerRequest> reqs;
     for (const auto &m : v.members) {
         if (m.name == s_.node_name) continue;
-        PeerRequest r = peer_request(s_, m.name, member_api_endpoint(m, "/failsafe"), "POST");
+        PeerRequest r = peer_request(s_, m.name, m.api_endpoint("/failsafe"), "POST");
         r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         reqs.push_back(r);
     }

@@ -55,9 +55,6 @@ class FailsafeBox {
     bool claimed_ = false;
 };
 
-// Another endpoint of the API a member published as ".../patroni".
-std::string member_api_endpoint(const Member &m, const std::string &path);
-
 // The authenticated request to another member's API.
 PeerRequest peer_request(const EngineSettings &s, const std::string &name, const std::string &url,
                          const std::string &method = "GET");

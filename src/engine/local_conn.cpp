@@ -59,24 +59,4 @@ std::string sql_literal(const std::string &s) {
     return out + "'";
 }
 
-void conninfo_host_port(const std::string &conninfo, std::string &host, int &port) {
-    host.clear();
-    port = 0;
-    if (conninfo.empty()) return;
-    char *err = nullptr;
-    PQconninfoOption *opts = PQconninfoParse(conninfo.c_str(), &err);
-    if (!opts) {
-        if (err) PQfreemem(err);
-        return;
-    }
-    for (PQconninfoOption *o = opts; o->keyword; ++o) {
-        if (!o->val) continue;
-        std::string k = o->keyword;
-        if (k == "host" || (k == "hostaddr" && host.empty())) host = o->val;
-        if (k == "port") port = std::atoi(o->val);
-    }
-    if (port == 0) port = 5432;
-    PQconninfoFree(opts);
-}
-
 }  // namespace pgha

@@ -41,7 +41,4 @@ class LocalConn final : public SqlConn {
 // A SQL string literal ('' doubled; standard_conforming_strings is on).
 std::string sql_literal(const std::string &s);
 
-// Host and port of a libpq conninfo string ("" / 0 when absent or unparsable).
-void conninfo_host_port(const std::string &conninfo, std::string &host, int &port);
-
 }  // namespace pgha

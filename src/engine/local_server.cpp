@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/conninfo.hpp"
 #include "core/patroni_codec.hpp"
 #include "engine/local_conn.hpp"
 
@@ -23,15 +24,6 @@ std::string int_array(const std::vector<int> &v) {
 }
 
 }  // namespace
-
-std::string conninfo_quote(const std::string &v) {
-    std::string out = "'";
-    for (char c : v) {
-        if (c == '\\' || c == '\'') out += '\\';
-        out += c;
-    }
-    return out + "'";
-}
 
 LocalServer::LocalServer(std::unique_ptr<SqlConn> conn, const EngineSettings &s, Outbox &out, Clock clock)
     : conn_(std::move(conn)), s_(s), out_(out), clock_(std::move(clock)) {}
@@ -89,7 +81,7 @@ LocalState LocalServer::state() const {
     ls.replay_lsn = sample_.replay_lsn;
     ls.replication_state =
         sample_.in_recovery ? (sample_.walreceiver_streaming ? "streaming" : "in archive recovery") : "";
-    conninfo_host_port(sample_.primary_conninfo, ls.upstream_host, ls.upstream_port);
+    parse_conninfo_host_port(sample_.primary_conninfo, ls.upstream_host, ls.upstream_port);
     ls.replication = replication_;
     return ls;
 }
@@ -108,10 +100,13 @@ void LocalServer::follow(const Member &leader, bool use_slots) {
     std::string host;
     int port = 0;
     if (!parse_conn_url(leader.conn_url, host, port)) return;
-    std::string conninfo = "user=" + conninfo_quote(s_.replication_user) +
-                           " password=" + conninfo_quote(s_.replication_password) + " host=" + conninfo_quote(host) +
-                           " port=" + std::to_string(port) + " application_name=" + conninfo_quote(s_.node_name) +
-                           " sslmode=prefer connect_timeout=5";
+    const std::string conninfo = build_conninfo({{"user", s_.replication_user},
+                                                 {"password", s_.replication_password},
+                                                 {"host", host},
+                                                 {"port", std::to_string(port)},
+                                                 {"application_name", s_.node_name},
+                                                 {"sslmode", "prefer"},
+                                                 {"connect_timeout", "5"}});
     if (!conn_->query("ALTER SYSTEM SET primary_conninfo = " + sql_literal(conninfo))) {
         out_.log("cannot point replication at " + leader.name + ": " + conn_->error());
         return;

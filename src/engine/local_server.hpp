@@ -82,7 +82,4 @@ class LocalServer {
     std::int64_t streaming_seen_ms_ = 0;
 };
 
-// libpq conninfo value quoting ('...' with \ and ' escaped).
-std::string conninfo_quote(const std::string &v);
-
 }  // namespace pgha

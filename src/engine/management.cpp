@@ -26,21 +26,21 @@ std::optional<HttpReply> ManagementApi::handle(const NodeSnapshot *snap, const H
         for (const char *k : {"leader", "candidate", "member", "scheduled_at"})
             if (j.contains(k) && !j[k].is_null() && !j[k].is_string())
                 return text(400, std::string("Bad request: \"") + k + "\" must be a string");
-        return command(p == "/switchover" ? CommandKind::Switchover : CommandKind::Failover, j, 35000);
+        return command(p == "/switchover" ? OperatorCommand::Switchover : OperatorCommand::Failover, j, 35000);
     }
     if (m == "POST" && (p == "/restart" || p == "/reinitialize" || p == "/reload")) {
         nlohmann::json j = parse_object(req.body, true);
         if (!j.is_object()) return text(400, kNotObject);
         j["member"] = snap ? snap->name : "";
-        CommandKind k = p == "/restart" ? CommandKind::Restart
-                        : p == "/reload" ? CommandKind::Reload
-                                         : CommandKind::Reinitialize;
+        OperatorCommand k = p == "/restart" ? OperatorCommand::Restart
+                        : p == "/reload" ? OperatorCommand::Reload
+                                         : OperatorCommand::Reinitialize;
         return command(k, j, 10000);
     }
     if ((m == "PATCH" || m == "PUT") && p == "/config") {
         nlohmann::json j = parse_object(req.body, false);
         if (!j.is_object()) return text(400, kNotObject);
-        return command(m == "PUT" ? CommandKind::ReplaceConfig : CommandKind::SetConfig, j, 10000);
+        return command(m == "PUT" ? OperatorCommand::ReplaceConfig : OperatorCommand::SetConfig, j, 10000);
     }
     return std::nullopt;
 }
@@ -62,7 +62,7 @@ HttpReply ManagementApi::failsafe(const NodeSnapshot *snap, const HttpRequestVie
     return text(200, "Accepted");
 }
 
-HttpReply ManagementApi::command(CommandKind kind, const nlohmann::json &args, int timeout_ms) {
+HttpReply ManagementApi::command(OperatorCommand kind, const nlohmann::json &args, int timeout_ms) {
     auto prom = std::make_shared<std::promise<std::pair<int, std::string>>>();
     auto fut = prom->get_future();
     // Command::answer runs at most once, so the promise is set at most once.

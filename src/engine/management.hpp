@@ -29,7 +29,7 @@ class ManagementApi {
   private:
     HttpReply failsafe(const NodeSnapshot *snap, const HttpRequestView &req);
     // Queue a command for the loop and wait (bounded) for its answer.
-    HttpReply command(CommandKind kind, const nlohmann::json &args, int timeout_ms);
+    HttpReply command(OperatorCommand kind, const nlohmann::json &args, int timeout_ms);
     CommandQueue &queue_;
     FailsafeBox &failsafe_;
     Clock clock_;

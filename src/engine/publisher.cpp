@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/cluster_report.hpp"
 #include "core/version.hpp"
 
 namespace pgha {
@@ -11,25 +12,22 @@ namespace {
 
 std::string dump(const nlohmann::json &j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
+// ha_status()'s rows: the same rows as /cluster and pg_hactl list.
 nlohmann::json member_rows(const ClusterView &view) {
     nlohmann::json members = nlohmann::json::array();
-    for (const auto &m : view.members) {
-        const bool leader = view.leader && *view.leader == m.name;
-        bool sync = false;
-        for (const auto &s : view.sync.sync_standby) sync = sync || s == m.name;
-        Lsn pos = m.position();
-        members.push_back({{"name", m.name},
-                           {"host", m.host()},
-                           {"port", m.port()},
-                           {"role", leader ? "leader" : sync ? "sync_standby" : "replica"},
-                           {"state", m.replication_state.empty() ? m.state : m.replication_state},
-                           {"timeline", m.timeline},
-                           {"lsn", format_lsn(pos)},
-                           {"lag", leader ? nlohmann::json(0)
-                                          : nlohmann::json(view.status_optime > pos ? view.status_optime - pos : 0)},
-                           {"tags", m.tags.to_json()},
-                           {"is_leader", leader}});
-    }
+    for (const MemberRow &r : cluster_report(view))
+        members.push_back({{"name", r.name},
+                           {"host", r.host},
+                           {"port", r.port},
+                           {"role", to_string(r.role)},
+                           {"state", r.state},
+                           {"timeline", r.timeline},
+                           {"lsn", format_lsn(r.lsn)},
+                           // lag bigint in ha_status(): NULL when unknown
+                           {"lag", r.is_leader ? nlohmann::json(0) : r.lag ? nlohmann::json(*r.lag) : nlohmann::json(nullptr)},
+                           {"tags", r.tags.to_json()},
+                           {"pending_restart", r.pending_restart},
+                           {"is_leader", r.is_leader}});
     return members;
 }
 

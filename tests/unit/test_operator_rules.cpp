@@ -77,8 +77,12 @@ TEST(CheckSwitchover, PlansWithAndWithoutCandidate) {
     EXPECT_EQ(p.scheduled_at, "");
     EXPECT_EQ(p.failover_key().leader, "pg-1");
     EXPECT_EQ(p.failover_key().candidate, "pg-2");
+    // Without a candidate the key names the chosen member (the most advanced
+    // eligible one), so the old leader cannot retake the lock it releases.
     auto any = planned(check_switchover(cluster(), sw(), kNow));
-    EXPECT_EQ(any.target, "");  // the leader picks when it hands over
+    EXPECT_EQ(any.target, best_switchover_candidate(cluster(), "pg-1"));
+    EXPECT_FALSE(any.target.empty());
+    EXPECT_EQ(any.failover_key().candidate, any.target);
 }
 
 TEST(CheckSwitchover, EveryRefusalWithItsStatusAndText) {
