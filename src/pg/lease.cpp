@@ -15,7 +15,6 @@ extern "C" {
 #include "postgres.h"
 
 #include <sys/socket.h>
-#include <time.h>
 
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -28,15 +27,6 @@ extern "C" {
 
 static ClientAuthentication_hook_type prev_client_auth_hook = NULL;
 static bool xact_wrote = false;
-
-int64
-pgha_monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Milliseconds the lease is past its deadline (> 0 means expired); 0 when no check applies. */
 static int64
