@@ -2,12 +2,18 @@
  * lease.cpp: commit-time fencing (DESIGN.md §2.1).
  *
  * The worker publishes the moment its leadership could end (the lease) in
- * shared memory. Every backend checks it itself before a writing transaction
- * commits, so no write commits after the lease ran out even when the worker
- * or the postmaster is frozen. A second check right after the commit record
- * is flushed catches a commit that crossed the deadline while it waited
- * (WAL flush, synchronous replication): that commit is never acknowledged,
- * the client connection is cut instead.
+ * shared memory, on the clock of core/monotonic.h. Every backend checks it
+ * itself before a writing transaction commits, so no write commits after the
+ * lease ran out even when the worker or the postmaster is frozen. A second
+ * check right after the commit record is flushed catches a commit that crossed
+ * the deadline while it waited (WAL flush, synchronous replication): that
+ * commit is never acknowledged, the client connection is cut instead.
+ *
+ * "Writing" means: the transaction has an XID; or, in a client backend, it
+ * inserted WAL without one (pg_logical_emit_message(false, ...)) or has
+ * pending LISTEN/UNLISTEN/NOTIFY actions (PreCommit_Notify assigns the XID
+ * only after the PRE_COMMIT callback). COMMIT PREPARED runs in a transaction
+ * without an XID: a ProcessUtility hook checks it before and after.
  *
  * C style only: ereport(ERROR) longjmps from here.
  */
@@ -18,15 +24,30 @@ extern "C" {
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "commands/async.h"
 #include "libpq/auth.h"
 #include "libpq/libpq-be.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "replication/walsender.h"
+#include "tcop/utility.h"
 }
 
 #include "pg/pg_ha_shared.h"
 
 static ClientAuthentication_hook_type prev_client_auth_hook = NULL;
+static ProcessUtility_hook_type prev_process_utility_hook = NULL;
+
+/* The transaction being committed counts as writing (decided at PRE_COMMIT). */
 static bool xact_wrote = false;
+
+/*
+ * The transaction ran COMMIT/ROLLBACK PREPARED. Its WAL is the prepared
+ * transaction's commit or abort record, which the ProcessUtility hook already
+ * judged, so the WAL test at PRE_COMMIT must not count it (ROLLBACK PREPARED
+ * stays allowed without a lease).
+ */
+static bool xact_finished_prepared = false;
 
 /* Milliseconds the lease is past its deadline (> 0 means expired); 0 when no check applies. */
 static int64
@@ -47,6 +68,96 @@ lease_overdue_ms(void)
 }
 
 static void
+refuse_without_lease(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("pg_ha: this node does not hold a valid leader lease; %s", what),
+			 errdetail("Leadership could not be confirmed in ZooKeeper in time, so another node may already be the primary."),
+			 errhint("Reconnect through the load balancer to reach the current primary.")));
+	pg_unreachable();
+}
+
+/*
+ * Cut the client connection so that the reply to a commit that is already
+ * durable locally never reaches the client. Needs a client connection.
+ */
+static void
+cut_connection(const char *what)
+{
+	if (MyProcPort == NULL)
+		return;
+	ereport(LOG,
+			(errmsg("pg_ha: the leader lease ran out during %s; closing the connection without acknowledging it", what)));
+	shutdown(MyProcPort->sock, SHUT_RDWR);
+}
+
+/*
+ * A session a client talks to and whose commit the client will see
+ * acknowledged. Not the worker, autovacuum, other background workers or
+ * walsenders: their WAL without an XID (VACUUM, pruning) is no client write.
+ */
+static bool
+is_client_backend(void)
+{
+	return MyProcPort != NULL && MyBackendType == B_BACKEND && !am_walsender;
+}
+
+/*
+ * LISTEN/UNLISTEN/NOTIFY pending in this transaction. async.c keeps that
+ * state static; AtPrepare_Notify() is the one exported test of it (it raises
+ * a plain ERROR, without side effects, when anything is pending). Only
+ * called when the lease is overdue, i.e. when the answer refuses the commit.
+ */
+static bool
+notify_pending(void)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	uint32		holdoff = InterruptHoldoffCount;
+	uint32		cancel_holdoff = QueryCancelHoldoffCount;
+	uint32		crit = CritSectionCount;
+	volatile bool pending = false;
+
+	PG_TRY();
+	{
+		AtPrepare_Notify();
+	}
+	PG_CATCH();
+	{
+		/* errfinish() reset these for the handler; restore the caller's */
+		InterruptHoldoffCount = holdoff;
+		QueryCancelHoldoffCount = cancel_holdoff;
+		CritSectionCount = crit;
+		MemoryContextSwitchTo(oldcxt);
+		FlushErrorState();
+		pending = true;
+	}
+	PG_END_TRY();
+	return pending;
+}
+
+/* At PRE_COMMIT/PRE_PREPARE: does this transaction count as writing, and may it commit? */
+static void
+check_before_commit(void)
+{
+	bool		client = is_client_backend();
+	bool		overdue;
+
+	xact_wrote = TransactionIdIsValid(GetTopTransactionIdIfAny()) ||
+		(client && XactLastRecEnd != InvalidXLogRecPtr && !xact_finished_prepared);
+	overdue = lease_overdue_ms() > 0;
+	if (!overdue)
+		return;
+	if (!xact_wrote && client && notify_pending())
+		xact_wrote = true;
+	if (xact_wrote)
+	{
+		xact_wrote = false;
+		refuse_without_lease("the transaction was not committed");
+	}
+}
+
+static void
 pgha_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
@@ -54,36 +165,69 @@ pgha_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
-			xact_wrote = TransactionIdIsValid(GetTopTransactionIdIfAny());
-			if (xact_wrote && lease_overdue_ms() > 0)
-			{
-				xact_wrote = false;
-				ereport(ERROR,
-						(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-						 errmsg("pg_ha: this node does not hold a valid leader lease; the transaction was not committed"),
-						 errdetail("Leadership could not be confirmed in ZooKeeper in time, so another node may already be the primary."),
-						 errhint("Reconnect through the load balancer to reach the current primary.")));
-			}
+			check_before_commit();
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (xact_wrote && lease_overdue_ms() > 0 && MyProcPort != NULL)
+
+			/*
+			 * An XID assigned after PRE_COMMIT (PreCommit_Notify) makes the
+			 * commit a writing one too.
+			 */
+			if ((xact_wrote || TransactionIdIsValid(GetTopTransactionIdIfAny())) &&
+				lease_overdue_ms() > 0)
 			{
 				/*
 				 * Committed locally, but the lease ran out while the commit
 				 * waited: never acknowledge it. Cutting the connection keeps
 				 * the "COMMIT" reply from reaching the client.
 				 */
-				ereport(LOG,
-						(errmsg("pg_ha: the leader lease ran out during a commit; closing the connection without acknowledging it")));
-				shutdown(MyProcPort->sock, SHUT_RDWR);
+				cut_connection("a commit");
 			}
 			xact_wrote = false;
+			xact_finished_prepared = false;
 			break;
 		default:
 			xact_wrote = false;
+			xact_finished_prepared = false;
 			break;
 	}
+}
+
+/*
+ * COMMIT PREPARED commits a transaction prepared earlier, from a transaction
+ * of its own that has no XID, so the PRE_COMMIT check does not see it. The
+ * lease is checked before (refuse) and after (cut the connection: the commit
+ * is durable, the reply must not go out). ROLLBACK PREPARED stays allowed.
+ */
+static void
+pgha_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					 ProcessUtilityContext context, ParamListInfo params,
+					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	bool		commit_prepared = false;
+
+	if (parsetree != NULL && IsA(parsetree, TransactionStmt))
+	{
+		TransactionStmtKind kind = ((TransactionStmt *) parsetree)->kind;
+
+		commit_prepared = kind == TRANS_STMT_COMMIT_PREPARED;
+		if (commit_prepared || kind == TRANS_STMT_ROLLBACK_PREPARED)
+			xact_finished_prepared = true;
+	}
+	if (commit_prepared && lease_overdue_ms() > 0)
+		refuse_without_lease("the prepared transaction was not committed");
+
+	if (prev_process_utility_hook)
+		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context, params,
+								  queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+
+	if (commit_prepared && lease_overdue_ms() > 0)
+		cut_connection("COMMIT PREPARED");
 }
 
 static void
@@ -104,4 +248,6 @@ pgha_install_lease_hooks(void)
 	RegisterXactCallback(pgha_xact_callback, NULL);
 	prev_client_auth_hook = ClientAuthentication_hook;
 	ClientAuthentication_hook = pgha_client_auth;
+	prev_process_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = pgha_process_utility;
 }
