@@ -10,10 +10,11 @@
  * commit is never acknowledged, the client connection is cut instead.
  *
  * "Writing" means: the transaction has an XID; or, in a client backend, it
- * inserted WAL without one (pg_logical_emit_message(false, ...)) or has
- * pending LISTEN/UNLISTEN/NOTIFY actions (PreCommit_Notify assigns the XID
- * only after the PRE_COMMIT callback). COMMIT PREPARED runs in a transaction
- * without an XID: a ProcessUtility hook checks it before and after.
+ * inserted WAL records other than full-page images without one
+ * (pg_logical_emit_message(false, ...)) or has pending LISTEN/UNLISTEN/NOTIFY
+ * actions (PreCommit_Notify assigns the XID only after the PRE_COMMIT
+ * callback). COMMIT PREPARED runs in a transaction without an XID: a
+ * ProcessUtility hook checks it before and after.
  *
  * C style only: ereport(ERROR) longjmps from here.
  */
@@ -25,6 +26,7 @@ extern "C" {
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "commands/async.h"
+#include "executor/instrument.h"
 #include "libpq/auth.h"
 #include "libpq/libpq-be.h"
 #include "miscadmin.h"
@@ -48,6 +50,10 @@ static bool xact_wrote = false;
  * stays allowed without a lease).
  */
 static bool xact_finished_prepared = false;
+
+/* This backend's WAL counters when its current top-level transaction began. */
+static int64 wal_records_at_start = 0;
+static int64 wal_fpi_at_start = 0;
 
 /* Milliseconds the lease is past its deadline (> 0 means expired); 0 when no check applies. */
 static int64
@@ -103,6 +109,33 @@ is_client_backend(void)
 	return MyProcPort != NULL && MyBackendType == B_BACKEND && !am_walsender;
 }
 
+/* Called at the end of every top-level transaction: the baseline of the next one. */
+static void
+remember_wal_usage(void)
+{
+	wal_records_at_start = pgWalUsage.wal_records;
+	wal_fpi_at_start = pgWalUsage.wal_fpi;
+}
+
+/*
+ * This top-level transaction inserted WAL records that are not just
+ * full-page images. XactLastRecEnd says whether it inserted any (reset at
+ * every top-level commit, abort and prepare). A read inserts one record with
+ * one image when it is the first to set a hint bit on a page since the last
+ * checkpoint (data checksums / wal_log_hints, which pg_ha turns on); that is
+ * no client write, so such records are not counted. Page pruning by a read
+ * still counts (rare: full pages with dead rows only); it refuses only what
+ * a node without a lease should not acknowledge anyway.
+ */
+static bool
+xact_inserted_wal(void)
+{
+	if (XactLastRecEnd == InvalidXLogRecPtr)
+		return false;
+	return pgWalUsage.wal_records - wal_records_at_start >
+		pgWalUsage.wal_fpi - wal_fpi_at_start;
+}
+
 /*
  * LISTEN/UNLISTEN/NOTIFY pending in this transaction. async.c keeps that
  * state static; AtPrepare_Notify() is the one exported test of it (it raises
@@ -144,7 +177,7 @@ check_before_commit(void)
 	bool		overdue;
 
 	xact_wrote = TransactionIdIsValid(GetTopTransactionIdIfAny()) ||
-		(client && XactLastRecEnd != InvalidXLogRecPtr && !xact_finished_prepared);
+		(client && !xact_finished_prepared && xact_inserted_wal());
 	overdue = lease_overdue_ms() > 0;
 	if (!overdue)
 		return;
@@ -186,10 +219,16 @@ pgha_xact_callback(XactEvent event, void *arg)
 			}
 			xact_wrote = false;
 			xact_finished_prepared = false;
+			remember_wal_usage();
 			break;
-		default:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
 			xact_wrote = false;
 			xact_finished_prepared = false;
+			remember_wal_usage();
+			break;
+		default:
 			break;
 	}
 }

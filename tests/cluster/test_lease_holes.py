@@ -17,8 +17,9 @@ primary's lease long over, the kept sessions try:
      assigned only after the pre-commit check; local listeners got the
      notification) (F7). Must be refused; a listener must get nothing.
 
-Controls that must keep working after the deadline: ROLLBACK PREPARED and a
-read-only transaction on already-hinted rows.
+Controls that must keep working after the deadline: ROLLBACK PREPARED, a
+read-only transaction, and a read that sets hint bits (with data checksums it
+writes full-page images: WAL without an XID that is no client write).
 
 Before issue 9 the assertions marked "fails before issue 9" failed.
 Timings: ttl 10 / loop_wait 2 / retry_timeout 2 (as test_failover.py); lease
@@ -84,6 +85,9 @@ def test_commits_without_xid_after_the_lease_ran_out(make_cluster):
     old.sql("create table holes_t(id int primary key, note text)")
     old.sql("create table read_t(id int primary key)")
     old.sql("insert into read_t select generate_series(1, 100)")
+    # nobody reads hint_t before the deadline: its rows' hint bits are unset
+    old.sql("create table hint_t(id int) with (autovacuum_enabled = off)")
+    old.sql("insert into hint_t select generate_series(1, 1000)")
     old.sql("checkpoint")
 
     def connect():
@@ -131,6 +135,12 @@ def test_commits_without_xid_after_the_lease_ran_out(make_cluster):
                 # controls: must keep working without a lease
                 rb = attempt(s_rb, ["rollback prepared 'pgha_hole_rollback'"])
                 ro = attempt(s_read, ["begin", "select count(*) from read_t", "commit"])
+                # the first reader of hint_t since the checkpoint sets hint bits: full-page images
+                # (data checksums), WAL without an XID that is no client write
+                harness.query(s_read, "begin")
+                plan = [r[0] for r in harness.query(s_read, "explain (analyze, wal, costs off, timing off) "
+                                                             "select count(*) from hint_t")]
+                ro_fpi = attempt(s_read, ["commit"])
                 time.sleep(1)
                 s_listen.poll()
                 heard = [n.payload for n in s_listen.notifies]
@@ -139,8 +149,8 @@ def test_commits_without_xid_after_the_lease_ran_out(make_cluster):
                 old.thaw(pids)
 
         outcomes = "A commit prepared %s; B message %s, notify %s, pg_notify %s; rollback prepared %s; read %s; " \
-                   "listener heard %s; prepared on pg-1: %s" % (a, b_msg, b_notify, b_pgnotify, rb, ro, heard,
-                                                                still_prepared)
+                   "read with full-page images %s; listener heard %s; prepared on pg-1: %s" % (
+                       a, b_msg, b_notify, b_pgnotify, rb, ro, ro_fpi, heard, still_prepared)
         print(outcomes)
         check(refused(a), "COMMIT PREPARED after the lease ran out was not refused: %s" % (a,), c, outcomes)
         check(refused(b_msg), "a non-transactional logical message committed without a lease: %s" % (b_msg,),
@@ -151,6 +161,9 @@ def test_commits_without_xid_after_the_lease_ran_out(make_cluster):
         check(not heard, "a local listener received notifications sent without a lease: %s" % heard, c, outcomes)
         check(rb == ("ack", None), "ROLLBACK PREPARED was refused without a lease: %s" % (rb,), c, outcomes)
         check(ro == ("ack", None), "a read-only transaction was refused without a lease: %s" % (ro,), c, outcomes)
+        check(any("fpi=" in line for line in plan), "reading hint_t wrote no full-page image: %s" % plan, c)
+        check(ro_fpi == ("ack", None), "a read that set hint bits (full-page images) was refused without a "
+              "lease: %s; %s" % (ro_fpi, plan), c, outcomes)
         if a[0] == "error":
             check("pgha_hole_commit" in still_prepared, "the refused COMMIT PREPARED left no prepared "
                   "transaction on pg-1", c, outcomes)
