@@ -9,12 +9,17 @@
  * the deadline while it waited (WAL flush, synchronous replication): that
  * commit is never acknowledged, the client connection is cut instead.
  *
- * "Writing" means: the transaction has an XID; or, in a client backend, it
- * inserted WAL records other than full-page images without one
- * (pg_logical_emit_message(false, ...)) or has pending LISTEN/UNLISTEN/NOTIFY
- * actions (PreCommit_Notify assigns the XID only after the PRE_COMMIT
- * callback). COMMIT PREPARED runs in a transaction without an XID: a
- * ProcessUtility hook checks it before and after.
+ * "Writing" means: the transaction has an XID, called
+ * pg_logical_emit_message() (the non-transactional form writes WAL without
+ * an XID; it is also refused before it writes), or has pending
+ * LISTEN/UNLISTEN/NOTIFY actions (PreCommit_Notify assigns the XID only
+ * after the PRE_COMMIT callback). COMMIT PREPARED runs in a transaction
+ * without an XID: a ProcessUtility hook checks it before and after.
+ *
+ * Other WAL without an XID is deliberately not counted: reads write it too
+ * (hint-bit full-page images with data checksums, page pruning, also of
+ * catalog pages, e.g. in the worker's own queries during a switchover), and
+ * so do VACUUM and other background processes; none of it is a client write.
  *
  * C style only: ereport(ERROR) longjmps from here.
  */
@@ -26,34 +31,28 @@ extern "C" {
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "commands/async.h"
-#include "executor/instrument.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_proc.h"
 #include "libpq/auth.h"
 #include "libpq/libpq-be.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
-#include "replication/walsender.h"
 #include "tcop/utility.h"
+#include "utils/fmgrprotos.h"
+#include "utils/fmgrtab.h"
 }
 
 #include "pg/pg_ha_shared.h"
 
 static ClientAuthentication_hook_type prev_client_auth_hook = NULL;
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
+static object_access_hook_type prev_object_access_hook = NULL;
 
 /* The transaction being committed counts as writing (decided at PRE_COMMIT). */
 static bool xact_wrote = false;
 
-/*
- * The transaction ran COMMIT/ROLLBACK PREPARED. Its WAL is the prepared
- * transaction's commit or abort record, which the ProcessUtility hook already
- * judged, so the WAL test at PRE_COMMIT must not count it (ROLLBACK PREPARED
- * stays allowed without a lease).
- */
-static bool xact_finished_prepared = false;
-
-/* This backend's WAL counters when its current top-level transaction began. */
-static int64 wal_records_at_start = 0;
-static int64 wal_fpi_at_start = 0;
+/* The transaction is about to call pg_logical_emit_message() (set before the call). */
+static bool xact_emitted_message = false;
 
 /* Milliseconds the lease is past its deadline (> 0 means expired); 0 when no check applies. */
 static int64
@@ -99,44 +98,6 @@ cut_connection(const char *what)
 }
 
 /*
- * A session a client talks to and whose commit the client will see
- * acknowledged. Not the worker, autovacuum, other background workers or
- * walsenders: their WAL without an XID (VACUUM, pruning) is no client write.
- */
-static bool
-is_client_backend(void)
-{
-	return MyProcPort != NULL && MyBackendType == B_BACKEND && !am_walsender;
-}
-
-/* Called at the end of every top-level transaction: the baseline of the next one. */
-static void
-remember_wal_usage(void)
-{
-	wal_records_at_start = pgWalUsage.wal_records;
-	wal_fpi_at_start = pgWalUsage.wal_fpi;
-}
-
-/*
- * This top-level transaction inserted WAL records that are not just
- * full-page images. XactLastRecEnd says whether it inserted any (reset at
- * every top-level commit, abort and prepare). A read inserts one record with
- * one image when it is the first to set a hint bit on a page since the last
- * checkpoint (data checksums / wal_log_hints, which pg_ha turns on); that is
- * no client write, so such records are not counted. Page pruning by a read
- * still counts (rare: full pages with dead rows only); it refuses only what
- * a node without a lease should not acknowledge anyway.
- */
-static bool
-xact_inserted_wal(void)
-{
-	if (XactLastRecEnd == InvalidXLogRecPtr)
-		return false;
-	return pgWalUsage.wal_records - wal_records_at_start >
-		pgWalUsage.wal_fpi - wal_fpi_at_start;
-}
-
-/*
  * LISTEN/UNLISTEN/NOTIFY pending in this transaction. async.c keeps that
  * state static; AtPrepare_Notify() is the one exported test of it (it raises
  * a plain ERROR, without side effects, when anything is pending). Only
@@ -173,15 +134,10 @@ notify_pending(void)
 static void
 check_before_commit(void)
 {
-	bool		client = is_client_backend();
-	bool		overdue;
-
-	xact_wrote = TransactionIdIsValid(GetTopTransactionIdIfAny()) ||
-		(client && !xact_finished_prepared && xact_inserted_wal());
-	overdue = lease_overdue_ms() > 0;
-	if (!overdue)
+	xact_wrote = TransactionIdIsValid(GetTopTransactionIdIfAny()) || xact_emitted_message;
+	if (lease_overdue_ms() == 0)
 		return;
-	if (!xact_wrote && client && notify_pending())
+	if (!xact_wrote && notify_pending())
 		xact_wrote = true;
 	if (xact_wrote)
 	{
@@ -218,17 +174,11 @@ pgha_xact_callback(XactEvent event, void *arg)
 				cut_connection("a commit");
 			}
 			xact_wrote = false;
-			xact_finished_prepared = false;
-			remember_wal_usage();
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			xact_wrote = false;
-			xact_finished_prepared = false;
-			remember_wal_usage();
+			xact_emitted_message = false;
 			break;
 		default:
+			xact_wrote = false;
+			xact_emitted_message = false;
 			break;
 	}
 }
@@ -248,13 +198,7 @@ pgha_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 	bool		commit_prepared = false;
 
 	if (parsetree != NULL && IsA(parsetree, TransactionStmt))
-	{
-		TransactionStmtKind kind = ((TransactionStmt *) parsetree)->kind;
-
-		commit_prepared = kind == TRANS_STMT_COMMIT_PREPARED;
-		if (commit_prepared || kind == TRANS_STMT_ROLLBACK_PREPARED)
-			xact_finished_prepared = true;
-	}
+		commit_prepared = ((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED;
 	if (commit_prepared && lease_overdue_ms() > 0)
 		refuse_without_lease("the prepared transaction was not committed");
 
@@ -267,6 +211,45 @@ pgha_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 
 	if (commit_prepared && lease_overdue_ms() > 0)
 		cut_connection("COMMIT PREPARED");
+}
+
+/*
+ * pg_logical_emit_message(): the built-in functions, found by their C entry
+ * points (whatever their OIDs and signatures in this major version).
+ */
+static bool
+is_emit_message(Oid fn_oid)
+{
+	uint16		index;
+
+	if (fn_oid > fmgr_last_builtin_oid)
+		return false;
+	index = fmgr_builtin_oid_index[fn_oid];
+	if (index == InvalidOidBuiltinMapping)
+		return false;
+	return fmgr_builtins[index].func == pg_logical_emit_message_text ||
+		fmgr_builtins[index].func == pg_logical_emit_message_bytea;
+}
+
+/*
+ * A non-transactional logical message is in the WAL, and decoded, as soon as
+ * it is written: refuse it before that without a lease, and mark the
+ * transaction as writing for the pre-commit check. (The transactional form
+ * assigns an XID, so it counts anyway.) The executor announces every function
+ * it is about to call with OAT_FUNCTION_EXECUTE (ExecInitFunc), built-in ones
+ * included, which fmgr's hooks do not see.
+ */
+static void
+pgha_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (access == OAT_FUNCTION_EXECUTE && classId == ProcedureRelationId && is_emit_message(objectId))
+	{
+		if (lease_overdue_ms() > 0)
+			refuse_without_lease("the logical message was not written");
+		xact_emitted_message = true;
+	}
 }
 
 static void
@@ -289,4 +272,6 @@ pgha_install_lease_hooks(void)
 	ClientAuthentication_hook = pgha_client_auth;
 	prev_process_utility_hook = ProcessUtility_hook;
 	ProcessUtility_hook = pgha_process_utility;
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = pgha_object_access;
 }

@@ -12,10 +12,11 @@ primary's lease long over, the kept sessions try:
      transaction without an XID, so the pre-commit check did not see it (F2).
      Must fail or cut the connection, and the row must not be visible on the
      new leader (where the transaction is still prepared).
-  B  pg_logical_emit_message(false, ...) in BEGIN/COMMIT (WAL without an XID),
-     a NOTIFY-only transaction and an autocommit pg_notify() (the XID is
-     assigned only after the pre-commit check; local listeners got the
-     notification) (F7). Must be refused; a listener must get nothing.
+  B  pg_logical_emit_message(false, ...) in BEGIN/COMMIT (WAL without an XID;
+     now refused before it writes), a NOTIFY-only transaction and an
+     autocommit pg_notify() (the XID is assigned only after the pre-commit
+     check; local listeners got the notification) (F7). Must be refused; a
+     listener must get nothing.
 
 Controls that must keep working after the deadline: ROLLBACK PREPARED, a
 read-only transaction, and a read that sets hint bits (with data checksums it
@@ -58,7 +59,11 @@ def attempt(conn, statements):
             harness.query(conn, s)
     except psycopg2.Error as exc:
         text = "%s: %s" % (type(exc).__name__, str(exc).strip()[:300])
-        if conn.closed or harness.connection_broken(conn):
+        if conn.closed:
+            return "cut", text
+        try:
+            harness.query(conn, "rollback")      # leave a failed block; a warning outside one
+        except psycopg2.Error:
             return "cut", text
         return "error", text
     return "ack", None
