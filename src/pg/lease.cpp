@@ -30,9 +30,9 @@ extern "C" {
 
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "commands/async.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_proc.h"
+#include "commands/async.h"
 #include "libpq/auth.h"
 #include "libpq/libpq-be.h"
 #include "miscadmin.h"
