@@ -30,7 +30,7 @@ typedef enum PgHaRequestState
 typedef struct PgHaShared
 {
 	LWLock	   *lock;			/* protects status_json */
-	/* leader lease: CLOCK_MONOTONIC milliseconds; 0 = none */
+	/* leader lease: pgha_monotonic_ms() milliseconds; 0 = none */
 	pg_atomic_uint64 lease_deadline_ms;
 	pg_atomic_uint32 lease_enforced;	/* 1 = commits that wrote need a valid lease */
 	pg_atomic_uint32 fenced;	/* 1 = refuse new connections (demotion under way) */
@@ -75,7 +75,7 @@ extern bool pgha_configured(void);
 
 /* lease.c */
 extern void pgha_install_lease_hooks(void);
-extern int64 pgha_monotonic_ms(void);
+#include "core/monotonic.h"	/* pgha_monotonic_ms(): the lease clock */
 
 /* worker.c */
 extern void pgha_register_worker(void);
