@@ -514,7 +514,8 @@ std::string metrics_text(const NodeSnapshot &s) {
            num(running ? s.local.server_version : 0));
     metric("patroni_cluster_unlocked", "gauge", "Value is 1 if the cluster is unlocked, 0 if locked.",
            num(int(cluster_unlocked(s))));
-    metric("patroni_failsafe_mode_is_active", "gauge", "Value is 1 if failsafe mode is active, 0 if inactive.", "0");
+    metric("patroni_failsafe_mode_is_active", "gauge", "Value is 1 if failsafe mode is active, 0 if inactive.",
+           num(int(s.failsafe_active)));
     metric("patroni_postgres_timeline", "counter", "Postgres timeline of this node (if running), 0 otherwise.",
            num(running ? s.local.timeline : 0));
     metric("patroni_dcs_last_seen", "gauge", "Epoch timestamp when DCS was last contacted successfully by Patroni.",
@@ -587,12 +588,17 @@ HttpReply handle_request(const NodeSnapshot *snap, const HttpRequestView &req, s
                 if (head_like) return status_only(200);
                 return HttpReply{200, "text/plain", metrics_text(*snap)};
             }
-            // failsafe: pg_ha implements failsafe_mode (the engine's management
-            // hook handles POST /failsafe), but this pure answerer has no view
-            // of the failsafe members yet, so GET answers as Patroni does when
-            // failsafe mode is not enabled: 502.
-            if (head_like) return status_only(502);
-            return error_reply(502, "failsafe mode is not supported by pg_ha");
+            // failsafe: with failsafe_mode on, the members a leader without
+            // ZooKeeper asks for promises ({name: api_url}), as Patroni's
+            // GET /failsafe; 502 when failsafe_mode is off.
+            if (!snap->cluster.config.failsafe_mode) {
+                if (head_like) return status_only(502);
+                return error_reply(502, "failsafe mode is not enabled");
+            }
+            if (head_like) return status_only(200);
+            nlohmann::json members = nlohmann::json::object();
+            for (const auto &m : snap->cluster.members) members[m.name] = m.api_url;
+            return json_reply(200, members);
         }
 
         // Patroni's generic do_GET: every other path, unknown ones included

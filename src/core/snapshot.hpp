@@ -29,6 +29,7 @@ struct NodeSnapshot {
     std::string message;                  // the state machine's last message
     bool pending_restart = false;
     bool watchdog_failed = false;
+    bool failsafe_active = false;  // leading without ZooKeeper on the members' promises
     Tags tags;
     LocalState local;
     ClusterView cluster;

@@ -20,6 +20,10 @@ namespace pgha {
 // lease against).
 using Clock = std::function<std::int64_t()>;
 
+// Wall-clock milliseconds (CLOCK_REALTIME), only to notice that this machine
+// was stopped (the lease clock may not count a paused VM).
+std::int64_t wall_clock_ms();
+
 // Calls to other members' REST APIs (http_parallel in production). Runs on
 // the background thread, never on the loop.
 using PeerHttp = std::function<std::vector<PeerReply>(const std::vector<PeerRequest> &, int timeout_ms)>;

@@ -3,6 +3,7 @@
 #include <zookeeper/zookeeper.h>
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 
 #include "core/patroni_codec.hpp"
@@ -25,9 +26,15 @@ ApiServerOptions api_options(const EngineSettings &s) {
 
 }  // namespace
 
+std::int64_t wall_clock_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 Engine::Engine(const EngineSettings &s, EngineDeps deps)
     : s_(s),
       clock_(deps.clock),
+      wall_clock_(deps.wall_clock),
       http_(deps.http),
       zk_(std::move(deps.zk)),
       bg_(waker_, deps.inline_background),
@@ -290,6 +297,8 @@ void Engine::publish(const LocalState &ls) {
     v.dcs_last_seen = link_.dcs_last_seen();
     v.postmaster_start_time = local_.sample().postmaster_start_time;
     v.watchdog_failed = leadership_.watchdog_failed();
+    v.failsafe_active = leadership_.failsafe_active();
+    v.pending_restart = local_.pending_restart();
     v.cluster = &link_.view();
     publisher_.publish(v);
 }
@@ -301,6 +310,7 @@ StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk
     const std::int64_t now = clock_();
 
     ensure_api(now);
+    leadership_.check_clocks(wall_clock_());
     link_.pump(zk_readable, zk_writable, leadership_.is_leader());
     if (link_.take_session_expired()) leadership_.on_session_expired(local_.role());
     if (leadership_.is_leader() && !out_.fence && local_.role() == LocalRole::Primary && !leadership_.lease_valid() &&

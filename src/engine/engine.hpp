@@ -44,6 +44,7 @@ struct EngineDeps {
     SqlFactory sql;                    // LocalConn in production
     PeerHttp http;                     // http_parallel in production
     Clock clock;                       // pgha_monotonic_ms in production
+    Clock wall_clock = wall_clock_ms;  // CLOCK_REALTIME in production
     bool serve_api = true;             // start the REST API server
     bool inline_background = false;    // run background jobs at once (tests)
 };
@@ -99,6 +100,7 @@ class Engine {
 
     EngineSettings s_;
     Clock clock_;
+    Clock wall_clock_;
     PeerHttp http_;
     std::unique_ptr<ZkClient> zk_;
     Outbox out_;

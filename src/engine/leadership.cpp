@@ -73,9 +73,26 @@ std::int64_t Leadership::lease_deadline() const {
     std::int64_t sent = link_.last_answered_send_ms();
     int timeout = link_.negotiated_timeout_ms();
     // While disconnected, what the server answered before still bounds its expiry.
-    if (sent == 0 || timeout <= 0) return lease;
+    if (sent == 0 || timeout <= 0 || sent < lease_floor_ms_) return lease;
     int margin = std::min(s_.lease_safety_margin, timeout / 4);
     return std::max(lease, sent + timeout - margin);
+}
+
+void Leadership::check_clocks(std::int64_t wall_ms) {
+    const std::int64_t now = clock_();
+    if (last_clock_ms_ != 0) {
+        const std::int64_t gap = (wall_ms - last_wall_ms_) - (now - last_clock_ms_);
+        if (gap > 1000) {
+            lease_floor_ms_ = now;
+            failsafe_deadline_ = 0;
+            if (is_leader_)
+                out_.log("the wall clock moved " + std::to_string(gap) +
+                         " ms further than the lease clock since the last step (was this machine paused?): no "
+                         "write commits until ZooKeeper answers a request sent from now on");
+        }
+    }
+    last_wall_ms_ = wall_ms;
+    last_clock_ms_ = now;
 }
 
 void Leadership::adopt(const Decision &d, bool dcs_ok) {

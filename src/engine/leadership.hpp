@@ -67,6 +67,12 @@ class Leadership {
     // The lease formula (0 = no lease).
     std::int64_t lease_deadline() const;
     bool lease_valid() const { return lease_deadline() > clock_(); }
+    // Leading on the members' promises (failsafe_mode without ZooKeeper).
+    bool failsafe_active() const { return is_leader_ && failsafe_deadline_ > clock_(); }
+    // Every step: a wall clock that ran ahead of the lease clock means this
+    // machine was stopped (a paused VM; the lease clock may not count that
+    // time): no answer sent before now renews the lease.
+    void check_clocks(std::int64_t wall_ms);
     bool enforced(const ClusterView &v) const { return s_.lease_enforcement && !v.config.pause; }
 
     // After decide(): adopt its verdict when the view was fresh.
@@ -102,6 +108,8 @@ class Leadership {
     PeerHttp http_;
     Clock clock_;
     bool is_leader_ = false;
+    std::int64_t lease_floor_ms_ = 0;  // answers to requests sent before this do not count
+    std::int64_t last_wall_ms_ = 0, last_clock_ms_ = 0;
     FailsafeBox box_;
     std::int64_t failsafe_deadline_ = 0;  // lease extension confirmed by every member
     std::int64_t next_failsafe_ms_ = 0;

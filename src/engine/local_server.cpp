@@ -52,6 +52,8 @@ void LocalServer::probe() {
     probe_ok_ = rows.has_value();
     replication_.clear();
     if (!rows) return;
+    auto pending = conn_->query("SELECT count(*) FROM pg_catalog.pg_settings WHERE pending_restart");
+    pending_restart_ = pending && !pending->empty() && !(*pending)[0].empty() && (*pending)[0][0] != "0";
     for (const auto &r : *rows) {
         if (r.size() < 8) continue;
         WalSender ws;

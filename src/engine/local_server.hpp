@@ -50,6 +50,8 @@ class LocalServer {
     // One round trip: proves the server accepts connections and reads the walsenders.
     void probe();
     bool probe_ok() const { return probe_ok_; }
+    // A setting changed in the configuration needs a server restart.
+    bool pending_restart() const { return pending_restart_; }
     LocalState state() const;
     // Seconds this standby's WAL receiver has not been streaming (0 when it does or we are not a standby).
     int not_streaming_s();
@@ -76,6 +78,7 @@ class LocalServer {
     Clock clock_;
     LocalSample sample_;
     bool probe_ok_ = false;
+    bool pending_restart_ = false;
     std::vector<WalSender> replication_;
     LocalRole last_role_ = LocalRole::Stopped;
     std::int64_t last_follow_ms_ = 0;

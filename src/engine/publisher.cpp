@@ -55,6 +55,7 @@ Member Publisher::member_row(const NodeView &v) const {
     }
     m.tags = s_.tags;
     m.pause = v.cluster && v.cluster->config.pause;
+    m.pending_restart = v.pending_restart;
     return m;
 }
 
@@ -77,6 +78,8 @@ void Publisher::publish(const NodeView &v) {
     snap->postmaster_start_time = v.postmaster_start_time;
     snap->message = v.message;
     snap->watchdog_failed = v.watchdog_failed;
+    snap->failsafe_active = v.failsafe_active;
+    snap->pending_restart = v.pending_restart;
     snap->tags = s_.tags;
     snap->local = v.local;
     snap->cluster = view;
@@ -95,6 +98,8 @@ void Publisher::publish(const NodeView &v) {
                  {"paused", view.config.pause},
                  {"dcs_ok", v.dcs_ok},
                  {"lease_remaining_ms", v.lease_remaining_ms},
+                 {"pending_restart", v.pending_restart},
+                 {"watchdog_failed", v.watchdog_failed},
                  {"message", v.message},
                  {"tags", s_.tags.to_json()},
                  {"api_url", snap->api_url},

@@ -29,6 +29,8 @@ struct NodeView {
     std::int64_t dcs_last_seen = 0;
     std::int64_t postmaster_start_time = 0;
     bool watchdog_failed = false;
+    bool failsafe_active = false;
+    bool pending_restart = false;
     const ClusterView *cluster = nullptr;
 };
 

@@ -90,6 +90,7 @@ struct Node {
         deps.sql = [this] { return std::make_unique<FakeSql>(sql); };
         deps.http = std::move(http);
         deps.clock = clock.fn();
+        deps.wall_clock = [&clock] { return clock.now + clock.wall_offset; };
         deps.serve_api = false;
         deps.inline_background = true;
         engine = std::make_unique<Engine>(s, std::move(deps));
@@ -270,6 +271,19 @@ TEST_F(EngineTest, InvalidUtf8InZooKeeperDoesNotBreakTheStep) {
     }
     EXPECT_TRUE(n1.logged("ignoring bad data in ZooKeeper"));
     EXPECT_NE(n1.engine->status_json().find("\xef\xbf\xbd"), std::string::npos) << "U+FFFD replaces the bad bytes";
+}
+
+TEST_F(EngineTest, WallClockJumpRevokesTheLeaseUntilAFreshAnswer) {
+    Node n1(server, clock, "pg-1", true, peers_behind(0));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader && n1.last.lease_deadline_ms > clock.now; }, 100));
+    n1.zk->partitioned = true;   // nothing answered while we look
+    clock.wall_offset += 5000;   // the machine was stopped; the lease clock did not count it
+    n1.step();
+    EXPECT_EQ(n1.last.lease_deadline_ms, 0);
+    EXPECT_TRUE(n1.logged("was this machine paused?"));
+    n1.zk->partitioned = false;  // a request sent after the jump is answered
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.lease_deadline_ms > clock.now; }, 200));
+    EXPECT_TRUE(n1.last.is_leader);
 }
 
 // The C boundary: a step that throws fails closed and keeps the message.

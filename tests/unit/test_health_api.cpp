@@ -695,8 +695,22 @@ TEST(HealthApi, JsonPathsRouteOnTheFirstSegment) {
     EXPECT_EQ(call(&s, "OPTIONS", "/cluster").status, 200);
     EXPECT_EQ(call(&s, "HEAD", "/metrics").status, 200);
     EXPECT_TRUE(call(&s, "HEAD", "/metrics").body.empty());
-    // failsafe is not implemented: Patroni's answer when failsafe_mode is off
+    // failsafe_mode off: Patroni's 502
     EXPECT_EQ(get(s, "/failsafe").status, 502);
+    // on: the members a leader without ZooKeeper asks for promises
+    NodeSnapshot fs = primary();
+    fs.cluster.config.failsafe_mode = true;
+    Member other;
+    other.name = "node2";
+    other.api_url = "http://10.0.0.2:8008/patroni";
+    fs.cluster.members.push_back(other);
+    auto r = get(fs, "/failsafe");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(body(r)["node2"], "http://10.0.0.2:8008/patroni");
+    fs.failsafe_active = true;
+    EXPECT_NE(get(fs, "/metrics").body.find("patroni_failsafe_mode_is_active{scope=\"demo\",name=\"node1\"} 1"),
+              std::string::npos)
+        << get(fs, "/metrics").body;
 }
 
 TEST(HealthApi, UnsupportedMethods) {

@@ -21,6 +21,7 @@ namespace pgha::test {
 
 struct ManualClock {
     std::int64_t now = 1000000;
+    std::int64_t wall_offset = 1700000000000;  // wall clock = now + offset
     std::function<std::int64_t()> fn() {
         return [this] { return now; };
     }
