@@ -129,6 +129,13 @@ void Engine::watch_api(std::int64_t now) {
     });
 }
 
+// A leader whose lease ran out cannot trust a view the ZooKeeper leader did
+// not confirm (reads may come from a follower cut off from it): it decides as
+// without ZooKeeper, which fences.
+bool Engine::dcs_confirmed() const {
+    return link_.dcs_ok() && !(leadership_.is_leader() && !leadership_.lease_valid());
+}
+
 Observation Engine::observe(const LocalState &ls) {
     const std::int64_t now = clock_();
     const ClusterView &view = link_.view();
@@ -138,7 +145,7 @@ Observation Engine::observe(const LocalState &ls) {
     obs.role = local_.role();
     obs.running = local_.probe_ok();
     obs.local = ls;
-    obs.dcs_ok = link_.dcs_ok();
+    obs.dcs_ok = dcs_confirmed();
     obs.session_id = link_.session_id();
     obs.lease_valid = leadership_.lease_valid();
     obs.was_leader = leadership_.is_leader();
@@ -157,7 +164,7 @@ Observation Engine::observe(const LocalState &ls) {
 void Engine::decide_and_act() {
     local_.probe();
     LocalState ls = local_.state();
-    leadership_.failsafe_tick(local_.role(), link_.dcs_ok());
+    leadership_.failsafe_tick(local_.role(), dcs_confirmed());
     Observation obs = observe(ls);
     Decision d = decide(obs);
     if (d.has(ActionKind::AcquireLeader) && obs.role == LocalRole::Standby) {

@@ -70,7 +70,7 @@ std::int64_t Leadership::lease_deadline() const {
     if (!is_leader_) return 0;
     // failsafe_mode: every member confirmed it will not take over before this.
     std::int64_t lease = failsafe_deadline_;
-    std::int64_t sent = link_.last_answered_send_ms();
+    std::int64_t sent = link_.last_confirmed_send_ms();
     int timeout = link_.negotiated_timeout_ms();
     // While disconnected, what the server answered before still bounds its expiry.
     if (sent == 0 || timeout <= 0 || sent < lease_floor_ms_) return lease;

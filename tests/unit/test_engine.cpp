@@ -205,6 +205,18 @@ TEST_F(EngineTest, LeaderFencesWhenLeaseRunsOutWithoutZooKeeper) {
     EXPECT_TRUE(n1.last.shutdown);
 }
 
+// Review F1: a follower cut off from the ZooKeeper leader keeps answering
+// reads; only syncs and writes (answered through the leader) renew the lease.
+TEST_F(EngineTest, ReadsFromAFollowerCutOffFromTheLeaderDoNotRenewTheLease) {
+    Node n1(server, clock, "pg-1", true, peers_behind(0));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader && n1.last.lease_deadline_ms > clock.now; }, 100));
+    n1.zk->follower_cut_off = true;
+    const std::int64_t cut = clock.now;
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.lease_deadline_ms <= clock.now; }, 400));
+    EXPECT_LE(clock.now - cut, 10000 - 2000 + 100) << "the lease ends within timeout - margin of the cut";
+    EXPECT_TRUE(run({&n1}, [&] { return n1.last.fence; }, 100)) << "and the leader fences";
+}
+
 TEST_F(EngineTest, SwitchoverHandsTheLockToTheCandidate) {
     server.put(path("members/pg-2"), member_json("pg-2", "replica", 1000), 555);
     server.live_sessions.insert(555);
