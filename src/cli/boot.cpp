@@ -1,6 +1,8 @@
 // pg_hactl boot. See boot.hpp.
 #include "cli/boot.hpp"
 
+#include "core/node_settings.hpp"
+
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -317,24 +319,28 @@ Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) 
 NodeConfig load_node_config(const std::string &path) {
     NodeConfig c;
     c.config_path = path;
-    SettingsFile s;
+    SettingsFile f;
     std::string err;
-    if (!load_settings_file(path, s, err)) die(err);
-    for (const auto &e : s.errors) die(path + ": " + e);
-    c.scope = s.get("pg_ha.scope");
-    c.ns = s.get("pg_ha.namespace", "/service");
-    c.name = s.get("pg_ha.node_name");
-    c.zk_hosts = s.get("pg_ha.zookeeper_hosts");
-    c.connect_address = s.get("pg_ha.connect_address");
-    c.superuser = s.get("pg_ha.superuser", "postgres");
-    c.superuser_password = s.get("pg_ha.superuser_password");
-    c.repl_user = s.get("pg_ha.replication_user", "replicator");
-    c.repl_password = s.get("pg_ha.replication_password");
-    c.rewind_user = s.get("pg_ha.rewind_user", "rewind_user");
-    c.rewind_password = s.get("pg_ha.rewind_password");
-    c.admin_user = s.get("pg_ha.admin_user", "admin");
-    c.admin_password = s.get("pg_ha.admin_password");
-    c.pg_hba = s.get("pg_ha.pg_hba");
+    if (!load_settings_file(path, f, err)) die(err);
+    for (const auto &e : f.errors) die(path + ": " + e);
+    // The one settings table: the same names, defaults and parsing as the server.
+    std::vector<std::string> errors;
+    const NodeSettings n = NodeSettings::from_map(f.values, errors, kCliOnlySettings);
+    for (const auto &e : errors) die(path + ": " + e);
+    c.scope = n.scope;
+    c.ns = n.ns;
+    c.name = n.node_name;
+    c.zk_hosts = n.zookeeper_hosts;
+    c.connect_address = n.connect_address;
+    c.superuser = n.superuser;
+    c.superuser_password = n.superuser_password;
+    c.repl_user = n.replication_user;
+    c.repl_password = n.replication_password;
+    c.rewind_user = n.rewind_user;
+    c.rewind_password = n.rewind_password;
+    c.admin_user = n.admin_user;
+    c.admin_password = n.admin_password;
+    c.pg_hba = n.pg_hba;
     if (c.scope.empty()) die(path + ": pg_ha.scope is not set");
     if (c.name.empty()) die(path + ": pg_ha.node_name is not set");
     if (c.zk_hosts.empty()) die(path + ": pg_ha.zookeeper_hosts is not set");

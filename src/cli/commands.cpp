@@ -4,6 +4,8 @@
 // helpers at the top, and each command is a short function of its own.
 #include "cli/commands.hpp"
 
+#include "core/node_settings.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -242,13 +244,17 @@ OperatorSettings load_operator_settings(const std::string &path) {
     std::string err;
     if (!load_settings_file(path, f, err)) fail(kExitUsage, err);
     if (!f.errors.empty()) fail(kExitUsage, path + ": " + f.errors.front());
+    // The one settings table: the same names, defaults and parsing as the server.
+    std::vector<std::string> errors;
+    const NodeSettings n = NodeSettings::from_map(f.values, errors, kCliOnlySettings);
+    if (!errors.empty()) fail(kExitUsage, path + ": " + errors.front());
     OperatorSettings s;
-    s.scope = f.get("pg_ha.scope");
-    s.ns = f.get("pg_ha.namespace", "/service");
-    s.zk_hosts = f.get("pg_ha.zookeeper_hosts");
-    s.rest_username = f.get("pg_ha.restapi_username");
-    s.rest_password = f.get("pg_ha.restapi_password");
-    s.rest_cafile = f.get("pg_ha.restapi_cafile");
+    s.scope = n.scope;
+    s.ns = n.ns;
+    s.zk_hosts = n.zookeeper_hosts;
+    s.rest_username = n.restapi_username;
+    s.rest_password = n.restapi_password;
+    s.rest_cafile = n.restapi_cafile;
     s.rest_certfile = f.get("pg_ha.ctl_certfile");
     s.rest_keyfile = f.get("pg_ha.ctl_keyfile");
     s.rest_insecure = f.get_bool("pg_ha.ctl_insecure", false);

@@ -33,6 +33,10 @@ struct CommandError : std::runtime_error {
 
 // What the operator commands need from the node's settings file. A node's
 // file works as is; an operator may use a small file with just the first three.
+// Settings only pg_hactl reads (its client certificate for verify_client),
+// besides the table in core/settings.def.
+inline const std::vector<std::string> kCliOnlySettings = {"ctl_certfile", "ctl_keyfile", "ctl_insecure"};
+
 struct OperatorSettings {
     std::string scope;            // pg_ha.scope (required)
     std::string ns = "/service";  // pg_ha.namespace
