@@ -1690,3 +1690,21 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def log_size(node):
+    """The current size of a node's log: an offset for log_since()."""
+    try:
+        return os.path.getsize(node.log_path)
+    except OSError:
+        return 0
+
+
+def log_since(node, offset):
+    """What a node logged since `offset` (log_size() taken earlier)."""
+    try:
+        with open(node.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""

@@ -42,7 +42,7 @@ import pytest
 
 import harness
 from conftest import BOOTSTRAP_TIMEOUT
-from harness import wait_for
+from harness import log_since, log_size, wait_for
 from splitbrain import SplitBrainChecker
 
 pytestmark = pytest.mark.needs_pg_ha
@@ -94,20 +94,6 @@ def check(cond, msg, c, *extra):
         raise AssertionError("\n".join(parts))
 
 
-def log_size(node):
-    try:
-        return node.log_path.stat().st_size
-    except OSError:
-        return 0
-
-
-def log_since(node, offset):
-    try:
-        with open(node.log_path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 class LeaseWriter:

@@ -24,7 +24,7 @@ import pytest
 
 import harness
 from conftest import BOOTSTRAP_TIMEOUT
-from harness import wait_for
+from harness import log_since, log_size, wait_for
 from splitbrain import SplitBrainChecker
 
 pytestmark = pytest.mark.needs_pg_ha
@@ -101,22 +101,6 @@ def wait_streaming(c, standby, upstream, timeout=REJOIN_TIMEOUT):
             and standby.is_replica()
     wait_for(streaming, timeout=timeout, interval=0.5,
              description="%s streaming from %s" % (standby.name, upstream.name), state=c.diagnostics)
-
-
-def log_since(node, offset):
-    try:
-        with open(node.log_path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def log_size(node):
-    try:
-        return os.path.getsize(node.log_path)
-    except OSError:
-        return 0
 
 
 def pid_alive(pid):
