@@ -14,7 +14,6 @@ Shorter than the defaults (30/10/10) only to keep the file near 10 minutes on
 margin is pg_ha's default (2 s), so a fenced primary stops committing at the
 latest ~8 s after its last answered ZooKeeper request.
 """
-import os
 import re
 import threading
 import time
