@@ -3,6 +3,7 @@
 // contract. One file for all of them: they share the ZooKeeper and REST
 // helpers at the top, and each command is a short function of its own.
 #include "cli/commands.hpp"
+#include "core/json_text.hpp"
 
 #include "core/node_settings.hpp"
 
@@ -422,7 +423,7 @@ int cmd_switchover(const OperatorSettings &s, const SwitchoverOptions &o) {
             tried += (tried.empty() ? "" : ", ") + m->name;
             continue;
         }
-        auto rep = http_parallel({make_request(s, *m, "POST", "/" + kind, body.dump())}, kSwitchoverHttpMs);
+        auto rep = http_parallel({make_request(s, *m, "POST", "/" + kind, json_text(body))}, kSwitchoverHttpMs);
         if (rep.empty()) fail(kExitFailed, "could not send the " + kind + " request (out of memory?)");
         if (!rep[0].ok && plan.scheduled_at.empty()) {
             // The request went out but its answer was lost (the old leader's
@@ -458,7 +459,7 @@ int cmd_pause(const OperatorSettings &s, bool pause, int wait_s) {
             fail(kExitFailed, "the configuration in " + path + " cannot be changed; fix it with edit-config first: " +
                                   config_errors_text(r.errors));
         cfg = r.merged;
-        int rc = dcs.put_versioned("config", cfg.dump(), raw.exists, raw.version);
+        int rc = dcs.put_versioned("config", json_text(cfg), raw.exists, raw.version);
         if (rc == ZOK) {
             note(pause ? "Success: cluster management is paused" : "Success: cluster management is resumed");
             settled = true;
@@ -631,7 +632,7 @@ int cmd_edit_config(const OperatorSettings &s, const EditConfigOptions &o) {
     std::cout << "--- " << path << " (version " << raw.version << ")\n+++ new\n"
               << line_diff(to_yaml(before), to_yaml(after)) << std::flush;
     if (!confirm("Apply these changes?", o.force, "edit the configuration")) fail(kExitFailed, "aborted, nothing changed");
-    int rc = dcs.put_versioned("config", after.dump(), raw.exists, raw.version);
+    int rc = dcs.put_versioned("config", json_text(after), raw.exists, raw.version);
     if (rc == ZBADVERSION || rc == ZNODEEXISTS)
         fail(kExitFailed, "the configuration changed while you edited it; nothing written, run edit-config again");
     if (rc != ZOK) fail(kExitUnreachable, "cannot write " + path + ": " + ZkSession::error_text(rc));

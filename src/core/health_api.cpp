@@ -4,6 +4,7 @@
 // route by route, and splitting it would scatter the status-code rules that
 // HAProxy depends on across files.
 #include "core/health_api.hpp"
+#include "core/json_text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -27,9 +28,8 @@ constexpr const char *kJson = "application/json";
 
 // JSON text that never throws: invalid UTF-8 (e.g. an application_name from a
 // SQL_ASCII database) is replaced instead of aborting the reply.
-std::string dump(const json &j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-HttpReply json_reply(int status, const json &j) { return HttpReply{status, kJson, dump(j)}; }
+HttpReply json_reply(int status, const json &j) { return HttpReply{status, kJson, json_text(j)}; }
 
 HttpReply error_reply(int status, const std::string &message) {
     return json_reply(status, json{{"error", message}});
@@ -87,7 +87,7 @@ std::map<std::string, std::string> tag_strings(const Tags &t) {
         if (it->is_string()) out[it.key()] = it->get<std::string>();
         else if (it->is_boolean()) out[it.key()] = it->get<bool>() ? "true" : "false";
         else {
-            std::string v = it->dump();
+            std::string v = json_text(*it);
             std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
             out[it.key()] = v;
         }

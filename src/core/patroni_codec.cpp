@@ -1,4 +1,5 @@
 #include "core/patroni_codec.hpp"
+#include "core/json_text.hpp"
 
 #include <cctype>
 #include <climits>
@@ -85,7 +86,7 @@ std::string encode_member(const Member &m) {
     if (!tags.empty()) j["tags"] = tags;
     if (m.pause) j["pause"] = true;
     if (m.pending_restart) j["pending_restart"] = true;
-    return j.dump();
+    return json_text(j);
 }
 
 std::optional<Member> decode_member(const std::string &name, const std::string &data, std::string &error) {
@@ -124,7 +125,7 @@ std::string encode_sync(const SyncState &s) {
     json j;
     j["leader"] = s.leader;
     j["sync_standby"] = standbys.empty() ? json(nullptr) : json(standbys);
-    return j.dump();
+    return json_text(j);
 }
 
 SyncState decode_sync(const std::string &data, std::string &error) {
@@ -154,7 +155,7 @@ std::string encode_failover(const FailoverRequest &f) {
     if (!f.leader.empty()) j["leader"] = f.leader;
     if (!f.candidate.empty()) j["member"] = f.candidate;
     if (!f.scheduled_at.empty()) j["scheduled_at"] = f.scheduled_at;
-    return j.dump();
+    return json_text(j);
 }
 
 std::optional<FailoverRequest> decode_failover(const std::string &data, std::string &error) {
@@ -181,7 +182,7 @@ std::string encode_status(Lsn optime) {
     json j;
     j["optime"] = optime;
     j["slots"] = nullptr;
-    return j.dump();
+    return json_text(j);
 }
 
 Lsn decode_status(const std::string &data, std::string &error) {
@@ -212,7 +213,7 @@ std::string encode_history(const std::vector<HistoryEntry> &h) {
         if (!e.new_leader.empty()) row.push_back(e.new_leader);
         arr.push_back(row);
     }
-    return arr.dump();
+    return json_text(arr);
 }
 
 std::vector<HistoryEntry> decode_history(const std::string &data, std::string &error) {

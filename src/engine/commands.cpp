@@ -1,4 +1,5 @@
 #include "engine/commands.hpp"
+#include "core/json_text.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -179,7 +180,7 @@ void CommandDesk::start_config(const std::shared_ptr<Command> &cmd) {
     }
     ConfigPatchResult r = apply_config_patch(link_.view().config.raw, patch, replace);
     if (!r.ok()) return cmd->answer(400, config_errors_text(r.errors));
-    link_.write_config(r.merged.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+    link_.write_config(json_text(r.merged),
                        [cmd](int st, const std::string &msg) { cmd->answer(st, msg); });
 }
 

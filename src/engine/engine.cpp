@@ -1,4 +1,5 @@
 #include "engine/engine.hpp"
+#include "core/json_text.hpp"
 
 #include <zookeeper/zookeeper.h>
 
@@ -202,7 +203,7 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                 });
                 break;
             case ActionKind::WriteDefaultConfig:
-                link_.create("config", DynamicConfig{}.to_json().dump(), false, [this](int rc) {
+                link_.create("config", json_text(DynamicConfig{}.to_json()), false, [this](int rc) {
                     if (rc == ZOK) out_.log("wrote the default dynamic configuration to ZooKeeper");
                 });
                 break;

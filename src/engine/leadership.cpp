@@ -1,4 +1,5 @@
 #include "engine/leadership.hpp"
+#include "core/json_text.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -193,7 +194,7 @@ void Leadership::failsafe_tick(LocalRole role, bool dcs_ok) {
     for (const auto &m : v.members) {
         if (m.name == s_.node_name) continue;
         PeerRequest r = peer_request(s_, m.name, m.api_endpoint("/failsafe"), "POST");
-        r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        r.body = json_text(body);
         reqs.push_back(r);
     }
     failsafe_in_flight_ = true;

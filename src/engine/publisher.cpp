@@ -1,4 +1,5 @@
 #include "engine/publisher.hpp"
+#include "core/json_text.hpp"
 
 #include <chrono>
 
@@ -9,8 +10,6 @@
 
 namespace pgha {
 namespace {
-
-std::string dump(const nlohmann::json &j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
 // ha_status()'s rows: the same rows as /cluster and pg_hactl list.
 nlohmann::json member_rows(const ClusterView &view) {
@@ -114,7 +113,7 @@ void Publisher::publish(const NodeView &v) {
                         {"timestamp", h.timestamp.empty() ? nlohmann::json(nullptr) : nlohmann::json(h.timestamp)},
                         {"new_leader", h.new_leader}});
     j["history"] = hist;
-    status_json_ = dump(j);
+    status_json_ = json_text(j);
 }
 
 }  // namespace pgha
