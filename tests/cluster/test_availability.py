@@ -383,6 +383,9 @@ def restart_leader(c, p, how, ttl):
     assert watch.values() == [p.name], "the leader znode named someone else: " + watch.describe(t0)
     assert owner_after == owner, ("the leader znode's owner changed 0x%x -> 0x%x (a new session: the lock was lost "
                                   "and retaken)\n%s\n%s" % (owner, owner_after, line, p.log_tail(60)))
+    # no standby promoted: both still in recovery and streaming from p again, on the same timeline
+    wait_for(lambda: all(n.streams_from(p) for n in c.nodes if n is not p), timeout=60, interval=0.3,
+             description="the standbys to stream from %s again" % p.name, state=c.diagnostics)
     assert timelines(c) == tl_before, (tl_before, timelines(c))
     assert w.nodes() == {p.name}, "writes acknowledged by %s" % w.nodes()
     assert not sb.violations(), sb.summary() + "\n" + "\n".join(sb.violations())
