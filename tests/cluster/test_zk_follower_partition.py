@@ -33,6 +33,16 @@ the new primary) every row pg-1 acknowledged is on the new primary, except in
 election: asynchronous replication loses those whatever the lease does, so
 they are only counted (they must be acknowledged before the election).
 Variant (b) first switches the leadership back to pg-1 (REST /switchover).
+
+Why (b) is the sharp one: a leader that writes to ZooKeeper after the cut
+(a new optime in `status`, its member znode) has that write forwarded to the
+unreachable leader, and ZooKeeper answers a session's later reads only after
+its earlier writes, so its plain-read renewals stop too and the old lease ends
+about ttl - margin after the cut. Only an idle primary keeps getting read
+answers from the follower. Measured before "lease: renewals" (engine 94a02c5):
+(a) passed (last ack 8.6 s after the cut, election 9.6 s); (b) failed with 454
+commits acknowledged after the election (10.6 s after the cut) up to 17.1 s
+after the cut, none of them on the new primary.
 """
 import json
 import threading
