@@ -1,4 +1,7 @@
-// pg_hactl operator commands. See commands.hpp for the contract.
+// pg_hactl operator commands (list, switchover, failover, pause/resume,
+// history, show/edit-config, restart, reinit). See commands.hpp for the
+// contract. One file for all of them: they share the ZooKeeper and REST
+// helpers at the top, and each command is a short function of its own.
 #include "cli/commands.hpp"
 
 #include <unistd.h>

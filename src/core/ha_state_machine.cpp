@@ -22,6 +22,7 @@ const char *to_string(ActionKind k) {
         case ActionKind::WriteDefaultConfig: return "write_default_config";
         case ActionKind::AcquireLeader: return "acquire_leader";
         case ActionKind::DeleteStaleLeader: return "delete_stale_leader";
+        case ActionKind::RepairLeader: return "repair_leader";
         case ActionKind::Promote: return "promote";
         case ActionKind::RecordPromotion: return "record_promotion";
         case ActionKind::Demote: return "demote";
@@ -231,8 +232,8 @@ void decide_without_leader(const Observation &obs, Decision &d) {
                 d.actions.push_back(act(ActionKind::AcquireLeader));
                 return;
             }
-            if (!obs.watchdog_failure.empty()) {
-                d.message = "not taking the leader lock: " + obs.watchdog_failure;
+            if (!obs.cannot_lead.empty()) {
+                d.message = "not taking the leader lock: " + obs.cannot_lead;
                 return;
             }
             const std::int64_t newest = newest_history_timeline(c);
@@ -255,8 +256,8 @@ void decide_without_leader(const Observation &obs, Decision &d) {
                         d.message = "named as failover candidate but tagged nofailover: not taking over";
                     } else if (!obs.running) {
                         d.message = "named as failover candidate but not running yet";
-                    } else if (!obs.watchdog_failure.empty()) {
-                        d.message = "named as failover candidate but " + obs.watchdog_failure;
+                    } else if (!obs.cannot_lead.empty()) {
+                        d.message = "named as failover candidate but " + obs.cannot_lead;
                     } else {
                         d.message = "taking the leader lock as the chosen candidate";
                         d.actions.push_back(act(ActionKind::AcquireLeader));
@@ -276,7 +277,7 @@ void decide_without_leader(const Observation &obs, Decision &d) {
             me.name = obs.me;
             me.tags = obs.tags;
             std::string why = failover_ineligibility(obs, me);
-            if (why.empty() && !obs.watchdog_failure.empty()) why = obs.watchdog_failure;
+            if (why.empty() && !obs.cannot_lead.empty()) why = obs.cannot_lead;
             if (!why.empty()) {
                 d.message = "not taking over: " + why;
                 return;
@@ -366,6 +367,17 @@ Decision decide(const Observation &obs) {
     if (!c.initialize && primary_like && obs.running && !obs.local.system_identifier.empty())
         d.actions.push_back(act(ActionKind::WriteInitialize));
 
+    // "I lead" means the leader znode is owned by our session (only its
+    // expiry or our own delete can free it), whatever its content says;
+    // content someone rewrote is repaired, not obeyed.
+    const bool owned = c.leader_owner != 0 && c.leader_owner == obs.session_id;
+    if (owned && (!c.leader || *c.leader != obs.me)) {
+        Observation o = obs;
+        o.cluster.leader = obs.me;
+        Decision repaired = decide(o);
+        repaired.actions.insert(repaired.actions.begin(), act(ActionKind::RepairLeader));
+        return repaired;
+    }
     const bool leader_is_me = c.leader && *c.leader == obs.me;
     if (leader_is_me && c.leader_owner != obs.session_id) {
         // Left over from an earlier session of ours (crash-restart that could

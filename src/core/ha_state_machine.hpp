@@ -51,8 +51,9 @@ struct Observation {
     // less than ttl ago, that it still leads. While set we treat it as the
     // leader even though the leader znode is gone.
     std::optional<Member> failsafe_leader;
-    // The watchdog is required but could not be armed: no leadership.
-    std::string watchdog_failure;
+    // Why this node may not lead (watchdog required but not usable, a safety
+    // margin that leaves no usable lease, ...): "" when it may.
+    std::string cannot_lead;
     // The `failover` key's scheduled_at has passed (or is empty). The worker
     // compares clocks; the state machine only reads this.
     bool failover_due = true;
@@ -65,6 +66,7 @@ enum class ActionKind {
     WriteDefaultConfig,  // create `config` with defaults
     AcquireLeader,       // create the ephemeral `leader` znode with our name
     DeleteStaleLeader,   // `leader` names us but belongs to an older session of ours
+    RepairLeader,        // `leader` is owned by our session but its content names someone else: rewrite it
     Promote,             // in-place promotion (pg_promote path)
     RecordPromotion,     // append to `history` after our promotion finished
     Demote,              // fence now, then shut down; next boot follows the leader

@@ -1,3 +1,8 @@
+// Patroni's whole GET/HEAD/OPTIONS surface as one pure, noexcept answerer
+// (health checks, /patroni, /cluster, /history, /config, /metrics, access
+// checks). Longer than most files on purpose: it mirrors Patroni's api.py
+// route by route, and splitting it would scatter the status-code rules that
+// HAProxy depends on across files.
 #include "core/health_api.hpp"
 
 #include <algorithm>

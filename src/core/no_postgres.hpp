@@ -4,6 +4,6 @@
 // palloc/elog/ereport from them would be a memory-corruption or longjmp bug.
 #pragma once
 #ifdef POSTGRES_H
-#error "this file must not include PostgreSQL headers (see DESIGN.md §6)"
+#error "this file must not include PostgreSQL headers: only src/pg may (README, Design notes)"
 #endif
 #define PGHA_NO_POSTGRES 1

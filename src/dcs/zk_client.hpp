@@ -64,10 +64,13 @@ class ZkClient {
     virtual int negotiated_timeout_ms() const = 0;
     virtual std::int64_t session_id() const = 0;
     virtual ZkCredentials credentials() const = 0;
-    // Clock ms (pgha_monotonic_ms) at which the newest request that the server
-    // answered on the current session was queued: the server heard from us no
-    // earlier than this. 0 when nothing was answered yet.
-    virtual std::int64_t last_answered_send_ms() const = 0;
+    // Clock ms (pgha_monotonic_ms) at which the newest sync or write that the
+    // server answered on the current session was queued. Those go through the
+    // ZooKeeper leader (the only server that expires sessions), so the leader
+    // heard from this session's server no earlier than this; a plain read or
+    // ping may be answered by a follower cut off from the leader, and does
+    // not count. 0 when nothing was confirmed yet.
+    virtual std::int64_t last_confirmed_send_ms() const = 0;
     virtual void set_watcher(WatchCb cb) = 0;
 
     // Asynchronous operations. Return the submit code (ZOK when queued); on a
@@ -77,6 +80,8 @@ class ZkClient {
     virtual int set(const std::string &path, const std::string &data, int version, StatCb cb) = 0;
     virtual int remove(const std::string &path, int version, VoidCb cb) = 0;
     virtual int children(const std::string &path, bool watch, ChildrenCb cb) = 0;
+    // ZooKeeper's sync: answered once the server caught up with the leader.
+    virtual int sync(const std::string &path, VoidCb cb) = 0;
 };
 
 // The C client's text for a result code.

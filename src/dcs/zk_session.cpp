@@ -23,6 +23,7 @@ struct Pending {
     ZkSession::PathCb path_cb;
     ZkSession::VoidCb void_cb;
     ZkSession::ChildrenCb children_cb;
+    bool confirms = false;  // a sync or write: answered through the ZooKeeper leader
 };
 
 ZkStat to_stat(const struct Stat *s) {
@@ -40,7 +41,7 @@ ZkStat to_stat(const struct Stat *s) {
 bool finish(Pending *p, int rc) {
     p->session->request_done();
     if (rc == ZCLOSING || p->session->closing()) return false;
-    p->session->on_answer(rc, p->sent_ms, p->session_at_send);
+    p->session->on_answer(rc, p->sent_ms, p->session_at_send, p->confirms);
     return true;
 }
 
@@ -137,7 +138,7 @@ bool ZkSession::open(const std::string &hosts, int session_timeout_ms, const ZkC
     }
     hosts_ = hosts;
     closing_ = false;
-    last_answered_send_ms_ = 0;
+    last_confirmed_send_ms_ = 0;
     answered_session_ = 0;
     zh_ = zookeeper_init(hosts.c_str(), watcher_trampoline, session_timeout_ms, cid_ptr, this, 0);
     if (!zh_) {
@@ -150,7 +151,7 @@ bool ZkSession::open(const std::string &hosts, int session_timeout_ms, const ZkC
 void ZkSession::abandon() {
     zh_ = nullptr;
     in_flight_ = 0;
-    last_answered_send_ms_ = 0;
+    last_confirmed_send_ms_ = 0;
 }
 
 void ZkSession::close() {
@@ -159,7 +160,7 @@ void ZkSession::close() {
     zookeeper_close(zh_);  // completes pending requests with ZCLOSING (callbacks suppressed)
     zh_ = nullptr;
     in_flight_ = 0;
-    last_answered_send_ms_ = 0;
+    last_confirmed_send_ms_ = 0;
 }
 
 ZkInterest ZkSession::interest() {
@@ -217,19 +218,19 @@ ZkCredentials ZkSession::credentials() const {
     return out;
 }
 
-void ZkSession::on_answer(int rc, std::int64_t sent_ms, std::int64_t session_at_send) {
-    if (!server_answered(rc)) return;
+void ZkSession::on_answer(int rc, std::int64_t sent_ms, std::int64_t session_at_send, bool confirms) {
+    if (!confirms || !server_answered(rc)) return;
     const std::int64_t sid = session_id();
     if (sid == 0 || session_at_send != sid) return;  // answered on another session: proves nothing now
     if (answered_session_ != sid) {
         answered_session_ = sid;
-        last_answered_send_ms_ = 0;
+        last_confirmed_send_ms_ = 0;
     }
-    if (sent_ms > last_answered_send_ms_) last_answered_send_ms_ = sent_ms;
+    if (sent_ms > last_confirmed_send_ms_) last_confirmed_send_ms_ = sent_ms;
 }
 
 void ZkSession::on_watch(int type, int state, const char *path) {
-    if (type == ZOO_SESSION_EVENT && state == ZOO_EXPIRED_SESSION_STATE) last_answered_send_ms_ = 0;
+    if (type == ZOO_SESSION_EVENT && state == ZOO_EXPIRED_SESSION_STATE) last_confirmed_send_ms_ = 0;
     if (watcher_) watcher_(type == ZOO_SESSION_EVENT || !path ? std::string() : std::string(path));
 }
 
@@ -251,24 +252,30 @@ int ZkSession::get(const std::string &path, bool watch, GetCb cb) {
 }
 
 int ZkSession::create(const std::string &path, const std::string &data, bool ephemeral, PathCb cb) {
-    auto *p = new Pending{this, steady_ms(), session_id(), {}, {}, std::move(cb), {}, {}};
+    auto *p = new Pending{this, steady_ms(), session_id(), {}, {}, std::move(cb), {}, {}, true};
     PGHA_SUBMIT(zoo_acreate(zh_, path.c_str(), data.data(), static_cast<int>(data.size()), &ZOO_OPEN_ACL_UNSAFE,
                             ephemeral ? ZOO_EPHEMERAL : ZOO_PERSISTENT, string_completion, p));
 }
 
 int ZkSession::set(const std::string &path, const std::string &data, int version, StatCb cb) {
-    auto *p = new Pending{this, steady_ms(), session_id(), {}, std::move(cb), {}, {}, {}};
+    auto *p = new Pending{this, steady_ms(), session_id(), {}, std::move(cb), {}, {}, {}, true};
     PGHA_SUBMIT(zoo_aset(zh_, path.c_str(), data.data(), static_cast<int>(data.size()), version, stat_completion, p));
 }
 
 int ZkSession::remove(const std::string &path, int version, VoidCb cb) {
-    auto *p = new Pending{this, steady_ms(), session_id(), {}, {}, {}, std::move(cb), {}};
+    auto *p = new Pending{this, steady_ms(), session_id(), {}, {}, {}, std::move(cb), {}, true};
     PGHA_SUBMIT(zoo_adelete(zh_, path.c_str(), version, void_completion, p));
 }
 
 int ZkSession::children(const std::string &path, bool watch, ChildrenCb cb) {
     auto *p = new Pending{this, steady_ms(), session_id(), {}, {}, {}, {}, std::move(cb)};
     PGHA_SUBMIT(zoo_aget_children(zh_, path.c_str(), watch ? 1 : 0, strings_completion, p));
+}
+
+int ZkSession::sync(const std::string &path, VoidCb cb) {
+    PathCb done = [cb](int rc, const std::string &) { cb(rc); };
+    auto *p = new Pending{this, steady_ms(), session_id(), {}, {}, std::move(done), {}, {}, true};
+    PGHA_SUBMIT(zoo_async(zh_, path.c_str(), string_completion, p));
 }
 
 #undef PGHA_SUBMIT

@@ -52,7 +52,7 @@ class ZkSession final : public ZkClient {
     // Steady-clock ms at which the newest request that the server answered on
     // the current session was queued (before it was sent): the server heard
     // from us no earlier than this. 0 when nothing was answered yet.
-    std::int64_t last_answered_send_ms() const override { return last_answered_send_ms_; }
+    std::int64_t last_confirmed_send_ms() const override { return last_confirmed_send_ms_; }
 
     void set_watcher(WatchCb cb) override { watcher_ = std::move(cb); }
 
@@ -63,13 +63,14 @@ class ZkSession final : public ZkClient {
     int set(const std::string &path, const std::string &data, int version, StatCb cb) override;
     int remove(const std::string &path, int version, VoidCb cb) override;
     int children(const std::string &path, bool watch, ChildrenCb cb) override;
+    int sync(const std::string &path, VoidCb cb) override;
 
 
     static std::int64_t steady_ms();
     static std::string error_text(int rc);
 
     // Called from the C client's trampolines only.
-    void on_answer(int rc, std::int64_t sent_ms, std::int64_t session_at_send);
+    void on_answer(int rc, std::int64_t sent_ms, std::int64_t session_at_send, bool confirms);
     void on_watch(int type, int state, const char *path);
     void request_done() { --in_flight_; }
     // Runs a user callback from a C trampoline: an exception must not unwind
@@ -88,7 +89,7 @@ class ZkSession final : public ZkClient {
     _zhandle *zh_ = nullptr;
     std::string hosts_;
     WatchCb watcher_;
-    std::int64_t last_answered_send_ms_ = 0;
+    std::int64_t last_confirmed_send_ms_ = 0;
     std::int64_t answered_session_ = 0;
     int in_flight_ = 0;
     std::exception_ptr deferred_;

@@ -156,6 +156,10 @@ void ClusterLink::start_read(bool leading) {
     // A leader renews its lease more often than loop_wait: every third of the session timeout.
     if (leading && zk_.negotiated_timeout_ms() > 0) period = std::min(period, zk_.negotiated_timeout_ms() / 3);
     next_read_ms_ = clock_() + period;
+    // A leader's renewal starts with a sync: only answers that went through
+    // the ZooKeeper leader extend the lease (a follower cut off from it keeps
+    // answering reads until syncLimit x tickTime).
+    if (leading) zk_.sync(store_.base(), [](int) {});
     store_.read(true, [this](bool ok, const ClusterView &v, const std::string &err) { on_read(ok, v, err); });
 }
 
@@ -183,8 +187,8 @@ void ClusterLink::on_read(bool ok, const ClusterView &v, const std::string &err)
     }
 }
 
-std::int64_t ClusterLink::last_answered_send_ms() const {
-    return zk_.is_open() && !zk_.expired() ? zk_.last_answered_send_ms() : 0;
+std::int64_t ClusterLink::last_confirmed_send_ms() const {
+    return zk_.is_open() && !zk_.expired() ? zk_.last_confirmed_send_ms() : 0;
 }
 
 int ClusterLink::negotiated_timeout_ms() const {

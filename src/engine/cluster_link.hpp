@@ -54,7 +54,7 @@ class ClusterLink {
     std::int64_t session_id() const { return zk_.session_id(); }
     // The lease's basis: when the newest answered request was sent, and the
     // session timeout the server negotiated. 0/0 without an open session.
-    std::int64_t last_answered_send_ms() const;
+    std::int64_t last_confirmed_send_ms() const;
     int negotiated_timeout_ms() const;
     // Whether the leader znode in the view belongs to our current session.
     bool owns_leader_znode() const;

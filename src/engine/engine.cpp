@@ -129,6 +129,13 @@ void Engine::watch_api(std::int64_t now) {
     });
 }
 
+// A leader whose lease ran out cannot trust a view the ZooKeeper leader did
+// not confirm (reads may come from a follower cut off from it): it decides as
+// without ZooKeeper, which fences.
+bool Engine::dcs_confirmed() const {
+    return link_.dcs_ok() && !(leadership_.is_leader() && !leadership_.lease_valid());
+}
+
 Observation Engine::observe(const LocalState &ls) {
     const std::int64_t now = clock_();
     const ClusterView &view = link_.view();
@@ -138,13 +145,13 @@ Observation Engine::observe(const LocalState &ls) {
     obs.role = local_.role();
     obs.running = local_.probe_ok();
     obs.local = ls;
-    obs.dcs_ok = link_.dcs_ok();
+    obs.dcs_ok = dcs_confirmed();
     obs.session_id = link_.session_id();
     obs.lease_valid = leadership_.lease_valid();
     obs.was_leader = leadership_.is_leader();
     obs.cluster = view;
     if (view.config.failsafe_mode) obs.failsafe_leader = leadership_.failsafe_box().active(now, view.config.ttl * 1000);
-    if (!leadership_.is_leader()) obs.watchdog_failure = leadership_.watchdog_precheck();
+    if (!leadership_.is_leader()) obs.cannot_lead = leadership_.cannot_lead();
     obs.not_streaming_s = local_.not_streaming_s();
     if (view.failover && !view.failover->scheduled_at.empty()) {
         std::int64_t when = 0;
@@ -157,7 +164,7 @@ Observation Engine::observe(const LocalState &ls) {
 void Engine::decide_and_act() {
     local_.probe();
     LocalState ls = local_.state();
-    leadership_.failsafe_tick(local_.role(), link_.dcs_ok());
+    leadership_.failsafe_tick(local_.role(), dcs_confirmed());
     Observation obs = observe(ls);
     Decision d = decide(obs);
     if (d.has(ActionKind::AcquireLeader) && obs.role == LocalRole::Standby) {
@@ -211,6 +218,11 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                 break;
             case ActionKind::DeleteStaleLeader:
                 link_.remove("leader");
+                break;
+            case ActionKind::RepairLeader:
+                out_.log("the leader znode is owned by this node's session but names \"" + view.leader.value_or("") +
+                         "\": rewriting its content");
+                link_.set_or_create("leader", s_.node_name);
                 break;
             case ActionKind::Promote:
                 if (now - promote_requested_ms_ > 10000) {
@@ -338,7 +350,7 @@ StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk
     StepResult r;
     r.fence = out_.fence;
     r.lease_deadline_ms = out_.fence ? 0 : leadership_.lease_deadline();
-    r.lease_enforced = leadership_.enforced(link_.view());
+    r.lease_enforced = leadership_.enforced();
     r.promote = out_.promote;
     out_.promote = false;
     r.is_leader = leadership_.is_leader();

@@ -94,6 +94,7 @@ class Engine {
     void watch_api(std::int64_t now);
     void decide_and_act();
     Observation observe(const LocalState &ls);
+    bool dcs_confirmed() const;
     void execute(const Decision &d, const Observation &obs);
     void record_promotion(const LocalState &ls);
     void publish(const LocalState &ls);

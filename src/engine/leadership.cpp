@@ -70,12 +70,13 @@ std::int64_t Leadership::lease_deadline() const {
     if (!is_leader_) return 0;
     // failsafe_mode: every member confirmed it will not take over before this.
     std::int64_t lease = failsafe_deadline_;
-    std::int64_t sent = link_.last_answered_send_ms();
+    std::int64_t sent = link_.last_confirmed_send_ms();
     int timeout = link_.negotiated_timeout_ms();
     // While disconnected, what the server answered before still bounds its expiry.
     if (sent == 0 || timeout <= 0 || sent < lease_floor_ms_) return lease;
-    int margin = std::min(s_.lease_safety_margin, timeout / 4);
-    return std::max(lease, sent + timeout - margin);
+    // Only while the view shows our session owns the lock (review F10).
+    if (!link_.owns_leader_znode()) return lease;
+    return std::max(lease, sent + timeout - s_.lease_safety_margin);
 }
 
 void Leadership::check_clocks(std::int64_t wall_ms) {
@@ -197,7 +198,7 @@ void Leadership::failsafe_tick(LocalRole role, bool dcs_ok) {
     }
     failsafe_in_flight_ = true;
     const int timeout = peer_timeout_ms();
-    const int margin = std::min(s_.lease_safety_margin, ttl_ms / 4);
+    const int margin = s_.lease_safety_margin;
     PeerHttp http = http_;
     Clock clock = clock_;
     bg_.submit([this, reqs, timeout, http, clock, ttl_ms, margin]() -> Background::Continuation {
@@ -222,9 +223,19 @@ void Leadership::failsafe_tick(LocalRole role, bool dcs_ok) {
     });
 }
 
-// required mode, before bidding for the lock: is the device there at all?
-// (Opening a real device would arm it, so only look.)
-std::string Leadership::watchdog_precheck() const {
+std::string Leadership::cannot_lead() const {
+    // The lease must outlast the next renewal (every third of the session
+    // timeout) by a margin the operator chose; a larger margin is honoured,
+    // not capped (review F9), so it can leave no usable lease at all.
+    const ClusterView &v = link_.view();
+    int timeout = link_.negotiated_timeout_ms();
+    if (timeout <= 0) timeout = (v.config_present ? v.config.ttl : 30) * 1000;
+    if (s_.lease_safety_margin >= timeout * 2 / 3)
+        return "pg_ha.lease_safety_margin (" + std::to_string(s_.lease_safety_margin) +
+               " ms) leaves no usable lease with a ZooKeeper session timeout of " + std::to_string(timeout) +
+               " ms (it must stay below two thirds of it: raise ttl or lower the margin)";
+    // required mode: is the device there at all? (Opening a real device
+    // would arm it, so only look.)
     if (watchdog_.mode() != WatchdogMode::Required) return "";
     struct stat st {};
     const std::string &dev = watchdog_.device();
@@ -244,7 +255,7 @@ std::string Leadership::watchdog_precheck() const {
 void Leadership::tend_watchdog(LocalRole role) {
     if (watchdog_.mode() == WatchdogMode::Off) return;
     std::string msg;
-    if (is_leader_ && !out_.fence) {
+    if (is_leader_ && !out_.fence && !link_.view().config.pause) {
         bool ok = watchdog_.activate(link_.view().config.ttl, msg, 2);
         if (ok && watchdog_.active()) ok = watchdog_.keepalive(msg);
         if (!msg.empty() && msg != watchdog_msg_) out_.log("watchdog: " + msg);

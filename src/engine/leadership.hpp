@@ -73,7 +73,8 @@ class Leadership {
     // machine was stopped (a paused VM; the lease clock may not count that
     // time): no answer sent before now renews the lease.
     void check_clocks(std::int64_t wall_ms);
-    bool enforced(const ClusterView &v) const { return s_.lease_enforcement && !v.config.pause; }
+    // Maintenance mode stops automatic actions, never fencing (review F5).
+    bool enforced() const { return s_.lease_enforcement; }
 
     // After decide(): adopt its verdict when the view was fresh.
     void adopt(const Decision &d, bool dcs_ok);
@@ -93,7 +94,9 @@ class Leadership {
     // Before bidding for the lock.
     bool claim_lock(int ttl_ms) { return box_.claim(clock_(), ttl_ms); }
 
-    std::string watchdog_precheck() const;
+    // Why this node may not bid for the lock ("" = it may): the watchdog is
+    // required but unusable, or the safety margin leaves no usable lease.
+    std::string cannot_lead() const;
     // Every loop: keepalive while leading, disarm otherwise.
     void tend_watchdog(LocalRole role);
     bool watchdog_failed() const { return watchdog_failed_; }

@@ -1,6 +1,6 @@
 /*
  * engine_api.h: the C boundary between the worker's PostgreSQL-facing loop
- * (worker.cpp, includes postgres.h) and the HA engine (ha_engine.cpp, pure
+ * (worker.cpp, includes postgres.h) and the HA engine (src/engine, pure
  * C++ with ZooKeeper, HTTP threads and libpq, never PostgreSQL's API).
  *
  * Only plain C types cross it; the engine catches every C++ exception before
@@ -50,8 +50,8 @@ typedef struct PgHaWaitSpec
 /* What the worker must do in PostgreSQL after a step. */
 typedef struct PgHaOutputs
 {
-	int64_t		lease_deadline_ms;	/* CLOCK_MONOTONIC ms; 0 = no lease */
-	bool		lease_enforced;		/* false while paused or enforcement is off */
+	int64_t		lease_deadline_ms;	/* pgha_monotonic_ms() (core/monotonic.h); 0 = no lease */
+	bool		lease_enforced;		/* false only with pg_ha.lease_enforcement = off (also while paused) */
 	bool		promote;			/* request promotion now */
 	bool		fence;				/* refuse connections and writes from now on */
 	bool		shutdown;			/* shut the postmaster down (after fencing) */
@@ -59,7 +59,7 @@ typedef struct PgHaOutputs
 	uint64_t	reply_id;			/* answer to request `reply_id` (0 = none yet) */
 	int			reply_status;		/* HTTP-style status: 200/202 ok, 4xx refused, 503 failed */
 	const char *reply_message;
-	const char *status_json;		/* for the SQL functions; valid until next step */
+	const char *status_json;		/* for the SQL functions (NULL: keep the last); valid until next step */
 	const char *const *log_lines;	/* messages to ereport(LOG), NULL-terminated */
 } PgHaOutputs;
 

@@ -1,5 +1,5 @@
 /*
- * lease.cpp: commit-time fencing (DESIGN.md §2.1).
+ * lease.cpp: commit-time fencing.
  *
  * The worker publishes the moment its leadership could end (the lease) in
  * shared memory, on the clock of core/monotonic.h. Every backend checks it

@@ -73,11 +73,11 @@ extern PgHaShared *pgha_shared;
 /* true when pg_ha.scope etc. are set, i.e. this node is under HA control */
 extern bool pgha_configured(void);
 
-/* lease.c */
+/* lease.cpp */
 extern void pgha_install_lease_hooks(void);
 #include "core/monotonic.h"	/* pgha_monotonic_ms(): the lease clock */
 
-/* worker.c */
+/* worker.cpp */
 extern void pgha_register_worker(void);
 
 #ifdef __cplusplus

@@ -3,7 +3,7 @@
  *
  * The only thread that calls PostgreSQL. Each iteration: wait on the latch,
  * postmaster death and the ZooKeeper socket; observe the local server from
- * shared memory; hand both to the engine (ha_engine.cpp, no PostgreSQL
+ * shared memory; hand both to the engine (src/engine, no PostgreSQL
  * calls); apply what it asks for (lease, promotion, fencing, shutdown);
  * publish the status for the SQL functions.
  *

@@ -10,7 +10,7 @@
 //
 // While the node leads, the worker's loop calls keepalive() once per loop; if
 // the loop stalls past the timeout the device resets the host, so a hung
-// leader cannot outlive its lease (DESIGN.md §2.1, second line of defence).
+// leader cannot outlive its lease (the second line of defence after the commit-time lease).
 //
 // Real device: open(O_WRONLY|O_CLOEXEC), WDIOC_SETTIMEOUT (the driver writes
 // back the timeout it accepted; larger than asked is unsafe), WDIOC_KEEPALIVE

@@ -73,7 +73,8 @@ struct Node {
     StepResult last;
     bool promoted = false;
 
-    Node(FakeZkServer &server, ManualClock &clock, const std::string &name, bool primary, PeerHttp http) {
+    Node(FakeZkServer &server, ManualClock &clock, const std::string &name, bool primary, PeerHttp http,
+         int margin_ms = 2000) {
         s.scope = "batman";
         s.ns = "/service";
         s.node_name = name;
@@ -82,7 +83,7 @@ struct Node {
         s.api_connect_address = "10.0.0." + name.substr(3) + ":8008";
         s.data_dir = "/nonexistent-pg-ha-test";
         s.watchdog_mode = kWatchdogOff;
-        s.lease_safety_margin = 2000;
+        s.lease_safety_margin = margin_ms;
         EngineDeps deps;
         auto zk = std::make_unique<FakeZk>(server, clock, 10000);
         this->zk = zk.get();
@@ -205,6 +206,18 @@ TEST_F(EngineTest, LeaderFencesWhenLeaseRunsOutWithoutZooKeeper) {
     EXPECT_TRUE(n1.last.shutdown);
 }
 
+// Review F1: a follower cut off from the ZooKeeper leader keeps answering
+// reads; only syncs and writes (answered through the leader) renew the lease.
+TEST_F(EngineTest, ReadsFromAFollowerCutOffFromTheLeaderDoNotRenewTheLease) {
+    Node n1(server, clock, "pg-1", true, peers_behind(0));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader && n1.last.lease_deadline_ms > clock.now; }, 100));
+    n1.zk->follower_cut_off = true;
+    const std::int64_t cut = clock.now;
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.lease_deadline_ms <= clock.now; }, 400));
+    EXPECT_LE(clock.now - cut, 10000 - 2000 + 100) << "the lease ends within timeout - margin of the cut";
+    EXPECT_TRUE(run({&n1}, [&] { return n1.last.fence; }, 100)) << "and the leader fences";
+}
+
 TEST_F(EngineTest, SwitchoverHandsTheLockToTheCandidate) {
     server.put(path("members/pg-2"), member_json("pg-2", "replica", 1000), 555);
     server.live_sessions.insert(555);
@@ -284,6 +297,40 @@ TEST_F(EngineTest, WallClockJumpRevokesTheLeaseUntilAFreshAnswer) {
     n1.zk->partitioned = false;  // a request sent after the jump is answered
     ASSERT_TRUE(run({&n1}, [&] { return n1.last.lease_deadline_ms > clock.now; }, 200));
     EXPECT_TRUE(n1.last.is_leader);
+}
+
+TEST_F(EngineTest, RewrittenLeaderContentIsRepairedAndDoesNotDemote) {
+    Node n1(server, clock, "pg-1", true, peers_behind(0));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader; }, 100));
+    server.put(path("leader"), "pg-2", server.owner(path("leader")));  // content only; owner unchanged
+    ASSERT_TRUE(run({&n1}, [&] { return server.get(path("leader")) == "pg-1"; }, 200));
+    EXPECT_TRUE(n1.last.is_leader);
+    EXPECT_FALSE(n1.last.fence);
+    EXPECT_FALSE(n1.last.shutdown);
+    EXPECT_TRUE(n1.logged("rewriting its content"));
+}
+
+// Review F9: a margin that leaves no usable lease is honoured: no leadership.
+TEST_F(EngineTest, MarginLeavingNoUsableLeaseRefusesToLead) {
+    Node n1(server, clock, "pg-1", false, peers_behind(0), 7000);
+    EXPECT_FALSE(run({&n1}, [&] { return server.has(path("leader")); }, 60));
+    EXPECT_TRUE(n1.logged("leaves no usable lease"));
+    Node n2(server, clock, "pg-2", false, peers_behind(0), 6000);  // 6000 < 2/3 of 10000
+    n2.local.write_lsn = n2.local.receive_lsn = n2.local.replay_lsn = 2000;
+    EXPECT_TRUE(run({&n2}, [&] { return n2.promoted; }, 100)) << ::testing::PrintToString(n2.logs);
+    EXPECT_LE(n2.last.lease_deadline_ms - clock.now, 10000 - 6000) << "the configured margin, not a capped one";
+}
+
+// Review F5: maintenance mode stops automatic actions, never fencing.
+TEST_F(EngineTest, PausedLeaderStillEnforcesItsLease) {
+    server.put(path("config"), "{\"ttl\":10,\"loop_wait\":2,\"retry_timeout\":2,\"pause\":true}");
+    Node n1(server, clock, "pg-1", true, peers_behind(0));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader; }, 100));
+    EXPECT_TRUE(n1.last.lease_enforced);
+    n1.zk->partitioned = true;
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.lease_deadline_ms <= clock.now; }, 400));
+    EXPECT_TRUE(n1.last.lease_enforced) << "no write commits once the lease ran out, paused or not";
+    EXPECT_FALSE(n1.last.shutdown) << "but no automatic demotion while paused";
 }
 
 // The C boundary: a step that throws fails closed and keeps the message.

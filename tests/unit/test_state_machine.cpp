@@ -337,12 +337,12 @@ TEST(StateMachine, UnreachablePeerDropsOutOfTheRace) {
 TEST(StateMachine, RequiredWatchdogFailureBlocksLeadership) {
     auto s = base(LocalRole::Standby);
     s.local.receive_lsn = s.local.replay_lsn = 5000;
-    s.watchdog_failure = "watchdog device /dev/watchdog is not usable";
+    s.cannot_lead = "watchdog device /dev/watchdog is not usable";
     auto d = decide(s);
     EXPECT_FALSE(d.has(ActionKind::AcquireLeader));
     EXPECT_NE(d.message.find("watchdog"), std::string::npos);
     auto p = base(LocalRole::Primary);
-    p.watchdog_failure = "watchdog device /dev/watchdog is not usable";
+    p.cannot_lead = "watchdog device /dev/watchdog is not usable";
     EXPECT_FALSE(decide(p).has(ActionKind::AcquireLeader));
 }
 
@@ -511,4 +511,24 @@ TEST(StateMachine, StandbyStuckOnAnOldTimelineRestartsToRewind) {
     o.local.timeline = 1;
     o.cluster.config.pause = true;
     EXPECT_FALSE(decide(o).has(ActionKind::Demote));
+}
+
+// "I lead" is ownership of the leader znode, not its content.
+TEST(StateMachine, OwnedLeaderZnodeWithForeignContentIsRepairedNotObeyed) {
+    auto o = base(LocalRole::Primary);
+    o.cluster.leader = "pg-2";  // someone rewrote the content
+    o.cluster.leader_owner = 42;  // still our session's ephemeral node
+    auto d = decide(o);
+    EXPECT_TRUE(d.is_leader);
+    EXPECT_TRUE(d.has(ActionKind::RepairLeader));
+    EXPECT_FALSE(d.has(ActionKind::Demote));
+    o.cluster.leader.reset();  // emptied content
+    d = decide(o);
+    EXPECT_TRUE(d.is_leader);
+    EXPECT_TRUE(d.has(ActionKind::RepairLeader));
+    // Content naming us but owned by another session is not ours.
+    o.cluster.leader = "pg-1";
+    o.cluster.leader_owner = 77;
+    d = decide(o);
+    EXPECT_FALSE(d.is_leader);
 }

@@ -100,6 +100,11 @@ class FakeZk final : public ZkClient {
 
     // Test controls
     bool partitioned = false;  // requests get no answer (and the session looks disconnected)
+    // Connected to a ZooKeeper follower cut off from the ZooKeeper leader:
+    // reads are answered, syncs and writes never are. (The real server also
+    // holds later reads of the session behind them; the lease must not
+    // depend on that, so the fake does not.)
+    bool follower_cut_off = false;
     int opens = 0;
 
     bool open(const std::string &, int, const ZkCredentials *resume, std::string &) override {
@@ -124,7 +129,11 @@ class FakeZk final : public ZkClient {
         queue_.clear();
         for (auto &op : q) {
             if (!server_.live_sessions.count(session_)) break;
-            last_answered_ = std::max(last_answered_, op.sent);
+            if (op.confirms && follower_cut_off) {
+                queue_.push_back(op);  // waits for the leader that never answers
+                continue;
+            }
+            if (op.confirms) last_answered_ = std::max(last_answered_, op.sent);
             op.run();
         }
     }
@@ -138,9 +147,12 @@ class FakeZk final : public ZkClient {
         c.password = std::string(16, 'p');
         return c;
     }
-    std::int64_t last_answered_send_ms() const override { return last_answered_; }
+    std::int64_t last_confirmed_send_ms() const override { return last_answered_; }
     void set_watcher(WatchCb cb) override { watcher_ = std::move(cb); }
 
+    int sync(const std::string &, VoidCb cb) override {
+        return submit([cb] { cb(ZOK); }, true);
+    }
     int get(const std::string &path, bool watch, GetCb cb) override {
         return submit([this, path, watch, cb] {
             if (watch) watch_path(path);
@@ -158,7 +170,7 @@ class FakeZk final : public ZkClient {
             if (!server_.has(FakeZkServer::parent(path)) && FakeZkServer::parent(path) != "/") return cb(ZNONODE, "");
             server_.put(path, data, ephemeral ? session_ : 0);
             cb(ZOK, path);
-        });
+        }, true);
     }
     int set(const std::string &path, const std::string &data, int version, StatCb cb) override {
         return submit([this, path, data, version, cb] {
@@ -167,7 +179,7 @@ class FakeZk final : public ZkClient {
             if (version >= 0 && version != it->second.version) return cb(ZBADVERSION, ZkStat{});
             server_.put(path, data, it->second.owner);
             cb(ZOK, ZkStat{});
-        });
+        }, true);
     }
     int remove(const std::string &path, int, VoidCb cb) override {
         return submit([this, path, cb] {
@@ -176,7 +188,7 @@ class FakeZk final : public ZkClient {
             server_.fire(path);
             server_.fire(FakeZkServer::parent(path));
             cb(ZOK);
-        });
+        }, true);
     }
     int children(const std::string &path, bool watch, ChildrenCb cb) override {
         return submit([this, path, watch, cb] {
@@ -190,10 +202,11 @@ class FakeZk final : public ZkClient {
     struct Op {
         std::int64_t sent;
         std::function<void()> run;
+        bool confirms = false;
     };
-    int submit(std::function<void()> run) {
+    int submit(std::function<void()> run, bool confirms = false) {
         if (!open_) return ZINVALIDSTATE;
-        queue_.push_back(Op{clock_.now, std::move(run)});
+        queue_.push_back(Op{clock_.now, std::move(run), confirms});
         return ZOK;
     }
     void watch_path(const std::string &path) {
