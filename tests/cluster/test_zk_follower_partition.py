@@ -50,6 +50,7 @@ import time
 import urllib.error
 import urllib.request
 
+import psycopg2
 import pytest
 
 import harness
@@ -339,7 +340,10 @@ def test_idle_primary_writer_after_election_no_ack_no_loss(f1):
         try:
             t_cut = cut(old, lay, standbys)
             new, t_elect = wait_new_leader(c, lw, old, t_cut)
-            lsn_elect = old.current_lsn()  # (a read) pg-1 wrote no WAL between the cut and the election
+            try:                           # (a read) pg-1 wrote no WAL between the cut and the election
+                lsn_elect = old.current_lsn()
+            except psycopg2.Error as exc:  # fenced: refusing connections or shutting down
+                lsn_elect = "unreadable (%s)" % str(exc).strip().splitlines()[-1][:80]
             late_writer.start()
             t_writer = time.monotonic()
             wait_promoted(c, new)
@@ -357,7 +361,8 @@ def test_idle_primary_writer_after_election_no_ack_no_loss(f1):
                        "election); new leader %s %.2fs after the cut; writer on pg-1 from %+.3fs: "
                        "%d attempts, %d acks at or after the election (%s), last %s; %d of them not on %s; "
                        "writer errors: %s"
-                       % (lay.describe(), "idle" if lsn_elect == lsn_idle else "NOT idle (weaker trial)",
+                       % (lay.describe(), "idle" if lsn_elect == lsn_idle else
+                          "fenced" if isinstance(lsn_elect, str) else "NOT idle (weaker trial)",
                           lsn_idle, lsn_elect, new.name, t_elect - t_cut, t_writer - t_cut, late_writer.attempts,
                           len(late), fmt(late, t_cut),
                           "%+.3fs" % (late[-1].acked - t_cut) if late else "-", len(lost_pre), new.name,
