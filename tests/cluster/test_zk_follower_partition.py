@@ -357,11 +357,11 @@ def test_idle_primary_writer_after_election_no_ack_no_loss(f1):
             late = [a for a in late_writer.acks if a.acked >= t_elect]
             lost_pre = missing_on(new, old.name, late_writer.acks)
             errs = late_writer.errors[:2] + late_writer.errors[-2:]
-            summary = ("follower partition (b): %s; pg-1 %s until the election (WAL %s at the cut, %s at the "
+            summary = ("follower partition (b): %s; pg-1 at the election: %s (WAL %s at the cut, %s at the "
                        "election); new leader %s %.2fs after the cut; writer on pg-1 from %+.3fs: "
                        "%d attempts, %d acks at or after the election (%s), last %s; %d of them not on %s; "
                        "writer errors: %s"
-                       % (lay.describe(), "idle" if lsn_elect == lsn_idle else
+                       % (lay.describe(), "still idle" if lsn_elect == lsn_idle else
                           "fenced" if isinstance(lsn_elect, str) else "NOT idle (weaker trial)",
                           lsn_idle, lsn_elect, new.name, t_elect - t_cut, t_writer - t_cut, late_writer.attempts,
                           len(late), fmt(late, t_cut),
