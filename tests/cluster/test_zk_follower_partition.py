@@ -44,6 +44,7 @@ answers from the follower. Measured before "lease: renewals" (engine 94a02c5):
 commits acknowledged after the election (10.6 s after the cut) up to 17.1 s
 after the cut, none of them on the new primary.
 """
+import contextlib
 import json
 import threading
 import time
@@ -56,7 +57,7 @@ import pytest
 import harness
 from conftest import BOOTSTRAP_TIMEOUT
 from harness import wait_for
-from splitbrain import NodeWriter, SplitBrainChecker
+from splitbrain import Ack, NodeWriter, SplitBrainChecker
 
 pytestmark = pytest.mark.needs_pg_ha
 
@@ -250,6 +251,56 @@ def fmt(acks, t0, n=5):
         " ..." if len(acks) > n else "")
 
 
+class PreConnectedWriter(NodeWriter):
+    """splitbrain.NodeWriter whose first connection is opened (and left idle)
+    before start(), so commits after the election test the lease itself even
+    when the old primary already refuses new connections; reconnects after
+    errors like NodeWriter."""
+
+    def __init__(self, node, interval, stop_event):
+        super().__init__(node, interval, stop_event)
+        self.conn = harness.pg_connect(node.ip, node.port, connect_timeout=self.connect_timeout,
+                                       statement_timeout_ms=self.statement_timeout_ms,
+                                       application_name="splitbrain-late")
+
+    def run(self):
+        conn, self.conn = self.conn, None
+        end = time.monotonic() + 300
+        while not self.stop_event.is_set() and time.monotonic() < end:
+            if conn is None:
+                try:
+                    conn = harness.pg_connect(self.node.ip, self.node.port, connect_timeout=self.connect_timeout,
+                                              statement_timeout_ms=self.statement_timeout_ms,
+                                              application_name="splitbrain-late")
+                except psycopg2.Error as exc:
+                    self._error(exc)
+                    self.stop_event.wait(0.2)
+                    continue
+            self.attempts += 1
+            sent = time.monotonic()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("select o_id, o_tl from splitbrain_write(%s)", (self.node.name,))
+                    row_id, tl = cur.fetchone()
+                acked = time.monotonic()
+            except psycopg2.Error as exc:
+                self._error(exc)
+                with contextlib.suppress(psycopg2.Error):
+                    conn.close()
+                conn = None
+                self.stop_event.wait(0.1)
+                continue
+            if row_id is None:
+                self.standby_polls += 1
+            else:
+                with self.lock:
+                    self.acks.append(Ack(self.node.name, int(tl, 16), sent, acked, row_id))
+            self.stop_event.wait(self.interval)
+        if conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                conn.close()
+
+
 # --------------------------------------------------------------------------
 # (a) writer through the partition
 
@@ -317,8 +368,9 @@ def test_writer_through_follower_partition_no_ack_after_election(f1):
 def test_idle_primary_writer_after_election_no_ack_no_loss(f1):
     """pg-1 is idle at the cut (its last rows replayed by both standbys); as
     soon as another member's leader znode appears (read through the ZooKeeper
-    leader's side), a writer starts committing on pg-1 every ~10 ms: it must
-    get no acknowledgement, and after the heal every row pg-1 ever
+    leader's side), a writer starts committing on pg-1 every ~10 ms, first on
+    a connection opened before the cut, then on new ones: it must get no
+    acknowledgement, and after the heal every row pg-1 ever
     acknowledged is on the new primary. Standbys run split-brain writers
     throughout; pg-1's writers join the checker's verdict."""
     c, lay = f1
@@ -336,7 +388,7 @@ def test_idle_primary_writer_after_election_no_ack_no_loss(f1):
         caught_up(c, old, standbys)
         lsn_idle = wait_idle(c, old)
         stop_late = threading.Event()
-        late_writer = NodeWriter(old, 0.01, stop_late, connect_timeout=2, statement_timeout_ms=3000)
+        late_writer = PreConnectedWriter(old, 0.01, stop_late)   # connected now, idle until the election
         try:
             t_cut = cut(old, lay, standbys)
             new, t_elect = wait_new_leader(c, lw, old, t_cut)
