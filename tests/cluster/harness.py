@@ -587,6 +587,11 @@ class ZooKeeperServer:
         m = re.search(r"^Mode: (\w+)", self.four_letter("srvr"), re.M)
         return m.group(1) if m else None
 
+    def client_ips(self):
+        """IPs of the clients connected to this server ('cons'; the four-letter
+        probe itself shows up as the bridge address)."""
+        return sorted(set(re.findall(r"^\s*/([0-9.]+):\d+\[", self.four_letter("cons"), re.M)))
+
     def wait_serving(self, timeout=60.0):
         return wait_for(self.mode, timeout=timeout, interval=0.25,
                         description="%r to serve clients" % self,
@@ -1320,6 +1325,7 @@ class Cluster:
         hosts = self.zk_hosts + [n.host for n in self.nodes] + ([self.proxy_host] if haproxy else [])
         self.network = Network(hosts)
         self._zk = None
+        self._zk_servers = None          # observe_zookeepers(); None = every server
         self._zk_lock = threading.Lock()
 
     # -- lifecycle
@@ -1411,13 +1417,33 @@ class Cluster:
         raise KeyError(key)
 
     # -- ZooKeeper inspection
+    def zk_leader(self):
+        """The ensemble's ZooKeeperServer in mode 'leader' (or 'standalone'), or None."""
+        for z in self.zookeepers:
+            if z.mode() in ("leader", "standalone"):
+                return z
+        return None
+
+    def observe_zookeepers(self, servers=None):
+        """Make zk() (and everything built on it: zk_get(), leader_watch()...)
+        connect only to `servers` (ZooKeeperServer list; None = every server),
+        e.g. to read from the majority side of a partition, where a cut-off
+        follower could still answer with stale data. Closes the current client."""
+        with self._zk_lock:
+            self._zk_servers = list(servers) if servers else None
+            if self._zk is not None:
+                with contextlib.suppress(Exception):
+                    self._zk.stop()
+                    self._zk.close()
+                self._zk = None
+
     def zk(self):
         """A started kazoo client connected to the ensemble (from the root namespace)."""
         if KazooClient is None:
             raise HarnessError("kazoo is missing: run the harness with Debian's /usr/bin/python3")
         with self._zk_lock:
             if self._zk is None:
-                hosts = ",".join(z.address for z in self.zookeepers)
+                hosts = ",".join(z.address for z in (self._zk_servers or self.zookeepers))
                 client = KazooClient(hosts=hosts, timeout=10.0,
                                      connection_retry=KazooRetry(max_tries=600, delay=0.2, max_delay=2.0),
                                      command_retry=KazooRetry(max_tries=3, delay=0.2, max_delay=1.0))
