@@ -1734,3 +1734,64 @@ def log_since(node, offset):
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+class DirectWriter:
+    """Commits increasing ids into `table` (id bigint primary key) directly to
+    whichever node takes writes, trying the nodes in turn after an error;
+    records (id, node, ack time) of every acknowledged commit in `acked` and
+    (time, node, error) of every failed attempt in `failures`."""
+
+    def __init__(self, c, table, name="writer"):
+        self.c = c
+        self.table = table
+        self.name = name
+        self.acked = []
+        self.failures = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True, name=name)
+        self.deadline = time.monotonic() + 600
+
+    def run(self):
+        next_id = int(time.time() * 1000) * 1000  # unique across a module's writers
+        conn, node = None, None
+        order = list(self.c.nodes)
+        i = 0
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            try:
+                if conn is None:
+                    node = order[i % len(order)]
+                    i += 1
+                    conn = pg_connect(node.ip, connect_timeout=1, application_name=self.name)
+                    conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute("SET statement_timeout = 2000")
+                    cur.execute("INSERT INTO %s(id) VALUES (%%s) RETURNING id" % self.table, (next_id,))
+                    cur.fetchone()
+                self.acked.append((next_id, node.name, time.monotonic()))
+                next_id += 1
+                time.sleep(0.02)
+            except psycopg2.Error as e:
+                self.failures.append((time.monotonic(), node.name if node else None, str(e).strip()[:120]))
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                conn = None
+                if isinstance(e, psycopg2.IntegrityError):
+                    next_id += 1  # committed earlier but the ack was lost: never reuse an id
+                time.sleep(0.02)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+    def missing_on(self, node):
+        """Acknowledged rows that `node` does not have."""
+        ids = {r[0] for r in node.sql("SELECT id FROM %s" % self.table)}
+        return [a for a in self.acked if a[0] not in ids]

@@ -31,7 +31,6 @@ import base64
 import json
 import os
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -98,60 +97,14 @@ def wait_members_running(c, timeout=HEALTHY_TIMEOUT):
     time.sleep(c.dynamic_config().get("loop_wait", LOOP_WAIT) + 1)  # the leader's next read sees them too
 
 
-class DirectWriter:
-    """Commits increasing ids directly to whichever node takes writes (tries the
-    nodes in turn after an error); records (id, node, ack time) of every ack."""
+class DirectWriter(harness.DirectWriter):
+    """harness.DirectWriter on av_writes, with ack-time queries."""
 
     def __init__(self, c):
-        self.c = c
-        self.acked = []
-        self.failures = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True, name="av-writer")
-        self.deadline = time.monotonic() + 600
-
-    def run(self):
-        next_id = int(time.time() * 1000) * 1000
-        conn, node = None, None
-        order = list(self.c.nodes)
-        i = 0
-        while not self.stop.is_set() and time.monotonic() < self.deadline:
-            try:
-                if conn is None:
-                    node = order[i % len(order)]
-                    i += 1
-                    conn = harness.pg_connect(node.ip, connect_timeout=1, application_name="av-writer")
-                    conn.autocommit = True
-                with conn.cursor() as cur:
-                    cur.execute("SET statement_timeout = 2000")
-                    cur.execute("INSERT INTO av_writes(id) VALUES (%s) RETURNING id", (next_id,))
-                    cur.fetchone()
-                self.acked.append((next_id, node.name, time.monotonic()))
-                next_id += 1
-                time.sleep(0.02)
-            except psycopg2.Error as e:
-                self.failures.append((time.monotonic(), node.name if node else None, str(e).strip()[:120]))
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except Exception:  # noqa: BLE001
-                        pass
-                conn = None
-                if isinstance(e, psycopg2.IntegrityError):
-                    next_id += 1
-                time.sleep(0.02)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=10)
+        super().__init__(c, "av_writes", "av-writer")
 
     def assert_no_loss(self, node):
-        ids = {r[0] for r in node.sql("SELECT id FROM av_writes")}
-        missing = [a for a in self.acked if a[0] not in ids]
+        missing = self.missing_on(node)
         assert not missing, "acknowledged rows missing on %s: %r" % (node.name, missing[:10])
 
     def nodes(self, after=None):
