@@ -151,7 +151,7 @@ def test_zookeeper_standalone_restart_keeps_sessions(make_cluster):
     zk.restart(downtime=2.0)
     assert time.monotonic() - t0 < 30
     # the client's 10 s session survives a short server restart: so must pg_ha's
-    value = wait_for(lambda: c.leader_name(timeout=2), timeout=15, interval=0.3,
+    value = wait_for(lambda: c.leader_name(timeout=2), timeout=30, interval=0.3,
                      description="leader znode readable after the restart")
     assert value == "pg-1"
     assert client.client_id[0] == session[0]
