@@ -16,6 +16,15 @@ const char *to_string(LocalRole r) {
     return "unknown";
 }
 
+const char *to_string(PublishedRole r) {
+    switch (r) {
+        case PublishedRole::Primary: return "primary";
+        case PublishedRole::Replica: return "replica";
+        case PublishedRole::Uninitialized: return "uninitialized";
+    }
+    return "uninitialized";
+}
+
 const char *to_string(ActionKind k) {
     switch (k) {
         case ActionKind::WriteInitialize: return "write_initialize";
@@ -84,7 +93,7 @@ void decide_as_leader(const Observation &obs, Decision &d) {
         case LocalRole::Primary:
             // Steady state: renew (the cluster read itself renews the lease),
             // publish our position, keep slots for the members.
-            d.role = "primary";
+            d.role = PublishedRole::Primary;
             d.message = "no action: I am (" + obs.me + ") the leader with the lock";
             if (obs.local.write_lsn != obs.cluster.status_optime) {
                 Action a = act(ActionKind::WriteStatus);
@@ -131,7 +140,7 @@ void decide_as_leader(const Observation &obs, Decision &d) {
             }
             return;
         case LocalRole::Standby:
-            d.role = "replica";
+            d.role = PublishedRole::Replica;
             if (cfg.pause && !(obs.cluster.failover && obs.cluster.failover->candidate == obs.me)) {
                 // (an operator's switchover/failover to us promotes even while paused)
                 d.message = "paused: holding the leader lock as a standby, not promoting";
@@ -142,11 +151,11 @@ void decide_as_leader(const Observation &obs, Decision &d) {
             d.actions.push_back(act(ActionKind::Promote));
             return;
         case LocalRole::Recovering:
-            d.role = "primary";
+            d.role = PublishedRole::Primary;
             d.message = "crash recovery in progress, keeping the leader lock";
             return;
         case LocalRole::Stopped:
-            d.role = "uninitialized";
+            d.role = PublishedRole::Uninitialized;
             d.message = "PostgreSQL is not running, holding the leader lock";
             return;
     }
@@ -159,7 +168,7 @@ void decide_with_other_leader(const Observation &obs, Decision &d) {
     switch (obs.role) {
         case LocalRole::Primary:
         case LocalRole::Recovering:
-            d.role = "primary";
+            d.role = PublishedRole::Primary;
             if (c.config.pause) {
                 d.message = "paused: " + leader + " holds the leader lock but this node runs as primary; not demoting";
                 return;
@@ -173,7 +182,7 @@ void decide_with_other_leader(const Observation &obs, Decision &d) {
             }
             return;
         case LocalRole::Standby: {
-            d.role = "replica";
+            d.role = PublishedRole::Replica;
             const Member *lm = c.leader_member();
             if (!lm) {
                 d.message = "following " + leader + " (its member data is not published yet)";
@@ -210,7 +219,7 @@ void decide_with_other_leader(const Observation &obs, Decision &d) {
             return;
         }
         case LocalRole::Stopped:
-            d.role = "uninitialized";
+            d.role = PublishedRole::Uninitialized;
             d.message = "PostgreSQL is not running; " + leader + " is the leader";
             return;
     }
@@ -221,7 +230,7 @@ void decide_without_leader(const Observation &obs, Decision &d) {
     const auto &c = obs.cluster;
     switch (obs.role) {
         case LocalRole::Primary: {
-            d.role = "primary";
+            d.role = PublishedRole::Primary;
             if (lock_promised_to_other(c, obs.me)) {
                 d.message = "switchover to " + c.failover->candidate + " in progress: not taking the leader lock";
                 return;
@@ -247,7 +256,7 @@ void decide_without_leader(const Observation &obs, Decision &d) {
             return;
         }
         case LocalRole::Standby: {
-            d.role = "replica";
+            d.role = PublishedRole::Replica;
             if (c.failover && !c.failover->candidate.empty()) {
                 if (c.failover->candidate == obs.me) {
                     // Named by a switchover or a manual failover: the old leader
@@ -287,11 +296,11 @@ void decide_without_leader(const Observation &obs, Decision &d) {
             return;
         }
         case LocalRole::Recovering:
-            d.role = "primary";
+            d.role = PublishedRole::Primary;
             d.message = "crash recovery in progress; no leader";
             return;
         case LocalRole::Stopped:
-            d.role = "uninitialized";
+            d.role = PublishedRole::Uninitialized;
             d.message = "PostgreSQL is not running; no leader";
             return;
     }
@@ -339,7 +348,9 @@ std::string failover_ineligibility(const Observation &obs, const Member &candida
 
 Decision decide(const Observation &obs) {
     Decision d;
-    d.role = obs.role == LocalRole::Standby ? "replica" : obs.role == LocalRole::Stopped ? "uninitialized" : "primary";
+    d.role = obs.role == LocalRole::Standby   ? PublishedRole::Replica
+             : obs.role == LocalRole::Stopped ? PublishedRole::Uninitialized
+                                              : PublishedRole::Primary;
     if (!obs.dcs_ok) {
         if (obs.role == LocalRole::Primary && obs.was_leader && !obs.lease_valid && !obs.cluster.config.pause) {
             // Another member may take over from now on: stop writing, shut down,

@@ -86,9 +86,13 @@ struct Action {
     bool operator==(const Action &o) const { return kind == o.kind && target == o.target && names == o.names; }
 };
 
+// The role this member publishes (members/<me>, /patroni, ha_node()).
+enum class PublishedRole { Primary, Replica, Uninitialized };
+const char *to_string(PublishedRole r);  // Patroni's words: primary, replica, uninitialized
+
 struct Decision {
     // Role published to members/<me> and the API: primary, replica, uninitialized
-    std::string role;
+    PublishedRole role = PublishedRole::Uninitialized;
     bool is_leader = false;   // we hold the leader znode on our current session
     std::vector<Action> actions;
     std::string message;      // one line: why (shown in logs, /patroni and ha_node())

@@ -122,7 +122,7 @@ class Engine {
     std::int64_t api_next_check_ms_ = 0;
     int api_failed_checks_ = 0;
 
-    std::string role_ = "uninitialized";
+    PublishedRole role_ = PublishedRole::Uninitialized;
     std::string message_;
     std::int64_t promote_requested_ms_ = 0;
     std::int64_t last_slots_ms_ = 0;

@@ -43,7 +43,7 @@ Member Publisher::member_row(const NodeView &v) const {
     m.conn_url = s_.member_conn_url();
     m.api_url = s_.member_api_url();
     m.state = to_string(v.local.state);
-    m.role = v.role;
+    m.role = to_string(v.role);
     m.version = PG_HA_VERSION;
     m.xlog_location = v.local.position();
     m.timeline = v.local.timeline;
@@ -68,7 +68,7 @@ void Publisher::publish(const NodeView &v) {
     snap->api_url = s_.member_api_url();
     snap->conn_url = s_.member_conn_url();
     snap->state = to_string(v.local.state);
-    snap->role = v.role;
+    snap->role = to_string(v.role);
     snap->is_leader = v.is_leader;
     snap->accepts_writes = v.accepts_writes;
     snap->dcs_ok = v.dcs_ok;
@@ -87,7 +87,7 @@ void Publisher::publish(const NodeView &v) {
     nlohmann::json j;
     j["node"] = {{"name", s_.node_name},
                  {"scope", s_.scope},
-                 {"role", v.role},
+                 {"role", to_string(v.role)},
                  {"state", snap->state},
                  {"is_leader", v.is_leader},
                  {"accepts_writes", v.accepts_writes},

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "core/cluster.hpp"
+#include "core/ha_state_machine.hpp"
 #include "core/snapshot.hpp"
 #include "engine/engine_settings.hpp"
 
@@ -21,7 +22,8 @@ namespace pgha {
 
 struct NodeView {
     LocalState local;
-    std::string role, message;
+    PublishedRole role = PublishedRole::Uninitialized;
+    std::string message;
     bool is_leader = false;
     bool accepts_writes = false;
     std::int64_t lease_remaining_ms = 0;

@@ -46,7 +46,7 @@ TEST(StateMachine, PrimaryTakesFreeLock) {
     auto d = decide(base(LocalRole::Primary));
     EXPECT_TRUE(d.has(ActionKind::AcquireLeader));
     EXPECT_FALSE(d.is_leader);
-    EXPECT_EQ(d.role, "primary");
+    EXPECT_EQ(d.role, PublishedRole::Primary);
 }
 
 TEST(StateMachine, PrimaryWithLockRenewsAndPublishes) {
