@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO / "tests" / "cluster"))
 import psycopg2  # noqa: E402
 
 import harness  # noqa: E402
-from harness import wait_for  # noqa: E402
+from harness import log_since, log_size, wait_for  # noqa: E402,F401  (log_* re-exported for the benches)
 
 DEFAULTS = {"ttl": 30, "loop_wait": 10, "retry_timeout": 10}
 # The tightest settings pg_ha accepts with Patroni's rule loop_wait + 2 *
@@ -171,22 +171,6 @@ def members_running(c):
     states = {n.name: (m.get(n.name) or {}).get("state") if isinstance(m.get(n.name), dict) else None
               for n in c.nodes}
     return states if all(v == "running" for v in states.values()) else None
-
-
-def log_size(node):
-    try:
-        return os.path.getsize(node.log_path)
-    except OSError:
-        return 0
-
-
-def log_since(node, offset):
-    try:
-        with open(node.log_path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 REWIND_PATTERNS = [
