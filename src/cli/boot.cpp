@@ -162,7 +162,7 @@ void bootstrap_new_cluster(const NodeConfig &c) {
     auto add_role = [&](const std::string &user, const std::string &pw, const std::string &attrs) {
         if (user.empty() || user == c.superuser) return;
         sql += "CREATE ROLE " + sql_ident(user) + " WITH LOGIN " + attrs +
-               (pw.empty() ? "" : " PASSWORD " + conf_quote(pw)) + ";\n";
+               (pw.empty() ? "" : " PASSWORD " + sql_literal(pw)) + ";\n";
     };
     add_role(c.repl_user, c.repl_password, "REPLICATION");
     add_role(c.rewind_user, c.rewind_password, "");

@@ -32,7 +32,21 @@ std::string shell_quote(const std::string &s) {
     return out + "'";
 }
 
+// PostgreSQL's configuration files unescape backslashes inside quoted
+// values (as ALTER SYSTEM writes them), so both ' and \ are doubled.
 std::string conf_quote(const std::string &s) {
+    std::string out = "'";
+    for (char c : s) {
+        if (c == '\'') out += "''";
+        else if (c == '\\') out += "\\\\";
+        else out += c;
+    }
+    return out + "'";
+}
+
+// A SQL string literal: with standard_conforming_strings (on since 9.1) a
+// backslash is an ordinary character, only ' is doubled.
+std::string sql_literal(const std::string &s) {
     std::string out = "'";
     for (char c : s) {
         if (c == '\'') out += "''";

@@ -18,7 +18,8 @@ namespace pgha::cli {
 void info(const std::string &msg);
 
 std::string shell_quote(const std::string &s);  // for /bin/sh: 'it'\''s'
-std::string conf_quote(const std::string &s);   // postgresql.conf / SQL literal: 'it''s'
+std::string conf_quote(const std::string &s);   // postgresql.conf value: 'it''s a \\ backslash'
+std::string sql_literal(const std::string &s);  // SQL literal (standard_conforming_strings): 'it''s \'
 std::string sql_ident(const std::string &s);    // "name"
 
 bool file_exists(const std::string &path);

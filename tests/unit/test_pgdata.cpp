@@ -110,3 +110,10 @@ TEST(PgData, BindirFromPgVersionThenClearError) {
     std::ofstream(d.path / "PG_VERSION", std::ios::trunc) << "99\n";  // not installed: no guess
     EXPECT_THROW(find_bindir(d.path.string()), CommandError);
 }
+
+// postgresql.conf / postgresql.auto.conf unescape backslashes in quoted
+// values; SQL literals (standard_conforming_strings) do not.
+TEST(PgData, ConfAndSqlQuotingOfPasswords) {
+    EXPECT_EQ(pgha::cli::conf_quote("rep l'a\\ss"), "'rep l''a\\\\ss'");
+    EXPECT_EQ(pgha::cli::sql_literal("rep l'a\\ss"), "'rep l''a\\ss'");
+}
