@@ -44,17 +44,6 @@ std::string conf_quote(const std::string &s) {
     return out + "'";
 }
 
-// A SQL string literal: with standard_conforming_strings (on since 9.1) a
-// backslash is an ordinary character, only ' is doubled.
-std::string sql_literal(const std::string &s) {
-    std::string out = "'";
-    for (char c : s) {
-        if (c == '\'') out += "''";
-        else out += c;
-    }
-    return out + "'";
-}
-
 std::string sql_ident(const std::string &s) {
     std::string out = "\"";
     for (char c : s) {

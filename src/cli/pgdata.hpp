@@ -12,6 +12,8 @@
 
 #include "core/lsn.hpp"
 
+#include "core/sql_literal.hpp"
+
 namespace pgha::cli {
 
 // "pg_hactl: <msg>" on stderr: boot's progress log.
@@ -19,7 +21,6 @@ void info(const std::string &msg);
 
 std::string shell_quote(const std::string &s);  // for /bin/sh: 'it'\''s'
 std::string conf_quote(const std::string &s);   // postgresql.conf value: 'it''s a \\ backslash'
-std::string sql_literal(const std::string &s);  // SQL literal (standard_conforming_strings): 'it''s \'
 std::string sql_ident(const std::string &s);    // "name"
 
 bool file_exists(const std::string &path);

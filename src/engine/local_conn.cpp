@@ -50,13 +50,4 @@ std::optional<SqlRows> LocalConn::query(const std::string &sql, const std::vecto
     return rows;
 }
 
-std::string sql_literal(const std::string &s) {
-    std::string out = "'";
-    for (char c : s) {
-        if (c == '\'') out += "''";
-        else out += c;
-    }
-    return out + "'";
-}
-
 }  // namespace pgha

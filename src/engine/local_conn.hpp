@@ -38,7 +38,5 @@ class LocalConn final : public SqlConn {
     std::string error_;
 };
 
-// A SQL string literal ('' doubled; standard_conforming_strings is on).
-std::string sql_literal(const std::string &s);
 
 }  // namespace pgha

@@ -6,6 +6,7 @@
 
 #include "core/conninfo.hpp"
 #include "core/patroni_codec.hpp"
+#include "core/sql_literal.hpp"
 #include "engine/local_conn.hpp"
 
 namespace pgha {
