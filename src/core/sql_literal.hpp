@@ -19,4 +19,14 @@ inline std::string sql_literal(const std::string &s) {
     return out + "'";
 }
 
+// A quoted SQL identifier ("" doubled), e.g. a parameter name in ALTER SYSTEM.
+inline std::string sql_identifier(const std::string &s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"') out += "\"\"";
+        else out += c;
+    }
+    return out + "\"";
+}
+
 }  // namespace pgha

@@ -110,13 +110,13 @@ void LocalServer::follow(const Member &leader, bool use_slots) {
                                                  {"application_name", s_.node_name},
                                                  {"sslmode", "prefer"},
                                                  {"connect_timeout", "5"}});
-    if (!conn_->query("ALTER SYSTEM SET primary_conninfo = " + sql_literal(conninfo))) {
-        out_.log("cannot point replication at " + leader.name + ": " + conn_->error());
+    std::vector<std::pair<std::string, std::string>> params{{"primary_conninfo", conninfo}};
+    if (use_slots) params.emplace_back("primary_slot_name", slot_name_for_member(s_.node_name));
+    std::string error;
+    if (!set_parameters(params, error)) {
+        out_.log("cannot point replication at " + leader.name + ": " + error);
         return;
     }
-    if (use_slots)
-        conn_->query("ALTER SYSTEM SET primary_slot_name = " + sql_literal(slot_name_for_member(s_.node_name)));
-    conn_->query("SELECT pg_catalog.pg_reload_conf()");
     out_.log("replication now follows " + leader.name + " at " + host + ":" + std::to_string(port));
 }
 
@@ -132,6 +132,19 @@ void LocalServer::ensure_slots(const std::vector<std::string> &names) {
     else
         for (const auto &row : *r)
             if (!row.empty()) out_.log("created physical replication slot " + row[0]);
+}
+
+bool LocalServer::set_parameters(const std::vector<std::pair<std::string, std::string>> &params,
+                                 std::string &error) {
+    for (const auto &p : params) {
+        // Names come from pg_ha's own code or are checked by the caller; a
+        // quoted identifier keeps anything else from reaching the parser.
+        if (!conn_->query("ALTER SYSTEM SET " + sql_identifier(p.first) + " = " + sql_literal(p.second))) {
+            error = "ALTER SYSTEM SET " + p.first + ": " + conn_->error();
+            return false;
+        }
+    }
+    return reload(error);
 }
 
 bool LocalServer::reload(std::string &error) {

@@ -56,8 +56,13 @@ class LocalServer {
     // Seconds this standby's WAL receiver has not been streaming (0 when it does or we are not a standby).
     int not_streaming_s();
 
-    // Point replication at `leader` (ALTER SYSTEM + reload), at most every 5 s.
+    // Point replication at `leader` (set_parameters), at most every 5 s.
     void follow(const Member &leader, bool use_slots);
+    // The one way pg_ha changes server parameters (primary_conninfo,
+    // primary_slot_name, synchronous_standby_names, the config key's
+    // postgresql.parameters): persists every name = value and reloads the
+    // configuration. False with `error` set when any of them failed.
+    bool set_parameters(const std::vector<std::pair<std::string, std::string>> &params, std::string &error);
     void ensure_slots(const std::vector<std::string> &names);
     bool reload(std::string &error);
     // Switchover steps.
