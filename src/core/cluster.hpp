@@ -94,6 +94,14 @@ struct ClusterView {
     std::optional<FailoverRequest> failover;
     Lsn status_optime = 0;
     std::vector<HistoryEntry> history;
+    // failsafe_mode: the members (name -> api_url) the leader listed while
+    // ZooKeeper answered; they are the ones it asks for promises when it
+    // cannot reach ZooKeeper, and only they may win a race for the lock
+    // while the key exists (Patroni's `failsafe` key). `failsafe_valid` is
+    // false when the key exists but could not be read (someone else's data):
+    // nobody takes over on it.
+    std::optional<std::map<std::string, std::string>> failsafe;
+    bool failsafe_valid = true;
     // Data we could not parse (written by someone else): shown, never acted upon.
     std::vector<std::string> warnings;
 

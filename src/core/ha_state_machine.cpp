@@ -40,6 +40,8 @@ const char *to_string(ActionKind k) {
         case ActionKind::EnsureSlots: return "ensure_slots";
         case ActionKind::Handover: return "handover";
         case ActionKind::ClearFailover: return "clear_failover";
+        case ActionKind::WriteFailsafe: return "write_failsafe";
+        case ActionKind::DeleteFailsafe: return "delete_failsafe";
     }
     return "unknown";
 }
@@ -104,6 +106,13 @@ void decide_as_leader(const Observation &obs, Decision &d) {
                 newest_history_timeline(obs.cluster) < obs.local.timeline) {
                 // We run on a timeline `history` does not know yet: we were promoted.
                 if (obs.local.timeline > 1) d.actions.push_back(act(ActionKind::RecordPromotion));
+            }
+            if (cfg.failsafe_mode) {
+                if (!obs.cluster.failsafe || !obs.cluster.failsafe_valid ||
+                    *obs.cluster.failsafe != failsafe_members(obs.cluster))
+                    d.actions.push_back(act(ActionKind::WriteFailsafe));
+            } else if (obs.cluster.failsafe) {
+                d.actions.push_back(act(ActionKind::DeleteFailsafe));
             }
             if (obs.cluster.failover) {
                 const FailoverRequest &f = *obs.cluster.failover;
@@ -308,11 +317,29 @@ void decide_without_leader(const Observation &obs, Decision &d) {
 
 }  // namespace
 
+std::map<std::string, std::string> failsafe_members(const ClusterView &view) {
+    std::map<std::string, std::string> out;
+    for (const auto &m : view.members)
+        if (!m.api_url.empty()) out[m.name] = m.api_url;
+    return out;
+}
+
 std::string failover_ineligibility(const Observation &obs, const Member &candidate) {
     const auto &c = obs.cluster;
     const bool is_me = candidate.name == obs.me;
     const Tags &tags = is_me ? obs.tags : candidate.tags;
     if (tags.nofailover) return candidate.name + " is tagged nofailover";
+    // failsafe_mode (review F3): a leader that lost ZooKeeper may still run on
+    // the promises of the members the `failsafe` key lists; a member it did
+    // not list never promised anything, so it may not take over.
+    if (c.config.failsafe_mode && c.failsafe) {
+        if (!c.failsafe_valid)
+            return "the failsafe key cannot be read (see the warnings); with failsafe_mode on nobody takes over "
+                   "until it is fixed or removed";
+        if (!c.failsafe->count(candidate.name))
+            return candidate.name + " is not in the failsafe key's member list (failsafe_mode: the last leader "
+                   "may still run on the promises of the members it listed)";
+    }
     Lsn pos;
     if (is_me) {
         if (obs.role != LocalRole::Standby || !obs.running) return candidate.name + " is not a running standby";

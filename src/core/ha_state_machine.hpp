@@ -75,6 +75,8 @@ enum class ActionKind {
     EnsureSlots,         // physical slots for `names` exist on this primary
     Handover,            // switchover: fence, let `target` catch up, release the lock to it
     ClearFailover,       // delete the `failover` key (done, or not possible: reason in message)
+    WriteFailsafe,       // failsafe_mode: write `failsafe` = failsafe_members(view)
+    DeleteFailsafe,      // failsafe_mode is off: remove a `failsafe` key left behind
 };
 const char *to_string(ActionKind k);
 
@@ -106,6 +108,10 @@ struct Decision {
 };
 
 Decision decide(const Observation &obs);
+
+// failsafe_mode: the members the leader lists in the `failsafe` key (every
+// member that published an api_url, the leader included).
+std::map<std::string, std::string> failsafe_members(const ClusterView &view);
 
 // Failover eligibility (also used by switchover validation and for error text).
 // Returns "" when `name` may take over, else the reason it may not.

@@ -601,8 +601,12 @@ HttpReply handle_request(const NodeSnapshot *snap, const HttpRequestView &req, s
                 return error_reply(502, "failsafe mode is not enabled");
             }
             if (head_like) return status_only(200);
+            // The `failsafe` key as the leader wrote it; before it exists, the members.
             nlohmann::json members = nlohmann::json::object();
-            for (const auto &m : snap->cluster.members) members[m.name] = m.api_url;
+            if (snap->cluster.failsafe && snap->cluster.failsafe_valid)
+                for (const auto &m : *snap->cluster.failsafe) members[m.first] = m.second;
+            else
+                for (const auto &m : snap->cluster.members) members[m.name] = m.api_url;
             return json_reply(200, members);
         }
 

@@ -150,6 +150,31 @@ SyncState decode_sync(const std::string &data, std::string &error) {
     return s;
 }
 
+std::string encode_failsafe(const std::map<std::string, std::string> &members) {
+    json j = json::object();
+    for (const auto &m : members) j[m.first] = m.second;
+    return j.dump();
+}
+
+std::map<std::string, std::string> decode_failsafe(const std::string &data, std::string &error) {
+    std::map<std::string, std::string> out;
+    auto j = parse_json(data, error);
+    if (!j) return out;
+    if (!j->is_object()) {
+        error = "failsafe: expected a JSON object of member name to api_url";
+        return out;
+    }
+    for (auto it = j->begin(); it != j->end(); ++it) {
+        if (!it.value().is_string() || it.key().empty()) {
+            error = "failsafe: member \"" + it.key() + "\" must map to an api_url string";
+            out.clear();
+            return out;
+        }
+        out[it.key()] = it.value().get<std::string>();
+    }
+    return out;
+}
+
 std::string encode_failover(const FailoverRequest &f) {
     json j = json::object();
     if (!f.leader.empty()) j["leader"] = f.leader;

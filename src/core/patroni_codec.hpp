@@ -4,6 +4,7 @@
 #include "core/no_postgres.hpp"
 
 #include <optional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,9 @@ std::optional<Member> decode_member(const std::string &name, const std::string &
 // sync: {"leader":..,"sync_standby":"a,b"}; "{}" or empty means none.
 std::string encode_sync(const SyncState &s);
 SyncState decode_sync(const std::string &data, std::string &error);
+// The `failsafe` key: {"member name": "api_url", ...}.
+std::string encode_failsafe(const std::map<std::string, std::string> &members);
+std::map<std::string, std::string> decode_failsafe(const std::string &data, std::string &error);
 
 // failover: {"leader":..,"member":..,"scheduled_at":..}
 std::string encode_failover(const FailoverRequest &f);

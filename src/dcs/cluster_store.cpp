@@ -75,6 +75,14 @@ void finish_pass(const std::shared_ptr<ReadPass> &p) {
         v.status_optime = decode_status(*s, err);
         if (!err.empty()) v.warnings.push_back(err);
     }
+    if (auto *s = take("failsafe")) {
+        err.clear();
+        v.failsafe = decode_failsafe(*s, err);
+        if (!err.empty()) {
+            v.failsafe_valid = false;
+            v.warnings.push_back(err);
+        }
+    }
     if (auto *s = take("history")) {
         err.clear();
         v.history = decode_history(*s, err);
@@ -114,7 +122,7 @@ void ClusterStore::read(bool watch, ReadCb cb) {
             return;
         }
         std::set<std::string> present(nodes.begin(), nodes.end());
-        for (const char *key : {"leader", "initialize", "config", "sync", "failover", "status", "history"}) {
+        for (const char *key : {"leader", "initialize", "config", "sync", "failover", "status", "history", "failsafe"}) {
             if (!present.count(key)) continue;
             std::string k = key;
             // watches where a change must wake us at once

@@ -46,7 +46,9 @@ Engine::Engine(const EngineSettings &s, EngineDeps deps)
       desk_(s_, link_, local_, leadership_, out_, bg_, http_, clock_, waker_),
       handover_(s_.node_name, link_, local_, leadership_, out_, bg_, *bg_sql_, clock_),
       publisher_(s_),
-      management_(desk_.queue(), leadership_.failsafe_box(), clock_) {
+      management_(desk_.queue(), leadership_.failsafe_box(), clock_, wall_clock_) {
+    const std::string kept = leadership_.failsafe_box().load(clock_(), wall_clock_());
+    if (!kept.empty()) out_.log(kept);
     if (deps.serve_api) {
         api_ = std::make_unique<ApiServer>(api_options(s_));
         api_->set_management_hook(
@@ -151,7 +153,7 @@ Observation Engine::observe(const LocalState &ls) {
     obs.lease_valid = leadership_.lease_valid();
     obs.was_leader = leadership_.is_leader();
     obs.cluster = view;
-    if (view.config.failsafe_mode) obs.failsafe_leader = leadership_.failsafe_box().active(now, view.config.ttl * 1000);
+    if (view.config.failsafe_mode) obs.failsafe_leader = leadership_.failsafe_box().active(now);
     if (!leadership_.is_leader()) obs.cannot_lead = leadership_.cannot_lead();
     obs.not_streaming_s = local_.not_streaming_s();
     if (view.failover && !view.failover->scheduled_at.empty()) {
@@ -208,7 +210,7 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                 });
                 break;
             case ActionKind::AcquireLeader:
-                if (!leadership_.claim_lock(view.config.ttl * 1000)) {
+                if (!leadership_.claim_lock()) {
                     out_.log("not taking the leader lock: a failsafe leader heartbeat arrived less than ttl ago");
                     break;
                 }
@@ -253,6 +255,12 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                 break;
             case ActionKind::Handover:
                 handover_.begin(a.target);
+                break;
+            case ActionKind::WriteFailsafe:
+                link_.set_or_create("failsafe", encode_failsafe(failsafe_members(view)));
+                break;
+            case ActionKind::DeleteFailsafe:
+                link_.remove("failsafe");
                 break;
             case ActionKind::ClearFailover:
                 if (!handover_.active()) {

@@ -1,8 +1,12 @@
 #include "engine/leadership.hpp"
 #include "core/json_text.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,17 +16,101 @@
 
 namespace pgha {
 
-bool FailsafeBox::accept(const Member &leader, std::int64_t now_ms) {
+namespace {
+
+std::string boot_id() {
+    std::ifstream f("/proc/sys/kernel/random/boot_id");
+    std::string id;
+    std::getline(f, id);
+    return id;
+}
+
+}  // namespace
+
+FailsafeBox::FailsafeBox(std::string path) : path_(std::move(path)) {}
+
+bool FailsafeBox::store(std::int64_t deadline_ms, std::int64_t wall_deadline_ms, int promise_ms) const {
+    if (path_.empty()) return true;
+    // One line per field; the member's strings cannot hold a newline (they
+    // came out of JSON strings we checked), but refuse rather than guess.
+    for (const std::string *s : {&leader_.name, &leader_.conn_url, &leader_.api_url})
+        if (s->find('\n') != std::string::npos) return false;
+    const std::string tmp = path_ + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return false;
+    const std::string text = "pg_ha failsafe promise v1\n" + boot_id() + "\n" + std::to_string(deadline_ms) + "\n" +
+                             std::to_string(wall_deadline_ms) + "\n" + std::to_string(promise_ms) + "\n" +
+                             leader_.name + "\n" + leader_.conn_url + "\n" + leader_.api_url + "\n";
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+    ok = (::close(fd) == 0) && ok;
+    if (ok) ok = ::rename(tmp.c_str(), path_.c_str()) == 0;
+    if (!ok) ::unlink(tmp.c_str());
+    return ok;
+}
+
+bool FailsafeBox::accept(const Member &leader, std::int64_t now_ms, std::int64_t wall_ms, int promise_ms) {
     std::lock_guard<std::mutex> g(mu_);
-    if (claimed_) return false;
+    if (claimed_ || promise_ms <= 0) return false;
+    const Member before = leader_;
     leader_ = leader;
-    at_ms_ = now_ms;
+    const std::int64_t deadline = std::max(deadline_ms_, now_ms + promise_ms);
+    // Stored before it counts: a promise we could not keep across a restart
+    // is not given.
+    if (!store(deadline, wall_ms + (deadline - now_ms), promise_ms)) {
+        leader_ = before;
+        return false;
+    }
+    deadline_ms_ = deadline;
     return true;
 }
 
-bool FailsafeBox::claim(std::int64_t now_ms, int ttl_ms) {
+std::string FailsafeBox::load(std::int64_t now_ms, std::int64_t wall_ms) {
+    if (path_.empty()) return "";
+    std::ifstream f(path_);
+    if (!f) return "";
+    std::vector<std::string> lines;
+    for (std::string l; lines.size() < 8 && std::getline(f, l);) lines.push_back(l);
     std::lock_guard<std::mutex> g(mu_);
-    if (at_ms_ != 0 && now_ms - at_ms_ < ttl_ms) return false;
+    // A promise file we cannot read is honoured for a whole default ttl: it
+    // may be the only record of a leader still writing without ZooKeeper.
+    std::int64_t deadline = 0, wall_deadline = 0;
+    long promise = 0;
+    bool ok = lines.size() == 8 && lines[0] == "pg_ha failsafe promise v1";
+    if (ok) {
+        char *end = nullptr;
+        deadline = std::strtoll(lines[2].c_str(), &end, 10);
+        ok = *end == '\0';
+        wall_deadline = std::strtoll(lines[3].c_str(), &end, 10);
+        ok = ok && *end == '\0';
+        promise = std::strtol(lines[4].c_str(), &end, 10);
+        ok = ok && *end == '\0' && promise > 0 && promise <= 24L * 3600 * 1000;
+    }
+    if (!ok) {
+        deadline_ms_ = now_ms + 30000;
+        leader_ = Member{};
+        return "the failsafe promise file " + path_ + " is unreadable: not taking the leader lock for 30 s";
+    }
+    leader_.name = lines[5];
+    leader_.conn_url = lines[6];
+    leader_.api_url = lines[7];
+    leader_.state = "running";
+    leader_.role = "primary";
+    const std::string id = boot_id();
+    if (!id.empty() && lines[1] == id) {
+        deadline_ms_ = deadline;
+    } else if (wall_deadline > wall_ms) {
+        deadline_ms_ = now_ms + promise;  // rebooted: the lease clock restarted
+    } else {
+        return "";
+    }
+    if (deadline_ms_ <= now_ms) return "";
+    return "keeping the failsafe promise given to " + leader_.name + " before this restart: not taking the leader "
+           "lock for another " + std::to_string(deadline_ms_ - now_ms) + " ms";
+}
+
+bool FailsafeBox::claim(std::int64_t now_ms) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (deadline_ms_ > now_ms) return false;
     claimed_ = true;
     return true;
 }
@@ -32,10 +120,26 @@ void FailsafeBox::release() {
     claimed_ = false;
 }
 
-std::optional<Member> FailsafeBox::active(std::int64_t now_ms, int ttl_ms) const {
+std::optional<Member> FailsafeBox::active(std::int64_t now_ms) const {
     std::lock_guard<std::mutex> g(mu_);
-    if (at_ms_ == 0 || now_ms - at_ms_ >= ttl_ms) return std::nullopt;
+    if (deadline_ms_ <= now_ms || leader_.name.empty()) return std::nullopt;
     return leader_;
+}
+
+std::string failsafe_accepted_body(int promise_ms) { return "Accepted promise_ms=" + std::to_string(promise_ms); }
+
+bool parse_failsafe_accepted(const std::string &body, int &promise_ms) {
+    static const std::string prefix = "Accepted promise_ms=";
+    if (body.compare(0, prefix.size(), prefix) != 0 || body.size() == prefix.size() || body.size() > prefix.size() + 9)
+        return false;
+    long v = 0;
+    for (std::size_t i = prefix.size(); i < body.size(); ++i) {
+        if (body[i] < '0' || body[i] > '9') return false;
+        v = v * 10 + (body[i] - '0');
+    }
+    if (v <= 0) return false;
+    promise_ms = static_cast<int>(v);
+    return true;
 }
 
 PeerRequest peer_request(const EngineSettings &s, const std::string &name, const std::string &url,
@@ -64,6 +168,7 @@ Leadership::Leadership(const EngineSettings &s, ClusterLink &link, Outbox &out, 
       bg_(bg),
       http_(std::move(http)),
       clock_(std::move(clock)),
+      box_(s.data_dir.empty() ? std::string() : s.data_dir + "/pg_ha.failsafe"),
       watchdog_(s.watchdog_device.empty() ? Watchdog::kDefaultDevice : s.watchdog_device,
                 watchdog_mode(s.watchdog_mode), s.watchdog_safety_margin) {}
 
@@ -136,10 +241,18 @@ bool Leadership::peers_ready(Observation &obs) {
     }
     if (peers_in_flight_) return false;
     std::vector<PeerRequest> reqs;
-    for (const auto &m : link_.view().members) {
+    const ClusterView &view = link_.view();
+    for (const auto &m : view.members) {
         if (m.name == s_.node_name || m.api_url.empty()) continue;
         reqs.push_back(peer_request(s_, m.name, m.api_url));
     }
+    // failsafe_mode: also ask the members the `failsafe` key lists, so that a
+    // leader whose member znode expired while it runs on promises is seen
+    // (review F3b).
+    if (view.config.failsafe_mode && view.failsafe)
+        for (const auto &f : *view.failsafe)
+            if (f.first != s_.node_name && !f.second.empty() && !view.member(f.first))
+                reqs.push_back(peer_request(s_, f.first, f.second));
     if (reqs.empty()) {
         obs.peers_checked = true;
         obs.peer_positions.clear();
@@ -179,47 +292,66 @@ bool Leadership::peers_ready(Observation &obs) {
     return false;
 }
 
-// failsafe_mode on a leader without ZooKeeper: POST /failsafe to every member;
-// when all accept, none of them will take over for ttl from the send time, so
-// the lease may run until then (minus the margin).
+// failsafe_mode on a leader without ZooKeeper: POST /failsafe to every other
+// member the `failsafe` key lists (the members when ZooKeeper last answered;
+// review F3). When every one of them, and at least one, accepted, none of
+// them takes over before the shortest promise it stated ends, counted from
+// our send time, so the lease may run until then (minus the margin).
 void Leadership::failsafe_tick(LocalRole role, bool dcs_ok) {
     const ClusterView &v = link_.view();
     const std::int64_t now = clock_();
+    if (dcs_ok) failsafe_alone_logged_ = false;
     if (!v.config.failsafe_mode || !is_leader_ || role != LocalRole::Primary || dcs_ok) return;
     if (failsafe_in_flight_ || now < next_failsafe_ms_) return;
     const int ttl_ms = v.config.ttl * 1000;
     next_failsafe_ms_ = now + std::max(1000, ttl_ms / 4);
     nlohmann::json body = {{"name", s_.node_name}, {"conn_url", s_.member_conn_url()}, {"api_url", s_.member_api_url()}};
     std::vector<PeerRequest> reqs;
-    for (const auto &m : v.members) {
-        if (m.name == s_.node_name) continue;
-        PeerRequest r = peer_request(s_, m.name, m.api_endpoint("/failsafe"), "POST");
-        r.body = json_text(body);
-        reqs.push_back(r);
+    if (v.failsafe && v.failsafe_valid)
+        for (const auto &f : *v.failsafe) {
+            if (f.first == s_.node_name) continue;
+            Member m;
+            m.api_url = f.second;
+            PeerRequest r = peer_request(s_, f.first, m.api_endpoint("/failsafe"), "POST");
+            r.body = json_text(body);
+            reqs.push_back(r);
+        }
+    if (reqs.empty()) {
+        // Zero confirmations prove nothing (review F3a): the lease runs out.
+        if (!failsafe_alone_logged_)
+            out_.log(std::string("failsafe mode: ZooKeeper is unreachable and ") +
+                     (v.failsafe ? "the failsafe key lists no other member" : "there is no failsafe key") +
+                     " that could confirm this leader: the lease is not extended");
+        failsafe_alone_logged_ = true;
+        return;
     }
     failsafe_in_flight_ = true;
     const int timeout = peer_timeout_ms();
     const int margin = s_.lease_safety_margin;
     PeerHttp http = http_;
     Clock clock = clock_;
-    bg_.submit([this, reqs, timeout, http, clock, ttl_ms, margin]() -> Background::Continuation {
+    bg_.submit([this, reqs, timeout, http, clock, margin]() -> Background::Continuation {
         const std::int64_t sent = clock();
         auto replies = http(reqs, timeout);
-        return [this, replies, sent, ttl_ms, margin] {
+        return [this, replies, sent, margin, n = reqs.size()] {
             failsafe_in_flight_ = false;
-            bool all = true;
+            bool all = replies.size() == n;
+            int shortest = 0;
             for (const auto &rep : replies) {
-                if (!rep.ok || rep.status != 200 || rep.body != "Accepted") {
+                int promise = 0;
+                if (!rep.ok || rep.status != 200 || !parse_failsafe_accepted(rep.body, promise)) {
                     all = false;
                     out_.log("failsafe: " + rep.name + " did not accept (" +
-                             (rep.ok ? std::to_string(rep.status) + " " + rep.body : rep.error) + ")");
+                             (rep.ok ? std::to_string(rep.status) + " " + rep.body.substr(0, 200) : rep.error) + ")");
+                    continue;
                 }
+                shortest = shortest == 0 ? promise : std::min(shortest, promise);
             }
-            if (!all || !is_leader_ || link_.dcs_ok()) return;
+            if (!all || shortest <= 0 || !is_leader_ || link_.dcs_ok()) return;
             if (failsafe_deadline_ <= clock_())
-                out_.log("failsafe mode: ZooKeeper is unreachable but every member confirmed this leader; "
-                         "continuing as primary");
-            failsafe_deadline_ = sent + ttl_ms - margin;
+                out_.log("failsafe mode: ZooKeeper is unreachable but every member in the failsafe key confirmed "
+                         "this leader; continuing as primary");
+            failsafe_deadline_ = std::max(failsafe_deadline_, sent + shortest - margin);
         };
     });
 }

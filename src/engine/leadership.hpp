@@ -40,20 +40,42 @@ namespace pgha {
 // each other under one mutex: once we accepted a failsafe heartbeat we do not
 // take the lock for ttl, and once we bid for (or hold) the lock we refuse
 // heartbeats, so the old leader cannot extend its lease past our promotion.
+//
+// The promise is kept in `path` (when not empty) so that it survives a worker
+// or server restart (review F3c): written before the leader hears "Accepted",
+// read back by the next worker. Same boot (/proc/sys/kernel/random/boot_id):
+// the stored lease-clock deadline holds. After a reboot the lease clock
+// restarted, so a promise whose wall-clock end has not passed is honoured for
+// its whole length again from the load.
 class FailsafeBox {
   public:
-    bool accept(const Member &leader, std::int64_t now_ms);
+    explicit FailsafeBox(std::string path = std::string());
+    // A failsafe leader's heartbeat: promise not to take the lock for
+    // promise_ms from now. False (nothing promised) while we bid for or hold
+    // the lock, or when the promise cannot be stored.
+    bool accept(const Member &leader, std::int64_t now_ms, std::int64_t wall_ms, int promise_ms);
     // Before creating the leader znode: false while a promise is active.
-    bool claim(std::int64_t now_ms, int ttl_ms);
+    bool claim(std::int64_t now_ms);
     void release();
-    std::optional<Member> active(std::int64_t now_ms, int ttl_ms) const;
+    std::optional<Member> active(std::int64_t now_ms) const;
+    // At start: the promise an earlier worker gave, if it still runs.
+    // Returns a line for the log ("" when there was none).
+    std::string load(std::int64_t now_ms, std::int64_t wall_ms);
 
   private:
+    bool store(std::int64_t deadline_ms, std::int64_t wall_deadline_ms, int promise_ms) const;
+    const std::string path_;
     mutable std::mutex mu_;
     Member leader_;
-    std::int64_t at_ms_ = 0;
+    std::int64_t deadline_ms_ = 0;  // lease clock; 0 = no promise
     bool claimed_ = false;
 };
+
+// POST /failsafe's answer: Patroni's "Accepted", then the promise length this
+// member honours ("Accepted promise_ms=30000"). Parsed by the leader; an
+// answer without a length is no confirmation.
+std::string failsafe_accepted_body(int promise_ms);
+bool parse_failsafe_accepted(const std::string &body, int &promise_ms);
 
 // The authenticated request to another member's API.
 PeerRequest peer_request(const EngineSettings &s, const std::string &name, const std::string &url,
@@ -92,7 +114,7 @@ class Leadership {
     void failsafe_tick(LocalRole role, bool dcs_ok);
     FailsafeBox &failsafe_box() { return box_; }
     // Before bidding for the lock.
-    bool claim_lock(int ttl_ms) { return box_.claim(clock_(), ttl_ms); }
+    bool claim_lock() { return box_.claim(clock_()); }
 
     // Why this node may not bid for the lock ("" = it may): the watchdog is
     // required but unusable, or the safety margin leaves no usable lease.
@@ -117,6 +139,7 @@ class Leadership {
     std::int64_t failsafe_deadline_ = 0;  // lease extension confirmed by every member
     std::int64_t next_failsafe_ms_ = 0;
     bool failsafe_in_flight_ = false;
+    bool failsafe_alone_logged_ = false;
     // failover race
     bool peers_in_flight_ = false;
     std::int64_t peers_done_ms_ = 0;

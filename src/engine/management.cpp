@@ -58,8 +58,11 @@ HttpReply ManagementApi::failsafe(const NodeSnapshot *snap, const HttpRequestVie
     leader.api_url = j["api_url"].get<std::string>();
     leader.state = "running";
     leader.role = "primary";
-    if (!failsafe_.accept(leader, clock_())) return text(500, "Running as a leader");
-    return text(200, "Accepted");
+    // The promise: no bid for the lock for one ttl (ours) from now.
+    const int promise_ms = snap->cluster.config.ttl * 1000;
+    if (!failsafe_.accept(leader, clock_(), wall_clock_(), promise_ms))
+        return text(500, "Running as a leader, or the promise cannot be stored");
+    return text(200, failsafe_accepted_body(promise_ms));
 }
 
 HttpReply ManagementApi::command(OperatorCommand kind, const nlohmann::json &args, int timeout_ms) {

@@ -22,8 +22,8 @@ namespace pgha {
 
 class ManagementApi {
   public:
-    ManagementApi(CommandQueue &queue, FailsafeBox &failsafe, Clock clock)
-        : queue_(queue), failsafe_(failsafe), clock_(std::move(clock)) {}
+    ManagementApi(CommandQueue &queue, FailsafeBox &failsafe, Clock clock, Clock wall_clock)
+        : queue_(queue), failsafe_(failsafe), clock_(std::move(clock)), wall_clock_(std::move(wall_clock)) {}
     std::optional<HttpReply> handle(const NodeSnapshot *snap, const HttpRequestView &req);
 
   private:
@@ -33,6 +33,7 @@ class ManagementApi {
     CommandQueue &queue_;
     FailsafeBox &failsafe_;
     Clock clock_;
+    Clock wall_clock_;
 };
 
 }  // namespace pgha

@@ -4,6 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
+
+#include <unistd.h>
 #include <stdexcept>
 
 #include "core/patroni_codec.hpp"
@@ -377,4 +381,194 @@ TEST_F(EngineTest, FailedStepFailsClosedAndFencesALeaderPastItsLease) {
         EXPECT_TRUE(out.fence);
     }
     pgha_engine_destroy(boundary, false);
+}
+
+// ---- review F3: failsafe_mode
+
+namespace {
+
+// Members that accept every failsafe heartbeat with a 10 s promise.
+PeerHttp peers_accepting(int *posts, int promise_ms = 10000) {
+    return [posts, promise_ms](const std::vector<PeerRequest> &reqs, int) {
+        std::vector<PeerReply> out;
+        for (const auto &r : reqs) {
+            PeerReply rep;
+            rep.name = r.name;
+            rep.ok = true;
+            rep.status = 200;
+            if (r.method == "POST") {
+                ++*posts;
+                rep.body = failsafe_accepted_body(promise_ms);
+            } else {
+                rep.body = replica_status(0);
+            }
+            out.push_back(rep);
+        }
+        return out;
+    };
+}
+
+}  // namespace
+
+TEST_F(EngineTest, FailsafeLeaderWritesTheFailsafeKeyWithItsMembers) {
+    server.put(path("config"), "{\"ttl\":10,\"loop_wait\":2,\"retry_timeout\":2,\"failsafe_mode\":true}");
+    server.put(path("members/pg-2"), member_json("pg-2", "replica", 1000), 555);
+    server.live_sessions.insert(555);
+    int posts = 0;
+    Node n1(server, clock, "pg-1", true, peers_accepting(&posts));
+    ASSERT_TRUE(run({&n1}, [&] { return server.has(path("failsafe")); }, 100));
+    std::string err;
+    auto fs = decode_failsafe(server.get(path("failsafe")), err);
+    EXPECT_EQ(err, "");
+    EXPECT_EQ(fs.size(), 2u);
+    EXPECT_EQ(fs["pg-2"], "http://10.0.0.2:8008/patroni");
+    // failsafe_mode off: the key goes away.
+    server.put(path("config"), "{\"ttl\":10,\"loop_wait\":2,\"retry_timeout\":2}");
+    EXPECT_TRUE(run({&n1}, [&] { return !server.has(path("failsafe")); }, 100));
+}
+
+// F3a: a failsafe key that lists nobody else gives zero confirmations: the
+// leader's lease runs out and it fences, as without failsafe_mode.
+TEST_F(EngineTest, FailsafeWithNobodyToConfirmFences) {
+    server.put(path("config"), "{\"ttl\":10,\"loop_wait\":2,\"retry_timeout\":2,\"failsafe_mode\":true}");
+    int posts = 0;
+    Node n1(server, clock, "pg-1", true, peers_accepting(&posts));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader && server.has(path("failsafe")); }, 100));
+    run({&n1}, [] { return false; }, 60);  // a loop or two: the view shows the key
+    n1.zk->partitioned = true;
+    const std::int64_t cut = clock.now;
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.fence; }, 400));
+    EXPECT_LE(clock.now - cut, 10000 - 2000 + 1000);
+    EXPECT_EQ(posts, 0);
+    EXPECT_TRUE(n1.logged("lists no other member")) << ::testing::PrintToString(n1.logs);
+}
+
+// The lease runs on the members' promises, from the send time, for the
+// shortest promise they stated (F3d), and only for the members in the key.
+TEST_F(EngineTest, FailsafeLeaseUsesTheShortestStatedPromise) {
+    server.put(path("config"), "{\"ttl\":10,\"loop_wait\":2,\"retry_timeout\":2,\"failsafe_mode\":true}");
+    server.put(path("members/pg-2"), member_json("pg-2", "replica", 1000), 555);
+    server.live_sessions.insert(555);
+    int posts = 0;
+    Node n1(server, clock, "pg-1", true, peers_accepting(&posts, 6000));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader && server.has(path("failsafe")); }, 100));
+    run({&n1}, [] { return false; }, 60);  // a loop or two: the view shows the key
+    n1.zk->partitioned = true;
+    ASSERT_TRUE(run({&n1}, [&] { return posts > 0 && n1.engine->leadership().failsafe_active(); }, 400))
+        << ::testing::PrintToString(n1.logs);
+    // Past the ZooKeeper lease (cut + timeout - margin) the lease is the
+    // promise: 6000 - margin 2000 from a send time (inline background: now).
+    const std::int64_t cut = clock.now;
+    run({&n1}, [&] { return clock.now > cut + 9000; }, 400);
+    EXPECT_LE(n1.last.lease_deadline_ms - clock.now, 6000 - 2000);
+    // It keeps running on promises far beyond the session timeout.
+    ASSERT_FALSE(run({&n1}, [&] { return n1.last.fence; }, 400));
+    EXPECT_GT(clock.now - cut, 25000);
+    EXPECT_TRUE(n1.last.lease_deadline_ms > clock.now);
+}
+
+// An answer without a promise length is no confirmation.
+TEST_F(EngineTest, FailsafeAnswerWithoutPromiseLengthDoesNotCount) {
+    server.put(path("config"), "{\"ttl\":10,\"loop_wait\":2,\"retry_timeout\":2,\"failsafe_mode\":true}");
+    server.put(path("members/pg-2"), member_json("pg-2", "replica", 1000), 555);
+    server.live_sessions.insert(555);
+    PeerHttp http = [](const std::vector<PeerRequest> &reqs, int) {
+        std::vector<PeerReply> out;
+        for (const auto &r : reqs) out.push_back(PeerReply{r.name, true, 200, "Accepted", "", 0});
+        return out;
+    };
+    Node n1(server, clock, "pg-1", true, http);
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader && server.has(path("failsafe")); }, 100));
+    run({&n1}, [] { return false; }, 60);  // a loop or two: the view shows the key
+    n1.zk->partitioned = true;
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.fence; }, 400));
+}
+
+// F3b: a member the failsafe key does not list never promised: it may not win.
+TEST_F(EngineTest, MemberNotInTheFailsafeKeyDoesNotTakeTheLock) {
+    server.put(path("config"), "{\"ttl\":10,\"loop_wait\":2,\"retry_timeout\":2,\"failsafe_mode\":true}");
+    server.put(path("failsafe"), "{\"pg-1\":\"http://10.0.0.1:8008/patroni\",\"pg-3\":\"http://10.0.0.3:8008/patroni\"}");
+    int posts = 0;
+    Node n2(server, clock, "pg-2", false, peers_accepting(&posts));
+    EXPECT_FALSE(run({&n2}, [&] { return server.has(path("leader")); }, 60));
+    EXPECT_TRUE(n2.logged("not in the failsafe key"));
+    // Unreadable failsafe data written by someone else: nobody takes over.
+    server.put(path("failsafe"), "[1,2");
+    Node n3(server, clock, "pg-3", false, peers_accepting(&posts));
+    EXPECT_FALSE(run({&n3}, [&] { return server.has(path("leader")); }, 60));
+    EXPECT_TRUE(n3.logged("failsafe key cannot be read"));
+}
+
+// F3b: the race asks the failsafe key's members too, so a leader whose member
+// znode expired while it runs on promises is seen as a live primary.
+TEST_F(EngineTest, RaceAsksTheFailsafeMembersWhoseZnodeExpired) {
+    server.put(path("config"), "{\"ttl\":10,\"loop_wait\":2,\"retry_timeout\":2,\"failsafe_mode\":true}");
+    server.put(path("failsafe"), "{\"pg-1\":\"http://10.0.0.1:8008/patroni\",\"pg-2\":\"http://10.0.0.2:8008/patroni\"}");
+    std::vector<std::string> asked;
+    PeerHttp http = [&asked](const std::vector<PeerRequest> &reqs, int) {
+        std::vector<PeerReply> out;
+        for (const auto &r : reqs) {
+            asked.push_back(r.name);
+            out.push_back(PeerReply{r.name, true, 200,
+                                    "{\"state\":\"running\",\"role\":\"primary\",\"timeline\":1,\"xlog\":{\"location\":1}}",
+                                    "", 0});
+        }
+        return out;
+    };
+    Node n2(server, clock, "pg-2", false, http);
+    EXPECT_FALSE(run({&n2}, [&] { return server.has(path("leader")); }, 60));
+    EXPECT_NE(std::find(asked.begin(), asked.end(), "pg-1"), asked.end());
+    EXPECT_TRUE(n2.logged("still runs as a primary"));
+}
+
+// F3c: a promise survives a restart of the member's worker.
+TEST(FailsafeBox, PromiseSurvivesARestart) {
+    char dir[] = "/tmp/pgha-failsafe-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    const std::string file = std::string(dir) + "/pg_ha.failsafe";
+    Member leader;
+    leader.name = "pg-1";
+    leader.conn_url = "postgres://10.0.0.1:5432/postgres";
+    leader.api_url = "http://10.0.0.1:8008/patroni";
+    {
+        FailsafeBox box(file);
+        ASSERT_TRUE(box.accept(leader, 1000, 1'700'000'000'000, 10000));
+        EXPECT_FALSE(box.claim(5000));
+    }
+    {
+        FailsafeBox again(file);  // same boot: the lease-clock deadline holds
+        EXPECT_NE(again.load(4000, 1'700'000'003'000).find("keeping the failsafe promise"), std::string::npos);
+        EXPECT_FALSE(again.claim(10999));
+        ASSERT_TRUE(again.active(5000).has_value());
+        EXPECT_EQ(again.active(5000)->name, "pg-1");
+        EXPECT_TRUE(again.claim(11000));
+        EXPECT_FALSE(again.accept(leader, 11000, 1'700'000'010'000, 10000)) << "no promise once we bid";
+    }
+    {
+        FailsafeBox expired(file);
+        EXPECT_EQ(expired.load(20000, 1'700'000'020'000), "");
+        EXPECT_TRUE(expired.claim(20000));
+    }
+    {
+        std::ofstream(file) << "garbage\n";
+        FailsafeBox bad(file);
+        EXPECT_NE(bad.load(1000, 0).find("unreadable"), std::string::npos);
+        EXPECT_FALSE(bad.claim(30000));
+        EXPECT_TRUE(bad.claim(31001));
+    }
+    {
+        FailsafeBox unwritable(std::string(dir) + "/no/such/dir/pg_ha.failsafe");
+        EXPECT_FALSE(unwritable.accept(leader, 1000, 0, 10000)) << "a promise that cannot be kept is not given";
+    }
+    std::remove(file.c_str());
+    rmdir(dir);
+}
+
+TEST(FailsafeBox, AcceptedBodyRoundTrip) {
+    int ms = 0;
+    EXPECT_TRUE(parse_failsafe_accepted(failsafe_accepted_body(30000), ms));
+    EXPECT_EQ(ms, 30000);
+    for (const char *bad : {"Accepted", "Accepted promise_ms=", "Accepted promise_ms=0", "Accepted promise_ms=-5",
+                            "Accepted promise_ms=12x", "Accepted promise_ms=99999999999", "accepted promise_ms=5"})
+        EXPECT_FALSE(parse_failsafe_accepted(bad, ms)) << bad;
 }
