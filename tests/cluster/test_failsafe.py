@@ -1,0 +1,67 @@
+"""failsafe_mode without its holes (review F3): a leader nobody can confirm
+fences; a standby restarted while the leader runs on promises keeps its
+promise and does not take over. Timings: ttl 10 / loop_wait 2 /
+retry_timeout 2. Each test asserts with the split-brain checker."""
+import time
+
+from harness import wait_for
+from splitbrain import SplitBrainChecker
+from test_failover import FAST, LOOP_WAIT, TTL, check, start_cluster
+
+FAILSAFE = dict(FAST, failsafe_mode=True)
+
+
+def test_failsafe_leader_alone_fences(make_cluster):
+    """A one-node cluster with failsafe_mode: the failsafe key lists only the
+    leader, so nobody can confirm it when ZooKeeper goes away (zero
+    confirmations prove nothing). It must stop acknowledging writes within
+    ttl, as without failsafe_mode. (Before the fix it ran on forever.)"""
+    c = start_cluster(make_cluster, nodes=1, config=FAILSAFE)
+    primary = c.node("pg-1")
+    time.sleep(2 * LOOP_WAIT)
+    with SplitBrainChecker(c) as sb:
+        sb.wait_acks(primary, 20)
+        t_loss = time.monotonic()
+        c.zookeepers[0].stop()
+        time.sleep(TTL + 4)
+        late = sb.acks_after(primary, t_loss + TTL)
+        last = sb.last_ack(primary)
+        print("failsafe alone: last ack %.2fs after ZooKeeper stopped" % ((last.acked - t_loss) if last else -1))
+        check(not late, "failsafe with nobody to confirm kept %s writing: %d acks more than ttl after ZooKeeper "
+              "stopped" % (primary.name, len(late)), c, sb.summary)
+        check("could confirm this leader" in primary.log_tail(400), "no log line about the missing confirmations",
+              c)
+        c.zookeepers[0].start()
+        c.wait_healthy(timeout=120)
+
+
+def test_failsafe_standby_restart_keeps_its_promise(make_cluster):
+    """The primary is cut off from ZooKeeper only (its peers still reach it),
+    so it runs on the standbys' failsafe promises. pg-2 restarts PostgreSQL
+    meanwhile. Its promise survives the restart and the race also asks the
+    members in the failsafe key (pg-1's member znode has expired), so pg-2
+    does not take the lock while pg-1 may still acknowledge writes: no two
+    primaries ever acknowledge commits at the same time."""
+    c = start_cluster(make_cluster, config=FAILSAFE)
+    primary, restarted = c.node("pg-1"), c.node("pg-2")
+    time.sleep(2 * LOOP_WAIT)
+    wait_for(lambda: c.zk_get("failsafe") is not None, timeout=30, interval=0.5,
+             description="the failsafe key", state=c.diagnostics)
+    with SplitBrainChecker(c) as sb, c.monitor(interval=0.5) as mon:
+        sb.wait_acks(primary, 20)
+        t_cut = time.monotonic()
+        primary.host.isolate("nft", peers=c.zk_hosts, allow_observer=True)
+        # The session expires at ZooKeeper (ttl) and the leader znode goes away;
+        # the standbys follow the failsafe leader.
+        wait_for(lambda: c.leader_name(timeout=2) is None, timeout=TTL + 20, interval=0.5,
+                 description="the leader znode gone after the primary's session expired", state=c.diagnostics)
+        time.sleep(LOOP_WAIT)
+        restarted.restart_postgres()
+        time.sleep(2 * TTL)
+        leader_during = c.leader_name(timeout=2)
+        primary.host.heal()
+        c.wait_healthy(timeout=120)
+        time.sleep(LOOP_WAIT)
+    print("failsafe restart: leader znode during the cut %r; nodes answering /primary %s; %d acks on %s after "
+          "the cut" % (leader_during, sorted(mon.answered_200()), len(sb.acks_after(primary, t_cut)), primary.name))
+    sb.check()
