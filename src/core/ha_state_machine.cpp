@@ -402,6 +402,10 @@ Decision decide(const Observation &obs) {
                     ") does not belong to the cluster (system identifier " + *c.initialize + "); taking no action";
         return d;
     }
+    if (!obs.name_conflict.empty()) {
+        d.message = obs.name_conflict;
+        return d;
+    }
     if (!c.initialize && primary_like && obs.running && !obs.local.system_identifier.empty())
         d.actions.push_back(act(ActionKind::WriteInitialize));
 

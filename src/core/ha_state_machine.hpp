@@ -59,6 +59,11 @@ struct Observation {
     bool failover_due = true;
     // Seconds this standby's WAL receiver has not been streaming (0 = it is).
     int not_streaming_s = 0;
+    // Another live node runs under our name (it owns our member znode, or a
+    // leader znode naming us): "" when not, else the message. Such a node
+    // takes no action at all: deleting "our" stale lock would be deleting the
+    // real member's.
+    std::string name_conflict;
 };
 
 enum class ActionKind {

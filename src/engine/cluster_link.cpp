@@ -67,6 +67,7 @@ bool ClusterLink::load_session(ZkCredentials &c, int &timeout_ms) const {
 void ClusterLink::save_session() {
     ZkCredentials c = zk_.credentials();
     if (!c.valid() || c.session_id == saved_session_) return;
+    our_sessions_.insert(c.session_id);
     const std::string file = s_.session_file(), tmp = file + ".tmp";
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) return;
@@ -76,6 +77,25 @@ void ClusterLink::save_session() {
     ::fsync(fd);
     ::close(fd);
     if (ok && std::rename(tmp.c_str(), file.c_str()) == 0) saved_session_ = c.session_id;
+}
+
+std::string ClusterLink::name_conflict() const {
+    auto foreign = [this](std::int64_t owner) {
+        return owner != 0 && owner != zk_.session_id() && !our_sessions_.count(owner);
+    };
+    std::int64_t owner = 0;
+    std::string what;
+    if (const Member *m = view_.member(s_.node_name); m && foreign(m->session)) {
+        owner = m->session;
+        what = "members/" + s_.node_name;
+    } else if (view_.leader && *view_.leader == s_.node_name && foreign(view_.leader_owner)) {
+        owner = view_.leader_owner;
+        what = "the leader znode naming " + s_.node_name;
+    }
+    if (owner == 0) return "";
+    return "another node runs as member \"" + s_.node_name + "\" (ZooKeeper session 0x" + hex_id(owner) + " owns " +
+           what + "): this node takes no action under the same name; give it another pg_ha.name or stop the other "
+           "node (after a restart of this node, its old session expires within ttl)";
 }
 
 void ClusterLink::reset_session(const std::string &why) {
@@ -98,6 +118,7 @@ void ClusterLink::ensure_session(std::int64_t now) {
     // restarted under a ttl other than the default keeps its lock).
     int timeout = requested_timeout_ms_;
     bool resume = load_session(creds, timeout);
+    if (resume) our_sessions_.insert(creds.session_id);
     if (resume) requested_timeout_ms_ = timeout;
     else if (view_.config_present) requested_timeout_ms_ = view_.config.ttl * 1000;
     std::string err;

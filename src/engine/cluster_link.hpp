@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "core/cluster.hpp"
@@ -56,6 +57,10 @@ class ClusterLink {
     // session timeout the server negotiated. 0/0 without an open session.
     std::int64_t last_confirmed_send_ms() const;
     int negotiated_timeout_ms() const;
+    // Review F8 item 8: another live session (not ours now, not one of ours
+    // before a restart) owns members/<our name>, or the leader znode that
+    // names us: another node runs under our name. "" when not; else why.
+    std::string name_conflict() const;
     // Whether the leader znode in the view belongs to our current session.
     bool owns_leader_znode() const;
 
@@ -100,6 +105,7 @@ class ClusterLink {
     std::int64_t retry_ms_ = 0;
     bool base_ensured_ = false, base_pending_ = false;
     std::int64_t saved_session_ = 0;
+    std::set<std::int64_t> our_sessions_;  // every session this member had (the session file's included)
     int requested_timeout_ms_ = 30000;
     std::string last_member_json_;
     std::int64_t last_member_session_ = 0;

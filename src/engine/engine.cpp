@@ -156,6 +156,7 @@ Observation Engine::observe(const LocalState &ls) {
     if (view.config.failsafe_mode) obs.failsafe_leader = leadership_.failsafe_box().active(now);
     if (!leadership_.is_leader()) obs.cannot_lead = leadership_.cannot_lead();
     obs.not_streaming_s = local_.not_streaming_s();
+    if (obs.dcs_ok) obs.name_conflict = link_.name_conflict();
     if (view.failover && !view.failover->scheduled_at.empty()) {
         std::int64_t when = 0;
         std::string err;
@@ -183,7 +184,7 @@ void Engine::decide_and_act() {
     role_ = d.role;
     leadership_.adopt(d, obs.dcs_ok);
     execute(d, obs);  // without ZooKeeper decide() asks for nothing but fencing
-    if (obs.dcs_ok) {
+    if (obs.dcs_ok && obs.name_conflict.empty()) {
         NodeView nv;
         nv.local = ls;
         nv.role = role_;

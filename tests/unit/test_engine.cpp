@@ -572,3 +572,25 @@ TEST(FailsafeBox, AcceptedBodyRoundTrip) {
                             "Accepted promise_ms=12x", "Accepted promise_ms=99999999999", "accepted promise_ms=5"})
         EXPECT_FALSE(parse_failsafe_accepted(bad, ms)) << bad;
 }
+
+// Issue 9 item 8: a second node started under an existing member's name takes
+// no action: it neither replaces the member znode nor deletes "its" lock.
+TEST_F(EngineTest, SecondNodeUnderAnExistingNameTakesNoAction) {
+    server.put(path("members/pg-1"), member_json("pg-1", "primary", 1000), 999);
+    server.put(path("leader"), "pg-1", 999);
+    server.live_sessions.insert(999);
+    const std::string before = server.get(path("members/pg-1"));
+    Node dup(server, clock, "pg-1", true, peers_behind(0));
+    for (int i = 0; i < 60; ++i) {
+        dup.step();
+        clock.now += 100;
+    }
+    EXPECT_EQ(server.owner(path("leader")), 999) << "the real member's lock stays";
+    EXPECT_EQ(server.owner(path("members/pg-1")), 999);
+    EXPECT_EQ(server.get(path("members/pg-1")), before);
+    EXPECT_FALSE(dup.last.is_leader);
+    EXPECT_TRUE(dup.logged("another node runs as member \"pg-1\"")) << ::testing::PrintToString(dup.logs);
+    // Once the other node's session is gone, this one proceeds normally.
+    server.expire(999);
+    EXPECT_TRUE(run({&dup}, [&] { return dup.last.is_leader; }, 200));
+}
