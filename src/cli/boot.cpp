@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -38,6 +39,16 @@ void connect_zk(ZkSession &zk, const NodeConfig &c, int timeout_ms) {
     if (!zk.open(c.zk_hosts, 30000, nullptr, err)) die(err);
     if (!zk_run_until(zk, [&] { return zk.connected(); }, timeout_ms))
         die("cannot connect to ZooKeeper at " + c.zk_hosts + " within " + std::to_string(timeout_ms / 1000) + " s");
+}
+
+// Like connect_zk, but false (and a closed session) when ZooKeeper does not
+// answer within timeout_ms.
+bool try_connect_zk(ZkSession &zk, const NodeConfig &c, int timeout_ms) {
+    std::string err;
+    if (!zk.open(c.zk_hosts, 30000, nullptr, err)) die(err);
+    if (zk_run_until(zk, [&] { return zk.connected(); }, timeout_ms)) return true;
+    zk.close();
+    return false;
 }
 
 bool read_view(ZkSession &zk, ClusterStore &store, ClusterView &view, std::string &error) {
@@ -356,7 +367,24 @@ int cmd_boot(NodeConfig c) {
     chmod(c.pgdata.c_str(), 0700);
     if (c.bindir.empty()) c.bindir = find_bindir(c.pgdata);
     ZkSession zk;
-    connect_zk(zk, c, c.timeout_s * 1000);
+    if (file_exists(c.pgdata + "/PG_VERSION") && !file_exists(c.pgdata + "/pg_ha.reinitialize")) {
+        // An existing data directory without ZooKeeper (a primary that fenced
+        // itself, a restart during an outage): never start as a primary, but
+        // serve reads as a standby (issue 9 item 9). The worker follows the
+        // leader, rewinding first if needed, once ZooKeeper answers.
+        const int wait_ms = std::min(c.timeout_s, 15) * 1000;
+        if (!try_connect_zk(zk, c, wait_ms)) {
+            info("cannot connect to ZooKeeper at " + c.zk_hosts + " within " + std::to_string(wait_ms / 1000) +
+                 " s: starting as a read-only standby (no writes; the worker follows the leader once ZooKeeper "
+                 "answers)");
+            write_managed_block(pgdata_of(c), c.config_path);
+            for (const char *f : {"/promote", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
+            write_file(c.pgdata + "/standby.signal", "");
+            return kExitOk;
+        }
+    } else {
+        connect_zk(zk, c, c.timeout_s * 1000);
+    }
     ClusterStore store(zk, c.ns, c.scope);
     int rc = zk_sync(zk, [&](ClusterStore::DoneCb cb) { store.ensure_base(cb); });
     if (rc != ZOK) die("cannot create the cluster's znodes under " + store.base() + ": " + ZkSession::error_text(rc));

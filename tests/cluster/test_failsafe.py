@@ -1,12 +1,13 @@
 """failsafe_mode without its holes (review F3): a leader nobody can confirm
 fences; a standby restarted while the leader runs on promises keeps its
-promise and does not take over. Timings: ttl 10 / loop_wait 2 /
+promise and does not take over. And a primary that fenced itself without
+ZooKeeper comes back as a read-only standby (issue 9 item 9). Timings: ttl 10 / loop_wait 2 /
 retry_timeout 2. Each test asserts with the split-brain checker."""
 import time
 
 from harness import wait_for
 from splitbrain import SplitBrainChecker
-from test_failover import FAST, LOOP_WAIT, TTL, check, start_cluster
+from test_failover import FAST, LOOP_WAIT, TTL, check, start_cluster, wait_new_leader, wait_streaming
 
 FAILSAFE = dict(FAST, failsafe_mode=True)
 
@@ -64,4 +65,49 @@ def test_failsafe_standby_restart_keeps_its_promise(make_cluster):
         time.sleep(LOOP_WAIT)
     print("failsafe restart: leader znode during the cut %r; nodes answering /primary %s; %d acks on %s after "
           "the cut" % (leader_during, sorted(mon.answered_200()), len(sb.acks_after(primary, t_cut)), primary.name))
+    sb.check()
+
+
+def test_fenced_primary_comes_back_read_only_and_follows(make_cluster):
+    """Issue 9 item 9: the primary is cut off from everything (the test
+    process still reaches it). It fences and shuts down; pg_hactl boot cannot
+    reach ZooKeeper, so it starts the data directory as a read-only standby:
+    reads are served, writes refused, /replica answers 200, while still cut
+    off. Healed, it follows (rewinding if needed) the new leader."""
+    c = start_cluster(make_cluster)
+    old = c.node("pg-1")
+    with SplitBrainChecker(c) as sb, c.leader_watch() as lw:
+        sb.wait_acks(old, 20)
+        t_cut = time.monotonic()
+        old.host.isolate("nft", allow_observer=True)
+        new, t_elect = wait_new_leader(c, lw, old, t_cut)
+
+        def read_only_standby():
+            try:
+                return old.sql_value("select pg_is_in_recovery()", timeout=3) is True
+            except Exception:  # noqa: BLE001 - down or starting
+                return False
+
+        wait_for(read_only_standby, timeout=90, interval=1,
+                 description="%s back as a read-only standby while cut off" % old.name, state=c.diagnostics)
+        t_back = time.monotonic()
+        rows = old.sql_value("select count(*) from pg_catalog.pg_class", timeout=5)
+        check(rows and rows > 0, "a read on the fenced node returned %r" % rows, c)
+        try:
+            old.sql("create table written_while_fenced(i int)", timeout=5)
+            wrote = True
+        except Exception as exc:  # noqa: BLE001
+            wrote = False
+            print("write on the fenced node refused: %s" % str(exc).strip()[:120])
+        check(not wrote, "the fenced node accepted a write", c)
+        status, _ = old.http("GET", "/replica")
+        check(status == 200, "/replica on the read-only fenced node answered %s" % status, c)
+        print("fenced primary: read-only standby %.1fs after the cut (new leader %s at %.1fs)"
+              % (t_back - t_cut, new.name, t_elect - t_cut))
+        old.host.heal()
+        t_heal = time.monotonic()
+        wait_streaming(c, old, new)
+        print("fenced primary: streaming from %s %.1fs after the heal" % (new.name, time.monotonic() - t_heal))
+        check(not sb.acks_after(old, t_elect), "%s acknowledged writes after the election" % old.name, c,
+              sb.summary)
     sb.check()
