@@ -4,6 +4,15 @@ leader's election, and are acknowledged commits lost?
 
     sudo PGHA_NET_ID=3 /usr/bin/python3 bench/hung_primary.py               # 3 trials, ttl 30/10/10
     sudo PGHA_NET_ID=3 /usr/bin/python3 bench/hung_primary.py --tight       # ttl 4/1/1, tickTime 500
+    sudo PGHA_NET_ID=3 /usr/bin/python3 bench/hung_primary.py --shape partition --trials 5 --ttl 10 ...
+    sudo PGHA_NET_ID=3 /usr/bin/python3 bench/hung_primary.py --shape zk-follower --trials 5 --ttl 10 ...
+
+Shapes (--shape): "freeze" (default; SIGSTOP as below), "partition" (the
+primary's host cut off from every other host by nftables; the bench process
+still reaches it, so the kept writer keeps trying), "zk-follower" (3-server
+ensemble; pg-1's session on a follower; {pg-1, that follower} cut off from
+{ZooKeeper leader, third server, standbys}: review F1; pg-1 is made the
+primary again before each trial).
 
 One cluster (tests/cluster/harness.py) reused across trials. Per trial:
 
@@ -38,6 +47,8 @@ import time
 import psycopg2
 
 import _cluster_bench as cb
+import harness  # noqa: E402  (tests/cluster is on sys.path through _cluster_bench)
+import test_zk_follower_partition as zkf  # noqa: E402
 
 TABLE_SQL = "create table if not exists hung_t(trial int, seq int, primary key (trial, seq))"
 
@@ -93,17 +104,48 @@ def znode_ctime_monotonic(c):
     return stat.ctime / 1000.0 - (time.time() - time.monotonic())
 
 
-def run_trial(c, lw, args, cfg, trial):
-    old = cb.wait_ready(c, timeout=240)
+class Fault:
+    """How a trial hurts the primary: apply(old) at the fault, undo() after
+    the new leader promoted."""
+
+    def __init__(self, shape, c, lay=None):
+        self.shape, self.c, self.lay = shape, c, lay
+        self.undo_fn = None
+
+    def pick_old(self):
+        if self.shape == "zk-follower":
+            old = zkf.make_pg1_primary(self.c)
+            zkf.check_layout(self.c, self.lay, old)
+            return old
+        return cb.wait_ready(self.c, timeout=240)
+
+    def apply(self, old):
+        if self.shape == "freeze":
+            pids = old.freeze()
+            self.undo_fn = lambda: old.thaw(pids)
+        elif self.shape == "partition":
+            old.host.isolate("nft", allow_observer=True)
+            self.undo_fn = old.host.heal
+        else:
+            zkf.cut(old, self.lay, [n for n in self.c.nodes if n is not old])
+            self.undo_fn = lambda: zkf.heal(old, self.lay)
+
+    def undo(self):
+        if self.undo_fn:
+            fn, self.undo_fn = self.undo_fn, None
+            fn()
+
+
+def run_trial(c, lw, args, cfg, trial, fault):
+    old = fault.pick_old()
     row = {"trial": trial, "old": old.name}
     other_offsets = {n.name: cb.log_size(n) for n in c.nodes}
     writer = KeptWriter(old, trial)
     writer.start()
-    pids = None
     try:
         cb.wait_for(lambda: len(writer.acks) >= 200, timeout=60, interval=0.1, description="kept writer committing")
         time.sleep(1.0)
-        pids = old.freeze()
+        fault.apply(old)
         t_freeze = time.monotonic()
         n_before = sum(1 for a in writer.acks if a[1] < t_freeze)
         elect_limit = cfg["ttl"] * 1.5 + 60
@@ -117,8 +159,7 @@ def run_trial(c, lw, args, cfg, trial):
         t_promoted = time.monotonic()
         time.sleep(1.0)
     finally:
-        if pids:
-            old.thaw(pids)
+        fault.undo()
     t_thaw = time.monotonic()
     third = [n for n in c.nodes if n not in (old, new)]
     other_offset = other_offsets[third[0].name] if third else 0
@@ -181,9 +222,35 @@ def run_trial(c, lw, args, cfg, trial):
     return row
 
 
+def start_zk_follower_cluster(cfg, zk, keep):
+    """3 ZooKeeper servers; pg-1 talks to one follower only, the others to
+    the leader and the third server (as tests/cluster/test_zk_follower_partition.py)."""
+    zk = dict(zk, zk_servers=3)
+    c = harness.Cluster(haproxy=False, keep_dir=keep, dynamic_config=cfg, **zk)
+    try:
+        c.setup()
+        c.start_zookeeper()
+        lay = zkf.Layout(c)
+        c.node("pg-1").extra_env["PGHA_ZOOKEEPER_HOSTS"] = zkf.zk_hosts([lay.follower])
+        for n in ("pg-2", "pg-3"):
+            c.node(n).extra_env["PGHA_ZOOKEEPER_HOSTS"] = zkf.zk_hosts(lay.majority_zk)
+        c.observe_zookeepers(lay.majority_zk)
+        c.start_nodes(["pg-1"])
+        c.wait_for_primary(timeout=240, nodes=["pg-1"])
+        c.start_nodes(["pg-2", "pg-3"])
+        c.wait_healthy(timeout=240)
+    except BaseException:
+        c.keep_dir = True
+        c.teardown()
+        raise
+    c.bench_layout = lay
+    return c
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--shape", choices=("freeze", "partition", "zk-follower"), default="freeze")
     ap.add_argument("--rejoin-timeout", type=float, default=300)
     cb.add_timing_args(ap)
     args = ap.parse_args()
@@ -192,14 +259,20 @@ def main():
 
     cb.log("hung primary bench: %d trials, dynamic config %s, ZooKeeper %s" % (args.trials, cfg, zk))
     cb.log(cb.environment_note())
-    c = cb.start_cluster(cfg, zk, haproxy=False, keep=args.keep)
+    lay = None
+    if args.shape == "zk-follower":
+        c = start_zk_follower_cluster(cfg, zk, args.keep)
+        lay = c.bench_layout
+    else:
+        c = cb.start_cluster(cfg, zk, haproxy=False, keep=args.keep)
+    fault = Fault(args.shape, c, lay)
     rows = []
     try:
         c.nodes[0].sql(TABLE_SQL)
         with c.leader_watch(interval=0.05) as lw:
             for trial in range(1, args.trials + 1):
                 try:
-                    row = run_trial(c, lw, args, cfg, trial)
+                    row = run_trial(c, lw, args, cfg, trial, fault)
                 except Exception as exc:  # noqa: BLE001
                     cb.log("trial %d failed: %s: %s" % (trial, type(exc).__name__, str(exc)[:3000]))
                     c.keep_dir = True
@@ -223,7 +296,7 @@ def main():
                            cb.fmt(row.get("other_replica")), row.get("other_diverged"), row.get("other_kind")))
             leaders = lw.values()
         print()
-        print("== hung primary (SIGSTOP postmaster + pg_ha worker, one kept writer): ttl %(ttl)s, loop_wait "
+        print("== shape %s: " % args.shape + "hung primary (one kept writer): ttl %(ttl)s, loop_wait "
               "%(loop_wait)s, retry_timeout %(retry_timeout)s" % cfg + ", ZooKeeper tickTime %d ms" % zk["tick_time"])
         cb.print_table(
             ["trial", "frozen", "deadline", "last ack", "elected", "acks after freeze", "after deadline",
@@ -232,10 +305,11 @@ def main():
               cb.fmt(r.get("elected_ctime") or r.get("elected"), nd=3), r.get("acks_after_freeze", "-"),
               r.get("acks_after_deadline", "-"), r.get("acks_after_election", r.get("error", "-")),
               r.get("lost", "-"), cb.fmt(r.get("rejoin")), cb.fmt(r.get("other_replica"))] for r in rows])
-        print("(times relative to the SIGSTOP; 'elected' = leader znode ctime)")
+        print("(times relative to the fault; 'elected' = leader znode ctime)")
         print("commits acknowledged after the new leader's election: %s" % sum(
             r.get("acks_after_election", 0) for r in rows))
         print("acknowledged commits lost: %s" % sum((r.get("lost") or 0) for r in rows))
+        print(cb.stats_line("fault -> old primary's last ack", [r.get("last_ack") for r in rows], nd=3))
         print(cb.stats_line("last ack - lease deadline", [r.get("last_vs_deadline") for r in rows], nd=3))
         print(cb.stats_line("new leader after the freeze", [r.get("elected_ctime") for r in rows], nd=3))
         print(cb.stats_line("rejoin after SIGCONT", [r.get("rejoin") for r in rows]))
