@@ -245,7 +245,8 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                                  ? "fencing: refusing connections and writes, shutting down to rejoin as a standby"
                                  : "fencing: " + a.target +
                                        " holds the leader lock; refusing writes and shutting down to rejoin as a standby");
-                    out_.fence_and_stop();
+                    if (a.target.empty()) out_.fence_and_stop_now();  // no ZooKeeper: see Outbox
+                    else out_.fence_and_stop();
                 }
                 break;
             case ActionKind::Follow:

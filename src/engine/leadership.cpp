@@ -217,7 +217,7 @@ void Leadership::on_session_expired(LocalRole role) {
     const ClusterView &v = link_.view();
     if (is_leader_ && role == LocalRole::Primary && failsafe_deadline_ <= now && !v.config.pause) {
         out_.log("the leader's ZooKeeper session expired: fencing and shutting down to rejoin as a standby");
-        out_.fence_and_stop();
+        out_.fence_and_stop_now();
     }
     if (failsafe_deadline_ <= now) is_leader_ = false;
 }

@@ -24,6 +24,10 @@ struct Outbox {
 
     void log(std::string line) { logs.push_back(std::move(line)); }
     void fence_and_stop() { fence = shutdown = true; }
+    // Without ZooKeeper: immediate shutdown, so walsenders stuck on standbys
+    // we cannot reach do not hold the postmaster (and the read-only restart)
+    // for wal_sender_timeout.
+    void fence_and_stop_now() { fence = shutdown = shutdown_immediate = true; }
     void hold_shutdown_until(std::int64_t ms) { shutdown_not_before_ms = std::max(shutdown_not_before_ms, ms); }
 };
 

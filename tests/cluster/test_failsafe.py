@@ -100,8 +100,10 @@ def test_fenced_primary_comes_back_read_only_and_follows(make_cluster):
             wrote = False
             print("write on the fenced node refused: %s" % str(exc).strip()[:120])
         check(not wrote, "the fenced node accepted a write", c)
-        status, _ = old.http("GET", "/replica")
-        check(status == 200, "/replica on the read-only fenced node answered %s" % status, c)
+        replica = wait_for(lambda: old.http("GET", "/replica")[0] == 200, timeout=15, interval=0.5,
+                           description="/replica 200 on the read-only fenced node",
+                           state=lambda: old.http("GET", "/replica"))
+        check(replica, "/replica on the read-only fenced node did not answer 200", c)
         print("fenced primary: read-only standby %.1fs after the cut (new leader %s at %.1fs)"
               % (t_back - t_cut, new.name, t_elect - t_cut))
         old.host.heal()
