@@ -101,10 +101,10 @@ in_root() {
 }
 
 # A copy of the tree without build output (this tree's objects are built
-# against the host's PostgreSQL).
+# against the host's PostgreSQL), updated in place so that make rebuilds only
+# what changed (tar keeps the modification times).
 sync_tree() {
     local dst="$root.src"
-    rm -rf "$dst"
     mkdir -p "$dst"
     tar -C "$tree" --exclude=./.cache --exclude=./.git --exclude=./build --exclude='*.o' --exclude='*.d' \
         --exclude='*.so' --exclude='*.bc' --exclude=./pg_hactl --exclude=./results --exclude=./log \

@@ -19,11 +19,12 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "scripts/test.sh must run as root (network namespaces, PostgreSQL as user postgres)" >&2; exit 2; }
 
 # The bounded cluster smoke: bootstrap, failover with pg_rewind, switchover,
-# re-pointing a standby (pg_ha.conf, the quoted replication password).
-SMOKE="tests/cluster/test_basic_ha.py::test_bootstrap_convergence
+# re-pointing a standby (pg_ha.auto.conf, the quoted replication password).
+SMOKE="tests/cluster/test_basic_ha.py::test_bootstrap_convergence[all_at_once]
 tests/cluster/test_failover.py::test_host_loss_failover_haproxy_and_rewind_rejoin
 tests/cluster/test_switchover.py::test_switchover_by_sql_with_a_writer
-tests/cluster/test_passwords.py"
+tests/cluster/test_passwords.py
+tests/cluster/test_pg_versions.py"
 
 mode=host major=""
 case "${1:-}" in

@@ -98,14 +98,14 @@ std::string rewind_outcome_text(const RewindResult &r, const std::string &leader
 
 // The pg_ha block in postgresql.conf (between its markers; the rest of the
 // file is the user's): shared_preload_libraries, replication settings and an
-// include of the node's settings file, then of pg_ha.conf (core/server_conf;
+// include of the node's settings file, then of pg_ha.auto.conf (core/server_conf;
 // idempotent: the block is replaced on every boot). Then move_auto_conf_keys.
 void write_managed_block(const PgData &pg, const std::string &settings_file);
-// pg_ha.conf (core/server_conf): replace or add `key = 'value'` lines. Throws.
+// pg_ha.auto.conf (core/server_conf): replace or add `key = 'value'` lines. Throws.
 void set_server_conf(const PgData &pg, const std::vector<std::pair<std::string, std::string>> &kv);
-// Moves the keys pg_ha owns (kServerConfKeys and whatever pg_ha.conf sets)
-// out of postgresql.auto.conf, which would override pg_ha.conf, into
-// pg_ha.conf (their values were the ones in effect). Throws.
+// Moves the keys pg_ha owns (kServerConfKeys and whatever pg_ha.auto.conf sets)
+// out of postgresql.auto.conf, which would override pg_ha.auto.conf, into
+// pg_ha.auto.conf (their values were the ones in effect). Throws.
 void move_auto_conf_keys(const PgData &pg);
 
 }  // namespace pgha::cli

@@ -18,11 +18,11 @@ namespace pgha {
 
 using ConfParams = std::vector<std::pair<std::string, std::string>>;
 
-inline constexpr const char *kServerConfFile = "pg_ha.conf";
+inline constexpr const char *kServerConfFile = "pg_ha.auto.conf";
 // What the include line in postgresql.conf names (relative to the data directory).
-inline constexpr const char *kServerConfInclude = "include_if_exists 'pg_ha.conf'";
+inline constexpr const char *kServerConfInclude = "include_if_exists 'pg_ha.auto.conf'";
 // The keys pg_hactl boot moves out of postgresql.auto.conf even before
-// pg_ha.conf names them.
+// pg_ha.auto.conf names them.
 inline constexpr const char *kServerConfKeys[] = {"primary_conninfo", "primary_slot_name",
                                                   "synchronous_standby_names"};
 

@@ -137,10 +137,10 @@ void LocalServer::ensure_slots(const std::vector<std::string> &names) {
 
 bool LocalServer::set_parameters(const std::vector<std::pair<std::string, std::string>> &params,
                                  std::string &error) {
-    // Persisted in pg_ha.conf in the data directory (core/server_conf), not
+    // Persisted in pg_ha.auto.conf in the data directory (core/server_conf), not
     // with ALTER SYSTEM, which PostgreSQL 17+ can forbid (allow_alter_system).
     if (!update_server_conf(s_.data_dir, params, error)) return false;
-    // Where each name is set last, as the server will read it: pg_ha.conf
+    // Where each name is set last, as the server will read it: pg_ha.auto.conf
     // must win. postgresql.auto.conf is read after every include, so a
     // setting left there by an older pg_ha or pg_basebackup -R is reset.
     std::string names = "{";
