@@ -89,6 +89,8 @@ create() {
 in_root() {
     unshare --mount --propagation private -- /bin/sh -euc '
         r=$1; shift
+        # "/" inside must be a mount point (ip netns exec remounts it rslave).
+        mount --bind "$r" "$r"
         mount -t proc proc "$r/proc"
         mount -t sysfs sysfs "$r/sys"
         mount --rbind /dev "$r/dev"
@@ -126,7 +128,8 @@ case "$cmd" in
         [ $# -gt 0 ] || usage
         env_pass=""
         for v in PGHA_CLUSTER PGHA_NET_ID PGHA_TEST_BASE PGHA_TEST_BOOTSTRAP_TIMEOUT PGHA_TEST_HEALTHY_TIMEOUT PYTEST_ADDOPTS; do
-            [ -z "${!v:-}" ] || env_pass="$env_pass $v=${!v}"
+            val=$(printenv "$v" || true)
+            [ -z "$val" ] || env_pass="$env_pass $v=$val"
         done
         PGROOT_ENV=$env_pass PGROOT_SRC=$(sync_tree) in_root /bin/sh -c 'cd /src/pg_ha && exec "$@"' sh "$@" ;;
     remove) rm -rf "$root" "$root.src" "$root.debootstrap.log" ;;

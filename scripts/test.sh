@@ -78,10 +78,12 @@ case "$mode" in
     inside)
         echo "== PostgreSQL $(pg_config --version) in $(. /etc/os-release && echo "$PRETTY_NAME")"
         sh scripts/build.sh
+        status=0
         echo "== SQL tests (pg_regress)"
-        bash scripts/regress.sh
+        bash scripts/regress.sh || status=$?
         echo "== cluster tests (pytest, ${PGHA_CLUSTER:-full})"
-        cluster "${PGHA_CLUSTER:-full}" ;;
+        cluster "${PGHA_CLUSTER:-full}" || status=$?
+        exit $status ;;
     matrix)
         # The roots are mostly downloads: build them while the host leg runs.
         mkdir -p .cache
