@@ -103,14 +103,22 @@ in_root() {
 }
 
 # A copy of the tree without build output (this tree's objects are built
-# against the host's PostgreSQL), updated in place so that make rebuilds only
-# what changed (tar keeps the modification times).
+# against the host's PostgreSQL). Updated in place so that make rebuilds only
+# what changed: a changed file is copied with a new modification time (a
+# preserved, older time could look older than an object built after it).
 sync_tree() {
-    local dst="$root.src"
-    mkdir -p "$dst"
+    local dst="$root.src" stage="$root.stage" f
+    rm -rf "$stage"
+    mkdir -p "$dst" "$stage"
     tar -C "$tree" --exclude=./.cache --exclude=./.git --exclude=./build --exclude='*.o' --exclude='*.d' \
         --exclude='*.so' --exclude='*.bc' --exclude=./pg_hactl --exclude=./results --exclude=./log \
-        --exclude=__pycache__ --exclude=./pg_ha_settings.list -cf - . | tar -C "$dst" -xf -
+        --exclude=__pycache__ --exclude=./pg_ha_settings.list -cf - . | tar -C "$stage" -xf -
+    (cd "$stage" && find . -type f) | while IFS= read -r f; do
+        cmp -s "$stage/$f" "$dst/$f" && continue
+        mkdir -p "$(dirname "$dst/$f")"
+        cp --preserve=mode "$stage/$f" "$dst/$f"
+    done
+    rm -rf "$stage"
     chown -R root:root "$dst"
     echo "$dst"
 }
