@@ -40,6 +40,10 @@ include $(PGXS)
 # C++-unfriendly warnings relaxed; the PG-free files (core, dcs, http,
 # watchdog, engine) are built strictly.
 src/pg/%.o: override CXXFLAGS += -Wno-register -Wno-sign-compare -Wno-unused-parameter
+# PostgreSQL 16+ passes its own -Wshadow=compatible-local through PGXS; the
+# src/pg files keep it, the PG-free files follow pg_ha's warning set (the same
+# as the CMake and pg_hactl builds, which never had it).
+$(filter-out src/pg/%,$(OBJS)): override CXXFLAGS := $(filter-out -Wshadow=compatible-local,$(CXXFLAGS))
 
 
 pg_ha_settings.list: src/core/settings.def

@@ -32,7 +32,7 @@ set -eu
 
 PGDATA="${PGDATA:-/var/lib/postgresql/data}"
 PGHA_CONFIG_FILE="${PGHA_CONFIG_FILE:-/var/lib/postgresql/pg_ha.conf}"
-PGBIN="${PGBIN:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}"
+PGBIN="${PGBIN:-$(pg_config --bindir 2>/dev/null || echo "/usr/lib/postgresql/${PG_MAJOR:-17}/bin")}"
 export PATH="$PGBIN:$PATH"
 
 if [ "$(id -u)" = 0 ]; then

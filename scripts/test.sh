@@ -1,22 +1,105 @@
 #!/bin/bash
 # The whole test suite: units (ctest), SQL (pg_regress), cluster (pytest, real
-# PostgreSQL + ZooKeeper + HAProxy in network namespaces). Run as root on Debian 12.
-#   scripts/test.sh            install dependencies, build, run everything
-#   SKIP_DEPS=1 scripts/test.sh   skip apt-get
+# PostgreSQL + ZooKeeper + HAProxy in network namespaces). Run as root on Debian.
+#   scripts/test.sh              the host's PostgreSQL (Debian 12: 15): install
+#                                dependencies, build, units, pg_regress, the
+#                                whole cluster suite
+#   scripts/test.sh --pg 17      inside a Debian 13 root file system with
+#                                PostgreSQL 17 (scripts/pgroot.sh, created when
+#                                missing): build, pg_regress, the whole cluster suite
+#   scripts/test.sh --pg 18      inside a Debian sid root with PostgreSQL 18:
+#                                build, pg_regress, the cluster smoke ($SMOKE)
+#   scripts/test.sh --matrix     15 on the host, then 17, then 18 (the roots are
+#                                created in the background while 15 runs)
+#   SKIP_DEPS=1                  skip apt-get on the host
+#   PGHA_CLUSTER=full|smoke|none overrides the cluster selection of a --pg leg
+# The units are PostgreSQL-free (core/no_postgres.hpp) and run on the host leg only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 [ "$(id -u)" = 0 ] || { echo "scripts/test.sh must run as root (network namespaces, PostgreSQL as user postgres)" >&2; exit 2; }
-[ "${SKIP_DEPS:-0}" = 1 ] || sh scripts/install-deps.sh
-sh scripts/build.sh
 
-echo "== unit tests (GoogleTest via ctest)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j2 >/dev/null
-(cd build && ctest --output-on-failure)
+# The bounded cluster smoke: bootstrap, failover with pg_rewind, switchover,
+# re-pointing a standby (pg_ha.auto.conf, the quoted replication password).
+SMOKE="tests/cluster/test_basic_ha.py::test_bootstrap_convergence[all_at_once]
+tests/cluster/test_failover.py::test_host_loss_failover_haproxy_and_rewind_rejoin
+tests/cluster/test_switchover.py::test_switchover_by_sql_with_a_writer
+tests/cluster/test_passwords.py
+tests/cluster/test_pg_versions.py"
 
-echo "== SQL tests (pg_regress)"
-bash scripts/regress.sh
+mode=host major=""
+case "${1:-}" in
+    "") ;;
+    --pg) [ -n "${2:-}" ] || { echo "scripts/test.sh: --pg needs a major (17, 18)" >&2; exit 2; }; mode=root major=$2 ;;
+    --matrix) mode=matrix ;;
+    --inside) mode=inside ;;  # internal: a --pg leg, already inside its root
+    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
 
-echo "== cluster tests (pytest)"
-/usr/bin/python3 -m pytest -v -p no:cacheprovider tests/cluster
+leg_time() { echo "== $1 took $(( $(date +%s) - $2 )) s"; }
+
+cluster() {  # full | smoke | none
+    case "$1" in
+        full) /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/cluster ;;
+        # shellcheck disable=SC2086
+        smoke) /usr/bin/python3 -m pytest -v -p no:cacheprovider $SMOKE ;;
+        none) echo "(cluster tests skipped)" ;;
+        *) echo "scripts/test.sh: PGHA_CLUSTER must be full, smoke or none" >&2; return 2 ;;
+    esac
+}
+
+case "$mode" in
+    host)
+        t0=$(date +%s)
+        [ "${SKIP_DEPS:-0}" = 1 ] || sh scripts/install-deps.sh
+        echo "== PostgreSQL $(pg_config --version) on the host"
+        sh scripts/build.sh
+
+        echo "== unit tests (GoogleTest via ctest)"
+        cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+        cmake --build build -j2 >/dev/null
+        (cd build && ctest --output-on-failure)
+
+        echo "== SQL tests (pg_regress)"
+        bash scripts/regress.sh
+
+        echo "== cluster tests (pytest)"
+        cluster "${PGHA_CLUSTER:-full}"
+        leg_time "host leg" "$t0" ;;
+    root)
+        t0=$(date +%s)
+        bash scripts/pgroot.sh create "$major"
+        leg_time "root file system for $major" "$t0"
+        t0=$(date +%s)
+        default=full
+        [ "$major" -lt 18 ] || default=smoke
+        PGHA_CLUSTER=${PGHA_CLUSTER:-$default} \
+            bash scripts/pgroot.sh run "$major" bash scripts/test.sh --inside
+        leg_time "PostgreSQL $major leg" "$t0" ;;
+    inside)
+        echo "== PostgreSQL $(pg_config --version) in $(. /etc/os-release && echo "$PRETTY_NAME")"
+        sh scripts/build.sh
+        status=0
+        echo "== SQL tests (pg_regress)"
+        bash scripts/regress.sh || status=$?
+        echo "== cluster tests (pytest, ${PGHA_CLUSTER:-full})"
+        cluster "${PGHA_CLUSTER:-full}" || status=$?
+        exit $status ;;
+    matrix)
+        # The roots are mostly downloads: build them while the host leg runs,
+        # then compile pg_ha in them at the lowest priority (one job), so the
+        # legs below only install and test.
+        mkdir -p .cache
+        ( for m in 17 18; do nice -n 19 bash scripts/pgroot.sh create $m || exit 1; done
+          for m in 17 18; do nice -n 19 bash scripts/pgroot.sh run $m nice -n 19 make -j1 >/dev/null || exit 1; done
+        ) >.cache/pgroot-create.log 2>&1 &
+        roots=$!
+        status=0
+        bash scripts/test.sh || status=$?
+        t0=$(date +%s)
+        wait "$roots" || { cat .cache/pgroot-create.log; exit 1; }
+        cat .cache/pgroot-create.log
+        leg_time "waiting for the root file systems" "$t0"
+        SKIP_DEPS=1 bash scripts/test.sh --pg 17 || status=$?
+        SKIP_DEPS=1 bash scripts/test.sh --pg 18 || status=$?
+        exit $status ;;
+esac

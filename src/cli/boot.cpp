@@ -129,8 +129,8 @@ void configure_follower(const NodeConfig &c, const Member &leader, bool use_slot
     std::string host;
     int port = 0;
     leader_address(leader, host, port);
-    set_auto_conf(pgdata_of(c), {{"primary_conninfo", primary_conninfo(c, host, port)},
-                                 {"primary_slot_name", use_slots ? slot_name_for_member(c.name) : ""}});
+    set_server_conf(pgdata_of(c), {{"primary_conninfo", primary_conninfo(c, host, port)},
+                                   {"primary_slot_name", use_slots ? slot_name_for_member(c.name) : ""}});
     write_file(c.pgdata + "/standby.signal", "");
     info("configured to follow " + leader.name + " at " + host + ":" + std::to_string(port));
 }
@@ -145,12 +145,12 @@ void remove_foreign_state(const NodeConfig &c) {
 std::string default_hba(const NodeConfig &c) {
     return "# written by pg_hactl boot\n"
            "local   all             all                                     peer\n"
-           "host    all             all             127.0.0.1/32            md5\n"
-           "host    all             all             ::1/128                 md5\n"
-           "host    replication     " + c.repl_user + "  0.0.0.0/0               md5\n"
-           "host    replication     " + c.repl_user + "  ::/0                    md5\n"
-           "host    all             all             0.0.0.0/0               md5\n"
-           "host    all             all             ::/0                    md5\n";
+           "host    all             all             127.0.0.1/32            scram-sha-256\n"
+           "host    all             all             ::1/128                 scram-sha-256\n"
+           "host    replication     " + c.repl_user + "  0.0.0.0/0               scram-sha-256\n"
+           "host    replication     " + c.repl_user + "  ::/0                    scram-sha-256\n"
+           "host    all             all             0.0.0.0/0               scram-sha-256\n"
+           "host    all             all             ::/0                    scram-sha-256\n";
 }
 
 void bootstrap_new_cluster(const NodeConfig &c) {

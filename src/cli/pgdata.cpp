@@ -34,15 +34,7 @@ std::string shell_quote(const std::string &s) {
 
 // PostgreSQL's configuration files unescape backslashes inside quoted
 // values (as ALTER SYSTEM writes them), so both ' and \ are doubled.
-std::string conf_quote(const std::string &s) {
-    std::string out = "'";
-    for (char c : s) {
-        if (c == '\'') out += "''";
-        else if (c == '\\') out += "\\\\";
-        else out += c;
-    }
-    return out + "'";
-}
+std::string conf_quote(const std::string &s) { return pgha::conf_quote(s); }
 
 std::string sql_ident(const std::string &s) {
     std::string out = "\"";
@@ -282,7 +274,7 @@ void initdb(const PgData &pg, const std::string &superuser, const std::string &p
     write_file(pwfile, password.empty() ? "postgres\n" : password + "\n");
     const std::string cmd = shell_quote(pg.program("initdb")) + " -D " + shell_quote(pg.dir) + " -U " +
                             shell_quote(superuser) + " --pwfile=" + shell_quote(pwfile) +
-                            " --encoding=UTF8 --locale=C.UTF-8 --data-checksums --auth-local=peer --auth-host=md5";
+                            " --encoding=UTF8 --locale=C.UTF-8 --data-checksums --auth-local=peer --auth-host=scram-sha-256";
     const int rc = run(cmd);
     std::remove(pwfile.c_str());
     if (rc != 0) fail(kExitFailed, "initdb failed (exit " + std::to_string(rc) + ")");
@@ -359,28 +351,36 @@ void write_managed_block(const PgData &pg, const std::string &settings_file) {
     block += "wal_level = replica\nhot_standby = on\nmax_wal_senders = 10\nmax_replication_slots = 10\n";
     block += "wal_log_hints = on\nwal_keep_size = '128MB'\nhot_standby_feedback = on\n";
     block += "include " + conf_quote(cfg) + "\n";
+    block += std::string(kServerConfInclude) + "\n";  // last: pg_ha's own parameters
     block += end;
     if (!text.empty() && text.back() != '\n') text += '\n';
     write_file(path, text + block);
+    move_auto_conf_keys(pg);
 }
 
-void set_auto_conf(const PgData &pg, const std::vector<std::pair<std::string, std::string>> &kv) {
-    const std::string path = pg.dir + "/postgresql.auto.conf";
-    std::istringstream in(file_exists(path) ? read_file(path) : "");
-    std::string line, out;
-    while (std::getline(in, line)) {
-        bool replaced = false;
-        for (const auto &[k, v] : kv) {
-            std::size_t i = 0;
-            while (i < line.size() && line[i] == ' ') ++i;
-            if (line.compare(i, k.size(), k) == 0 &&
-                (line.size() == i + k.size() || line[i + k.size()] == ' ' || line[i + k.size()] == '='))
-                replaced = true;
-        }
-        if (!replaced) out += line + "\n";
-    }
-    for (const auto &[k, v] : kv) out += k + " = " + conf_quote(v) + "\n";
-    write_file(path, out);
+void set_server_conf(const PgData &pg, const std::vector<std::pair<std::string, std::string>> &kv) {
+    std::string error;
+    if (!update_server_conf(pg.dir, kv, error)) fail(kExitFailed, error);
+}
+
+void move_auto_conf_keys(const PgData &pg) {
+    const std::string auto_conf = pg.dir + "/postgresql.auto.conf";
+    std::string text;
+    if (!read_text_file(auto_conf, text)) return;
+    std::vector<std::string> names(std::begin(kServerConfKeys), std::end(kServerConfKeys));
+    std::string ours;
+    if (read_text_file(pg.dir + "/" + kServerConfFile, ours))
+        for (const auto &kv : parse_conf(ours))
+            if (std::find(names.begin(), names.end(), kv.first) == names.end()) names.push_back(kv.first);
+    ConfParams moved;
+    const std::string rest = strip_conf_keys(text, names, moved);
+    if (moved.empty()) return;
+    // postgresql.auto.conf was read last, so its values were the ones in effect.
+    set_server_conf(pg, moved);
+    write_file(auto_conf, rest);
+    std::string list;
+    for (const auto &kv : moved) list += (list.empty() ? "" : ", ") + kv.first;
+    info("moved " + list + " from postgresql.auto.conf to " + kServerConfFile);
 }
 
 }  // namespace pgha::cli

@@ -12,6 +12,7 @@
 
 #include "core/lsn.hpp"
 
+#include "core/server_conf.hpp"
 #include "core/sql_literal.hpp"
 
 namespace pgha::cli {
@@ -64,7 +65,7 @@ Lsn local_wal_end(const PgData &pg, const std::map<std::string, std::string> &cd
 // cleanly, so that pg_rewind accepts it. Throws when recovery fails.
 void ensure_clean_shutdown(const PgData &pg);
 
-// initdb with pg_ha's options (UTF8, C.UTF-8, checksums, peer/md5). Throws.
+// initdb with pg_ha's options (UTF8, C.UTF-8, checksums, peer/scram-sha-256). Throws.
 void initdb(const PgData &pg, const std::string &superuser, const std::string &password);
 // Runs `sql` in single-user mode (no network, no pg_ha worker). Throws with
 // the server's output when it fails or reports an ERROR.
@@ -97,9 +98,14 @@ std::string rewind_outcome_text(const RewindResult &r, const std::string &leader
 
 // The pg_ha block in postgresql.conf (between its markers; the rest of the
 // file is the user's): shared_preload_libraries, replication settings and an
-// include of the node's settings file.
+// include of the node's settings file, then of pg_ha.auto.conf (core/server_conf;
+// idempotent: the block is replaced on every boot). Then move_auto_conf_keys.
 void write_managed_block(const PgData &pg, const std::string &settings_file);
-// postgresql.auto.conf: replace or add `key = 'value'` lines.
-void set_auto_conf(const PgData &pg, const std::vector<std::pair<std::string, std::string>> &kv);
+// pg_ha.auto.conf (core/server_conf): replace or add `key = 'value'` lines. Throws.
+void set_server_conf(const PgData &pg, const std::vector<std::pair<std::string, std::string>> &kv);
+// Moves the keys pg_ha owns (kServerConfKeys and whatever pg_ha.auto.conf sets)
+// out of postgresql.auto.conf, which would override pg_ha.auto.conf, into
+// pg_ha.auto.conf (their values were the ones in effect). Throws.
+void move_auto_conf_keys(const PgData &pg);
 
 }  // namespace pgha::cli

@@ -6,6 +6,7 @@
 
 #include "core/conninfo.hpp"
 #include "core/patroni_codec.hpp"
+#include "core/server_conf.hpp"
 #include "core/sql_literal.hpp"
 #include "engine/local_conn.hpp"
 
@@ -136,13 +137,45 @@ void LocalServer::ensure_slots(const std::vector<std::string> &names) {
 
 bool LocalServer::set_parameters(const std::vector<std::pair<std::string, std::string>> &params,
                                  std::string &error) {
-    for (const auto &p : params) {
-        // Names come from pg_ha's own code or are checked by the caller; a
-        // quoted identifier keeps anything else from reaching the parser.
-        if (!conn_->query("ALTER SYSTEM SET " + sql_identifier(p.first) + " = " + sql_literal(p.second))) {
-            error = "ALTER SYSTEM SET " + p.first + ": " + conn_->error();
+    // Persisted in pg_ha.auto.conf in the data directory (core/server_conf), not
+    // with ALTER SYSTEM, which PostgreSQL 17+ can forbid (allow_alter_system).
+    if (!update_server_conf(s_.data_dir, params, error)) return false;
+    // Where each name is set last, as the server will read it: pg_ha.auto.conf
+    // must win. postgresql.auto.conf is read after every include, so a
+    // setting left there by an older pg_ha or pg_basebackup -R is reset.
+    std::string names = "{";
+    for (std::size_t i = 0; i < params.size(); ++i) names += (i ? "," : "") + params[i].first;
+    names += "}";
+    auto r = conn_->query(
+        "SELECT DISTINCT ON (name) name, coalesce(sourcefile, '') FROM pg_catalog.pg_file_settings "
+        "WHERE name = ANY(lower($1::text)::text[]) ORDER BY name, seqno DESC",
+        {names});
+    if (!r) {
+        error = "reading pg_file_settings: " + conn_->error();
+        return false;
+    }
+    auto ends_with = [](const std::string &s, const std::string &tail) {
+        return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+    };
+    const std::string ours = std::string("/") + kServerConfFile;
+    if (r->empty() && !params.empty()) {
+        error = "postgresql.conf does not include " + std::string(kServerConfFile) + " (add `" + kServerConfInclude +
+                "` at its end; pg_hactl boot writes it)";
+        return false;
+    }
+    for (const auto &row : *r) {
+        if (row.size() < 2 || ends_with(row[1], ours)) continue;
+        if (!ends_with(row[1], "/postgresql.auto.conf")) {
+            error = row[0] + " is set in " + row[1] + " after " + kServerConfFile + ", which pg_ha writes; remove it there";
             return false;
         }
+        if (!conn_->query("ALTER SYSTEM RESET " + sql_identifier(row[0]))) {
+            error = "postgresql.auto.conf sets " + row[0] + ", which overrides " + kServerConfFile +
+                    ", and ALTER SYSTEM RESET failed (" + conn_->error() +
+                    "); remove the line (pg_hactl boot does so at the next start)";
+            return false;
+        }
+        out_.log("removed " + row[0] + " from postgresql.auto.conf (pg_ha keeps it in " + kServerConfFile + ")");
     }
     return reload(error);
 }

@@ -266,7 +266,9 @@ void ApiServer::serve(const httplib::Request &req, httplib::Response &res) noexc
         bool client_cert_verified = false;
         if (req.ssl)
             client_cert_verified =
-                SSL_get0_peer_certificate(req.ssl) != nullptr && SSL_get_verify_result(req.ssl) == X509_V_OK;
+                // const SSL* up to cpp-httplib 0.2x, an opaque TLS session pointer in 0.41 (Debian sid).
+                SSL_get0_peer_certificate(static_cast<const SSL *>(req.ssl)) != nullptr &&
+                SSL_get_verify_result(static_cast<const SSL *>(req.ssl)) == X509_V_OK;
         if (auto denied = check_access(access_, req.method, authorization, client_cert_verified)) {
             res.status = denied->status;
             if (denied->status == 401) res.set_header("WWW-Authenticate", kBasicAuthChallenge);

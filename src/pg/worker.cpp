@@ -33,6 +33,7 @@ extern "C" {
 #include "storage/spin.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 }
 
@@ -343,7 +344,12 @@ pg_ha_worker_main(Datum main_arg)
 		MemoryContext old = MemoryContextSwitchTo(loop_cxt);
 
 		pgha_engine_wait_spec(engine, &spec);
+#if PG_VERSION_NUM >= 170000
+		/* 17+: owned by a resource owner (none in this worker), memory from TopMemoryContext; freed below. */
+		set = CreateWaitEventSet(CurrentResourceOwner, 4);
+#else
 		set = CreateWaitEventSet(loop_cxt, 4);
+#endif
 		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		if (spec.zk_fd >= 0 && (spec.zk_read || spec.zk_write))

@@ -21,6 +21,10 @@ BOOTSTRAP_TIMEOUT = _env_float("PGHA_TEST_BOOTSTRAP_TIMEOUT", 180)
 HEALTHY_TIMEOUT = _env_float("PGHA_TEST_HEALTHY_TIMEOUT", 120)
 
 
+def pytest_report_header(config):
+    return "PostgreSQL under test: %s (PGHA_PG_BINDIR or pg_config), pg_ha.so: %s" % (harness.PG_BIN, harness.PG_HA_SO)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs_pg_ha: needs the installed extension and pg_hactl")
     config.addinivalue_line("markers", "slow: long-running scenario (soak, many restarts)")

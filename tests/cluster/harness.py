@@ -82,8 +82,19 @@ SUBNET_PREFIX = "10.47.%d." % NET_ID
 BRIDGE_IP = SUBNET_PREFIX + "1"
 PREFIXLEN = 24
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-PG_HA_SO = Path("/usr/lib/postgresql/15/lib/pg_ha.so")
+def _pg_config(what):
+    try:
+        return subprocess.run(["pg_config", "--" + what], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+# The PostgreSQL under test: $PGHA_PG_BINDIR (and $PGHA_PG_PKGLIBDIR), else
+# what pg_config says (scripts/test.sh --pg N runs the suite inside a root
+# file system whose pg_config is that major's).
+PG_BIN = Path(os.environ.get("PGHA_PG_BINDIR") or _pg_config("bindir") or "/nonexistent-pg_config-bindir")
+PG_HA_SO = Path(os.environ.get("PGHA_PG_PKGLIBDIR") or _pg_config("pkglibdir") or str(PG_BIN.parent / "lib")) / "pg_ha.so"
 PG_HACTL = Path("/usr/local/bin/pg_hactl")
 
 PG_PORT = 5432
