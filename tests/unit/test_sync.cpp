@@ -393,6 +393,8 @@ TEST(SyncPromotion, OnlyTheSyncStandbyTakesTheLockEvenWhenAnAsyncOneIsAhead) {
 
 TEST(SyncPromotion, DegradedKeyLetsNobodyButTheOldLeaderTakeOver) {
     auto o = standby_without_leader("pg-2");
+    o.cluster.members[1].xlog_location = 800;  // pg-3 behind: only the key holds pg-2 back
+    EXPECT_TRUE(decide(o).has(ActionKind::AcquireLeader));
     o.cluster.sync = SyncState{"pg-1", {}};
     EXPECT_FALSE(decide(o).has(ActionKind::AcquireLeader));
 }
