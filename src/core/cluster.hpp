@@ -91,6 +91,7 @@ struct ClusterView {
     std::int64_t config_version = -1;
     std::optional<std::string> initialize;  // system identifier, "" while bootstrap runs
     SyncState sync;
+    std::int64_t sync_version = -1;  // -1: no `sync` znode
     std::optional<FailoverRequest> failover;
     Lsn status_optime = 0;
     std::vector<HistoryEntry> history;

@@ -83,8 +83,10 @@ json DynamicConfig::to_json() const {
     j["retry_timeout"] = retry_timeout;
     j["maximum_lag_on_failover"] = maximum_lag_on_failover;
     j["master_start_timeout"] = master_start_timeout;
-    j["synchronous_mode"] = synchronous_mode;
+    j["synchronous_mode"] = synchronous_mode_quorum ? json("quorum") : json(synchronous_mode);
     j["synchronous_mode_strict"] = synchronous_mode_strict;
+    j["synchronous_node_count"] = synchronous_node_count;
+    j["maximum_lag_on_syncnode"] = maximum_lag_on_syncnode;
     j["failsafe_mode"] = failsafe_mode;
     j["use_pg_rewind"] = use_pg_rewind;
     j["use_slots"] = use_slots;
@@ -107,7 +109,14 @@ DynamicConfig DynamicConfig::from_json(const json &j, std::vector<std::string> &
     if (read_int(j, "maximum_lag_on_failover", 0, INT64_MAX, v, errors)) c.maximum_lag_on_failover = v;
     if (read_int(j, "master_start_timeout", 0, 86400, v, errors)) c.master_start_timeout = static_cast<int>(v);
     if (read_int(j, "primary_start_timeout", 0, 86400, v, errors)) c.master_start_timeout = static_cast<int>(v);
-    read_bool(j, "synchronous_mode", c.synchronous_mode, errors);
+    if (auto sm = j.find("synchronous_mode"); sm != j.end() && sm->is_string() && sm->get<std::string>() == "quorum") {
+        c.synchronous_mode = true;
+        c.synchronous_mode_quorum = true;
+    } else {
+        read_bool(j, "synchronous_mode", c.synchronous_mode, errors);
+    }
+    if (read_int(j, "synchronous_node_count", 1, 1024, v, errors)) c.synchronous_node_count = static_cast<int>(v);
+    if (read_int(j, "maximum_lag_on_syncnode", -1, INT64_MAX, v, errors)) c.maximum_lag_on_syncnode = v;
     read_bool(j, "synchronous_mode_strict", c.synchronous_mode_strict, errors);
     read_bool(j, "pause", c.pause, errors);
     read_bool(j, "failsafe_mode", c.failsafe_mode, errors);
@@ -133,6 +142,11 @@ std::vector<std::string> DynamicConfig::validate() const {
         errors.push_back("loop_wait + 2 * retry_timeout (" + std::to_string(loop_wait + 2 * retry_timeout) +
                          ") must not exceed ttl (" + std::to_string(ttl) + ")");
     if (maximum_lag_on_failover < 0) errors.push_back("maximum_lag_on_failover must not be negative");
+    if (synchronous_mode_quorum)
+        errors.push_back("synchronous_mode: \"quorum\" (quorum commit) is not supported by pg_ha yet; use \"on\"");
+    if (synchronous_mode_strict && !synchronous_mode)
+        errors.push_back("synchronous_mode_strict requires synchronous_mode (it is off)");
+    if (synchronous_node_count < 1) errors.push_back("synchronous_node_count must be at least 1");
     return errors;
 }
 

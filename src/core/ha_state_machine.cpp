@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/patroni_codec.hpp"
+#include "core/sync_rules.hpp"
 
 namespace pgha {
 
@@ -276,6 +277,8 @@ void decide_without_leader(const Observation &obs, Decision &d) {
                         d.message = "named as failover candidate but not running yet";
                     } else if (!obs.cannot_lead.empty()) {
                         d.message = "named as failover candidate but " + obs.cannot_lead;
+                    } else if (const std::string why = sync_ineligibility(c, obs.me); !why.empty()) {
+                        d.message = "named as failover candidate but " + why;
                     } else {
                         d.message = "taking the leader lock as the chosen candidate";
                         d.actions.push_back(act(ActionKind::AcquireLeader));
@@ -340,6 +343,7 @@ std::string failover_ineligibility(const Observation &obs, const Member &candida
             return candidate.name + " is not in the failsafe key's member list (failsafe_mode: the last leader "
                    "may still run on the promises of the members it listed)";
     }
+    if (std::string why = sync_ineligibility(c, candidate.name); !why.empty()) return why;
     Lsn pos;
     if (is_me) {
         if (obs.role != LocalRole::Standby || !obs.running) return candidate.name + " is not a running standby";
@@ -363,6 +367,9 @@ std::string failover_ineligibility(const Observation &obs, const Member &candida
     // Someone healthier? Only members that could win count.
     for (const auto &m : c.members) {
         if (m.name == candidate.name || m.tags.nofailover || m.state != "running" || m.role == "primary") continue;
+        // With synchronous mode an asynchronous member that received more WAL
+        // cannot win, so it does not hold the race up.
+        if (!sync_ineligibility(c, m.name).empty()) continue;
         if (m.name == obs.me && !is_me) continue;
         auto p = m.name == obs.me ? std::optional<Lsn>(obs.local.position()) : peer_position(obs, m);
         if (!p) continue;

@@ -291,6 +291,8 @@ json patroni_status_json(const NodeSnapshot &s) {
     if (s.paused()) r["pause"] = true;
     // pg_ha: the state machine's last decision, in words.
     if (!s.message.empty()) r["message"] = s.message;
+    // pg_ha: strict synchronous mode holds commits back, and why.
+    if (!s.sync_waiting.empty()) r["synchronous_mode_waiting"] = s.sync_waiting;
     return r;
 }
 

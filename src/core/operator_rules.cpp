@@ -1,4 +1,5 @@
 #include "core/operator_rules.hpp"
+#include "core/sync_rules.hpp"
 
 #include "core/timeutil.hpp"
 
@@ -51,7 +52,7 @@ std::string switchover_ineligibility(const ClusterView &c, const std::string &le
     if (m->tags.nofailover) return candidate + " is tagged nofailover";
     if (m->state != "running") return candidate + " is not running (state " + m->state + ")";
     if (m->role == "primary") return candidate + " runs as a primary";
-    return "";
+    return sync_ineligibility(c, candidate);
 }
 
 std::string best_switchover_candidate(const ClusterView &c, const std::string &leader) {
@@ -119,6 +120,8 @@ SwitchoverCheck check_switchover(const ClusterView &view, const SwitchoverReques
     if (m->tags.nofailover) return refuse(412, "failover is not possible: " + req.candidate + " is tagged nofailover");
     if (m->state != "running")
         return refuse(412, "failover is not possible: " + req.candidate + " is not running (state " + m->state + ")");
+    if (const std::string why = sync_ineligibility(view, req.candidate); !why.empty())
+        return refuse(412, "failover is not possible: " + why);
     return plan;
 }
 

@@ -27,6 +27,7 @@ struct NodeSnapshot {
     std::int64_t loop_steady_ms = 0;      // steady_clock ms when the HA loop last finished
     std::int64_t postmaster_start_time = 0;  // epoch seconds
     std::string message;                  // the state machine's last message
+    std::string sync_waiting;             // strict synchronous mode: why commits wait ("" = they do not)
     bool pending_restart = false;
     bool watchdog_failed = false;
     bool failsafe_active = false;  // leading without ZooKeeper on the members' promises

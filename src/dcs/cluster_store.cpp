@@ -63,6 +63,7 @@ void finish_pass(const std::shared_ptr<ReadPass> &p) {
     if (auto *s = take("sync")) {
         err.clear();
         v.sync = decode_sync(*s, err);
+        v.sync_version = p->stats["sync"].version;
         if (!err.empty()) v.warnings.push_back(err);
     }
     if (auto *s = take("failover")) {

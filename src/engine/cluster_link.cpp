@@ -260,6 +260,16 @@ void ClusterLink::write_config(const std::string &merged, std::function<void(int
     else store_.create("config", merged, false, finish);
 }
 
+void ClusterLink::write_sync(const SyncState &state, std::function<void(int)> done) {
+    auto finish = [this, done](int rc) {
+        read_requested_ = true;
+        done(rc);
+    };
+    const std::string data = encode_sync(state);
+    if (view_.sync_version >= 0) store_.set_versioned("sync", data, static_cast<int>(view_.sync_version), finish);
+    else store_.create("sync", data, false, finish);
+}
+
 void ClusterLink::touch_member(const Member &m) {
     std::string json = encode_member(m);
     const Member *cur = view_.member(m.name);

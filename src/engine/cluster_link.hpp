@@ -71,6 +71,8 @@ class ClusterLink {
     void clear_failover();
     // A validated, merged configuration, written against the version we read.
     void write_config(const std::string &merged_json, std::function<void(int status, const std::string &)> done);
+    // The `sync` key, written against the version we read (created when absent).
+    void write_sync(const SyncState &state, std::function<void(int)> done);
     // members/<name>; skipped when nothing changed.
     void touch_member(const Member &m);
 

@@ -45,6 +45,7 @@ Engine::Engine(const EngineSettings &s, EngineDeps deps)
       leadership_(s_, link_, out_, bg_, http_, clock_),
       desk_(s_, link_, local_, leadership_, out_, bg_, http_, clock_, waker_),
       handover_(s_.node_name, link_, local_, leadership_, out_, bg_, *bg_sql_, clock_),
+      sync_(s_.node_name, link_, local_, out_, clock_),
       publisher_(s_),
       management_(desk_.queue(), leadership_.failsafe_box(), clock_, wall_clock_) {
     const std::string kept = leadership_.failsafe_box().load(clock_(), wall_clock_());
@@ -184,6 +185,9 @@ void Engine::decide_and_act() {
     role_ = d.role;
     leadership_.adopt(d, obs.dcs_ok);
     execute(d, obs);  // without ZooKeeper decide() asks for nothing but fencing
+    sync_.tick(obs.dcs_ok && d.is_leader && obs.role == LocalRole::Primary && leadership_.lease_valid() &&
+                   local_.probe_ok() && !out_.fence && !handover_.active(),
+               ls);
     if (obs.dcs_ok && obs.name_conflict.empty()) {
         NodeView nv;
         nv.local = ls;
@@ -313,6 +317,7 @@ void Engine::publish(const LocalState &ls) {
     v.local = ls;
     v.role = role_;
     v.message = message_;
+    v.sync_waiting = sync_.waiting();
     v.is_leader = leadership_.is_leader();
     v.accepts_writes = v.is_leader && lease > now && local_.probe_ok() && !ls.in_recovery && !out_.fence;
     v.lease_remaining_ms = lease > now ? lease - now : 0;

@@ -10,6 +10,7 @@
 //   ManagementApi what HTTP threads may run                      management.*
 //   Publisher     snapshot, status JSON, member row              publisher.*
 //   Background    slow work off the loop                         background.*
+//   SyncKeeper    sync key + synchronous_standby_names (leader)  sync_keeper.*
 //
 // The decisions themselves come from the pure state machine
 // (core/ha_state_machine.*). The C boundary is engine_api.* .
@@ -35,6 +36,7 @@
 #include "engine/management.hpp"
 #include "engine/outbox.hpp"
 #include "engine/publisher.hpp"
+#include "engine/sync_keeper.hpp"
 #include "http/api_server.hpp"
 
 namespace pgha {
@@ -113,6 +115,7 @@ class Engine {
     Leadership leadership_;
     CommandDesk desk_;
     Handover handover_;
+    SyncKeeper sync_;
     Publisher publisher_;
     ManagementApi management_;
     std::unique_ptr<ApiServer> api_;

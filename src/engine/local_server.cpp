@@ -180,6 +180,13 @@ bool LocalServer::set_parameters(const std::vector<std::pair<std::string, std::s
     return reload(error);
 }
 
+bool LocalServer::current_setting(const std::string &name, std::string &value) {
+    auto r = conn_->query("SELECT pg_catalog.current_setting($1)", {name});
+    if (!r || r->empty() || (*r)[0].empty()) return false;
+    value = (*r)[0][0];
+    return true;
+}
+
 bool LocalServer::reload(std::string &error) {
     if (conn_->query("SELECT pg_catalog.pg_reload_conf()")) return true;
     error = conn_->error();

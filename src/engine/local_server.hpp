@@ -64,6 +64,8 @@ class LocalServer {
     // configuration. False with `error` set when any of them failed.
     bool set_parameters(const std::vector<std::pair<std::string, std::string>> &params, std::string &error);
     void ensure_slots(const std::vector<std::string> &names);
+    // The value this session runs with (after a reload it may lag a moment behind).
+    bool current_setting(const std::string &name, std::string &value);
     bool reload(std::string &error);
     // Switchover steps.
     void terminate_clients(const std::vector<int> &except);

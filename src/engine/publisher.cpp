@@ -76,6 +76,7 @@ void Publisher::publish(const NodeView &v) {
     snap->loop_steady_ms = steady_now_ms();
     snap->postmaster_start_time = v.postmaster_start_time;
     snap->message = v.message;
+    snap->sync_waiting = v.sync_waiting;
     snap->watchdog_failed = v.watchdog_failed;
     snap->failsafe_active = v.failsafe_active;
     snap->pending_restart = v.pending_restart;
@@ -100,6 +101,7 @@ void Publisher::publish(const NodeView &v) {
                  {"pending_restart", v.pending_restart},
                  {"watchdog_failed", v.watchdog_failed},
                  {"message", v.message},
+                 {"sync_waiting", v.sync_waiting},
                  {"tags", s_.tags.to_json()},
                  {"api_url", snap->api_url},
                  {"conn_url", snap->conn_url}};

@@ -24,6 +24,7 @@ struct NodeView {
     LocalState local;
     PublishedRole role = PublishedRole::Uninitialized;
     std::string message;
+    std::string sync_waiting;  // strict synchronous mode: why commits wait ("" = they do not)
     bool is_leader = false;
     bool accepts_writes = false;
     std::int64_t lease_remaining_ms = 0;

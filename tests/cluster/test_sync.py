@@ -1,0 +1,215 @@
+"""Synchronous replication (issue 11; DESIGN.md §2.2; README "Synchronous replication").
+
+One module cluster: 3 nodes, pg-3 tagged nosync, dynamic config ttl 20 /
+loop_wait 2 / retry_timeout 2 and synchronous_mode on before the first node
+starts. The tests run in file order and share the cluster:
+
+1. the leader makes pg-2 synchronous within a loop of it streaming: the sync
+   key names it, pg_stat_replication says sync, /sync and /async answer, and
+   patronictl list shows "Sync Standby"; pg-3 (nosync) stays async;
+2. degrade: pg-2's host dies -> commits on pg-1 wait, then resume within the
+   documented delay (loop_wait grace + a loop or two); pg-2 back -> sync again;
+3. zero loss: a writer commits ids on the primary and records each
+   acknowledged one; the primary's host is killed (3 rounds); the new leader
+   is always the member the sync key named, and every acknowledged id is on it.
+"""
+import os
+import subprocess
+import threading
+import time
+
+import psycopg2
+import pytest
+
+import harness
+from conftest import BOOTSTRAP_TIMEOUT
+from harness import wait_for
+
+pytestmark = pytest.mark.needs_pg_ha
+
+TTL = 20
+LOOP_WAIT = 2
+RETRY_TIMEOUT = 2
+NOSYNC = "pg-3"
+# Grace for an unhealthy sync standby is loop_wait (README); then the key and
+# synchronous_standby_names are changed one loop apart; 2 cores. Below TTL:
+# the dead standby's member znode expires only after TTL (dropped then anyway).
+DEGRADE_BOUND = 3 * LOOP_WAIT + 6
+assert DEGRADE_BOUND < TTL
+FAILOVER_TIMEOUT = TTL + 5 * LOOP_WAIT + 20
+REJOIN_TIMEOUT = 150
+PATRONICTL = "/usr/bin/patronictl"
+KILLS = 3
+
+
+@pytest.fixture(scope="module")
+def cluster(request, require_pg_ha):
+    failures_before = request.session.testsfailed
+    c = harness.Cluster(node_settings={NOSYNC: "pg_ha.nosync = on"},
+                        dynamic_config={"ttl": TTL, "loop_wait": LOOP_WAIT, "retry_timeout": RETRY_TIMEOUT,
+                                        "synchronous_mode": True})
+    try:
+        c.start(nodes=False)
+        c.start_nodes(["pg-1"])
+        c.wait_for_primary(timeout=BOOTSTRAP_TIMEOUT, nodes=["pg-1"])
+        c.start_nodes(["pg-2", "pg-3"])
+        c.wait_healthy(timeout=BOOTSTRAP_TIMEOUT)
+        c.primary().sql("CREATE TABLE sync_t (id bigint PRIMARY KEY)")
+    except BaseException:
+        c.keep_dir = True
+        c.teardown()
+        raise
+    yield c
+    if request.session.testsfailed > failures_before:
+        c.keep_dir = True
+    c.teardown()
+
+
+def check(cond, msg, c, *extra):
+    if not cond:
+        parts = [msg] + [e() if callable(e) else str(e) for e in extra] + [c.diagnostics(60)]
+        raise AssertionError("\n".join(parts))
+
+
+def sync_key(c):
+    k = c.zk_json("sync")
+    if not isinstance(k, dict):
+        return None, []
+    names = [n for n in (k.get("sync_standby") or "").split(",") if n]
+    return k.get("leader"), names
+
+
+def sync_states(node):
+    """application_name -> sync_state on `node`'s pg_stat_replication."""
+    return dict(node.sql("SELECT application_name, sync_state FROM pg_stat_replication"))
+
+
+def wait_sync(c, leader, standby, timeout):
+    def ok():
+        return sync_key(c) == (leader.name, [standby.name]) and sync_states(leader).get(standby.name) == "sync"
+    wait_for(ok, timeout=timeout, interval=0.2, description="%s synchronous standby of %s" % (standby.name, leader.name),
+             state=lambda: "sync key %s, pg_stat_replication %s\n%s" % (sync_key(c), sync_states(leader),
+                                                                        c.diagnostics(40)))
+
+
+def patronictl_conf(c):
+    path = c.base_dir / "sync-patronictl.yml"
+    path.write_text("\n".join(["scope: %s" % c.scope, "namespace: %s/" % c.namespace, "zookeeper:",
+                               "  hosts: [%s]" % ", ".join("'%s'" % z.address for z in c.zookeepers), ""]))
+    return str(path)
+
+
+# --------------------------------------------------------------------------
+
+def test_sync_standby_within_one_loop(cluster):
+    c = cluster
+    p1, p2, p3 = c.node("pg-1"), c.node("pg-2"), c.node(NOSYNC)
+    # pg-2 streams (wait_healthy): the key and the server follow within a loop or two.
+    t0 = time.monotonic()
+    wait_sync(c, p1, p2, timeout=3 * LOOP_WAIT + 10)
+    print("sync standby after %.1fs" % (time.monotonic() - t0))
+    ssn = p1.sql_value("SHOW synchronous_standby_names")
+    check(ssn == '1 ("pg-2")', "synchronous_standby_names is %r" % ssn, c)
+    check(sync_states(p1).get(NOSYNC) == "async", "nosync %s is %s" % (NOSYNC, sync_states(p1)), c)
+    check(p2.http("GET", "/sync")[0] == 200, "/sync on pg-2 is not 200", c)
+    check(p2.http("GET", "/async")[0] == 503, "/async on pg-2 is not 503", c)
+    check(p3.http("GET", "/async")[0] == 200, "/async on pg-3 is not 200", c)
+    check(p3.http("GET", "/sync")[0] == 503, "/sync on pg-3 is not 503", c)
+    check(p1.http("GET", "/read-only-sync")[0] == 200, "/read-only-sync on the primary is not 200", c)
+    if os.path.exists(PATRONICTL):
+        out = subprocess.run([PATRONICTL, "-c", patronictl_conf(c), "list"], capture_output=True, text=True,
+                             timeout=60)
+        line = [ln for ln in out.stdout.splitlines() if " pg-2 " in ln]
+        check(line and "Sync Standby" in line[0], "patronictl list:\n%s\n%s" % (out.stdout, out.stderr), c)
+    # A switchover to the async member is refused with the reason.
+    status, body = p1.http("POST", "/switchover", body={"leader": "pg-1", "candidate": NOSYNC}, timeout=30)
+    check(status == 412 and "not a synchronous standby" in str(body),
+          "switchover to %s: %s %s" % (NOSYNC, status, body), c)
+
+
+def test_degrade_when_the_sync_standby_dies_and_recover(cluster):
+    c = cluster
+    p1, p2 = c.node("pg-1"), c.node("pg-2")
+    wait_sync(c, p1, p2, timeout=30)
+    p2.kill_host()
+    t_kill = time.monotonic()
+    conn = p1.connect()
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET statement_timeout = '60s'")
+            cur.execute("INSERT INTO sync_t VALUES (-1)")   # waits for pg-2 until the degrade
+    finally:
+        conn.close()
+    waited = time.monotonic() - t_kill
+    print("commit resumed %.1fs after the sync standby died" % waited)
+    check(waited <= DEGRADE_BOUND, "the commit waited %.1fs, more than %ds" % (waited, DEGRADE_BOUND), c)
+    check(waited >= LOOP_WAIT * 0.5, "the commit did not wait at all (%.1fs): was pg-2 synchronous?" % waited, c)
+    wait_for(lambda: sync_key(c) == ("pg-1", []), timeout=10, interval=0.2, description="sync key without standbys",
+             state=lambda: sync_key(c))
+    check(NOSYNC not in sync_key(c)[1] and sync_states(p1).get(NOSYNC) == "async",
+          "nosync %s became synchronous: %s %s" % (NOSYNC, sync_key(c), sync_states(p1)), c)
+    p2.start_host()
+    wait_sync(c, p1, p2, timeout=REJOIN_TIMEOUT)
+
+
+class AckWriter(threading.Thread):
+    """Commits increasing ids on one node (autocommit, new connection after an
+    error, until stopped) and records every acknowledged id."""
+
+    def __init__(self, node, start_id):
+        super().__init__(daemon=True, name="sync-writer")
+        self.node, self.next_id = node, start_id
+        self.acked = []
+        self.stop_event = threading.Event()
+
+    def run(self):
+        deadline = time.monotonic() + 300
+        conn = None
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            try:
+                if conn is None:
+                    conn = psycopg2.connect(host=self.node.ip, port=self.node.port, user=harness.SUPERUSER,
+                                            password=harness.SUPERUSER_PASSWORD, dbname="postgres",
+                                            connect_timeout=2)
+                    conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO sync_t VALUES (%s)", (self.next_id,))
+                self.acked.append(self.next_id)
+                self.next_id += 1
+            except psycopg2.Error:
+                conn = None
+                time.sleep(0.1)
+
+    def stop(self):
+        self.stop_event.set()
+        self.join(15)
+
+
+def test_zero_acknowledged_loss_over_host_kills(cluster):
+    c = cluster
+    next_id = 1
+    for round_no in range(KILLS):
+        old = c.wait_for_primary(timeout=60)
+        leader, standbys = sync_key(c)
+        if leader != old.name or not standbys:
+            others = [n for n in c.nodes if n is not old and n.name != NOSYNC]
+            wait_sync(c, old, others[0], timeout=REJOIN_TIMEOUT)
+            leader, standbys = sync_key(c)
+        w = AckWriter(old, next_id)
+        w.start()
+        wait_for(lambda: len(w.acked) >= 200, timeout=60, interval=0.2, description="200 acknowledged commits")
+        old.kill_host()
+        time.sleep(0.5)
+        w.stop()
+        next_id = w.next_id + 1000
+        new = wait_for(lambda: next((n for n in c.nodes if n is not old and n.is_primary()), None),
+                       timeout=FAILOVER_TIMEOUT, interval=0.2, description="a new primary", state=c.diagnostics)
+        check(new.name in standbys, "round %d: %s was promoted, the sync key named %s" % (round_no, new.name, standbys),
+              c)
+        got = {r[0] for r in new.sql("SELECT id FROM sync_t WHERE id = ANY(%s)", (w.acked,))}
+        lost = sorted(set(w.acked) - got)
+        print("round %d: %s -> %s, %d acknowledged, %d lost" % (round_no, old.name, new.name, len(w.acked), len(lost)))
+        check(not lost, "round %d: %d acknowledged ids missing on %s: %s" % (round_no, len(lost), new.name, lost[:10]), c)
+        old.start_host()
+        wait_sync(c, new, old, timeout=REJOIN_TIMEOUT)
