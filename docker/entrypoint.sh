@@ -26,8 +26,15 @@
 #     PGHA_CONNECT_ADDRESS [$PGHA_NAME:$PGHA_PORT]  PGHA_API_CONNECT_ADDRESS [$PGHA_NAME:8008]
 #     PGHA_SUPERUSER_PASSWORD [postgres]  PGHA_REPLICATION_PASSWORD [rep-pass]
 #     PGHA_REWIND_PASSWORD [rewind-pass]  PGHA_ADMIN_PASSWORD [admin]
-# PGHA_*PASSWORD* variables are removed from the environment once the file is
-# written, so postgres and its backends do not carry them.
+#   REST API access (README "REST API security"): unsafe methods (POST, PATCH, ...)
+#   are refused until one of these is set:
+#     PGHA_RESTAPI_USERNAME, PGHA_RESTAPI_PASSWORD   basic auth (Patroni's restapi.authentication)
+#     PGHA_RESTAPI_CERTFILE + PGHA_RESTAPI_VERIFY_CLIENT=required|optional   client certificates
+#     PGHA_RESTAPI_ALLOW_UNAUTHENTICATED=on          explicit opt-out (insecure; logged at start)
+#   PGHA_RESTAPI_ALLOWLIST (IPs/CIDRs), PGHA_RESTAPI_ALLOWLIST_INCLUDE_MEMBERS,
+#   PGHA_RESTAPI_ALLOW_HTTP_CREDENTIALS (members send credentials over plain http).
+# PGHA_*PASSWORD* variables (PGHA_RESTAPI_PASSWORD too) are removed from the
+# environment once the file is written, so postgres and its backends do not carry them.
 set -eu
 
 PGDATA="${PGDATA:-/var/lib/postgresql/data}"

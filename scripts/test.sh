@@ -59,6 +59,16 @@ case "$mode" in
         cmake --build build -j2 >/dev/null
         (cd build && ctest --output-on-failure)
 
+        if command -v clang++ >/dev/null 2>&1; then
+            echo "== fuzz targets (libFuzzer, bounded: 20000 runs each from tests/fuzz/corpus)"
+            cmake --build build --target fuzz >/dev/null
+            for t in health_api codecs; do
+                work=$(mktemp -d)   # new inputs go here, the corpus in the tree stays as it is
+                build/fuzz/fuzz_$t -runs=20000 -max_total_time=60 "$work" "tests/fuzz/corpus/$t"
+                rm -rf "$work"
+            done
+        fi
+
         echo "== SQL tests (pg_regress)"
         bash scripts/regress.sh
 

@@ -145,9 +145,10 @@ PeerRequest make_request(const OperatorSettings &s, const Member &m, const std::
     r.client_cert_file = s.rest_certfile;
     r.client_key_file = s.rest_keyfile;
     r.insecure = s.rest_insecure;
-    // Patroni asks for credentials on unsafe methods only; sending them on
-    // GET too is harmless and covers restapi auth_for_reads.
+    // The peer client sends them with unsafe methods only, and over plain
+    // http only with pg_ha.restapi_allow_http_credentials (api_url comes from ZooKeeper).
     if (!s.rest_username.empty()) r.basic_auth = s.rest_username + ":" + s.rest_password;
+    r.allow_http_credentials = s.rest_allow_http_credentials;
     return r;
 }
 
@@ -256,6 +257,7 @@ OperatorSettings load_operator_settings(const std::string &path) {
     s.rest_username = n.restapi_username;
     s.rest_password = n.restapi_password;
     s.rest_cafile = n.restapi_cafile;
+    s.rest_allow_http_credentials = n.restapi_allow_http_credentials;
     s.rest_certfile = f.get("pg_ha.ctl_certfile");
     s.rest_keyfile = f.get("pg_ha.ctl_keyfile");
     s.rest_insecure = f.get_bool("pg_ha.ctl_insecure", false);

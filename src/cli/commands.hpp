@@ -46,6 +46,7 @@ struct OperatorSettings {
     std::string rest_cafile;      // pg_ha.restapi_cafile: CA for https api_urls
     std::string rest_certfile;    // pg_ha.ctl_certfile: client certificate (verify_client)
     std::string rest_keyfile;     // pg_ha.ctl_keyfile
+    bool rest_allow_http_credentials = false;  // pg_ha.restapi_allow_http_credentials
     bool rest_insecure = false;   // pg_ha.ctl_insecure: do not verify the members' certificates
 };
 

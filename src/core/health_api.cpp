@@ -6,6 +6,9 @@
 #include "core/health_api.hpp"
 #include "core/json_text.hpp"
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -709,15 +712,125 @@ bool basic_auth_matches(std::string_view authorization, const std::string &usern
     }
 }
 
-std::optional<HttpReply> check_access(const ApiAccessPolicy &policy, const std::string &method,
-                                      const std::string *authorization, bool client_cert_verified) noexcept {
+std::optional<IpNetwork> parse_ip_network(std::string_view text) noexcept {
     try {
-        if (is_safe_method(method) && !policy.auth_for_reads) return std::nullopt;
-        // Patroni checks the client certificate before the credentials, and
-        // only for unsafe methods.
-        if (!is_safe_method(method) && policy.client_cert_required && !client_cert_verified)
+        IpNetwork n;
+        std::string addr(text);
+        int max_bits = 0;
+        std::string prefix;
+        const auto slash = addr.find('/');
+        if (slash != std::string::npos) {
+            prefix = addr.substr(slash + 1);
+            addr.resize(slash);
+            if (prefix.empty() || prefix.size() > 3 ||
+                !std::all_of(prefix.begin(), prefix.end(), [](char c) { return c >= '0' && c <= '9'; }))
+                return std::nullopt;
+        }
+        if (addr.find(':') != std::string::npos) {
+            if (inet_pton(AF_INET6, addr.c_str(), n.addr) != 1) return std::nullopt;
+            n.family = AF_INET6;
+            max_bits = 128;
+        } else {
+            if (inet_pton(AF_INET, addr.c_str(), n.addr) != 1) return std::nullopt;
+            n.family = AF_INET;
+            max_bits = 32;
+        }
+        n.prefix = prefix.empty() ? max_bits : std::stoi(prefix);
+        if (n.prefix < 0 || n.prefix > max_bits) return std::nullopt;
+        return n;
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
+bool parse_allowlist(const std::string &text, std::vector<IpNetwork> &out, std::string &error) {
+    out.clear();
+    std::string item;
+    auto flush = [&]() {
+        if (item.empty()) return true;
+        auto n = parse_ip_network(item);
+        if (!n) {
+            error = "\"" + item + "\" is not an IP address or network (e.g. 10.0.0.0/8, 192.0.2.7, ::1)";
+            return false;
+        }
+        out.push_back(*n);
+        item.clear();
+        return true;
+    };
+    for (char c : text) {
+        if (c == ',' || std::isspace(static_cast<unsigned char>(c))) {
+            if (!flush()) return false;
+        } else {
+            item += c;
+        }
+    }
+    return flush();
+}
+
+bool ip_in_network(const std::string &ip, const IpNetwork &net) noexcept {
+    unsigned char a[16] = {};
+    int family;
+    if (ip.find(':') != std::string::npos) {
+        if (inet_pton(AF_INET6, ip.c_str(), a) != 1) return false;
+        static const unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (std::equal(kMapped, kMapped + 12, a)) {  // ::ffff:a.b.c.d from a dual-stack socket
+            std::copy(a + 12, a + 16, a);
+            family = AF_INET;
+        } else {
+            family = AF_INET6;
+        }
+    } else {
+        if (inet_pton(AF_INET, ip.c_str(), a) != 1) return false;
+        family = AF_INET;
+    }
+    if (family != net.family) return false;
+    const int full = net.prefix / 8, rest = net.prefix % 8;
+    if (!std::equal(a, a + full, net.addr)) return false;
+    if (rest == 0) return true;
+    const unsigned char mask = static_cast<unsigned char>(0xff << (8 - rest));
+    return (a[full] & mask) == (net.addr[full] & mask);
+}
+
+std::vector<std::string> member_api_hosts(const NodeSnapshot &snap) {
+    std::vector<std::string> out;
+    for (const Member &m : snap.cluster.members) {
+        const auto scheme = m.api_url.find("://");
+        if (scheme == std::string::npos) continue;
+        std::string hostport = m.api_url.substr(scheme + 3);
+        hostport = hostport.substr(0, hostport.find('/'));
+        std::string host;
+        int port = 0;
+        if (parse_host_port(hostport, host, port) && !host.empty() &&
+            std::find(out.begin(), out.end(), host) == out.end())
+            out.push_back(host);
+    }
+    return out;
+}
+
+std::optional<HttpReply> check_access(const ApiAccessPolicy &policy, const std::string &method,
+                                      const std::string *authorization, bool client_cert_verified,
+                                      const std::string &remote_addr,
+                                      const std::vector<std::string> &member_addrs) noexcept {
+    try {
+        const bool safe = is_safe_method(method);
+        if (safe && !policy.auth_for_reads) return std::nullopt;
+        // Patroni: the allowlist first (unsafe methods only), then the client
+        // certificate, then the credentials.
+        if (!safe && (!policy.allowlist.empty() || policy.allowlist_include_members)) {
+            bool allowed = false;
+            for (const IpNetwork &n : policy.allowlist) allowed = allowed || ip_in_network(remote_addr, n);
+            if (policy.allowlist_include_members)
+                for (const std::string &m : member_addrs)
+                    if (auto n = parse_ip_network(m)) allowed = allowed || ip_in_network(remote_addr, *n);
+            if (!allowed) return HttpReply{403, "text/html", "Access is denied"};
+        }
+        if (!safe && policy.client_cert_required && !client_cert_verified)
             return HttpReply{403, "text/html", "client certificate required"};
-        if (policy.username.empty()) return std::nullopt;
+        if (policy.username.empty()) {
+            // pg_ha: closed by default (a verified certificate or the explicit opt-out opens it).
+            if (safe || policy.client_cert_required || policy.allow_unauthenticated) return std::nullopt;
+            return HttpReply{401, "text/html", kApiClosedMessage};
+        }
         if (!authorization) return HttpReply{401, "text/html", "no auth header received"};
         if (!basic_auth_matches(*authorization, policy.username, policy.password))
             return HttpReply{401, "text/html", "not authenticated"};
@@ -725,6 +838,12 @@ std::optional<HttpReply> check_access(const ApiAccessPolicy &policy, const std::
     } catch (...) {
         return HttpReply{500, std::string(), std::string()};  // deny on bad_alloc
     }
+}
+
+std::optional<HttpReply> check_access(const ApiAccessPolicy &policy, const std::string &method,
+                                      const std::string *authorization, bool client_cert_verified) noexcept {
+    static const std::string kUnknown;
+    return check_access(policy, method, authorization, client_cert_verified, kUnknown);
 }
 
 }  // namespace pgha

@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -56,8 +57,30 @@ using ManagementHook =
 HttpReply handle_request(const NodeSnapshot *snap, const HttpRequestView &req, std::int64_t now_steady_ms,
                          const ManagementHook &mgmt = ManagementHook()) noexcept;
 
+// One entry of Patroni's restapi.allowlist: an address ("192.0.2.7",
+// "2001:db8::1") or a network ("10.0.0.0/8", "fe80::/10").
+struct IpNetwork {
+    int family = 0;  // AF_INET or AF_INET6
+    unsigned char addr[16] = {};
+    int prefix = 0;  // bits
+};
+// nullopt for anything but an IPv4/IPv6 address with an optional /prefix in range.
+std::optional<IpNetwork> parse_ip_network(std::string_view text) noexcept;
+// A comma- or space-separated allowlist; false with `error` naming the bad entry.
+bool parse_allowlist(const std::string &text, std::vector<IpNetwork> &out, std::string &error);
+// `ip` is a textual address (IPv4-mapped IPv6 "::ffff:a.b.c.d" counts as IPv4).
+// false for anything unparsable.
+bool ip_in_network(const std::string &ip, const IpNetwork &net) noexcept;
+// The hosts of the members' api_url in a snapshot's cluster view (Patroni's
+// allowlist_include_members); names are resolved by the transport.
+std::vector<std::string> member_api_hosts(const NodeSnapshot &snap);
+
 // Access control for the REST API, as Patroni's RestApiServer.check_access
 // (which guards only its POST/PUT/PATCH/DELETE handlers).
+//
+// pg_ha: closed by default. Unsafe methods need credentials (username) or a
+// verified client certificate (client_cert_required); with neither configured
+// they are refused (401) unless allow_unauthenticated says otherwise.
 struct ApiAccessPolicy {
     // HTTP basic authentication (Patroni's restapi.authentication). Enabled
     // when username is not empty; an empty password is allowed.
@@ -69,6 +92,17 @@ struct ApiAccessPolicy {
     // Patroni: with restapi.verify_client "optional" or "required" over HTTPS,
     // unsafe methods without a verified client certificate get 403.
     bool client_cert_required = false;
+    // pg_ha.restapi_allow_unauthenticated: unsafe methods need nothing when
+    // neither credentials nor client certificates are configured.
+    bool allow_unauthenticated = false;
+    // Patroni's restapi.allowlist / allowlist_include_members: when either is
+    // set, unsafe methods from any other address get 403 "Access is denied"
+    // (checked first, in addition to the credentials).
+    std::vector<IpNetwork> allowlist;
+    bool allowlist_include_members = false;
+
+    // True when unsafe methods can be used at all without the opt-out.
+    bool protects_unsafe_methods() const { return !username.empty() || client_cert_required; }
 };
 
 // The challenge a 401 from check_access must carry in WWW-Authenticate.
@@ -98,8 +132,22 @@ bool basic_auth_matches(std::string_view authorization, const std::string &usern
 // Patroni words them; the transport adds WWW-Authenticate: kBasicAuthChallenge).
 //   authorization           the Authorization header, nullptr when absent
 //   client_cert_verified    the TLS peer presented a certificate that verified
+//   remote_addr             the client's address ("" = unknown: fails the allowlist)
+//   member_addrs            addresses of the members' api_url hosts (allowlist_include_members)
+std::optional<HttpReply> check_access(const ApiAccessPolicy &policy, const std::string &method,
+                                      const std::string *authorization, bool client_cert_verified,
+                                      const std::string &remote_addr,
+                                      const std::vector<std::string> &member_addrs = {}) noexcept;
+// The same without an allowlist context (remote address unknown).
 std::optional<HttpReply> check_access(const ApiAccessPolicy &policy, const std::string &method,
                                       const std::string *authorization, bool client_cert_verified) noexcept;
+
+// The body of the 401 for unsafe methods on a server without credentials,
+// client certificates or the opt-out.
+inline constexpr const char *kApiClosedMessage =
+    "unsafe methods are refused: the REST API has no credentials configured (set pg_ha.restapi_username and "
+    "pg_ha.restapi_password, or client certificates with pg_ha.restapi_verify_client, or explicitly "
+    "pg_ha.restapi_allow_unauthenticated = on)";
 
 // Building blocks, exposed for reuse (SQL ha_status(), pg_hactl) and tests.
 

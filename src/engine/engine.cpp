@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <string>
+#include <vector>
 
 #include "core/patroni_codec.hpp"
 #include "core/timeutil.hpp"
@@ -22,7 +24,32 @@ ApiServerOptions api_options(const EngineSettings &s) {
     o.keyfile_password = s.restapi_keyfile_password;
     o.cafile = s.restapi_cafile;
     o.verify_client = s.restapi_verify_client.empty() ? "none" : s.restapi_verify_client;
+    o.allow_unauthenticated = s.restapi_allow_unauthenticated;
+    o.allowlist = s.restapi_allowlist;
+    o.allowlist_include_members = s.restapi_allowlist_include_members;
     return o;
+}
+
+// What the operator should hear about the REST API's access control at start.
+std::vector<std::string> api_security_warnings(const EngineSettings &s) {
+    std::vector<std::string> w;
+    const bool certs = !s.restapi_certfile.empty() && (s.restapi_verify_client == "optional" ||
+                                                       s.restapi_verify_client == "required");
+    if (s.restapi_username.empty() && !s.restapi_password.empty())
+        w.push_back("WARNING: pg_ha.restapi_password is set but pg_ha.restapi_username is empty: no credentials are "
+                    "configured");
+    if (s.restapi_allow_unauthenticated && s.restapi_username.empty() && !certs)
+        w.push_back("WARNING: pg_ha.restapi_allow_unauthenticated = on: anyone who reaches " + s.api_listen +
+                    " may restart, reinitialize, fail over or reconfigure this node (POST/PATCH/PUT/DELETE without "
+                    "credentials)");
+    else if (s.restapi_username.empty() && !certs)
+        w.push_back("the REST API refuses unsafe methods (401): no pg_ha.restapi_username/restapi_password or client "
+                    "certificates are configured");
+    if (!s.restapi_username.empty() && s.restapi_certfile.empty() && !s.restapi_allow_http_credentials)
+        w.push_back("WARNING: REST API credentials are configured but this cluster speaks plain http: calls to other "
+                    "members that need them (failsafe heartbeats, forwarded restarts) are refused unless "
+                    "pg_ha.restapi_allow_http_credentials = on");
+    return w;
 }
 
 }  // namespace
@@ -92,6 +119,10 @@ void Engine::ensure_api(std::int64_t now) {
         api_served_seen_ = api_->requests_served();
         api_next_check_ms_ = now + 5000;
         out_.log("REST API listening on " + s_.api_listen);
+        if (!api_warned_) {
+            api_warned_ = true;
+            for (const std::string &w : api_security_warnings(s_)) out_.log(w);
+        }
     } else {
         out_.log("cannot start the REST API on " + s_.api_listen + ": " + err + "; retrying in 10 s");
         api_retry_ms_ = now + 10000;

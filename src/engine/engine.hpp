@@ -120,6 +120,7 @@ class Engine {
     ManagementApi management_;
     std::unique_ptr<ApiServer> api_;
     bool api_started_ = false;
+    bool api_warned_ = false;  // the REST API security warnings were logged
     std::int64_t api_retry_ms_ = 0;
     std::uint64_t api_served_seen_ = 0;
     std::int64_t api_next_check_ms_ = 0;

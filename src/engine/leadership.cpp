@@ -150,6 +150,7 @@ PeerRequest peer_request(const EngineSettings &s, const std::string &name, const
     r.method = method;
     // Credentials only with unsafe methods.
     if (method != "GET" && !s.restapi_username.empty()) r.basic_auth = s.restapi_username + ":" + s.restapi_password;
+    r.allow_http_credentials = s.restapi_allow_http_credentials;
     r.ca_file = s.restapi_cafile;
     return r;
 }

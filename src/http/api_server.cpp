@@ -4,7 +4,9 @@
 
 #include "core/cluster.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -17,6 +19,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <map>
+#include <vector>
 
 #include <httplib.h>
 #include <openssl/err.h>
@@ -195,9 +199,42 @@ ApiAccessPolicy access_policy(const ApiServerOptions &o) {
     p.username = o.auth_username;
     p.password = o.auth_password;
     p.auth_for_reads = o.auth_for_reads;
+    p.allow_unauthenticated = o.allow_unauthenticated;
+    p.allowlist_include_members = o.allowlist_include_members;
+    std::string ignored;  // start() reports it
+    if (!parse_allowlist(o.allowlist, p.allowlist, ignored)) {
+        p.allowlist.clear();
+        p.allowlist_include_members = true;  // fail closed: only members (start() refuses anyway)
+    }
     const int mode = verify_mode(o.verify_client);
     p.client_cert_required = !o.certfile.empty() && mode > 0 && (mode & SSL_VERIFY_PEER);
     return p;
+}
+
+// Patroni resolves the members' api_url hosts with getaddrinfo: literal
+// addresses as they are, names to every address they have.
+std::vector<std::string> resolve_hosts(const std::vector<std::string> &hosts) {
+    std::vector<std::string> out;
+    for (const std::string &h : hosts) {
+        if (parse_ip_network(h)) {
+            out.push_back(h);
+            continue;
+        }
+        addrinfo hints{};
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo *res = nullptr;
+        if (::getaddrinfo(h.c_str(), nullptr, &hints, &res) != 0) continue;
+        for (addrinfo *a = res; a; a = a->ai_next) {
+            char buf[INET6_ADDRSTRLEN] = {};
+            const void *src = a->ai_family == AF_INET
+                                  ? static_cast<const void *>(&reinterpret_cast<sockaddr_in *>(a->ai_addr)->sin_addr)
+                                  : static_cast<const void *>(&reinterpret_cast<sockaddr_in6 *>(a->ai_addr)->sin6_addr);
+            if ((a->ai_family == AF_INET || a->ai_family == AF_INET6) && ::inet_ntop(a->ai_family, src, buf, sizeof buf))
+                out.push_back(buf);
+        }
+        ::freeaddrinfo(res);
+    }
+    return out;
 }
 
 // The listening socket of any httplib::Server (SSLServer included) is a
@@ -238,7 +275,7 @@ ApiServer::~ApiServer() { stop(); }
 
 bool ApiServer::set_management_hook(ManagementHook hook) noexcept {
     std::lock_guard<std::mutex> lock(lifecycle_mu_);
-    if (server_) return false;  // handlers read mgmt_ without a lock
+    if (server_ || events_) return false;  // handlers read mgmt_ without a lock
     mgmt_ = std::move(hook);
     return true;
 }
@@ -251,65 +288,173 @@ bool ApiServer::parse_listen_address(const std::string &listen, std::string &hos
 }
 
 bool ApiServer::alive() const noexcept {
+    if (events_) return events_->alive();
     return port_.load(std::memory_order_relaxed) != 0 && !listener_done_.load(std::memory_order_acquire);
+}
+
+// One request as both transports hand it over.
+struct ApiServer::Incoming {
+    std::string method;
+    std::string path;
+    std::multimap<std::string, std::string> query;
+    std::string body;
+    const std::string *authorization = nullptr;  // nullptr: absent; "" when repeated (malformed)
+    bool client_cert_verified = false;
+    std::string remote_addr;
+};
+
+struct ApiServer::Outgoing {
+    HttpReply reply;
+    bool challenge = false;  // add WWW-Authenticate: kBasicAuthChallenge
+};
+
+ApiServer::Outgoing ApiServer::answer(const Incoming &in) noexcept {
+    Outgoing out;
+    try {
+        // Patroni's check_access, before anything else looks at the request.
+        std::vector<std::string> member_addrs;
+        if (access_.allowlist_include_members && !is_safe_method(in.method)) {
+            if (const SnapshotPtr snap = box_->get()) member_addrs = resolve_hosts(member_api_hosts(*snap));
+        }
+        if (auto denied = check_access(access_, in.method, in.authorization, in.client_cert_verified, in.remote_addr,
+                                       member_addrs)) {
+            out.challenge = denied->status == 401;
+            out.reply = std::move(*denied);
+            served_.fetch_add(1, std::memory_order_relaxed);
+            return out;
+        }
+        HttpRequestView view;
+        view.method = in.method;
+        view.path = in.path;
+        view.query = in.query;
+        if (is_body_method(in.method)) view.body = in.body;
+        const SnapshotPtr snap = box_->get();
+        out.reply = handle_request(snap.get(), view, steady_now_ms(), mgmt_);
+    } catch (...) {
+        out.reply = HttpReply{500, std::string(), std::string()};
+    }
+    served_.fetch_add(1, std::memory_order_relaxed);
+    return out;
 }
 
 void ApiServer::serve(const httplib::Request &req, httplib::Response &res) noexcept {
     try {
-        // Patroni's check_access, before anything else looks at the request.
-        const std::string *authorization = nullptr;
+        Incoming in;
+        in.method = req.method;
+        in.path = req.path;
+        in.query = std::multimap<std::string, std::string>(req.params.begin(), req.params.end());
+        if (is_body_method(req.method)) in.body = req.body;
         std::string auth_value;  // stays "" (malformed) when the header is repeated
         if (const std::size_t n = req.get_header_value_count("Authorization")) {
             if (n == 1) auth_value = req.get_header_value("Authorization");
-            authorization = &auth_value;
+            in.authorization = &auth_value;
         }
-        bool client_cert_verified = false;
         if (req.ssl)
-            client_cert_verified =
+            in.client_cert_verified =
                 // const SSL* up to cpp-httplib 0.2x, an opaque TLS session pointer in 0.41 (Debian sid).
                 SSL_get0_peer_certificate(static_cast<const SSL *>(req.ssl)) != nullptr &&
                 SSL_get_verify_result(static_cast<const SSL *>(req.ssl)) == X509_V_OK;
-        if (auto denied = check_access(access_, req.method, authorization, client_cert_verified)) {
-            res.status = denied->status;
-            if (denied->status == 401) res.set_header("WWW-Authenticate", kBasicAuthChallenge);
-            if (!denied->content_type.empty()) res.set_header("Content-Type", denied->content_type);
-            res.body = std::move(denied->body);
-            served_.fetch_add(1, std::memory_order_relaxed);
-            return;
-        }
-
-        HttpRequestView view;
-        view.method = req.method;
-        view.path = req.path;
-        view.query = req.params;
-        if (is_body_method(req.method)) view.body = req.body;
-        const SnapshotPtr snap = box_->get();
-        HttpReply reply = handle_request(snap.get(), view, steady_now_ms(), mgmt_);
-        res.status = reply.status;
-        if (!reply.content_type.empty()) res.set_header("Content-Type", reply.content_type);
-        res.body = std::move(reply.body);
+        in.remote_addr = req.remote_addr;
+        Outgoing out = answer(in);
+        res.status = out.reply.status;
+        if (out.challenge) res.set_header("WWW-Authenticate", kBasicAuthChallenge);
+        if (!out.reply.content_type.empty()) res.set_header("Content-Type", out.reply.content_type);
+        res.body = std::move(out.reply.body);
     } catch (...) {
         res.status = 500;
         res.body.clear();
     }
-    served_.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::size_t ApiServer::connections() const noexcept { return events_ ? events_->connections() : 0; }
+
+bool ApiServer::start_events(const std::string &host, int port, const std::string &listen, std::string &error) {
+    const ApiServerOptions &o = options_;
+    EventServerLimits l;
+    l.head_deadline_ms = o.head_deadline_ms > 0 ? o.head_deadline_ms : 1000;
+    l.request_deadline_ms = std::max(l.head_deadline_ms, o.read_timeout_s * 1000);
+    l.write_deadline_ms = std::max(1000, o.write_timeout_s * 1000);
+    l.keep_alive_idle_ms = std::max(0, o.keep_alive_timeout_s * 1000);
+    l.keep_alive_max_requests = static_cast<int>(std::min<std::size_t>(
+        std::max<std::size_t>(1, o.keep_alive_max_count), 1000000));
+    l.max_header_bytes = o.max_header_bytes;
+    l.max_headers = o.max_headers;
+    l.max_body_bytes = o.payload_max_bytes;
+    l.max_connections = o.max_connections;
+    l.slow_threads = o.management_threads;
+    l.slow_queue = o.management_queue;
+    auto handler = [this](const EventRequest &req) {
+        Incoming in;
+        in.method = req.method;
+        in.path = req.path;
+        in.query = req.query;
+        in.body = req.body;
+        std::string auth_value;
+        if (const std::size_t n = req.header_count("authorization")) {
+            if (n == 1) auth_value = *req.header("authorization");
+            in.authorization = &auth_value;
+        }
+        in.remote_addr = req.remote_addr;
+        Outgoing out = answer(in);
+        EventReply r;
+        r.status = out.reply.status;
+        r.content_type = std::move(out.reply.content_type);
+        r.body = std::move(out.reply.body);
+        if (out.challenge) r.headers.emplace_back("WWW-Authenticate", kBasicAuthChallenge);
+        return r;
+    };
+    // The management methods wait for the worker's loop: off the event loop.
+    auto slow = [](const EventRequest &req) { return !is_safe_method(req.method); };
+    auto events = std::make_unique<EventServer>(l, handler, slow);
+    if (!events->bind(host, port, o.listen_backlog, listen_socket_options, error)) {
+        error = "could not bind the HTTP API to " + listen + ": " + error;
+        return false;
+    }
+    {
+        ScopedSignalBlock block;  // the loop and the management threads never get a signal
+        if (!block.ok()) {
+            error = "could not block signals for the HTTP API threads";
+            return false;
+        }
+        if (!events->start(error)) return false;
+    }
+    port_.store(events->port());
+    events_ = std::move(events);
+    return true;
 }
 
 bool ApiServer::start(const std::string &listen, const SnapshotBox &box, std::string &error) noexcept {
     std::lock_guard<std::mutex> lock(lifecycle_mu_);
     try {
-        if (server_) {
+        if (server_ || events_) {
             error = "HTTP API already started on port " + std::to_string(port_.load());
             return false;
         }
         std::string host;
         int port = 0;
         if (!parse_listen_address(listen, host, port, error)) return false;
+        {
+            std::vector<IpNetwork> nets;
+            std::string why;
+            if (!parse_allowlist(options_.allowlist, nets, why)) {
+                error = "invalid restapi allowlist: " + why;
+                return false;
+            }
+        }
 
         box_ = &box;
         listener_done_.store(false);
         served_.store(0);
         const ApiServerOptions &o = options_;
+        if (o.certfile.empty()) {
+            if (verify_mode(o.verify_client) < 0) {
+                error = "invalid restapi verify_client \"" + o.verify_client + "\" (expected none, optional or required)";
+                return false;
+            }
+            if (start_events(host, port, listen, error)) return true;
+            box_ = nullptr;
+            return false;
+        }
         std::unique_ptr<Server> wrapper;
         if (o.certfile.empty()) {
             if (verify_mode(o.verify_client) < 0) {
@@ -442,6 +587,13 @@ bool ApiServer::start(const std::string &listen, const SnapshotBox &box, std::st
 
 void ApiServer::stop() noexcept {
     std::lock_guard<std::mutex> lock(lifecycle_mu_);
+    if (events_) {
+        events_->stop();
+        events_.reset();
+        port_.store(0);
+        box_ = nullptr;
+        return;
+    }
     if (!server_) return;
     try {
         // The accept loop may not have started yet; stop() before it would be lost.

@@ -1,5 +1,8 @@
-// The REST/health API server: cpp-httplib on its own threads, answering from
-// the newest published NodeSnapshot (core/health_api does the answering).
+// The REST/health API server, answering from the newest published
+// NodeSnapshot (core/health_api does the answering). Plain HTTP is served by
+// http/event_server (one event-loop thread for every connection, so slow or
+// idle clients cannot starve the health checks; a few threads for the
+// management methods); HTTPS by cpp-httplib's thread pool.
 //
 // Threads: one listener thread plus a fixed pool of connection threads, all
 // started with every signal blocked so SIGTERM/SIGHUP/SIGURG (latch) reach the
@@ -19,6 +22,7 @@
 
 #include "core/health_api.hpp"
 #include "core/snapshot.hpp"
+#include "http/event_server.hpp"
 
 namespace httplib {
 struct Request;
@@ -38,6 +42,16 @@ struct ApiServerOptions {
     int write_timeout_s = 5;
     std::size_t payload_max_bytes = 64 * 1024;  // larger request bodies get 413
     int listen_backlog = 128;                   // cpp-httplib's compiled-in default is 5
+    // Plain HTTP (http/event_server): per-request deadlines, header caps,
+    // keep-alive limits and the connection budget (keep_alive_max_count,
+    // keep_alive_timeout_s, read_timeout_s, write_timeout_s and
+    // payload_max_bytes above apply too).
+    int head_deadline_ms = 1000;          // whole request head, from accept or first byte
+    std::size_t max_header_bytes = 16 * 1024;
+    std::size_t max_headers = 64;
+    std::size_t max_connections = 256;    // open connections (fd budget); oldest idle/slow evicted
+    std::size_t management_threads = 2;   // requests with unsafe methods run here
+    std::size_t management_queue = 8;     // more waiting: 503
 
     // Patroni's restapi.authentication: HTTP basic auth, required (when
     // auth_username is not empty) for the unsafe methods POST/PUT/PATCH/DELETE
@@ -49,6 +63,14 @@ struct ApiServerOptions {
     // pg_ha: also require the credentials for GET/HEAD/OPTIONS. Off by default
     // (Patroni keeps reads open; HAProxy health checks send no credentials).
     bool auth_for_reads = false;
+    // pg_ha: without credentials or client certificates, unsafe methods get
+    // 401 unless this is set (pg_ha.restapi_allow_unauthenticated).
+    bool allow_unauthenticated = false;
+    // Patroni's restapi.allowlist (comma/space separated IPs and networks) and
+    // allowlist_include_members (the api_url hosts in the snapshot's cluster
+    // view, names resolved per unsafe request). Unparsable: start() fails.
+    std::string allowlist;
+    bool allowlist_include_members = false;
 
     // Patroni's restapi.certfile/keyfile/keyfile_password/cafile/ciphers/
     // verify_client. A non-empty certfile switches the server to HTTPS (TLS 1.2+).
@@ -105,15 +127,23 @@ class ApiServer {
     // core's parse_host_port in its Listen form, with a message naming `listen`.
     static bool parse_listen_address(const std::string &listen, std::string &host, int &port, std::string &error);
 
+    // Connections currently open on the plain-HTTP server (0 for HTTPS).
+    std::size_t connections() const noexcept;
+
   private:
     class Server;
+    struct Incoming;
+    struct Outgoing;
     void serve(const httplib::Request &req, httplib::Response &res) noexcept;
+    Outgoing answer(const Incoming &in) noexcept;
+    bool start_events(const std::string &host, int port, const std::string &listen, std::string &error);
 
     ApiServerOptions options_;
     ApiAccessPolicy access_;  // from options_; read by the connection threads
     ManagementHook mgmt_;
     const SnapshotBox *box_ = nullptr;
     std::unique_ptr<Server> server_;
+    std::unique_ptr<EventServer> events_;  // plain HTTP
     std::thread thread_;
     std::mutex lifecycle_mu_;  // serializes start()/stop()
     std::atomic<bool> listener_done_{false};

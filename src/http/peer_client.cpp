@@ -3,6 +3,7 @@
 #include "http/peer_client.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <climits>
 #include <cstring>
@@ -107,6 +108,16 @@ bool valid_method(const std::string &m) {
     });
 }
 
+// Credentials go with the unsafe methods only (POST, PUT, PATCH, DELETE):
+// GET/HEAD/OPTIONS are answered without them, so they need not travel.
+bool credentials_method(const std::string &m) { return m != "GET" && m != "HEAD" && m != "OPTIONS"; }
+
+bool is_https(const std::string &url) {
+    return url.size() >= 8 && std::equal(url.begin(), url.begin() + 8, "https://", [](char a, char b) {
+               return std::tolower(static_cast<unsigned char>(a)) == b;
+           });
+}
+
 bool has_control_chars(const std::string &s) {
     return std::any_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
 }
@@ -118,6 +129,10 @@ std::string setup_transfer(Transfer &t, const PeerRequest &req, long timeout_ms)
     if (has_control_chars(req.url)) return "invalid URL (control characters)";
     if (!valid_method(req.method)) return "invalid HTTP method \"" + req.method + "\"";
     if (has_control_chars(req.content_type)) return "invalid content type (control characters)";
+    const bool send_credentials = !req.basic_auth.empty() && credentials_method(req.method);
+    if (send_credentials && !req.allow_http_credentials && !is_https(req.url))
+        return "refusing to send REST API credentials over plain http to " + req.url +
+               " (serve the REST API over https, or set pg_ha.restapi_allow_http_credentials = on)";
 
     t.max_body = req.max_body_bytes;
     t.easy = curl_easy_init();
@@ -161,7 +176,7 @@ std::string setup_transfer(Transfer &t, const PeerRequest &req, long timeout_ms)
     if (!req.client_cert_file.empty()) set(CURLOPT_SSLCERT, req.client_cert_file.c_str());
     if (!req.client_key_file.empty()) set(CURLOPT_SSLKEY, req.client_key_file.c_str());
 
-    if (!req.basic_auth.empty()) {
+    if (send_credentials) {
         set(CURLOPT_HTTPAUTH, static_cast<long>(CURLAUTH_BASIC));
         set(CURLOPT_USERPWD, req.basic_auth.c_str());
     }

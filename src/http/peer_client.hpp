@@ -31,7 +31,12 @@ struct PeerRequest {
     std::string method = "GET";  // GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS
     std::string body;            // sent for every method but GET/HEAD/OPTIONS when non-empty, always for POST
     std::string content_type = "application/json";  // for a request with a body
-    std::string basic_auth;  // "user:pass" or "" (HTTP basic authentication)
+    // "user:pass" or "" (HTTP basic authentication). Sent only with unsafe
+    // methods (not GET/HEAD/OPTIONS), and only to an https URL unless
+    // allow_http_credentials: otherwise the request fails without any I/O
+    // (the URLs come from ZooKeeper, which anyone may have written).
+    std::string basic_auth;
+    bool allow_http_credentials = false;  // pg_ha.restapi_allow_http_credentials
     // https only. Peer verification (certificate chain and host name) is on
     // unless `insecure`; `ca_file` replaces the system CA bundle when set.
     bool insecure = false;

@@ -173,7 +173,13 @@ static void
 apply_outputs(const PgHaOutputs *out)
 {
 	for (const char *const *line = out->log_lines; line && *line; line++)
-		ereport(LOG, (errmsg("pg_ha: %s", *line)));
+	{
+		/* the engine marks operator warnings (e.g. an open REST API) with "WARNING: " */
+		if (strncmp(*line, "WARNING: ", 9) == 0)
+			ereport(WARNING, (errmsg("pg_ha: %s", *line + 9)));
+		else
+			ereport(LOG, (errmsg("pg_ha: %s", *line)));
+	}
 
 	if (out->fence)
 	{

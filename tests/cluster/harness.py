@@ -28,6 +28,7 @@ Typical use:
         primary.sql("create table t(x int)")
 """
 
+import base64
 import contextlib
 import csv
 import http.client
@@ -99,6 +100,18 @@ PG_HACTL = Path("/usr/local/bin/pg_hactl")
 
 PG_PORT = 5432
 API_PORT = 8008
+# The REST API refuses unsafe methods without credentials (issue 10): every
+# cluster's nodes get these (PGHA_RESTAPI_*; Cluster(restapi_auth=False) for
+# a default-configured, closed API), PgNode.http() sends them with unsafe
+# methods, and members may send them to each other over the test network's
+# plain http (pg_ha.restapi_allow_http_credentials).
+REST_USER = "pgha-test"
+REST_PASSWORD = "rest s3cret"
+
+
+def rest_auth_header(user=REST_USER, password=REST_PASSWORD):
+    """{"Authorization": "Basic ..."} for the harness's REST credentials."""
+    return {"Authorization": "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()}
 ZK_CLIENT_PORT = 2181
 HAPROXY_READ_PORT = 5432
 HAPROXY_WRITE_PORT = 5433
@@ -837,6 +850,9 @@ class PgNode:
         }
         if extra:
             env["PGHA_EXTRA_SETTINGS"] = extra
+        if self.cluster_env.get("restapi_auth", True):
+            env.update({"PGHA_RESTAPI_USERNAME": REST_USER, "PGHA_RESTAPI_PASSWORD": REST_PASSWORD,
+                        "PGHA_RESTAPI_ALLOW_HTTP_CREDENTIALS": "on"})
         env.update(self.cluster_env.get("env", {}))
         env.update(self.extra_env)
         return env
@@ -1050,9 +1066,14 @@ class PgNode:
         return True
 
     # -- REST API
-    def http(self, method, path, body=None, timeout=2.0, headers=None):
+    def http(self, method, path, body=None, timeout=2.0, headers=None, auth=True):
         """One request to the pg_ha REST API; returns (status, body text).
+        Unsafe methods carry the harness's credentials (auth=False: none)
+        unless `headers` has an Authorization of its own.
         Connection-level failures return (None, "<error>") instead of raising."""
+        if (auth and method not in ("GET", "HEAD", "OPTIONS") and self.cluster_env.get("restapi_auth", True)
+                and "Authorization" not in (headers or {})):
+            headers = dict(headers or {}, **rest_auth_header())
         conn = http.client.HTTPConnection(self.ip, self.api_port, timeout=timeout)
         try:
             if body is not None and not isinstance(body, (str, bytes)):
@@ -1283,7 +1304,7 @@ class Cluster:
                  tick_time=2000, min_session_timeout=1000, max_session_timeout=None,
                  extra_settings="", node_settings=None, node_env=None, env=None,
                  haproxy=True, base_dir=None, keep_dir=None, run_id=None, pg_hactl_dir=None,
-                 dynamic_config=None, watchdog=False):
+                 dynamic_config=None, watchdog=False, restapi_auth=True):
         """nodes: number of PostgreSQL nodes (pg-1..pg-N); zk_servers: 1 or 3;
         tick_time/min_session_timeout/max_session_timeout: ZooKeeper (ms);
         extra_settings: PGHA_EXTRA_SETTINGS lines for every node, node_settings:
@@ -1295,7 +1316,9 @@ class Cluster:
         format) by start_nodes() before the first node starts, e.g. {"ttl": 10,
         "loop_wait": 2, "retry_timeout": 2}; watchdog: give every node an
         emulated watchdog device (watchdog_emulator.py on a FIFO under the
-        node's directory, pg_ha.watchdog_mode = required)."""
+        node's directory, pg_ha.watchdog_mode = required); restapi_auth:
+        give every node the harness's REST credentials (REST_USER; False: the
+        API's defaults, i.e. unsafe methods refused)."""
         if zk_servers not in (1, 3):
             raise ValueError("zk_servers must be 1 (standalone) or 3 (ensemble)")
         self.run_id = run_id or "%s-%d-%04x" % (time.strftime("%Y%m%d-%H%M%S"), os.getpid(),
@@ -1315,6 +1338,7 @@ class Cluster:
             "zookeeper_hosts": ",".join("%s:%d" % (h.hostname, ZK_CLIENT_PORT) for h in self.zk_hosts),
             "extra_settings": extra_settings,
             "env": dict(env or {}),
+            "restapi_auth": bool(restapi_auth),
         }
         self.pg_hactl_dir = Path(pg_hactl_dir) if pg_hactl_dir else None
         if self.pg_hactl_dir:

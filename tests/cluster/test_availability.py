@@ -157,7 +157,8 @@ def hactl_conf(c):
             "pg_ha.namespace = '%s'" % c.namespace,
             "pg_ha.zookeeper_hosts = '%s'" % ",".join(z.address for z in c.zookeepers),
             "pg_ha.restapi_username = '%s'" % REST_USER,
-            "pg_ha.restapi_password = '%s'" % REST_PASSWORD, ""]))
+            "pg_ha.restapi_password = '%s'" % REST_PASSWORD,
+            "pg_ha.restapi_allow_http_credentials = on", ""]))   # the test network speaks plain http
     return str(path)
 
 

@@ -91,7 +91,8 @@ def write_settings(c, name, credentials):
              "pg_ha.namespace = '%s'" % c.namespace,
              "pg_ha.zookeeper_hosts = '%s'" % ",".join(z.address for z in c.zookeepers)]
     if credentials:
-        lines += ["pg_ha.restapi_username = '%s'" % REST_USER, "pg_ha.restapi_password = '%s'" % REST_PASSWORD]
+        lines += ["pg_ha.restapi_username = '%s'" % REST_USER, "pg_ha.restapi_password = '%s'" % REST_PASSWORD,
+                  "pg_ha.restapi_allow_http_credentials = on"]   # the test network speaks plain http
     path = c.base_dir / name
     path.write_text("\n".join(lines) + "\n")
     return str(path)

@@ -147,7 +147,7 @@ def make_pg1_primary(c):
         time.sleep(LOOP_WAIT + 1)           # the leader's view has them too
         body = json.dumps({"leader": p.name, "candidate": "pg-1"}).encode()
         req = urllib.request.Request("http://%s:8008/switchover" % p.ip, method="POST", data=body,
-                                     headers={"Content-Type": "application/json"})
+                                     headers=dict(harness.rest_auth_header(), **{"Content-Type": "application/json"}))
         try:
             with urllib.request.urlopen(req, timeout=70) as r:
                 st, text = r.status, r.read().decode()

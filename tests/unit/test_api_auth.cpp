@@ -25,6 +25,7 @@
 
 #include "core/health_api.hpp"
 #include "http/api_server.hpp"
+#include "http/peer_client.hpp"
 
 using namespace pgha;
 
@@ -202,10 +203,100 @@ TEST(ApiAuthCore, BasicAuthMatches) {
     EXPECT_FALSE(basic_auth_matches("Basic " + std::string(1 << 20, 'A'), "admin", "secret"));
 }
 
-TEST(ApiAuthCore, CheckAccessFollowsPatroni) {
+// issue 10: without credentials or client certificates the management API is
+// closed; only the explicit opt-out opens it.
+TEST(ApiAuthCore, UnsafeMethodsClosedByDefault) {
+    ApiAccessPolicy closed;
+    EXPECT_FALSE(closed.protects_unsafe_methods());
+    for (const char *m : {"GET", "HEAD", "OPTIONS"}) EXPECT_FALSE(check_access(closed, m, nullptr, false)) << m;
+    const std::string any = "Basic " + b64("admin:secret");
+    for (const char *m : {"POST", "PUT", "PATCH", "DELETE", "FOO"}) {
+        for (const std::string *auth : {static_cast<const std::string *>(nullptr), &any}) {
+            auto r = check_access(closed, m, auth, false);
+            ASSERT_TRUE(r) << m;
+            EXPECT_EQ(r->status, 401) << m;
+            EXPECT_EQ(r->body, kApiClosedMessage);
+        }
+        EXPECT_EQ(check_access(closed, m, nullptr, true)->status, 401) << "a certificate nobody asked for";
+    }
+    // a password without a user configures nothing
+    closed.password = "secret";
+    EXPECT_EQ(check_access(closed, "POST", &any, false)->status, 401);
+
     ApiAccessPolicy open;
+    open.allow_unauthenticated = true;
     for (const char *m : {"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
         EXPECT_FALSE(check_access(open, m, nullptr, false)) << m;
+    // the opt-out does not weaken configured credentials
+    open.username = "admin";
+    open.password = "pw";
+    EXPECT_EQ(check_access(open, "POST", nullptr, false)->status, 401);
+}
+
+TEST(ApiAuthCore, AllowlistAndMembers) {
+    auto n = parse_ip_network("10.1.0.0/16");
+    ASSERT_TRUE(n);
+    EXPECT_TRUE(ip_in_network("10.1.200.3", *n));
+    EXPECT_FALSE(ip_in_network("10.2.0.1", *n));
+    EXPECT_TRUE(ip_in_network("::ffff:10.1.0.9", *n));  // dual-stack socket
+    EXPECT_FALSE(ip_in_network("", *n));
+    EXPECT_FALSE(ip_in_network("not-an-ip", *n));
+    auto v6 = parse_ip_network("fe80::/10");
+    ASSERT_TRUE(v6);
+    EXPECT_TRUE(ip_in_network("fe80::1", *v6));
+    EXPECT_FALSE(ip_in_network("10.1.0.1", *v6));
+    auto one = parse_ip_network("192.0.2.7");
+    ASSERT_TRUE(one);
+    EXPECT_EQ(one->prefix, 32);
+    EXPECT_TRUE(ip_in_network("192.0.2.7", *one));
+    EXPECT_FALSE(ip_in_network("192.0.2.8", *one));
+    EXPECT_TRUE(ip_in_network("1.2.3.4", *parse_ip_network("0.0.0.0/0")));
+    for (const char *bad : {"", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/-1", "::/129", "host", "10.0.0.1/8x", "1.2.3"})
+        EXPECT_FALSE(parse_ip_network(bad)) << bad;
+
+    std::vector<IpNetwork> list;
+    std::string err;
+    EXPECT_TRUE(parse_allowlist(" 127.0.0.1, 10.0.0.0/8  ::1 ", list, err));
+    EXPECT_EQ(list.size(), 3u);
+    EXPECT_TRUE(parse_allowlist("", list, err));
+    EXPECT_TRUE(list.empty());
+    EXPECT_FALSE(parse_allowlist("127.0.0.1,pg-1", list, err));
+    EXPECT_NE(err.find("\"pg-1\""), std::string::npos) << err;
+
+    ApiAccessPolicy p;
+    p.username = "admin";
+    p.password = "secret";
+    const std::string good = "Basic " + b64("admin:secret");
+    ASSERT_TRUE(parse_allowlist("10.0.0.0/8", p.allowlist, err));
+    EXPECT_FALSE(check_access(p, "POST", &good, false, "10.9.9.9"));
+    auto r = check_access(p, "POST", &good, false, "192.168.1.1");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 403);
+    EXPECT_EQ(r->body, "Access is denied");
+    EXPECT_EQ(check_access(p, "POST", &good, false, "")->status, 403);  // unknown address: denied
+    EXPECT_EQ(check_access(p, "POST", &good, false)->status, 403);
+    EXPECT_FALSE(check_access(p, "GET", nullptr, false, "192.168.1.1"));  // reads are not restricted
+    EXPECT_EQ(check_access(p, "POST", nullptr, false, "10.9.9.9")->status, 401);  // allowlist adds, not replaces
+
+    p.allowlist_include_members = true;
+    EXPECT_EQ(check_access(p, "POST", &good, false, "192.168.1.1", {"192.168.1.2"})->status, 403);
+    EXPECT_FALSE(check_access(p, "POST", &good, false, "192.168.1.1", {"192.168.1.2", "192.168.1.1"}));
+    p.allowlist.clear();  // members only
+    EXPECT_FALSE(check_access(p, "POST", &good, false, "::ffff:192.168.1.1", {"192.168.1.1"}));
+    EXPECT_EQ(check_access(p, "POST", &good, false, "10.9.9.9", {"192.168.1.1"})->status, 403);
+    EXPECT_EQ(check_access(p, "POST", &good, false, "10.9.9.9", {"not-resolved"})->status, 403);
+
+    NodeSnapshot snap;
+    Member a, b, c, d;
+    a.api_url = "http://10.0.0.1:8008/patroni";
+    b.api_url = "https://[fd00::2]:8008/patroni";
+    c.api_url = "http://pg-3:8008/patroni";
+    d.api_url = "garbage";
+    snap.cluster.members = {a, b, c, d, a};
+    EXPECT_EQ(member_api_hosts(snap), (std::vector<std::string>{"10.0.0.1", "fd00::2", "pg-3"}));
+}
+
+TEST(ApiAuthCore, CheckAccessFollowsPatroni) {
 
     ApiAccessPolicy p;
     p.username = "admin";
@@ -749,4 +840,137 @@ TEST_F(ApiTlsTest, KeepAliveThroughputAndFreshHandshakes) {
     EXPECT_LT(fresh_ms, 10000);
     std::cout << "[ TLS      ] " << n << " keep-alive requests in " << keep_alive_ms << " ms; 100 new connections in "
               << fresh_ms << " ms" << std::endl;
+}
+
+// ---- issue 10: closed by default, opt-out, allowlist (real server) ----------------
+
+namespace {
+
+struct ClosedServer {
+    explicit ClosedServer(ApiServerOptions o) : server(std::move(o)) {
+        box.publish(make_node(true));
+        EXPECT_TRUE(server.set_management_hook(counter.hook()));
+        EXPECT_TRUE(server.start("127.0.0.1:0", box, error)) << error;
+    }
+    httplib::Client client() {
+        httplib::Client c("127.0.0.1", server.port());
+        c.set_connection_timeout(5, 0);
+        c.set_read_timeout(5, 0);
+        return c;
+    }
+    SnapshotBox box;
+    CountingHook counter;
+    ApiServer server;
+    std::string error;
+};
+
+}  // namespace
+
+TEST(ApiAuthDefaults, DefaultServerRefusesUnsafeMethods) {
+    ClosedServer s{ApiServerOptions()};
+    auto cli = s.client();
+    for (const char *path : {"/restart", "/switchover", "/reinitialize", "/failsafe"}) {
+        auto r = cli.Post(path, "{}", "application/json");
+        ASSERT_TRUE(r) << path;
+        EXPECT_EQ(r->status, 401) << path;
+        EXPECT_EQ(r->body, kApiClosedMessage);
+        EXPECT_EQ(r->get_header_value("WWW-Authenticate"), "Basic realm=\"pg_ha\"");
+    }
+    auto r = cli.Post("/restart");  // no body at all
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 401);
+    r = cli.Patch("/config", "{\"pause\":true}", "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 401);
+    r = cli.Delete("/switchover");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 401);
+    EXPECT_EQ(s.counter.calls->load(), 0) << "the management hook ran for an unauthenticated request";
+    r = cli.Get("/primary");  // reads stay open
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+}
+
+TEST(ApiAuthDefaults, ExplicitOptOutOpensThem) {
+    ApiServerOptions o;
+    o.allow_unauthenticated = true;
+    ClosedServer s{o};
+    auto r = s.client().Post("/restart", "{}", "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 202);
+    EXPECT_EQ(s.counter.calls->load(), 1);
+}
+
+TEST(ApiAuthDefaults, AllowlistDeniesOtherAddresses) {
+    ApiServerOptions o;
+    o.auth_username = "admin";
+    o.auth_password = "pw";
+    o.allowlist = "127.0.0.2, 10.0.0.0/8";  // the client is 127.0.0.1
+    {
+        ClosedServer s{o};
+        auto cli = s.client();
+        cli.set_basic_auth("admin", "pw");
+        auto r = cli.Post("/restart", "{}", "application/json");
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 403);
+        EXPECT_EQ(r->body, "Access is denied");
+        EXPECT_EQ(s.counter.calls->load(), 0);
+        r = cli.Get("/primary");
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 200);
+    }
+    o.allowlist = "127.0.0.0/8";
+    {
+        ClosedServer s{o};
+        auto cli = s.client();
+        cli.set_basic_auth("admin", "pw");
+        auto r = cli.Post("/restart", "{}", "application/json");
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 202);
+    }
+    o.allowlist = "127.0.0.1, pg-1";
+    ApiServer bad(o);
+    SnapshotBox box;
+    std::string error;
+    EXPECT_FALSE(bad.start("127.0.0.1:0", box, error));
+    EXPECT_NE(error.find("allowlist"), std::string::npos) << error;
+}
+
+// S9: the peer client sends credentials only with unsafe methods, and over
+// plain http only when allowed (the URL comes from ZooKeeper).
+TEST(ApiAuthPeerClient, CredentialsOnlyOnUnsafeMethodsAndNotOverPlainHttp) {
+    ApiServerOptions o;
+    o.auth_username = "admin";
+    o.auth_password = "pw";
+    o.auth_for_reads = true;  // a GET that carried the credentials would pass
+    ClosedServer s{o};
+    const std::string base = "http://127.0.0.1:" + std::to_string(s.server.port());
+
+    PeerRequest post;
+    post.url = base + "/restart";
+    post.method = "POST";
+    post.body = "{}";
+    post.basic_auth = "admin:pw";
+    auto r = http_parallel({post}, 3000);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_FALSE(r[0].ok);
+    EXPECT_NE(r[0].error.find("plain http"), std::string::npos) << r[0].error;
+    EXPECT_EQ(s.counter.calls->load(), 0);
+
+    post.allow_http_credentials = true;
+    r = http_parallel({post}, 3000);
+    ASSERT_TRUE(r[0].ok) << r[0].error;
+    EXPECT_EQ(r[0].status, 202);
+    EXPECT_EQ(s.counter.calls->load(), 1);
+
+    PeerRequest get;
+    get.url = base + "/patroni";
+    get.basic_auth = "admin:pw";
+    get.allow_http_credentials = true;
+    r = http_parallel({get}, 3000);
+    ASSERT_TRUE(r[0].ok) << r[0].error;
+    EXPECT_EQ(r[0].status, 401) << "credentials went out with a GET";
+    get.allow_http_credentials = false;  // a GET never needs them: no refusal either
+    r = http_parallel({get}, 3000);
+    ASSERT_TRUE(r[0].ok) << r[0].error;
 }

@@ -29,6 +29,14 @@ using nlohmann::json;
 
 namespace {
 
+// Management requests without credentials (these tests are about the
+// transport; test_api_auth.cpp covers the closed default).
+ApiServerOptions open_options() {
+    ApiServerOptions o;
+    o.allow_unauthenticated = true;
+    return o;
+}
+
 std::int64_t steady_ms() {
     using namespace std::chrono;
     return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
@@ -154,7 +162,7 @@ class ApiServerTest : public ::testing::Test {
         return c;
     }
     SnapshotBox box;
-    ApiServer server;
+    ApiServer server{open_options()};
 };
 
 }  // namespace
@@ -227,7 +235,10 @@ TEST_F(ApiServerTest, MalformedRequestsGet4xxAndTheServerKeepsServing) {
                                   std::string("BREW /coffee HTTP/1.1\r\n\r\n")}) {
         const std::string raw = raw_request(server.port(), bad);  // "" when closed without an answer
         const int st = status_of(raw);
-        EXPECT_TRUE((st >= 400 && st < 500) || raw.empty()) << "request " << bad << " got " << raw;
+        // an unknown method is well-formed: Patroni's 501; HTTP/9.9: 505
+        EXPECT_TRUE((st >= 400 && st < 500) || (st == 501 && bad.rfind("BREW", 0) == 0) ||
+                    (st == 505 && bad.find("HTTP/9.9") != std::string::npos) || raw.empty())
+            << "request " << bad << " got " << raw;
     }
     // header line beyond cpp-httplib's 8 KiB limit
     {
@@ -289,7 +300,7 @@ TEST(ApiServer, ManagementHookRunsOnThreadsWithAllSignalsBlocked) {
 
     SnapshotBox box;
     box.publish(make_primary());
-    ApiServer server;
+    ApiServer server{open_options()};
     std::atomic<int> checked{0};
     std::atomic<bool> all_blocked{true};
     const bool installed = server.set_management_hook([&](const NodeSnapshot *snap,

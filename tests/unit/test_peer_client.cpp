@@ -197,6 +197,7 @@ TEST_F(PeerClientTest, PostSendsBodyContentTypeAndBasicAuth) {
     r.method = "POST";
     r.body = R"({"name":"node1","conn_url":"postgres://10.0.0.1:5432/postgres"})";
     r.basic_auth = "patroni:s3:cret";  // the password may contain ':'
+    r.allow_http_credentials = true;   // plain http test server
     const auto replies = http_parallel({r}, 2000);
     ASSERT_EQ(replies.size(), 1u);
     EXPECT_TRUE(replies[0].ok) << replies[0].error;
