@@ -26,6 +26,9 @@
 #     PGHA_CONNECT_ADDRESS [$PGHA_NAME:$PGHA_PORT]  PGHA_API_CONNECT_ADDRESS [$PGHA_NAME:8008]
 #     PGHA_SUPERUSER_PASSWORD [postgres]  PGHA_REPLICATION_PASSWORD [rep-pass]
 #     PGHA_REWIND_PASSWORD [rewind-pass]  PGHA_ADMIN_PASSWORD [admin]
+#   ZooKeeper authentication (README, "ZooKeeper security"): PGHA_ZOOKEEPER_USER,
+#   PGHA_ZOOKEEPER_PASSWORD (removed like the other passwords, below) and
+#   PGHA_ZOOKEEPER_SET_ACLS; no defaults (unset: unauthenticated, the server warns).
 # PGHA_*PASSWORD* variables are removed from the environment once the file is
 # written, so postgres and its backends do not carry them.
 set -eu
