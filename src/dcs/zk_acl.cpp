@@ -76,7 +76,7 @@ bool parse_zk_acls(const std::string &text, std::vector<ZkAclEntry> &out, std::s
         const std::string entry = trim(text.substr(start, semi == std::string::npos ? std::string::npos : semi - start));
         start = semi == std::string::npos ? text.size() + 1 : semi + 1;
         if (entry.empty()) continue;
-        std::size_t sp = entry.find_last_of(" \t");
+        std::size_t sp = entry.find_first_of(" \t");  // the principal has no blanks
         if (sp == std::string::npos) {
             error = "\"" + entry + "\": expected \"<scheme:credential> <PERMISSION>[,<PERMISSION>...]\"";
             return false;

@@ -44,7 +44,8 @@ std::string zk_digest_id(const std::string &user, const std::string &password);
 // "READ", "read,write", "ALL"... -> permission bits; 0 with `error` on a bad word.
 int parse_zk_perms(const std::string &text, std::string &error);
 
-// pg_ha.zookeeper_set_acls: entries separated by ';', each "<principal> <PERM>[,<PERM>...]",
+// pg_ha.zookeeper_set_acls: entries separated by ';', each "<principal> <PERM>[,<PERM>...]"
+// (the principal has no blanks; the permissions may),
 // principal "scheme:credential" (no scheme: x509, as Patroni), e.g.
 //   "digest:monitor:Vg0aNDd3KX0Pl3ZSu4HTLpjOrBw= READ; ip:10.0.0.5 READ"
 bool parse_zk_acls(const std::string &text, std::vector<ZkAclEntry> &out, std::string &error);
