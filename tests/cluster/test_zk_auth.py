@@ -15,6 +15,7 @@ credentials in its settings file lists the cluster (and never prints the
 password), without them it fails; patronictl with Patroni's
 `zookeeper: {auth_data: {digest: "user:password"}}` lists the cluster; the
 password is neither in the postmaster's environment nor in the node logs;
+after a ZooKeeper restart the leader still writes (credentials re-sent);
 failover works with auth on (kill the primary's host, a replica takes over
 and its `leader` znode is closed too).
 
@@ -251,6 +252,22 @@ def test_password_not_in_environment_or_logs(cluster):
         check(b"ZooKeeper is unauthenticated" not in log, "%s warned about no auth" % n.name, c)
         shown = n.sql_value("SHOW pg_ha.zookeeper_password")
         check(shown == "********", "%s: SHOW pg_ha.zookeeper_password gave %r" % (n.name, shown), c)
+
+
+def test_zookeeper_restart_reauthenticates(cluster):
+    """The C client sends the credentials again when it reconnects: after a
+    ZooKeeper restart the leader still writes (status optime advances)."""
+    c = cluster
+    leader = c.node(c.leader_name())
+    before = c.status_optime()
+    check(before is not None, "no status optime", c)
+    c.zookeepers[0].restart()
+    leader.sql("create table if not exists zk_auth_probe(i int); insert into zk_auth_probe select generate_series(1, 1000)")
+    wait_for(lambda: (c.status_optime() or 0) > before, timeout=60, interval=0.5,
+             description="the leader to publish a newer optime after the ZooKeeper restart", state=c.diagnostics)
+    check(c.leader_name() == leader.name, "the leader changed over a ZooKeeper restart", c)
+    log = leader.log_path.read_text(errors="replace")
+    check("not authenticated" not in log.lower() and "NoAuth" not in log, "NoAuth in the leader's log", c)
 
 
 def test_failover_with_auth(cluster):
