@@ -57,7 +57,7 @@ pg_ha_settings.list: src/core/settings.def
 # pg_hactl gets the peers' REST client (libcurl), not the HTTP server, and
 # yaml-cpp for its YAML output. One flag list for all of its objects.
 HACTL_CXXFLAGS = -std=c++17 -O2 -g -MMD -MP -Wall -Wextra -Werror -Isrc -I/usr/include/zookeeper
-HACTL_LIBS = -lzookeeper_st -lcurl -lyaml-cpp -pthread
+HACTL_LIBS = -lzookeeper_st -lcrypto -lcurl -lyaml-cpp -pthread
 HACTL_OBJS = $(patsubst %.cpp,%.hactl.o,$(CORE_SRCS) $(DCS_SRCS) src/http/peer_client.cpp $(CLI_SRCS))
 %.hactl.o: %.cpp
 	$(CXX) $(HACTL_CXXFLAGS) -c $< -o $@

@@ -35,6 +35,11 @@
 #   PGHA_RESTAPI_ALLOW_HTTP_CREDENTIALS (members send credentials over plain http).
 # PGHA_*PASSWORD* variables (PGHA_RESTAPI_PASSWORD too) are removed from the
 # environment once the file is written, so postgres and its backends do not carry them.
+#   ZooKeeper authentication (README, "ZooKeeper security"): PGHA_ZOOKEEPER_USER,
+#   PGHA_ZOOKEEPER_PASSWORD (removed like the other passwords, below) and
+#   PGHA_ZOOKEEPER_SET_ACLS; no defaults (unset: unauthenticated, the server warns).
+# PGHA_*PASSWORD* variables are removed from the environment once the file is
+# written, so postgres and its backends do not carry them.
 set -eu
 
 PGDATA="${PGDATA:-/var/lib/postgresql/data}"

@@ -36,6 +36,7 @@ namespace {
 // A connected session, or a CommandError with a clear message.
 void connect_zk(ZkSession &zk, const NodeConfig &c, int timeout_ms) {
     std::string err;
+    zk.set_auth(c.zk_auth);
     if (!zk.open(c.zk_hosts, 30000, nullptr, err)) die(err);
     if (!zk_run_until(zk, [&] { return zk.connected(); }, timeout_ms))
         die("cannot connect to ZooKeeper at " + c.zk_hosts + " within " + std::to_string(timeout_ms / 1000) + " s");
@@ -342,6 +343,8 @@ NodeConfig load_node_config(const std::string &path) {
     c.ns = n.ns;
     c.name = n.node_name;
     c.zk_hosts = n.zookeeper_hosts;
+    if (!make_zk_auth(n.zookeeper_user, n.zookeeper_password, n.zookeeper_set_acls, c.zk_auth, err))
+        die(path + ": " + err);
     c.connect_address = n.connect_address;
     c.superuser = n.superuser;
     c.superuser_password = n.superuser_password;

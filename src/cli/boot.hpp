@@ -10,12 +10,15 @@
 
 #include <string>
 
+#include "dcs/zk_acl.hpp"
+
 namespace pgha::cli {
 
 // The node's settings file as boot needs it (pg_ha.* keys).
 struct NodeConfig {
     std::string config_path, pgdata, bindir;
     std::string scope, ns, name, zk_hosts, connect_address;
+    ZkAuth zk_auth;  // pg_ha.zookeeper_user/_password/_set_acls (never printed)
     std::string superuser, superuser_password, repl_user, repl_password, rewind_user, rewind_password;
     std::string admin_user, admin_password, pg_hba;
     int timeout_s = 300;

@@ -61,6 +61,7 @@ class Dcs {
   public:
     explicit Dcs(const OperatorSettings &s) : hosts_(s.zk_hosts) {
         std::string err;
+        zk_.set_auth(s.zk_auth);
         if (!zk_.open(s.zk_hosts, 30000, nullptr, err))
             fail(kExitUnreachable, "cannot open a ZooKeeper session to " + s.zk_hosts + ": " + err);
         // The C client logs every failed connection attempt on stderr; our
@@ -254,6 +255,8 @@ OperatorSettings load_operator_settings(const std::string &path) {
     s.scope = n.scope;
     s.ns = n.ns;
     s.zk_hosts = n.zookeeper_hosts;
+    if (!make_zk_auth(n.zookeeper_user, n.zookeeper_password, n.zookeeper_set_acls, s.zk_auth, err))
+        fail(kExitUsage, path + ": " + err);
     s.rest_username = n.restapi_username;
     s.rest_password = n.restapi_password;
     s.rest_cafile = n.restapi_cafile;

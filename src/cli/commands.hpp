@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "dcs/zk_acl.hpp"
+
 namespace pgha::cli {
 
 constexpr int kExitOk = 0;
@@ -41,6 +43,7 @@ struct OperatorSettings {
     std::string scope;            // pg_ha.scope (required)
     std::string ns = "/service";  // pg_ha.namespace
     std::string zk_hosts;         // pg_ha.zookeeper_hosts (required)
+    ZkAuth zk_auth;               // pg_ha.zookeeper_user/_password/_set_acls (never printed)
     std::string rest_username;    // pg_ha.restapi_username: basic auth on unsafe methods
     std::string rest_password;    // pg_ha.restapi_password
     std::string rest_cafile;      // pg_ha.restapi_cafile: CA for https api_urls

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "core/no_postgres.hpp"
+#include "dcs/zk_acl.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -48,6 +49,11 @@ class ZkClient {
     using WatchCb = std::function<void(const std::string &path)>;
 
     virtual ~ZkClient() = default;
+
+    // Credentials and ACL for the sessions open() starts from now on: each
+    // authenticates before its first request (again after every reconnect),
+    // and create() puts auth.acl on every znode. Default: none (open ACL).
+    virtual void set_auth(const ZkAuth &auth) { (void)auth; }
 
     // Starts connecting (non-blocking). `resume` continues an earlier session.
     virtual bool open(const std::string &hosts, int session_timeout_ms, const ZkCredentials *resume,

@@ -13,6 +13,22 @@ namespace pgha {
 
 namespace {
 
+// zk_perm bits -> the C client's ZOO_PERM_* (extern constants, not constexpr).
+int to_zoo_perms(int perms) {
+    int out = 0;
+    if (perms & zk_perm::kRead) out |= ZOO_PERM_READ;
+    if (perms & zk_perm::kWrite) out |= ZOO_PERM_WRITE;
+    if (perms & zk_perm::kCreate) out |= ZOO_PERM_CREATE;
+    if (perms & zk_perm::kDelete) out |= ZOO_PERM_DELETE;
+    if (perms & zk_perm::kAdmin) out |= ZOO_PERM_ADMIN;
+    return out;
+}
+
+// Digest authentication never fails on the server (any user:password is a
+// valid identity); a failure would move the handle to ZOO_AUTH_FAILED_STATE,
+// which expired() reports.
+void auth_completion(int, const void *) {}
+
 // One in-flight request: what to call back and when it was queued.
 struct Pending {
     ZkSession *session;
@@ -145,6 +161,17 @@ bool ZkSession::open(const std::string &hosts, int session_timeout_ms, const ZkC
         error = std::string("cannot start a ZooKeeper session with \"") + hosts + "\": " + std::strerror(errno);
         return false;
     }
+    if (auth_.enabled()) {
+        // Kept by the client and sent again, before anything else, on every
+        // reconnect of this handle; a new handle (open() again) adds it again.
+        const std::string cred = auth_.digest_credential();
+        int rc = zoo_add_auth(zh_, "digest", cred.data(), static_cast<int>(cred.size()), auth_completion, nullptr);
+        if (rc != ZOK) {
+            close();
+            error = "cannot add the ZooKeeper credentials of pg_ha.zookeeper_user: " + std::string(zerror(rc));
+            return false;
+        }
+    }
     return true;
 }
 
@@ -253,7 +280,13 @@ int ZkSession::get(const std::string &path, bool watch, GetCb cb) {
 
 int ZkSession::create(const std::string &path, const std::string &data, bool ephemeral, PathCb cb) {
     auto *p = new Pending{this, steady_ms(), session_id(), {}, {}, std::move(cb), {}, {}, true};
-    PGHA_SUBMIT(zoo_acreate(zh_, path.c_str(), data.data(), static_cast<int>(data.size()), &ZOO_OPEN_ACL_UNSAFE,
+    // Our digest id ALL plus pg_ha.zookeeper_set_acls; open without credentials.
+    std::vector<struct ACL> entries;
+    for (const auto &e : auth_.acl)
+        entries.push_back(ACL{to_zoo_perms(e.perms), Id{const_cast<char *>(e.scheme.c_str()), const_cast<char *>(e.id.c_str())}});
+    struct ACL_vector acl = {static_cast<std::int32_t>(entries.size()), entries.data()};
+    const struct ACL_vector *acl_ptr = entries.empty() ? &ZOO_OPEN_ACL_UNSAFE : &acl;  // copied by zoo_acreate
+    PGHA_SUBMIT(zoo_acreate(zh_, path.c_str(), data.data(), static_cast<int>(data.size()), acl_ptr,
                             ephemeral ? ZOO_EPHEMERAL : ZOO_PERSISTENT, string_completion, p));
 }
 

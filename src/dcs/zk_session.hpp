@@ -55,6 +55,8 @@ class ZkSession final : public ZkClient {
     std::int64_t last_confirmed_send_ms() const override { return last_confirmed_send_ms_; }
 
     void set_watcher(WatchCb cb) override { watcher_ = std::move(cb); }
+    void set_auth(const ZkAuth &auth) override { auth_ = auth; }
+    bool authenticated() const { return auth_.enabled(); }
 
     // Asynchronous operations. Return the C client's submit code (ZOK when queued);
     // on a submit failure the callback is not called.
@@ -94,6 +96,7 @@ class ZkSession final : public ZkClient {
     int in_flight_ = 0;
     std::exception_ptr deferred_;
     bool closing_ = false;
+    ZkAuth auth_;  // holds the password: never log it
 };
 
 // For command-line use: drive the session with poll() until `done()` is true

@@ -46,6 +46,10 @@ std::string hex_id(std::int64_t id) {
 ClusterLink::ClusterLink(ZkClient &zk, const EngineSettings &s, Outbox &out, Clock clock)
     : zk_(zk), s_(s), out_(out), clock_(std::move(clock)), store_(zk, s.ns, s.scope) {
     zk_.set_watcher([this](const std::string &) { read_requested_ = true; });
+    // EngineSettings::validate() refused bad values before the engine was built.
+    ZkAuth auth;
+    std::string err;
+    if (make_zk_auth(s.zookeeper_user, s.zookeeper_password, s.zookeeper_set_acls, auth, err)) zk_.set_auth(auth);
 }
 
 // The session file: "<member> <session id hex> <password hex> <timeout ms>".
@@ -121,6 +125,17 @@ void ClusterLink::ensure_session(std::int64_t now) {
     if (resume) our_sessions_.insert(creds.session_id);
     if (resume) requested_timeout_ms_ = timeout;
     else if (view_.config_present) requested_timeout_ms_ = view_.config.ttl * 1000;
+    if (!auth_announced_) {
+        auth_announced_ = true;
+        if (s_.zookeeper_user.empty())
+            out_.log("WARNING: ZooKeeper is unauthenticated (pg_ha.zookeeper_user is not set): the znodes pg_ha "
+                     "creates are open to anyone who reaches ZooKeeper, who can then demote the primary or make "
+                     "members clone from a server of their choice");
+        else
+            out_.log("authenticating to ZooKeeper as digest user \"" + s_.zookeeper_user +
+                     "\"; new znodes are restricted to it" +
+                     (s_.zookeeper_set_acls.empty() ? std::string() : " and pg_ha.zookeeper_set_acls"));
+    }
     std::string err;
     if (!zk_.open(s_.zookeeper_hosts, requested_timeout_ms_, resume ? &creds : nullptr, err)) {
         out_.log(err + " (check pg_ha.zookeeper_hosts); retrying in 5 s");

@@ -111,6 +111,7 @@ class ClusterLink {
     int requested_timeout_ms_ = 30000;
     std::string last_member_json_;
     std::int64_t last_member_session_ = 0;
+    bool auth_announced_ = false;
 };
 
 }  // namespace pgha

@@ -1304,7 +1304,7 @@ class Cluster:
                  tick_time=2000, min_session_timeout=1000, max_session_timeout=None,
                  extra_settings="", node_settings=None, node_env=None, env=None,
                  haproxy=True, base_dir=None, keep_dir=None, run_id=None, pg_hactl_dir=None,
-                 dynamic_config=None, watchdog=False, restapi_auth=True):
+                 dynamic_config=None, watchdog=False, restapi_auth=True, zk_auth_data=None, zk_default_acl=None):
         """nodes: number of PostgreSQL nodes (pg-1..pg-N); zk_servers: 1 or 3;
         tick_time/min_session_timeout/max_session_timeout: ZooKeeper (ms);
         extra_settings: PGHA_EXTRA_SETTINGS lines for every node, node_settings:
@@ -1318,7 +1318,10 @@ class Cluster:
         emulated watchdog device (watchdog_emulator.py on a FIFO under the
         node's directory, pg_ha.watchdog_mode = required); restapi_auth:
         give every node the harness's REST credentials (REST_USER; False: the
-        API's defaults, i.e. unsafe methods refused)."""
+        API's defaults, i.e. unsafe methods refused); zk_auth_data /
+        zk_default_acl: kazoo's auth_data (e.g. [("digest", "user:pw")]) and
+        default_acl for the harness's own ZooKeeper client (zk()), when the
+        nodes use ZooKeeper authentication (the node settings are the test's)."""
         if zk_servers not in (1, 3):
             raise ValueError("zk_servers must be 1 (standalone) or 3 (ensemble)")
         self.run_id = run_id or "%s-%d-%04x" % (time.strftime("%Y%m%d-%H%M%S"), os.getpid(),
@@ -1362,6 +1365,8 @@ class Cluster:
         self._zk = None
         self._zk_servers = None          # observe_zookeepers(); None = every server
         self._zk_lock = threading.Lock()
+        self.zk_auth_data = list(zk_auth_data) if zk_auth_data else None
+        self.zk_default_acl = list(zk_default_acl) if zk_default_acl else None
 
     # -- lifecycle
     def setup(self):
@@ -1481,7 +1486,8 @@ class Cluster:
                 hosts = ",".join(z.address for z in (self._zk_servers or self.zookeepers))
                 client = KazooClient(hosts=hosts, timeout=10.0,
                                      connection_retry=KazooRetry(max_tries=600, delay=0.2, max_delay=2.0),
-                                     command_retry=KazooRetry(max_tries=3, delay=0.2, max_delay=1.0))
+                                     command_retry=KazooRetry(max_tries=3, delay=0.2, max_delay=1.0),
+                                     auth_data=self.zk_auth_data, default_acl=self.zk_default_acl)
                 client.start(timeout=20)
                 self._zk = client
             return self._zk

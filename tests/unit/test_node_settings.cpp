@@ -174,7 +174,7 @@ TEST(NodeSettings, RowsDescribeTheTable) {
         NodeSettings::from_map({{r.name, r.default_text}}, errors);
         EXPECT_TRUE(errors.empty()) << r.name << ": " << joined(errors);
     }
-    EXPECT_EQ(secrets, 6);
+    EXPECT_EQ(secrets, 7);  // 6 + zookeeper_password (issue 10)
     auto find = [&](const std::string &n) -> const SettingInfo * {
         for (const auto &r : rows)
             if (r.name == n) return &r;
