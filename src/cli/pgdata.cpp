@@ -288,6 +288,19 @@ void initdb(const PgData &pg, const std::string &superuser, const std::string &p
     if (rc != 0) fail(kExitFailed, "initdb failed (exit " + std::to_string(rc) + ")");
 }
 
+void initdb_with_options(const PgData &pg, const std::string &superuser, const std::string &password,
+                         const std::vector<std::string> &options, bool add_auth) {
+    const std::string pwfile = pg.dir + ".pwfile";
+    write_file(pwfile, password.empty() ? "postgres\n" : password + "\n");
+    std::string cmd = shell_quote(pg.program("initdb")) + " -D " + shell_quote(pg.dir) + " -U " + shell_quote(superuser) +
+                      " --pwfile=" + shell_quote(pwfile);
+    for (const auto &o : options) cmd += " " + shell_quote(o);
+    if (add_auth) cmd += " --auth-local=peer --auth-host=md5";
+    const int rc = run(cmd);
+    std::remove(pwfile.c_str());
+    if (rc != 0) fail(kExitFailed, "initdb failed (exit " + std::to_string(rc) + ")");
+}
+
 void run_single_user_sql(const PgData &pg, const std::string &sql) {
     const std::string sqlfile = pg.dir + "/pg_ha_bootstrap.sql";
     const std::string logfile = pg.dir + "/pg_ha_bootstrap.log";
