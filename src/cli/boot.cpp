@@ -134,6 +134,14 @@ void configure_follower(const NodeConfig &c, const Member &leader, bool use_slot
 // Files a copy from another node carries that are not ours.
 void remove_foreign_state(const NodeConfig &c) {
     for (const char *f : {"/pg_ha.zksession", "/promote", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
+    // The source's socket lock files when its sockets live in the data
+    // directory (unix_socket_directories: "."): they name its postmaster.
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(c.pgdata, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string f = it->path().filename().string();
+        if (f.rfind(".s.PGSQL.", 0) == 0 && f.size() > 5 && f.compare(f.size() - 5, 5, ".lock") == 0)
+            std::remove(it->path().c_str());
+    }
 }
 
 // ---- a new cluster -------------------------------------------------------------------------

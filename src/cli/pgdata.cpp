@@ -314,9 +314,22 @@ void run_single_user_sql(const PgData &pg, const std::string &sql) {
     std::remove(logfile.c_str());
 }
 
+namespace {
+// PGPASSWORD for the programs run while this lives: in the environment, not
+// on the command line (ps and the boot log show the command line).
+class PasswordEnv {
+  public:
+    explicit PasswordEnv(const std::string &password) { setenv("PGPASSWORD", password.c_str(), 1); }
+    ~PasswordEnv() { unsetenv("PGPASSWORD"); }
+    PasswordEnv(const PasswordEnv &) = delete;
+    PasswordEnv &operator=(const PasswordEnv &) = delete;
+};
+}  // namespace
+
 int pg_basebackup(const PgData &pg, const std::string &source_conninfo, const std::string &password,
                   const std::string &slot) {
-    const std::string base = "PGPASSWORD=" + shell_quote(password) + " " + shell_quote(pg.program("pg_basebackup")) +
+    PasswordEnv env(password);
+    const std::string base = shell_quote(pg.program("pg_basebackup")) +
                              " -D " + shell_quote(pg.dir) + " -d " + shell_quote(source_conninfo) +
                              " -X stream -c fast --no-password";
     if (slot.empty()) return run(base);
@@ -327,7 +340,8 @@ int pg_basebackup(const PgData &pg, const std::string &source_conninfo, const st
 
 RewindResult pg_rewind(const PgData &pg, const std::string &source_conninfo, const std::string &password, bool dry_run) {
     RewindResult r;
-    const std::string cmd = "PGPASSWORD=" + shell_quote(password) + " " + shell_quote(pg.program("pg_rewind")) +
+    PasswordEnv env(password);
+    const std::string cmd = shell_quote(pg.program("pg_rewind")) +
                             " --target-pgdata=" + shell_quote(pg.dir) + " --source-server=" +
                             shell_quote(source_conninfo) + " --no-ensure-shutdown" + (dry_run ? " --dry-run" : "");
     r.exit_code = run_capture(cmd, r.output);
