@@ -16,6 +16,9 @@
 #   PGHA_PORT                   PostgreSQL port [5432]
 #   PGHA_UNIX_SOCKET_DIR        unix_socket_directories [/var/run/postgresql]
 #   PGHA_EXTRA_SETTINGS         extra lines appended verbatim to the settings file
+#   PGHA_PATRONI_CONFIG         a Patroni YAML file (patroni.yml) instead of PGHA_* variables:
+#                               `pg_hactl boot --patroni-config` writes PGHA_CONFIG_FILE from it;
+#                               PGDATA is its postgresql.data_dir, PGBIN its postgresql.bin_dir
 #   PGHA_SETTINGS_LIST          the list of pg_ha settings
 #                               [$(pg_config --sharedir)/extension/pg_ha_settings.list]
 #   PGHA_<NAME>                 pg_ha.<name> for every pg_ha setting <name> in that list
@@ -42,8 +45,17 @@
 # written, so postgres and its backends do not carry them.
 set -eu
 
-PGDATA="${PGDATA:-/var/lib/postgresql/data}"
 PGHA_CONFIG_FILE="${PGHA_CONFIG_FILE:-/var/lib/postgresql/pg_ha.conf}"
+if [ -n "${PGHA_PATRONI_CONFIG:-}" ]; then
+    # The Patroni file names the data and program directories.
+    [ -z "${PGHA_NAME:-}" ] || { echo "pg_ha entrypoint: set PGHA_PATRONI_CONFIG or PGHA_NAME, not both" >&2; exit 1; }
+    PGDATA=$(pg_hactl patroni-config "$PGHA_PATRONI_CONFIG" --get data_dir 2>/dev/null) ||
+        { pg_hactl patroni-config "$PGHA_PATRONI_CONFIG"; exit 1; }
+    export PGDATA
+    bindir=$(pg_hactl patroni-config "$PGHA_PATRONI_CONFIG" --get bin_dir 2>/dev/null) || bindir=
+    if [ -z "${PGBIN:-}" ] && [ -n "$bindir" ] && [ -x "$bindir/postgres" ]; then PGBIN=$bindir; fi
+fi
+PGDATA="${PGDATA:-/var/lib/postgresql/data}"
 PGBIN="${PGBIN:-$(pg_config --bindir 2>/dev/null || echo "/usr/lib/postgresql/${PG_MAJOR:-17}/bin")}"
 export PATH="$PGBIN:$PATH"
 
@@ -85,7 +97,7 @@ entry_default() {
 }
 
 # the variables of this script that are not pg_ha settings
-entry_vars=" PGHA_CONFIG_FILE PGHA_NAME PGHA_LISTEN_ADDRESSES PGHA_PORT PGHA_UNIX_SOCKET_DIR PGHA_EXTRA_SETTINGS PGHA_SETTINGS_LIST "
+entry_vars=" PGHA_CONFIG_FILE PGHA_PATRONI_CONFIG PGHA_NAME PGHA_LISTEN_ADDRESSES PGHA_PORT PGHA_UNIX_SOCKET_DIR PGHA_EXTRA_SETTINGS PGHA_SETTINGS_LIST "
 
 # pg_ha.<name> = value lines for every setting in the list that has a value.
 pg_ha_settings() {
@@ -146,8 +158,14 @@ for var in $(env | sed -n 's/^\(PGHA_[A-Za-z0-9_]*PASSWORD[A-Za-z0-9_]*\)=.*/\1/
     unset "$var"
 done
 
+if [ -n "${PGHA_PATRONI_CONFIG:-}" ]; then
+    umask 077
+    pg_hactl boot --patroni-config "$PGHA_PATRONI_CONFIG" --config "$PGHA_CONFIG_FILE" --pgdata "$PGDATA"
+    exec postgres -D "$PGDATA" "$@"
+fi
+
 if [ ! -r "$PGHA_CONFIG_FILE" ]; then
-    echo "pg_ha entrypoint: settings file $PGHA_CONFIG_FILE not found; set PGHA_NAME (and friends) or mount the file" >&2
+    echo "pg_ha entrypoint: settings file $PGHA_CONFIG_FILE not found; set PGHA_NAME (and friends), PGHA_PATRONI_CONFIG, or mount the file" >&2
     exit 1
 fi
 

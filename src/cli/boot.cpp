@@ -4,11 +4,15 @@
 #include "core/node_settings.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <sstream>
@@ -20,6 +24,9 @@
 #include "cli/pgdata.hpp"
 #include "core/cluster.hpp"
 #include "core/conninfo.hpp"
+#include "core/dynamic_config.hpp"
+#include "core/json_text.hpp"
+#include "core/patroni_parameters.hpp"
 #include "core/patroni_codec.hpp"
 #include "core/settings_file.hpp"
 #include "dcs/cluster_store.hpp"
@@ -139,6 +146,14 @@ void configure_follower(const NodeConfig &c, const Member &leader, bool use_slot
 // Files a copy from another node carries that are not ours.
 void remove_foreign_state(const NodeConfig &c) {
     for (const char *f : {"/pg_ha.zksession", "/promote", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
+    // The source's socket lock files when its sockets live in the data
+    // directory (unix_socket_directories: "."): they name its postmaster.
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(c.pgdata, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string f = it->path().filename().string();
+        if (f.rfind(".s.PGSQL.", 0) == 0 && f.size() > 5 && f.compare(f.size() - 5, 5, ".lock") == 0)
+            std::remove(it->path().c_str());
+    }
 }
 
 // ---- a new cluster -------------------------------------------------------------------------
@@ -154,13 +169,112 @@ std::string default_hba(const NodeConfig &c) {
            "host    all             all             ::/0                    scram-sha-256\n";
 }
 
+// A PostgreSQL running only for bootstrap.post_bootstrap: no pg_ha worker,
+// no TCP, its socket in a private directory; stopped when this goes away.
+class BootstrapServer {
+  public:
+    explicit BootstrapServer(const NodeConfig &c) : pg_(pgdata_of(c)) {
+        char tmpl[] = "/tmp/pg_ha_boot.XXXXXX";
+        if (!mkdtemp(tmpl)) die(std::string("cannot create a temporary directory: ") + std::strerror(errno));
+        dir_ = tmpl;
+        port_ = c.port;
+        const int rc = run(shell_quote(pg_.program("pg_ctl")) + " -D " + shell_quote(pg_.dir) + " -w -t 120 -l " +
+                           shell_quote(dir_ + "/postgres.log") + " -o " +
+                           shell_quote("-c shared_preload_libraries= -c listen_addresses= -c archive_mode=off -c port=" +
+                                       std::to_string(port_) + " -c unix_socket_directories=" + dir_) +
+                           " start >/dev/null");
+        if (rc != 0) {
+            const std::string log = read_file(dir_ + "/postgres.log");
+            cleanup();
+            die("cannot start PostgreSQL for post_bootstrap (exit " + std::to_string(rc) + "):\n" + log);
+        }
+    }
+    ~BootstrapServer() {
+        run(shell_quote(pg_.program("pg_ctl")) + " -D " + shell_quote(pg_.dir) + " -m fast -w -t 120 stop >/dev/null");
+        cleanup();
+    }
+    BootstrapServer(const BootstrapServer &) = delete;
+    BootstrapServer &operator=(const BootstrapServer &) = delete;
+    const std::string &dir() const { return dir_; }
+    int port() const { return port_; }
+
+  private:
+    void cleanup() {
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+    PgData pg_;
+    std::string dir_;
+    int port_ = 5432;
+};
+
+// "postgresql://user@%2Fsocket%2Fdir:port/postgres": Patroni's connection
+// URL for post_bootstrap, without the password (it is in PGPASSFILE).
+std::string socket_url(const std::string &user, const std::string &dir, int port) {
+    auto enc = [](const std::string &s) {
+        std::string out;
+        const char *hex = "0123456789ABCDEF";
+        for (unsigned char ch : s) {
+            if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') out += static_cast<char>(ch);
+            else {
+                out += '%';
+                out += hex[ch >> 4];
+                out += hex[ch & 15];
+            }
+        }
+        return out;
+    };
+    return "postgresql://" + enc(user) + "@" + enc(dir) + ":" + std::to_string(port) + "/postgres";
+}
+
+// bootstrap.post_bootstrap (post_init): run once on the new primary with its
+// connection URL; a failure throws (the caller's rollback releases initialize).
+void run_post_bootstrap(const NodeConfig &c, const std::string &script) {
+    BootstrapServer server(c);
+    std::string pgpass_line;
+    for (const std::string &field : {std::string("*"), std::string("*"), std::string("*"), c.superuser, c.superuser_password}) {
+        std::string f;
+        for (char ch : field) {
+            if (ch == ':' || ch == '\\') f += '\\';
+            f += ch;
+        }
+        pgpass_line += (pgpass_line.empty() ? "" : ":") + (field == "*" ? std::string("*") : f);
+    }
+    const std::string pgpass = server.dir() + "/pgpass";
+    write_file(pgpass, pgpass_line + "\n", 0600);
+    const std::string url = socket_url(c.superuser, server.dir(), server.port());
+    info("running bootstrap.post_bootstrap: " + script + " " + url);
+    const int rc = run("PGPASSFILE=" + shell_quote(pgpass) + " " + script + " " + shell_quote(url));
+    if (rc != 0) die("bootstrap.post_bootstrap " + script + " failed (exit " + std::to_string(rc) + ")");
+}
+
 void bootstrap_new_cluster(const NodeConfig &c) {
-    info("won the initialize race: creating a new cluster with initdb");
     const PgData pg = pgdata_of(c);
-    initdb(pg, c.superuser, c.superuser_password);
+    const BootstrapPlan *plan = c.patroni ? &c.patroni->bootstrap : nullptr;
+    if (plan && plan->method != "initdb") {
+        info("won the initialize race: creating a new cluster with bootstrap." + plan->method);
+        std::string cmd = plan->method_command + " " + shell_quote("--scope=" + c.scope) + " " +
+                          shell_quote("--datadir=" + c.pgdata);
+        for (const auto &a : plan->method_args) cmd += " " + shell_quote(a);
+        const int rc = run(cmd);
+        if (rc != 0) die("bootstrap." + plan->method + " failed (exit " + std::to_string(rc) + ")");
+        if (!file_exists(c.pgdata + "/PG_VERSION"))
+            die("bootstrap." + plan->method + " left no PostgreSQL data directory in " + c.pgdata);
+        write_managed_block(pg, c.config_path);
+        if (!plan->post_bootstrap.empty()) run_post_bootstrap(c, plan->post_bootstrap);
+        return;
+    }
+    info("won the initialize race: creating a new cluster with initdb");
+    if (plan) initdb_with_options(pg, c.superuser, c.superuser_password, plan->initdb_options, !plan->initdb_auth_given);
+    else initdb(pg, c.superuser, c.superuser_password);
 
     std::string hba = default_hba(c);
-    if (!c.pg_hba.empty()) {
+    if (plan) {
+        // Patroni appends bootstrap.pg_hba to initdb's file.
+        hba = read_file(c.pgdata + "/pg_hba.conf");
+        if (!plan->pg_hba.empty()) hba += "\n# bootstrap.pg_hba (pg_hactl boot --patroni-config)\n";
+        for (const auto &line : plan->pg_hba) hba += line + "\n";
+    } else if (!c.pg_hba.empty()) {
         hba = "# written by pg_hactl boot from pg_ha.pg_hba\n";
         std::istringstream in(c.pg_hba);
         std::string line;
@@ -179,6 +293,12 @@ void bootstrap_new_cluster(const NodeConfig &c) {
     add_role(c.repl_user, c.repl_password, "REPLICATION");
     add_role(c.rewind_user, c.rewind_password, "");
     add_role(c.admin_user, c.admin_password, "CREATEROLE CREATEDB");
+    if (plan)
+        for (const auto &u : plan->users) {
+            std::string attrs;
+            for (const auto &o : u.options) attrs += o + " ";
+            add_role(u.name, u.password, attrs);
+        }
     if (!c.rewind_user.empty() && c.rewind_user != c.superuser) {
         for (const char *fn : {"pg_catalog.pg_ls_dir(text, boolean, boolean)", "pg_catalog.pg_stat_file(text, boolean)",
                                "pg_catalog.pg_read_binary_file(text)",
@@ -187,6 +307,16 @@ void bootstrap_new_cluster(const NodeConfig &c) {
     }
     sql += "CREATE EXTENSION IF NOT EXISTS pg_ha;\n";
     run_single_user_sql(pg, sql);
+    if (plan && !plan->post_bootstrap.empty()) run_post_bootstrap(c, plan->post_bootstrap);
+}
+
+// bootstrap.dcs becomes the config key of the new cluster (Patroni writes it
+// over whatever is there once its bootstrap succeeded).
+void write_initial_config(const NodeConfig &c, ZkSession &zk, ClusterStore &store) {
+    if (!c.patroni || c.patroni->dcs.empty()) return;
+    const int rc = zk_sync(zk, [&](ClusterStore::DoneCb cb) { store.set_or_create("config", json_text(c.patroni->dcs), cb); });
+    if (rc != ZOK) die("cannot write bootstrap.dcs to the config key: " + ZkSession::error_text(rc));
+    info("bootstrap.dcs written to " + store.path("config"));
 }
 
 // ---- a copy of the leader --------------------------------------------------------------------
@@ -355,6 +485,10 @@ NodeConfig load_node_config(const std::string &path) {
     c.admin_user = n.admin_user;
     c.admin_password = n.admin_password;
     c.pg_hba = n.pg_hba;
+    c.dcs_shell_parameters = n.dcs_shell_parameters;
+    c.port = n.port;
+    for (const auto &kv : f.values)
+        if (kv.first.rfind("pg_ha.", 0) != 0) c.local_parameters.insert(kv.first);
     if (c.scope.empty()) die(path + ": pg_ha.scope is not set");
     if (c.name.empty()) die(path + ": pg_ha.node_name is not set");
     if (c.zk_hosts.empty()) die(path + ": pg_ha.zookeeper_hosts is not set");
@@ -365,7 +499,74 @@ NodeConfig load_node_config(const std::string &path) {
     return c;
 }
 
+namespace {
+int boot_steps(NodeConfig &c);
+}  // namespace
+
+// The config key's postgresql.parameters into pg_ha.auto.conf before
+// the server starts (as Patroni writes them into postgresql.conf), so that
+// restart-only ones (archive_mode, ...) are in effect from the first start;
+// the worker keeps them current afterwards (LocalServer::set_parameters).
+void write_cluster_parameters(const NodeConfig &c) {
+    ZkSession zk;
+    connect_zk(zk, c, 30000);
+    ClusterStore store(zk, c.ns, c.scope);
+    ClusterView v;
+    std::string err;
+    if (!read_view(zk, store, v, err)) die("cannot read the cluster: " + err);
+    if (!v.config_present) return;
+    std::string major = read_file(c.pgdata + "/PG_VERSION");
+    const int version = std::atoi(major.c_str()) * 10000;
+    const ClusterParameters cp = cluster_parameters(v.config.raw, c.local_parameters, c.dcs_shell_parameters, version);
+    for (const auto &why : cp.skipped) info("config key postgresql.parameters." + why);
+    if (cp.apply.empty()) return;
+    set_server_conf(pgdata_of(c), cp.apply);
+    std::string names;
+    for (const auto &kv : cp.apply) names += (names.empty() ? "" : ", ") + kv.first;
+    info("the config key's postgresql.parameters written to pg_ha.auto.conf: " + names);
+}
+
 int cmd_boot(NodeConfig c) {
+    const int rc = boot_steps(c);
+    if (rc == kExitOk && file_exists(c.pgdata + "/PG_VERSION")) write_cluster_parameters(c);
+    if (rc == kExitOk && c.patroni && c.patroni->has_local_pg_hba && file_exists(c.pgdata + "/PG_VERSION")) {
+        // Patroni's local postgresql.pg_hba: the whole pg_hba.conf, at every start.
+        std::string hba = "# written by pg_hactl boot from postgresql.pg_hba; edits are overwritten\n";
+        for (const auto &line : c.patroni->pg_hba) hba += line + "\n";
+        write_file(c.pgdata + "/pg_hba.conf", hba);
+    }
+    return rc;
+}
+
+NodeConfig load_patroni_node_config(const std::string &yaml_path, const std::string &settings_path,
+                                    const std::string &pgdata) {
+    if (!file_exists(yaml_path)) die("cannot read the Patroni configuration " + yaml_path);
+    PatroniConfig pc = read_patroni_config(read_file(yaml_path));
+    for (const auto &w : pc.warnings) info("warning: " + yaml_path + ": " + w);
+    if (!pc.ok()) {
+        std::string all;
+        for (const auto &e : pc.errors) all += "\n  " + e;
+        die(yaml_path + " cannot be used:" + all);
+    }
+    if (!pgdata.empty() && pgdata != pc.data_dir)
+        die("the data directory " + pgdata + " (--pgdata or $PGDATA) is not postgresql.data_dir " + pc.data_dir +
+            " of " + yaml_path);
+    if (const auto errors = config_errors(pc.dcs); !errors.empty())
+        die(yaml_path + ": bootstrap.dcs: " + config_errors_text(errors));
+    write_file(settings_path, settings_file_text(pc, yaml_path), 0600);
+    info("wrote " + settings_path + " from " + yaml_path);
+    NodeConfig c = load_node_config(settings_path);
+    c.pgdata = pc.data_dir;
+    if (!pc.bin_dir.empty()) {
+        if (file_exists(pc.bin_dir + "/postgres")) c.bindir = pc.bin_dir;
+        else info("warning: " + yaml_path + ": postgresql.bin_dir: no postgres in " + pc.bin_dir + "; looking elsewhere");
+    }
+    c.patroni = std::move(pc);
+    return c;
+}
+
+namespace {
+int boot_steps(NodeConfig &c) {
     if (mkdir(c.pgdata.c_str(), 0700) != 0 && errno != EEXIST) die("cannot create " + c.pgdata + ": " + std::strerror(errno));
     chmod(c.pgdata.c_str(), 0700);
     if (c.bindir.empty()) c.bindir = find_bindir(c.pgdata);
@@ -422,6 +623,7 @@ int cmd_boot(NodeConfig c) {
                 const std::string sysid = system_identifier(pgdata_of(c));
                 rc = zk_sync(zk, [&](ClusterStore::DoneCb cb) { store.set_versioned("initialize", sysid, -1, cb); });
                 if (rc != ZOK) die("cannot record the system identifier in ZooKeeper: " + ZkSession::error_text(rc));
+                write_initial_config(c, zk, store);
                 rollback.commit();
                 info("new cluster " + c.scope + " initialized, system identifier " + sysid);
                 return kExitOk;
@@ -439,5 +641,7 @@ int cmd_boot(NodeConfig c) {
     }
     die("gave up after " + std::to_string(c.timeout_s) + " s: no leader to clone from");
 }
+
+}  // namespace
 
 }  // namespace pgha::cli

@@ -1,6 +1,8 @@
 // pg_hactl: command-line parsing (CLI11) and dispatch only.
 //
 //   pg_hactl boot --config FILE --pgdata DIR [--timeout SECONDS]     (cli/boot.cpp)
+//   pg_hactl boot --patroni-config YAML --config FILE [--pgdata DIR]  (writes FILE from YAML first)
+//   pg_hactl patroni-config YAML [--get KEY]                          (cli/patroni_config.cpp)
 //   pg_hactl list|switchover|failover|pause|resume|history|show-config|edit-config|restart|reinit
 //                                                                      (cli/commands.cpp)
 //
@@ -17,6 +19,8 @@
 
 #include "cli/boot.hpp"
 #include "cli/commands.hpp"
+#include "cli/patroni_config.hpp"
+#include "cli/pgdata.hpp"
 
 namespace pgha::cli {
 namespace {
@@ -24,6 +28,10 @@ namespace {
 void usage() {
     std::cerr << "usage: pg_hactl COMMAND [options]   (pg_hactl COMMAND --help for details)\n"
                  "  boot         --config FILE --pgdata DIR [--timeout SECONDS]\n"
+                 "  boot         --patroni-config YAML --config FILE [--pgdata DIR] [--timeout SECONDS]\n"
+                 "               (writes FILE from Patroni's YAML, $PGHA_PATRONI_CONFIG, then boots)\n"
+                 "  patroni-config YAML [--get data_dir|bin_dir|name|SETTING]\n"
+                 "               (checks a Patroni YAML file: warnings for what pg_ha does not use)\n"
                  "  list         [--format table|json]\n"
                  "  switchover   [--leader L] [--candidate X] [--scheduled ISO8601|now] [--force]\n"
                  "  failover     --candidate X [--force]\n"
@@ -61,6 +69,14 @@ int main(int argc, char **argv) {
     auto *boot = app.add_subcommand("boot", "prepare the data directory before postgres starts");
     boot->add_option("-D,--pgdata", pgdata, "data directory (default: $PGDATA)");
     boot->add_option("--timeout", timeout, "seconds to wait for ZooKeeper / a leader");
+    std::string patroni_config;
+    boot->add_option("--patroni-config", patroni_config,
+                     "Patroni YAML file to write the settings file (--config) from (default: $PGHA_PATRONI_CONFIG)");
+
+    std::string patroni_file, patroni_get;
+    auto *patroni = app.add_subcommand("patroni-config", "check a Patroni YAML file (what pg_ha uses of it)");
+    patroni->add_option("file", patroni_file, "Patroni YAML file")->required();
+    patroni->add_option("--get", patroni_get, "print one value: data_dir, bin_dir, name or a settings key");
 
     auto *list = app.add_subcommand("list", "members, roles, states and lag");
     list->add_option("--format", format, "table or json");
@@ -123,6 +139,27 @@ int main(int argc, char **argv) {
     for (auto *sub : {pause, resume})
         if (sub->parsed() && sub->count("--wait") > 0 && wait_s <= 0) wait_s = 60;
 
+    if (patroni->parsed()) {
+        // No secrets printed: --get of a password is refused.
+        if (!pgha::cli::file_exists(patroni_file)) {
+            std::cerr << "pg_hactl: cannot read " << patroni_file << std::endl;
+            return cli::kExitFailed;
+        }
+        const cli::PatroniConfig pc = cli::read_patroni_config(cli::read_file(patroni_file));
+        for (const auto &w : pc.warnings) std::cerr << "pg_hactl: warning: " << patroni_file << ": " << w << std::endl;
+        for (const auto &e : pc.errors) std::cerr << "pg_hactl: error: " << patroni_file << ": " << e << std::endl;
+        if (!pc.ok()) return cli::kExitFailed;
+        if (patroni_get.empty()) return cli::kExitOk;
+        if (patroni_get.find("password") != std::string::npos) {
+            std::cerr << "pg_hactl: --get does not print passwords" << std::endl;
+            return cli::kExitUsage;
+        }
+        if (patroni_get == "data_dir") std::cout << pc.data_dir << std::endl;
+        else if (patroni_get == "bin_dir") std::cout << pc.bin_dir << std::endl;
+        else if (patroni_get == "name") std::cout << pc.name << std::endl;
+        else std::cout << pc.setting(patroni_get) << std::endl;
+        return cli::kExitOk;
+    }
     if (config.empty() && std::getenv("PGHA_CONFIG_FILE")) config = std::getenv("PGHA_CONFIG_FILE");
     if (config.empty()) {
         std::cerr << "pg_hactl: --config is required (or set PGHA_CONFIG_FILE)" << std::endl;
@@ -131,6 +168,12 @@ int main(int argc, char **argv) {
     try {
         if (boot->parsed()) {
             if (pgdata.empty() && std::getenv("PGDATA")) pgdata = std::getenv("PGDATA");
+            if (patroni_config.empty() && std::getenv("PGHA_PATRONI_CONFIG")) patroni_config = std::getenv("PGHA_PATRONI_CONFIG");
+            if (!patroni_config.empty()) {
+                cli::NodeConfig c = cli::load_patroni_node_config(patroni_config, config, pgdata);
+                c.timeout_s = timeout > 0 ? timeout : 300;
+                return cli::cmd_boot(c);
+            }
             if (pgdata.empty()) cli::fail(cli::kExitUsage, "boot needs --pgdata");
             cli::NodeConfig c = cli::load_node_config(config);
             c.timeout_s = timeout > 0 ? timeout : 300;

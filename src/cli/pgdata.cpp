@@ -280,6 +280,19 @@ void initdb(const PgData &pg, const std::string &superuser, const std::string &p
     if (rc != 0) fail(kExitFailed, "initdb failed (exit " + std::to_string(rc) + ")");
 }
 
+void initdb_with_options(const PgData &pg, const std::string &superuser, const std::string &password,
+                         const std::vector<std::string> &options, bool add_auth) {
+    const std::string pwfile = pg.dir + ".pwfile";
+    write_file(pwfile, password.empty() ? "postgres\n" : password + "\n");
+    std::string cmd = shell_quote(pg.program("initdb")) + " -D " + shell_quote(pg.dir) + " -U " + shell_quote(superuser) +
+                      " --pwfile=" + shell_quote(pwfile);
+    for (const auto &o : options) cmd += " " + shell_quote(o);
+    if (add_auth) cmd += " --auth-local=peer --auth-host=md5";
+    const int rc = run(cmd);
+    std::remove(pwfile.c_str());
+    if (rc != 0) fail(kExitFailed, "initdb failed (exit " + std::to_string(rc) + ")");
+}
+
 void run_single_user_sql(const PgData &pg, const std::string &sql) {
     const std::string sqlfile = pg.dir + "/pg_ha_bootstrap.sql";
     const std::string logfile = pg.dir + "/pg_ha_bootstrap.log";
@@ -293,9 +306,22 @@ void run_single_user_sql(const PgData &pg, const std::string &sql) {
     std::remove(logfile.c_str());
 }
 
+namespace {
+// PGPASSWORD for the programs run while this lives: in the environment, not
+// on the command line (ps and the boot log show the command line).
+class PasswordEnv {
+  public:
+    explicit PasswordEnv(const std::string &password) { setenv("PGPASSWORD", password.c_str(), 1); }
+    ~PasswordEnv() { unsetenv("PGPASSWORD"); }
+    PasswordEnv(const PasswordEnv &) = delete;
+    PasswordEnv &operator=(const PasswordEnv &) = delete;
+};
+}  // namespace
+
 int pg_basebackup(const PgData &pg, const std::string &source_conninfo, const std::string &password,
                   const std::string &slot) {
-    const std::string base = "PGPASSWORD=" + shell_quote(password) + " " + shell_quote(pg.program("pg_basebackup")) +
+    PasswordEnv env(password);
+    const std::string base = shell_quote(pg.program("pg_basebackup")) +
                              " -D " + shell_quote(pg.dir) + " -d " + shell_quote(source_conninfo) +
                              " -X stream -c fast --no-password";
     if (slot.empty()) return run(base);
@@ -306,7 +332,8 @@ int pg_basebackup(const PgData &pg, const std::string &source_conninfo, const st
 
 RewindResult pg_rewind(const PgData &pg, const std::string &source_conninfo, const std::string &password, bool dry_run) {
     RewindResult r;
-    const std::string cmd = "PGPASSWORD=" + shell_quote(password) + " " + shell_quote(pg.program("pg_rewind")) +
+    PasswordEnv env(password);
+    const std::string cmd = shell_quote(pg.program("pg_rewind")) +
                             " --target-pgdata=" + shell_quote(pg.dir) + " --source-server=" +
                             shell_quote(source_conninfo) + " --no-ensure-shutdown" + (dry_run ? " --dry-run" : "");
     r.exit_code = run_capture(cmd, r.output);

@@ -67,6 +67,10 @@ void ensure_clean_shutdown(const PgData &pg);
 
 // initdb with pg_ha's options (UTF8, C.UTF-8, checksums, peer/scram-sha-256). Throws.
 void initdb(const PgData &pg, const std::string &superuser, const std::string &password);
+// initdb with the user's options (Patroni's bootstrap.initdb, "--name[=value]"),
+// plus peer/md5 authentication unless `add_auth` is false.
+void initdb_with_options(const PgData &pg, const std::string &superuser, const std::string &password,
+                         const std::vector<std::string> &options, bool add_auth);
 // Runs `sql` in single-user mode (no network, no pg_ha worker). Throws with
 // the server's output when it fails or reports an ERROR.
 void run_single_user_sql(const PgData &pg, const std::string &sql);

@@ -1,4 +1,6 @@
 #include "engine/engine.hpp"
+
+#include "core/patroni_parameters.hpp"
 #include "core/json_text.hpp"
 
 #include <zookeeper/zookeeper.h>
@@ -197,8 +199,42 @@ Observation Engine::observe(const LocalState &ls) {
     return obs;
 }
 
+// The config key's postgresql.parameters on this member (Patroni's
+// precedence: the local settings file wins, shell commands only where
+// pg_ha.dcs_shell_parameters allows them), through set_parameters, whenever
+// they change. Restart-only ones then show as pending_restart.
+void Engine::apply_cluster_parameters() {
+    const ClusterView &view = link_.view();
+    if (!local_.probe_ok() || !view.config_present || !view.config.raw.is_object()) return;
+    std::string wanted = "{}";
+    if (auto pg = view.config.raw.find("postgresql"); pg != view.config.raw.end() && pg->is_object())
+        if (auto p = pg->find("parameters"); p != pg->end()) wanted = p->dump();
+    if (wanted == applied_parameters_ || (applied_parameters_.empty() && wanted == "{}")) return;
+    std::set<std::string> local;
+    std::string error;
+    if (!local_.local_parameter_names(local, error)) {
+        out_.log("cannot read the local configuration's parameters: " + error);
+        return;
+    }
+    applied_parameters_ = wanted;
+    const ClusterParameters cp =
+        cluster_parameters(view.config.raw, local, s_.dcs_shell_parameters, local_.sample().server_version);
+    for (const auto &why : cp.skipped) out_.log("config key postgresql.parameters." + why);
+    if (cp.apply.empty()) return;
+    std::string names;
+    for (const auto &kv : cp.apply) names += (names.empty() ? "" : ", ") + kv.first;
+    if (local_.set_parameters(cp.apply, error)) {
+        out_.log("applied the config key's postgresql.parameters: " + names);
+        return;
+    }
+    // One bad parameter must not keep the others out.
+    for (const auto &kv : cp.apply)
+        if (!local_.set_parameters({kv}, error)) out_.log("cannot apply postgresql.parameters." + kv.first + ": " + error);
+}
+
 void Engine::decide_and_act() {
     local_.probe();
+    apply_cluster_parameters();
     LocalState ls = local_.state();
     leadership_.failsafe_tick(local_.role(), dcs_confirmed());
     Observation obs = observe(ls);

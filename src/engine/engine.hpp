@@ -100,6 +100,7 @@ class Engine {
     void execute(const Decision &d, const Observation &obs);
     void record_promotion(const LocalState &ls);
     void publish(const LocalState &ls);
+    void apply_cluster_parameters();
 
     EngineSettings s_;
     Clock clock_;
@@ -131,6 +132,7 @@ class Engine {
     std::int64_t promote_requested_ms_ = 0;
     std::int64_t last_slots_ms_ = 0;
     int history_written_tl_ = 0;
+    std::string applied_parameters_;  // the config key's postgresql.parameters last applied (JSON text)
     std::uint64_t decisions_ = 0;
 };
 

@@ -187,6 +187,20 @@ bool LocalServer::current_setting(const std::string &name, std::string &value) {
     return true;
 }
 
+bool LocalServer::local_parameter_names(std::set<std::string> &out, std::string &error) {
+    auto r = conn_->query(
+        "SELECT DISTINCT lower(f.name) FROM pg_catalog.pg_file_settings f, pg_catalog.pg_settings s "
+        "WHERE s.name = 'pg_ha.scope' AND f.sourcefile = s.sourcefile AND f.name NOT LIKE 'pg\\_ha.%'");
+    if (!r) {
+        error = conn_->error();
+        return false;
+    }
+    out.clear();
+    for (const auto &row : *r)
+        if (!row.empty()) out.insert(row[0]);
+    return true;
+}
+
 bool LocalServer::reload(std::string &error) {
     if (conn_->query("SELECT pg_catalog.pg_reload_conf()")) return true;
     error = conn_->error();

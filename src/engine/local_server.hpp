@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,9 @@ class LocalServer {
     // postgresql.parameters): persists every name = value and reloads the
     // configuration. False with `error` set when any of them failed.
     bool set_parameters(const std::vector<std::pair<std::string, std::string>> &params, std::string &error);
+    // Parameters the node's settings file (the file that sets pg_ha.scope)
+    // sets: its local configuration, which wins over the config key's.
+    bool local_parameter_names(std::set<std::string> &out, std::string &error);
     void ensure_slots(const std::vector<std::string> &names);
     // The value this session runs with (after a reload it may lag a moment behind).
     bool current_setting(const std::string &name, std::string &value);

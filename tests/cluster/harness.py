@@ -826,12 +826,21 @@ class PgNode:
         self.watchdog_fifo = self.dir / "watchdog.fifo"
         self.watchdog_log = self.dir / "watchdog.log"
         self.watchdog_proc = None
+        self.patroni_config = None           # a Patroni YAML file: boot --patroni-config (PGHA_PATRONI_CONFIG)
+        self.password = None                 # the superuser's password when not SUPERUSER_PASSWORD
 
     def __repr__(self):
         return "PgNode(%s %s)" % (self.name, self.ip)
 
     # -- environment and lifecycle
     def env(self):
+        if self.patroni_config:
+            # Everything else comes from the YAML file (its data_dir is self.data_dir).
+            env = {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "HOME": "/root", "PGDATA": str(self.data_dir),
+                   "PGHA_CONFIG_FILE": str(self.config_file), "PGHA_PATRONI_CONFIG": str(self.patroni_config)}
+            env.update(self.cluster_env.get("env", {}))
+            env.update(self.extra_env)
+            return env
         extra = "\n".join(s for s in (self.cluster_env.get("extra_settings", ""), self.watchdog_settings(),
                                       self.extra_settings) if s)
         env = {
@@ -1003,6 +1012,8 @@ class PgNode:
 
     # -- SQL
     def connect(self, **kw):
+        if self.password is not None:
+            kw.setdefault("password", self.password)
         return pg_connect(self.ip, self.port, **kw)
 
     def sql(self, sql, params=None, timeout=10.0, **kw):

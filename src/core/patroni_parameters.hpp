@@ -1,0 +1,46 @@
+// Patroni's rules for PostgreSQL parameters, shared by pg_hactl's reading of
+// a Patroni YAML file (cli/patroni_config) and the engine applying the
+// `config` key's postgresql.parameters on every member. Pure: no I/O.
+#pragma once
+#include "core/no_postgres.hpp"
+
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace pgha {
+
+// Parameters Patroni takes from the dynamic configuration only (a local
+// postgresql.parameters entry for them is ignored): max_connections,
+// max_wal_senders, wal_level, ...
+bool is_cluster_only_parameter(const std::string &name);
+
+// Parameters whose value is a shell command PostgreSQL runs (archive_command,
+// restore_command, ...). From ZooKeeper they are applied only where the local
+// configuration allows it (pg_ha.dcs_shell_parameters): anyone who can write
+// the `config` znode could otherwise run commands on every member.
+bool is_shell_parameter(const std::string &name);
+
+// A JSON/YAML scalar as PostgreSQL's text: booleans on/off, numbers as
+// written, strings unchanged. False for objects, arrays and null.
+bool parameter_text(const nlohmann::json &v, std::string &out);
+
+// What a member applies of the `config` key's postgresql.parameters.
+struct ClusterParameters {
+    std::vector<std::pair<std::string, std::string>> apply;  // sorted by name
+    std::vector<std::string> skipped;                        // "name: why" (log lines)
+};
+
+// `config`: the config znode's JSON. `local_names`: parameters the node's
+// local configuration sets (they win, as in Patroni; lower case).
+// `allow_shell`: pg_ha.dcs_shell_parameters. `server_version_num`: e.g.
+// 150004 (wal_keep_segments becomes wal_keep_size from 13 on, 16 MB a
+// segment, as Patroni does). Names that are not PostgreSQL identifiers are
+// skipped.
+ClusterParameters cluster_parameters(const nlohmann::json &config, const std::set<std::string> &local_names,
+                                     bool allow_shell, int server_version_num);
+
+}  // namespace pgha
