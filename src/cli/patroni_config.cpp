@@ -189,8 +189,20 @@ void check_connect_address(Reader &r, const std::string &path, const std::string
 
 void Reader::restapi(const YAML::Node &n) {
     unknown_keys(n, "restapi.", {"listen", "connect_address", "certfile", "keyfile", "keyfile_password", "cafile",
-                                 "verify_client", "authentication"});
+                                 "verify_client", "authentication", "allowlist", "allowlist_include_members"});
     setting(n["listen"], "restapi.listen", "api_listen");
+    if (const YAML::Node a = n["allowlist"]; a && a.IsSequence()) {
+        std::string list;
+        for (const auto &e : a) {
+            std::string one;
+            if (scalar(e, "restapi.allowlist", one)) list += (list.empty() ? "" : ",") + one;
+        }
+        set("pg_ha.restapi_allowlist", list);
+    } else if (a && !a.IsNull()) {
+        error("restapi.allowlist", "expected a list of addresses or networks");
+    }
+    bool_setting(n["allowlist_include_members"], "restapi.allowlist_include_members",
+                 "restapi_allowlist_include_members");
     std::string v;
     if (scalar(n["connect_address"], "restapi.connect_address", v)) {
         check_connect_address(*this, "restapi.connect_address", v);
@@ -210,7 +222,40 @@ void Reader::restapi(const YAML::Node &n) {
 }
 
 void Reader::zookeeper(const YAML::Node &n) {
-    unknown_keys(n, "zookeeper.", {"hosts"});
+    unknown_keys(n, "zookeeper.", {"hosts", "auth_data", "set_acls"});
+    // Patroni 3.3's auth_data: {digest: "user:password"} (or a list of
+    // [scheme, credential] pairs); pg_ha takes one digest identity.
+    if (const YAML::Node a = n["auth_data"]; a && !a.IsNull()) {
+        std::string cred;
+        if (a.IsMap() && a["digest"] && a["digest"].IsScalar()) cred = a["digest"].Scalar();
+        else if (a.IsSequence())
+            for (const auto &e : a)
+                if (e.IsSequence() && e.size() == 2 && e[0].IsScalar() && e[0].Scalar() == "digest" && e[1].IsScalar())
+                    cred = e[1].Scalar();
+        const auto colon = cred.find(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == cred.size()) {
+            error("zookeeper.auth_data", "expected {digest: \"user:password\"}");
+        } else {
+            set("pg_ha.zookeeper_user", cred.substr(0, colon));
+            set("pg_ha.zookeeper_password", cred.substr(colon + 1));
+        }
+    }
+    if (const YAML::Node acl = n["set_acls"]; acl && acl.IsMap()) {
+        // {principal: [PERM, ...]} -> "principal PERM,PERM;..."
+        std::string out;
+        for (const auto &kv : acl) {
+            if (!kv.first.IsScalar()) continue;
+            std::string perms;
+            if (kv.second.IsSequence())
+                for (const auto &p : kv.second)
+                    if (p.IsScalar()) perms += (perms.empty() ? "" : ",") + p.Scalar();
+            if (perms.empty()) return error("zookeeper.set_acls", "each principal needs a list of permissions");
+            out += (out.empty() ? "" : ";") + kv.first.Scalar() + " " + perms;
+        }
+        set("pg_ha.zookeeper_set_acls", out);
+    } else if (acl && !acl.IsNull()) {
+        error("zookeeper.set_acls", "expected {principal: [PERMISSION, ...]}");
+    }
     const YAML::Node h = n["hosts"];
     std::string hosts;
     if (h && h.IsSequence()) {

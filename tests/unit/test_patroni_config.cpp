@@ -167,7 +167,7 @@ citus: {group: 0}
 )");
     ASSERT_TRUE(c.ok()) << all(c.errors);
     for (const char *path : {"postgresql.pg_ident", "postgresql.callbacks", "postgresql.authentication.superuser.sslmode",
-                             "restapi.allowlist", "etcd3", "log.level", "tags.replicatefrom", "bootstrap.dcs.check_timeline",
+                             "etcd3", "log.level", "tags.replicatefrom", "bootstrap.dcs.check_timeline",
                              "bootstrap.dcs.postgresql.recovery_conf", "bootstrap.initdb.pgdata", "citus"})
         EXPECT_TRUE(has_warning(c, path)) << path << "\n" << all(c.warnings);
     EXPECT_EQ(c.setting("pg_ha.restapi_username"), "u");
@@ -266,4 +266,30 @@ TEST(ClusterParameters, PatronisPrecedenceAndTheShellRule) {
     EXPECT_TRUE(archive);
     EXPECT_TRUE(segments);
     EXPECT_TRUE(cluster_parameters(json::object(), {}, true, 150000).apply.empty());
+}
+
+TEST(PatroniConfig, RestApiAllowlistAndZooKeeperAuth) {
+    const std::string base = "scope: demo\nname: n1\npostgresql: {connect_address: 10.0.0.1:5432, data_dir: /data/pg}\n";
+    PatroniConfig c = read_patroni_config(base + R"(
+restapi:
+  listen: 0.0.0.0:8008
+  connect_address: n1:8008
+  allowlist: [10.0.0.0/8, 127.0.0.1]
+  allowlist_include_members: true
+zookeeper:
+  hosts: [zk1:2181]
+  auth_data: {digest: "pgha:s3cr:et"}
+  set_acls: {"digest:monitor:abc=": [READ]}
+)");
+    ASSERT_TRUE(c.ok()) << all(c.errors);
+    EXPECT_EQ(c.setting("pg_ha.restapi_allowlist"), "10.0.0.0/8,127.0.0.1");
+    EXPECT_EQ(c.setting("pg_ha.restapi_allowlist_include_members"), "on");
+    EXPECT_EQ(c.setting("pg_ha.zookeeper_user"), "pgha");
+    EXPECT_EQ(c.setting("pg_ha.zookeeper_password"), "s3cr:et");
+    EXPECT_EQ(c.setting("pg_ha.zookeeper_set_acls"), "digest:monitor:abc= READ");
+    EXPECT_FALSE(has_warning(c, "restapi.allowlist"));
+    EXPECT_FALSE(has_warning(c, "zookeeper.auth_data"));
+    c = read_patroni_config(base + "zookeeper:\n  hosts: [zk1:2181]\n  auth_data: {digest: nocolon}\n");
+    EXPECT_NE(all(c.errors).find("zookeeper.auth_data"), std::string::npos);
+    EXPECT_EQ(all(c.errors).find("nocolon"), std::string::npos) << "the credential is not echoed";
 }
