@@ -95,7 +95,7 @@ std::pair<int, std::int64_t> timed_request(int port, const std::string &request)
     std::string got;
     while (got.find("\r\n\r\n") == std::string::npos) {
         pollfd p{fd, POLLIN, 0};
-        if (::poll(&p, 1, 3000) <= 0) break;
+        if (::poll(&p, 1, 10000) <= 0) break;
         char buf[4096];
         const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
         if (n <= 0) break;
@@ -289,7 +289,7 @@ TEST(ApiLimits, ManagementRequestsDoNotHoldUpChecks) {
     std::atomic<int> running{0};
     LimitsServer s(o, [&](const NodeSnapshot *, const HttpRequestView &) -> std::optional<HttpReply> {
         ++running;
-        std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
         return HttpReply{200, "text/plain", "done"};
     });
     std::vector<std::thread> posts;
