@@ -11,6 +11,7 @@
 // or refused, 2 usage error, 3 ZooKeeper or the REST API unreachable.
 #include "core/no_postgres.hpp"
 
+#include <cctype>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -21,6 +22,8 @@
 #include "cli/commands.hpp"
 #include "cli/patroni_config.hpp"
 #include "cli/pgdata.hpp"
+#include "core/node_settings.hpp"
+#include "core/settings_file.hpp"
 
 namespace pgha::cli {
 namespace {
@@ -72,6 +75,10 @@ int main(int argc, char **argv) {
     std::string patroni_config;
     boot->add_option("--patroni-config", patroni_config,
                      "Patroni YAML file to write the settings file (--config) from (default: $PGHA_PATRONI_CONFIG)");
+
+    std::string settings_get;
+    auto *settings = app.add_subcommand("settings", "check the settings file (--config) as the server reads it");
+    settings->add_option("--get", settings_get, "print one value (not a password)");
 
     std::string patroni_file, patroni_get;
     auto *patroni = app.add_subcommand("patroni-config", "check a Patroni YAML file (what pg_ha uses of it)");
@@ -164,6 +171,33 @@ int main(int argc, char **argv) {
     if (config.empty()) {
         std::cerr << "pg_hactl: --config is required (or set PGHA_CONFIG_FILE)" << std::endl;
         return cli::kExitUsage;
+    }
+    if (settings->parsed()) {
+        // The same reader pg_hactl uses everywhere (PostgreSQL's file syntax,
+        // includes): what it prints is what the server reads.
+        pgha::SettingsFile f;
+        std::string err;
+        if (!pgha::load_settings_file(config, f, err)) {
+            std::cerr << "pg_hactl: " << err << std::endl;
+            return cli::kExitUsage;
+        }
+        for (const auto &e : f.errors) std::cerr << "pg_hactl: error: " << e << std::endl;
+        if (!f.errors.empty()) return cli::kExitFailed;
+        if (settings_get.empty()) return cli::kExitOk;
+        std::string key = settings_get;
+        for (auto &ch : key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        const std::string bare = key.rfind("pg_ha.", 0) == 0 ? key.substr(6) : key;
+        for (const auto &row : pgha::setting_rows())
+            if (row.secret && row.name == bare) {
+                std::cerr << "pg_hactl: " << key << " is a secret; not printed" << std::endl;
+                return cli::kExitUsage;
+            }
+        if (key.find("password") != std::string::npos) {
+            std::cerr << "pg_hactl: " << key << " looks like a secret; not printed" << std::endl;
+            return cli::kExitUsage;
+        }
+        std::cout << f.get(key) << std::endl;
+        return cli::kExitOk;
     }
     try {
         if (boot->parsed()) {
