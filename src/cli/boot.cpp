@@ -158,15 +158,32 @@ void remove_foreign_state(const NodeConfig &c) {
 
 // ---- a new cluster -------------------------------------------------------------------------
 
+// The default pg_hba.conf (issue 10 item 5): local connections for everyone;
+// from the network replication (its role only) and the other roles, but the
+// superuser only from pg_ha.superuser_networks. Without a rewind role the
+// superuser runs pg_rewind against the leader, so then the network keeps it
+// (and boot says so).
 std::string default_hba(const NodeConfig &c) {
-    return "# written by pg_hactl boot\n"
-           "local   all             all                                     peer\n"
-           "host    all             all             127.0.0.1/32            scram-sha-256\n"
-           "host    all             all             ::1/128                 scram-sha-256\n"
-           "host    replication     " + c.repl_user + "  0.0.0.0/0               scram-sha-256\n"
-           "host    replication     " + c.repl_user + "  ::/0                    scram-sha-256\n"
-           "host    all             all             0.0.0.0/0               scram-sha-256\n"
-           "host    all             all             ::/0                    scram-sha-256\n";
+    std::string hba = "# written by pg_hactl boot\n"
+                      "local   all             all                                     peer\n"
+                      "host    all             all             127.0.0.1/32            scram-sha-256\n"
+                      "host    all             all             ::1/128                 scram-sha-256\n"
+                      "host    replication     " + c.repl_user + "  0.0.0.0/0               scram-sha-256\n"
+                      "host    replication     " + c.repl_user + "  ::/0                    scram-sha-256\n";
+    std::istringstream nets(c.superuser_networks);
+    for (std::string net; std::getline(nets, net, ',');) {
+        net.erase(std::remove_if(net.begin(), net.end(), [](unsigned char ch) { return std::isspace(ch); }), net.end());
+        if (!net.empty()) hba += "host    all             " + c.superuser + "  " + net + "  scram-sha-256\n";
+    }
+    if (!c.rewind_user.empty()) {
+        hba += "host    all             " + c.superuser + "  0.0.0.0/0               reject\n"
+               "host    all             " + c.superuser + "  ::/0                    reject\n";
+    } else {
+        info("warning: pg_ha.rewind_user is empty, so pg_rewind logs in as the superuser and pg_hba.conf lets the "
+             "superuser in from the network; set pg_ha.rewind_user to keep it local");
+    }
+    return hba + "host    all             all             0.0.0.0/0               scram-sha-256\n"
+                 "host    all             all             ::/0                    scram-sha-256\n";
 }
 
 // A PostgreSQL running only for bootstrap.post_bootstrap: no pg_ha worker,
@@ -265,6 +282,15 @@ void bootstrap_new_cluster(const NodeConfig &c) {
         return;
     }
     info("won the initialize race: creating a new cluster with initdb");
+    // No default passwords (issue 10 item 5): a superuser without one could
+    // log in with whatever the pg_hba.conf of the day allows.
+    if (c.superuser_password.empty())
+        throw CommandError(kExitFailed, "pg_ha.superuser_password is empty: refusing to create a cluster whose "
+                                        "superuser (" + c.superuser + ") has no password (set it, e.g. "
+                                        "PGHA_SUPERUSER_PASSWORD; the settings file is readable by its owner only)");
+    if (!c.repl_user.empty() && c.repl_password.empty())
+        throw CommandError(kExitFailed, "pg_ha.replication_password is empty: standbys could not log in as " +
+                                            c.repl_user + " (scram-sha-256); set it");
     if (plan) initdb_with_options(pg, c.superuser, c.superuser_password, plan->initdb_options, !plan->initdb_auth_given);
     else initdb(pg, c.superuser, c.superuser_password);
 
@@ -485,6 +511,7 @@ NodeConfig load_node_config(const std::string &path) {
     c.admin_user = n.admin_user;
     c.admin_password = n.admin_password;
     c.pg_hba = n.pg_hba;
+    c.superuser_networks = n.superuser_networks;
     c.dcs_shell_parameters = n.dcs_shell_parameters;
     c.port = n.port;
     for (const auto &kv : f.values)

@@ -24,6 +24,7 @@ struct NodeConfig {
     ZkAuth zk_auth;  // pg_ha.zookeeper_user/_password/_set_acls (never printed)
     std::string superuser, superuser_password, repl_user, repl_password, rewind_user, rewind_password;
     std::string admin_user, admin_password, pg_hba;
+    std::string superuser_networks;  // CIDRs the default pg_hba.conf lets the superuser in from
     int port = 5432;
     bool dcs_shell_parameters = false;
     std::set<std::string> local_parameters;  // PostgreSQL parameters the settings file sets (they win)

@@ -856,6 +856,9 @@ class PgNode:
             "PGHA_ZOOKEEPER_HOSTS": self.cluster_env["zookeeper_hosts"],
             "PGHA_CONNECT_ADDRESS": "%s:%d" % (self.ip, self.port),
             "PGHA_API_CONNECT_ADDRESS": "%s:%d" % (self.ip, self.api_port),
+            # The default pg_hba.conf keeps the superuser off the network; the
+            # test process and HAProxy connect as the superuser from here.
+            "PGHA_SUPERUSER_NETWORKS": "%s0/%d" % (SUBNET_PREFIX, PREFIXLEN),
         }
         if extra:
             env["PGHA_EXTRA_SETTINGS"] = extra

@@ -1,0 +1,68 @@
+"""Bootstrap defaults that are safe on a shared network (issue 10 item 5):
+the default pg_hba.conf lets the superuser in from pg_ha.superuser_networks
+only (the other roles from anywhere, with scram-sha-256), and bootstrap
+refuses to create a cluster whose superuser has no password."""
+import os
+import subprocess
+import tempfile
+
+import pytest
+
+import harness
+from harness import BRIDGE_IP, wait_for
+
+pytestmark = pytest.mark.needs_pg_ha
+
+
+def psql_from(host, node, user, password):
+    """(returncode, output) of a psql login on `node` from inside `host`'s namespace."""
+    p = host.exec([harness.PG_BIN / "psql", "-X", "-w", "-h", node.ip, "-p", str(node.port), "-U", user,
+                   "-d", "postgres", "-Atc", "select current_user"], check=False, timeout=30,
+                  env=dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="5"))
+    return p.returncode, (p.stdout or "") + (p.stderr or "")
+
+
+def test_superuser_only_from_its_networks(make_cluster):
+    c = make_cluster(nodes=1, haproxy=False,
+                     env={"PGHA_SUPERUSER_NETWORKS": "%s/32" % BRIDGE_IP})
+    c.start_zookeeper()
+    c.start_nodes()
+    node = c.wait_for_primary(timeout=180)
+    # From the test process (its network is listed): the superuser logs in.
+    assert node.sql_value("select current_user") == harness.SUPERUSER
+    other = c.zookeepers[0].host   # another host of the network, not listed
+    rc, out = psql_from(other, node, harness.SUPERUSER, harness.SUPERUSER_PASSWORD)
+    assert rc != 0 and "pg_hba.conf rejects" in out, "superuser from %s: rc %d %s" % (other.ip, rc, out)
+    rc, out = psql_from(other, node, "admin", "admin")
+    assert rc == 0 and out.strip() == "admin", "the application role from %s: rc %d %s" % (other.ip, rc, out)
+    hba = (node.data_dir / "pg_hba.conf").read_text()
+    assert "reject" in hba and "md5" not in hba and "trust" not in hba, hba
+    print("superuser from %s refused by pg_hba.conf; admin allowed" % other.ip)
+
+
+def test_bootstrap_refuses_without_a_superuser_password(make_cluster):
+    c = make_cluster(nodes=1, haproxy=False)
+    c.start_zookeeper()
+    work = tempfile.mkdtemp(prefix="pgha-nopw-")
+    os.chmod(work, 0o755)
+    subprocess.run(["chown", "postgres", work], check=True)
+    conf = os.path.join(work, "pg_ha.conf")
+    with open(conf, "w") as f:
+        f.write("pg_ha.scope = 'nopw'\npg_ha.node_name = 'n1'\npg_ha.zookeeper_hosts = '%s:%d'\n"
+                "pg_ha.connect_address = '127.0.0.1:5499'\npg_ha.replication_password = 'r'\n"
+                % (c.zookeepers[0].host.ip, harness.ZK_CLIENT_PORT))
+    subprocess.run(["chown", "postgres", conf], check=True)
+    p = subprocess.run(["runuser", "-u", "postgres", "--", str(harness.PG_HACTL), "boot", "--config", conf,
+                        "--pgdata", os.path.join(work, "data"), "--timeout", "30"],
+                       capture_output=True, text=True, timeout=120)
+    out = p.stdout + p.stderr
+    try:
+        assert p.returncode != 0, out
+        assert "superuser_password is empty" in out, out
+        # the failed bootstrap gave the initialize key back: the next try may bootstrap
+        assert wait_for(lambda: c.zk_get("/service/nopw/initialize") is None, timeout=10, interval=0.5,
+                        description="initialize released")
+        assert not os.path.exists(os.path.join(work, "data", "PG_VERSION")), "a data directory was left"
+    finally:
+        subprocess.run(["rm", "-rf", work])
+    print("bootstrap without a superuser password: %s" % out.strip().splitlines()[-1])
