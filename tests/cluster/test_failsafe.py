@@ -113,3 +113,32 @@ def test_fenced_primary_comes_back_read_only_and_follows(make_cluster):
         check(not sb.acks_after(old, t_elect), "%s acknowledged writes after the election" % old.name, c,
               sb.summary)
     sb.check()
+
+
+def test_second_node_under_an_existing_name_takes_no_action(make_cluster):
+    """Issue 9 item 8: a fourth host started with pg_ha.name = pg-1 while the
+    real pg-1 leads. It must not replace members/pg-1 nor delete the leader
+    znode that names pg-1 (before, it deleted it as "stale"), and it says why."""
+    c = make_cluster(nodes=4, haproxy=False, dynamic_config=FAST,
+                     node_env={"pg-4": {"PGHA_NAME": "pg-1"}})
+    c.start_zookeeper()
+    c.start_nodes(["pg-1"])
+    c.wait_for_primary(timeout=180, nodes=["pg-1"])
+    c.start_nodes(["pg-2", "pg-3"])
+    c.wait_healthy(timeout=180, nodes=["pg-1", "pg-2", "pg-3"])
+    zk = c.zk()
+    _, leader_stat = zk.get(c.zk_path("leader"))
+    _, member_stat = zk.get(c.zk_path("members", "pg-1"))
+    dup = c.node("pg-4")
+    dup.start()
+    wait_for(lambda: "another node runs as member" in dup.log_tail(400), timeout=180, interval=1,
+             description="the duplicate's log naming the conflict", state=lambda: dup.log_tail(40))
+    time.sleep(3 * LOOP_WAIT)
+    _, leader_after = zk.get(c.zk_path("leader"))
+    _, member_after = zk.get(c.zk_path("members", "pg-1"))
+    check(leader_after.ephemeralOwner == leader_stat.ephemeralOwner and leader_after.czxid == leader_stat.czxid,
+          "the leader znode was replaced while a duplicate pg-1 ran", c)
+    check(member_after.ephemeralOwner == member_stat.ephemeralOwner,
+          "members/pg-1 changed owner to the duplicate", c)
+    check(c.node("pg-1").is_primary(), "the real pg-1 is no longer the primary", c)
+    print("duplicate pg-1 on %s: kept out, leader and member znodes untouched" % dup.ip)
