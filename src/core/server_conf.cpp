@@ -78,10 +78,12 @@ ConfParams parse_conf(const std::string &text) {
 }
 
 ConfParams merge_conf(ConfParams current, const ConfParams &params) {
-    for (const auto &[k, v] : params) {
+    for (const auto &kv : params) {
+        // (no structured binding: C++17 lambdas cannot capture one; clang refuses)
+        const std::string &k = kv.first;
         auto it = std::find_if(current.begin(), current.end(), [&](const auto &p) { return p.first == k; });
-        if (it != current.end()) it->second = v;
-        else current.emplace_back(k, v);
+        if (it != current.end()) it->second = kv.second;
+        else current.emplace_back(k, kv.second);
     }
     // A name repeated in a hand-edited file: keep its last value only.
     ConfParams unique;
