@@ -17,11 +17,35 @@
 #include <chrono>
 #include <cstring>
 
-#include <httplib.h>  // detail::decode_url, detail::parse_query_text
 
 namespace pgha {
 
 namespace {
+
+// %XX decoding of a request target (our own: cpp-httplib's detail:: helpers
+// changed between 0.11 and the versions in newer Debian releases).
+std::string percent_decode(const std::string &s, bool plus_is_space) {
+    auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const char c = s[i];
+        if (c == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+            out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            out += ' ';
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
 
 constexpr std::uint64_t kListenerId = 0;
 constexpr std::uint64_t kWakeId = ~std::uint64_t(0);
@@ -148,11 +172,24 @@ int parse_request_head(const std::string &head, std::size_t max_headers, EventRe
     }
 
     const std::size_t q = out.target.find('?');
-    out.path = httplib::detail::decode_url(out.target.substr(0, q), false);
+    out.path = percent_decode(out.target.substr(0, q), false);
     if (q != std::string::npos) {
-        httplib::Params params;
-        httplib::detail::parse_query_text(out.target.substr(q + 1), params);
-        out.query.insert(params.begin(), params.end());
+        // key=value pairs split on '&' ('+' is a space in them); pairs without
+        // a key are dropped, as cpp-httplib does.
+        const std::string query = out.target.substr(q + 1);
+        std::size_t start = 0;
+        while (start <= query.size()) {
+            std::size_t amp = query.find('&', start);
+            if (amp == std::string::npos) amp = query.size();
+            const std::string pair = query.substr(start, amp - start);
+            const std::size_t eq = pair.find('=');
+            std::string key = pair.substr(0, eq);
+            std::string val = eq == std::string::npos ? std::string() : pair.substr(eq + 1);
+            const std::size_t eq2 = val.find('=');
+            if (eq2 != std::string::npos) val.resize(eq2);  // "a=b=c": cpp-httplib keeps "b"
+            if (!key.empty()) out.query.emplace(percent_decode(key, true), percent_decode(val, true));
+            start = amp + 1;
+        }
     }
     return 0;
 }

@@ -137,6 +137,17 @@ TEST(ApiRequestHead, Parses) {
     EXPECT_EQ(*r.header("authorization"), "Basic abc");
     EXPECT_EQ(r.header_count("x-two"), 2u);
     EXPECT_EQ(r.minor_version, 1);
+    // Our own %XX decoding (no cpp-httplib internals): '+' is a space in the
+    // query only; a bad escape stays as it is; pairs without a key are dropped.
+    EventRequest d;
+    ASSERT_EQ(parse_request_head("GET /a%2Fb+c%zz%4 HTTP/1.1\r\nHost: x", 64, d), 0);
+    EXPECT_EQ(d.path, "/a/b+c%zz%4");
+    EventRequest e;
+    ASSERT_EQ(parse_request_head("GET /x?k=a+b%21&=dropped&flag&q=1=2 HTTP/1.1\r\nHost: x", 64, e), 0);
+    EXPECT_EQ(e.query.find("k")->second, "a b!");
+    EXPECT_EQ(e.query.count(""), 0u);
+    EXPECT_EQ(e.query.find("flag")->second, "");
+    EXPECT_EQ(e.query.find("q")->second, "1");
 
     for (const char *bad : {"", "GET", "GET /", "GET / HTTP/1.1 x", "GET nopath HTTP/1.1", "G(T / HTTP/1.1",
                             "GET / HTTP/1.1\r\nNoColon", "GET / HTTP/1.1\r\n: empty", "GET / HTTP/1.1\r\n folded",
