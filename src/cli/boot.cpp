@@ -49,6 +49,9 @@ void connect_zk(ZkSession &zk, const NodeConfig &c, int timeout_ms) {
         die("cannot connect to ZooKeeper at " + c.zk_hosts + " within " + std::to_string(timeout_ms / 1000) + " s");
 }
 
+// boot_steps' answer for "started as a read-only standby without ZooKeeper".
+constexpr int kBootWithoutZooKeeper = -100;
+
 // Like connect_zk, but false (and a closed session) when ZooKeeper does not
 // answer within timeout_ms.
 bool try_connect_zk(ZkSession &zk, const NodeConfig &c, int timeout_ms) {
@@ -536,7 +539,11 @@ int boot_steps(NodeConfig &c);
 // the worker keeps them current afterwards (LocalServer::set_parameters).
 void write_cluster_parameters(const NodeConfig &c) {
     ZkSession zk;
-    connect_zk(zk, c, 30000);
+    if (!try_connect_zk(zk, c, 15000)) {
+        // The worker applies them once ZooKeeper answers; never keep the server down for it.
+        info("cannot reach ZooKeeper to read the config key's postgresql.parameters; the worker applies them later");
+        return;
+    }
     ClusterStore store(zk, c.ns, c.scope);
     ClusterView v;
     std::string err;
@@ -554,8 +561,10 @@ void write_cluster_parameters(const NodeConfig &c) {
 }
 
 int cmd_boot(NodeConfig c) {
-    const int rc = boot_steps(c);
-    if (rc == kExitOk && file_exists(c.pgdata + "/PG_VERSION")) write_cluster_parameters(c);
+    int rc = boot_steps(c);
+    const bool without_zk = rc == kBootWithoutZooKeeper;
+    if (without_zk) rc = kExitOk;  // the read-only start: nothing to read from ZooKeeper
+    if (rc == kExitOk && !without_zk && file_exists(c.pgdata + "/PG_VERSION")) write_cluster_parameters(c);
     if (rc == kExitOk && c.patroni && c.patroni->has_local_pg_hba && file_exists(c.pgdata + "/PG_VERSION")) {
         // Patroni's local postgresql.pg_hba: the whole pg_hba.conf, at every start.
         std::string hba = "# written by pg_hactl boot from postgresql.pg_hba; edits are overwritten\n";
@@ -611,7 +620,7 @@ int boot_steps(NodeConfig &c) {
             write_managed_block(pgdata_of(c), c.config_path);
             for (const char *f : {"/promote", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
             write_file(c.pgdata + "/standby.signal", "");
-            return kExitOk;
+            return kBootWithoutZooKeeper;
         }
     } else {
         connect_zk(zk, c, c.timeout_s * 1000);
