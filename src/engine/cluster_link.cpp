@@ -84,8 +84,15 @@ void ClusterLink::save_session() {
 }
 
 std::string ClusterLink::name_conflict() const {
-    auto foreign = [this](std::int64_t owner) {
-        return owner != 0 && owner != zk_.session_id() && !our_sessions_.count(owner);
+    // A session that published our own connect address under our name is an
+    // earlier process of this node whose session file is gone (pg_rewind and
+    // clones replace it), not another node: it expires within ttl.
+    const Member *mine = view_.member(s_.node_name);
+    auto ours_by_address = [this, mine](std::int64_t owner) {
+        return mine && mine->session == owner && !mine->conn_url.empty() && mine->conn_url == s_.member_conn_url();
+    };
+    auto foreign = [this, &ours_by_address](std::int64_t owner) {
+        return owner != 0 && owner != zk_.session_id() && !our_sessions_.count(owner) && !ours_by_address(owner);
     };
     std::int64_t owner = 0;
     std::string what;

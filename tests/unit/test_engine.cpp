@@ -576,7 +576,11 @@ TEST(FailsafeBox, AcceptedBodyRoundTrip) {
 // Issue 9 item 8: a second node started under an existing member's name takes
 // no action: it neither replaces the member znode nor deletes "its" lock.
 TEST_F(EngineTest, SecondNodeUnderAnExistingNameTakesNoAction) {
-    server.put(path("members/pg-1"), member_json("pg-1", "primary", 1000), 999);
+    // The other pg-1 runs on another host (10.0.0.9).
+    std::string other = member_json("pg-1", "primary", 1000);
+    for (auto at = other.find("10.0.0.1:"); at != std::string::npos; at = other.find("10.0.0.1:"))
+        other.replace(at, 9, "10.0.0.9:");
+    server.put(path("members/pg-1"), other, 999);
     server.put(path("leader"), "pg-1", 999);
     server.live_sessions.insert(999);
     const std::string before = server.get(path("members/pg-1"));
@@ -593,4 +597,14 @@ TEST_F(EngineTest, SecondNodeUnderAnExistingNameTakesNoAction) {
     // Once the other node's session is gone, this one proceeds normally.
     server.expire(999);
     EXPECT_TRUE(run({&dup}, [&] { return dup.last.is_leader; }, 200));
+}
+
+// An earlier process of this node (its session file gone after a rewind) is
+// not a duplicate: same name, same address.
+TEST_F(EngineTest, OwnEarlierSessionAtTheSameAddressIsNoConflict) {
+    server.put(path("members/pg-1"), member_json("pg-1", "replica", 1000), 999);
+    server.live_sessions.insert(999);
+    Node n1(server, clock, "pg-1", false, peers_behind(0));
+    ASSERT_TRUE(run({&n1}, [&] { return server.owner(path("members/pg-1")) == n1.zk->session_id(); }, 100));
+    EXPECT_FALSE(n1.logged("another node runs as member"));
 }
