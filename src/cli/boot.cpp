@@ -40,27 +40,25 @@ namespace {
 
 // ---- ZooKeeper ------------------------------------------------------------------
 
-// A connected session, or a CommandError with a clear message.
-void connect_zk(ZkSession &zk, const NodeConfig &c, int timeout_ms) {
-    std::string err;
-    zk.set_auth(c.zk_auth);
-    if (!zk.open(c.zk_hosts, 30000, nullptr, err)) die(err);
-    if (!zk_run_until(zk, [&] { return zk.connected(); }, timeout_ms))
-        die("cannot connect to ZooKeeper at " + c.zk_hosts + " within " + std::to_string(timeout_ms / 1000) + " s");
-}
-
-// boot_steps' answer for "started as a read-only standby without ZooKeeper".
-constexpr int kBootWithoutZooKeeper = -100;
-
-// Like connect_zk, but false (and a closed session) when ZooKeeper does not
-// answer within timeout_ms.
+// A connected, authenticated session, or false (and a closed session) when
+// ZooKeeper does not answer within timeout_ms.
 bool try_connect_zk(ZkSession &zk, const NodeConfig &c, int timeout_ms) {
     std::string err;
+    zk.set_auth(c.zk_auth);
     if (!zk.open(c.zk_hosts, 30000, nullptr, err)) die(err);
     if (zk_run_until(zk, [&] { return zk.connected(); }, timeout_ms)) return true;
     zk.close();
     return false;
 }
+
+// A connected session, or a CommandError with a clear message.
+void connect_zk(ZkSession &zk, const NodeConfig &c, int timeout_ms) {
+    if (!try_connect_zk(zk, c, timeout_ms))
+        die("cannot connect to ZooKeeper at " + c.zk_hosts + " within " + std::to_string(timeout_ms / 1000) + " s");
+}
+
+// boot_steps' answer for "started as a read-only standby without ZooKeeper".
+constexpr int kBootWithoutZooKeeper = -100;
 
 bool read_view(ZkSession &zk, ClusterStore &store, ClusterView &view, std::string &error) {
     bool done = false, ok = false;
