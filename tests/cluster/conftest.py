@@ -79,15 +79,22 @@ def make_cluster(request, require_root):
             sys.stderr.write("\nkept run directory of failed test: %s\n" % c.base_dir)
 
 
-@pytest.fixture(scope="module")
-def cluster(request, require_pg_ha):
-    """A 3-node cluster with ZooKeeper and HAProxy shared by a module's tests.
-    It is healthy when handed out; each test must leave it healthy."""
+def start_first_then_others(c, first="pg-1"):
+    """Start ZooKeeper (and HAProxy), `first` alone, then the other nodes; wait until healthy."""
+    c.start(nodes=False)
+    c.start_nodes([first])
+    c.wait_for_primary(timeout=BOOTSTRAP_TIMEOUT, nodes=[first])
+    c.start_nodes([n.name for n in c.nodes if n.name != first])
+    c.wait_healthy(timeout=BOOTSTRAP_TIMEOUT)
+
+
+def module_cluster(request, c, start):
+    """Body of a module-scoped cluster fixture (use with `yield from`): start(c),
+    hand out c, tear it down; the run directory is kept when the start or a
+    test of the module failed."""
     failures_before = request.session.testsfailed
-    c = harness.Cluster()
     try:
-        c.start()
-        c.wait_healthy(timeout=BOOTSTRAP_TIMEOUT)
+        start(c)
     except BaseException:
         c.keep_dir = True
         sys.stderr.write("\ncluster start failed; run directory kept: %s\n" % c.base_dir)
@@ -98,3 +105,13 @@ def cluster(request, require_pg_ha):
         c.keep_dir = True
         sys.stderr.write("\nkept run directory of module with failures: %s\n" % c.base_dir)
     c.teardown()
+
+
+@pytest.fixture(scope="module")
+def cluster(request, require_pg_ha):
+    """A 3-node cluster with ZooKeeper and HAProxy shared by a module's tests.
+    It is healthy when handed out; each test must leave it healthy."""
+    def start(c):
+        c.start()
+        c.wait_healthy(timeout=BOOTSTRAP_TIMEOUT)
+    yield from module_cluster(request, harness.Cluster(), start)

@@ -22,7 +22,7 @@ import psycopg2
 import pytest
 
 import harness
-from conftest import BOOTSTRAP_TIMEOUT
+from conftest import module_cluster, start_first_then_others
 from harness import wait_for
 
 pytestmark = pytest.mark.needs_pg_ha
@@ -44,25 +44,14 @@ KILLS = 3
 
 @pytest.fixture(scope="module")
 def cluster(request, require_pg_ha):
-    failures_before = request.session.testsfailed
     c = harness.Cluster(node_settings={NOSYNC: "pg_ha.nosync = on"},
                         dynamic_config={"ttl": TTL, "loop_wait": LOOP_WAIT, "retry_timeout": RETRY_TIMEOUT,
                                         "synchronous_mode": True})
-    try:
-        c.start(nodes=False)
-        c.start_nodes(["pg-1"])
-        c.wait_for_primary(timeout=BOOTSTRAP_TIMEOUT, nodes=["pg-1"])
-        c.start_nodes(["pg-2", "pg-3"])
-        c.wait_healthy(timeout=BOOTSTRAP_TIMEOUT)
+
+    def start(c):
+        start_first_then_others(c)
         c.primary().sql("CREATE TABLE sync_t (id bigint PRIMARY KEY)")
-    except BaseException:
-        c.keep_dir = True
-        c.teardown()
-        raise
-    yield c
-    if request.session.testsfailed > failures_before:
-        c.keep_dir = True
-    c.teardown()
+    yield from module_cluster(request, c, start)
 
 
 def check(cond, msg, c, *extra):

@@ -33,7 +33,7 @@ import subprocess
 import pytest
 
 import harness
-from conftest import BOOTSTRAP_TIMEOUT
+from conftest import module_cluster, start_first_then_others
 from harness import wait_for
 
 pytestmark = pytest.mark.needs_pg_ha
@@ -76,26 +76,12 @@ sys.exit(ctl())
 
 @pytest.fixture(scope="module")
 def cluster(request, require_pg_ha):
-    failures_before = request.session.testsfailed
     env = {"PGHA_ZOOKEEPER_USER": ZK_USER, "PGHA_ZOOKEEPER_PASSWORD": ZK_PASSWORD,
            "PGHA_ZOOKEEPER_SET_ACLS": "digest:%s READ" % digest_id(MON_USER, MON_PASSWORD)}
     c = harness.Cluster(env=env, zk_auth_data=[("digest", "%s:%s" % (ZK_USER, ZK_PASSWORD))],
                         zk_default_acl=[OUR_ACL, MON_ACL],
                         dynamic_config={"ttl": TTL, "loop_wait": LOOP_WAIT, "retry_timeout": RETRY_TIMEOUT})
-    try:
-        c.start(nodes=False)
-        c.start_nodes(["pg-1"])
-        c.wait_for_primary(timeout=BOOTSTRAP_TIMEOUT, nodes=["pg-1"])
-        c.start_nodes(["pg-2", "pg-3"])
-        c.wait_healthy(timeout=BOOTSTRAP_TIMEOUT)
-    except BaseException:
-        c.keep_dir = True
-        c.teardown()
-        raise
-    yield c
-    if request.session.testsfailed > failures_before:
-        c.keep_dir = True
-    c.teardown()
+    yield from module_cluster(request, c, start_first_then_others)
 
 
 def client(c, auth_data=None):
