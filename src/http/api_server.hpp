@@ -41,7 +41,7 @@ struct ApiServerOptions {
     int read_timeout_s = 5;
     int write_timeout_s = 5;
     std::size_t payload_max_bytes = 64 * 1024;  // larger request bodies get 413
-    int listen_backlog = 128;                   // cpp-httplib's compiled-in default is 5
+    int listen_backlog = 1024;  // cpp-httplib defaults to 5; a full accept queue drops SYNs and a check then waits 1 s for the retransmit
     // Plain HTTP (http/event_server): per-request deadlines, header caps,
     // keep-alive limits and the connection budget (keep_alive_max_count,
     // keep_alive_timeout_s, read_timeout_s, write_timeout_s and
