@@ -22,7 +22,6 @@
 #include <map>
 #include <vector>
 
-#include <httplib.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -38,9 +37,9 @@ std::int64_t steady_now_ms() {
 
 // Socket options for the listening socket; Linux copies TCP_NODELAY and the
 // keepalive settings to every accepted connection.
-void listen_socket_options(socket_t sock) {
+void listen_socket_options(int sock) {
     int yes = 1, no = 0;
-    // SO_REUSEADDR only: cpp-httplib's default also sets SO_REUSEPORT, which
+    // SO_REUSEADDR only (not SO_REUSEPORT, which
     // would let a second server bind the same port silently.
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     ::setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
@@ -131,7 +130,7 @@ int key_password_callback(char *buf, int size, int /*rwflag*/, void *userdata) {
     return n;
 }
 
-// Configures the SSL_CTX cpp-httplib's SSLServer creates, the way Patroni's
+// Configures the server SSL_CTX the way Patroni's
 // ssl.create_default_context(Purpose.CLIENT_AUTH, cafile) + load_cert_chain()
 // + verify_mode do.
 bool setup_tls_context(SSL_CTX &ctx, const ApiServerOptions &o, std::string &error) {
@@ -237,29 +236,7 @@ std::vector<std::string> resolve_hosts(const std::vector<std::string> &hosts) {
     return out;
 }
 
-// The listening socket of any httplib::Server (SSLServer included) is a
-// protected member; a pointer to member formed in a derived class reaches it.
-struct ListenerAccess : httplib::Server {
-    static std::atomic<socket_t> &sock(httplib::Server &s) { return s.*(&ListenerAccess::svr_sock_); }
-};
-
 }  // namespace
-
-// The cpp-httplib server (plain or TLS) plus access to its listening socket.
-class ApiServer::Server {
-  public:
-    explicit Server(std::unique_ptr<httplib::Server> server) : http(std::move(server)) {}
-    int listening_fd() const { return ListenerAccess::sock(*http); }
-    // Closes the bound socket of a server whose listen loop never ran.
-    void close_unused_listener() {
-        socket_t s = ListenerAccess::sock(*http).exchange(INVALID_SOCKET);
-        if (s != INVALID_SOCKET) ::close(s);
-    }
-    bool is_running() const { return http->is_running(); }
-    void stop() { http->stop(); }
-
-    std::unique_ptr<httplib::Server> http;
-};
 
 ApiServer::ApiServer(ApiServerOptions options) noexcept : options_(std::move(options)) {
     try {
@@ -275,7 +252,7 @@ ApiServer::~ApiServer() { stop(); }
 
 bool ApiServer::set_management_hook(ManagementHook hook) noexcept {
     std::lock_guard<std::mutex> lock(lifecycle_mu_);
-    if (server_ || events_) return false;  // handlers read mgmt_ without a lock
+    if (events_) return false;  // handlers read mgmt_ without a lock
     mgmt_ = std::move(hook);
     return true;
 }
@@ -287,10 +264,7 @@ bool ApiServer::parse_listen_address(const std::string &listen, std::string &hos
     return false;
 }
 
-bool ApiServer::alive() const noexcept {
-    if (events_) return events_->alive();
-    return port_.load(std::memory_order_relaxed) != 0 && !listener_done_.load(std::memory_order_acquire);
-}
+bool ApiServer::alive() const noexcept { return events_ && events_->alive(); }
 
 // One request as both transports hand it over.
 struct ApiServer::Incoming {
@@ -337,38 +311,10 @@ ApiServer::Outgoing ApiServer::answer(const Incoming &in) noexcept {
     return out;
 }
 
-void ApiServer::serve(const httplib::Request &req, httplib::Response &res) noexcept {
-    try {
-        Incoming in;
-        in.method = req.method;
-        in.path = req.path;
-        in.query = std::multimap<std::string, std::string>(req.params.begin(), req.params.end());
-        if (is_body_method(req.method)) in.body = req.body;
-        std::string auth_value;  // stays "" (malformed) when the header is repeated
-        if (const std::size_t n = req.get_header_value_count("Authorization")) {
-            if (n == 1) auth_value = req.get_header_value("Authorization");
-            in.authorization = &auth_value;
-        }
-        if (req.ssl)
-            in.client_cert_verified =
-                // const SSL* up to cpp-httplib 0.2x, an opaque TLS session pointer in 0.41 (Debian sid).
-                SSL_get0_peer_certificate(static_cast<const SSL *>(req.ssl)) != nullptr &&
-                SSL_get_verify_result(static_cast<const SSL *>(req.ssl)) == X509_V_OK;
-        in.remote_addr = req.remote_addr;
-        Outgoing out = answer(in);
-        res.status = out.reply.status;
-        if (out.challenge) res.set_header("WWW-Authenticate", kBasicAuthChallenge);
-        if (!out.reply.content_type.empty()) res.set_header("Content-Type", out.reply.content_type);
-        res.body = std::move(out.reply.body);
-    } catch (...) {
-        res.status = 500;
-        res.body.clear();
-    }
-}
-
 std::size_t ApiServer::connections() const noexcept { return events_ ? events_->connections() : 0; }
 
-bool ApiServer::start_events(const std::string &host, int port, const std::string &listen, std::string &error) {
+bool ApiServer::start_events(const std::string &host, int port, const std::string &listen, ssl_ctx_st *tls,
+                             std::string &error) {
     const ApiServerOptions &o = options_;
     EventServerLimits l;
     l.head_deadline_ms = o.head_deadline_ms > 0 ? o.head_deadline_ms : 1000;
@@ -395,6 +341,7 @@ bool ApiServer::start_events(const std::string &host, int port, const std::strin
             in.authorization = &auth_value;
         }
         in.remote_addr = req.remote_addr;
+        in.client_cert_verified = req.client_cert_verified;
         Outgoing out = answer(in);
         EventReply r;
         r.status = out.reply.status;
@@ -406,6 +353,7 @@ bool ApiServer::start_events(const std::string &host, int port, const std::strin
     // The management methods wait for the worker's loop: off the event loop.
     auto slow = [](const EventRequest &req) { return !is_safe_method(req.method); };
     auto events = std::make_unique<EventServer>(l, handler, slow);
+    events->set_tls(tls);
     if (!events->bind(host, port, o.listen_backlog, listen_socket_options, error)) {
         error = "could not bind the HTTP API to " + listen + ": " + error;
         return false;
@@ -426,7 +374,7 @@ bool ApiServer::start_events(const std::string &host, int port, const std::strin
 bool ApiServer::start(const std::string &listen, const SnapshotBox &box, std::string &error) noexcept {
     std::lock_guard<std::mutex> lock(lifecycle_mu_);
     try {
-        if (server_ || events_) {
+        if (events_) {
             error = "HTTP API already started on port " + std::to_string(port_.load());
             return false;
         }
@@ -442,141 +390,30 @@ bool ApiServer::start(const std::string &listen, const SnapshotBox &box, std::st
             }
         }
 
-        box_ = &box;
-        listener_done_.store(false);
-        served_.store(0);
-        const ApiServerOptions &o = options_;
-        if (o.certfile.empty()) {
-            if (verify_mode(o.verify_client) < 0) {
-                error = "invalid restapi verify_client \"" + o.verify_client + "\" (expected none, optional or required)";
-                return false;
-            }
-            if (start_events(host, port, listen, error)) return true;
-            box_ = nullptr;
+        if (verify_mode(options_.verify_client) < 0) {
+            error = "invalid restapi verify_client \"" + options_.verify_client +
+                    "\" (expected none, optional or required)";
             return false;
         }
-        std::unique_ptr<Server> wrapper;
-        if (o.certfile.empty()) {
-            if (verify_mode(o.verify_client) < 0) {
-                error = "invalid restapi verify_client \"" + o.verify_client + "\" (expected none, optional or required)";
-                return false;
-            }
-            wrapper = std::make_unique<Server>(std::make_unique<httplib::Server>());
-        } else {
+        // HTTPS: the same event loop, with a TLS context configured the way
+        // Patroni configures its ssl.SSLContext.
+        std::unique_ptr<SSL_CTX, void (*)(SSL_CTX *)> tls(nullptr, SSL_CTX_free);
+        if (!options_.certfile.empty()) {
+            tls.reset(SSL_CTX_new(TLS_server_method()));
             std::string tls_error;
-            auto tls = std::make_unique<httplib::SSLServer>(
-                [&](SSL_CTX &ctx) { return setup_tls_context(ctx, o, tls_error); });
-            if (!tls->is_valid()) {
-                if (tls_error.empty()) tls_error = "could not create the TLS context: " + openssl_errors();
+            if (!tls) tls_error = "could not create the TLS context: " + openssl_errors();
+            else if (!setup_tls_context(*tls, options_, tls_error) && tls_error.empty())
+                tls_error = "could not create the TLS context: " + openssl_errors();
+            if (!tls_error.empty()) {
                 error = "could not serve HTTPS on " + listen + ": " + tls_error;
                 return false;
             }
-            wrapper = std::make_unique<Server>(std::move(tls));
         }
-        httplib::Server *server = wrapper->http.get();
-        const std::size_t threads = o.threads ? o.threads : 1;
-        server->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-        server->set_keep_alive_max_count(o.keep_alive_max_count ? o.keep_alive_max_count : 1);
-        server->set_keep_alive_timeout(o.keep_alive_timeout_s);
-        server->set_read_timeout(o.read_timeout_s, 0);
-        server->set_write_timeout(o.write_timeout_s, 0);
-        server->set_payload_max_length(o.payload_max_bytes);
-        server->set_tcp_nodelay(true);
-        server->set_socket_options(listen_socket_options);
-        // One handler for every request that carries no body: no regex routing.
-        server->set_pre_routing_handler([this](const httplib::Request &req, httplib::Response &res) {
-            // A request that announces a body goes through the regular routes
-            // below, after cpp-httplib has read (and size-checked) the body.
-            // One without Content-Length/Transfer-Encoding has no body (cpp-httplib
-            // would otherwise read a POST until the peer closes).
-            if (is_body_method(req.method) &&
-                (req.has_header("Content-Length") || req.has_header("Transfer-Encoding")))
-                return httplib::Server::HandlerResponse::Unhandled;
-            serve(req, res);
-            return httplib::Server::HandlerResponse::Handled;
-        });
-        auto with_body = [this](const httplib::Request &req, httplib::Response &res) { serve(req, res); };
-        server->Post(".*", with_body);
-        server->Put(".*", with_body);
-        server->Patch(".*", with_body);
-        server->Delete(".*", with_body);
-        server->set_exception_handler([](const httplib::Request &, httplib::Response &res, std::exception_ptr) {
-            res.status = 500;
-            res.set_content("{\"error\": \"internal error\"}", "application/json");
-        });
-
-        // Bind synchronously so the caller hears about a bad address or a port in use.
-        auto try_bind = [&](const std::string &h) -> int {
-            errno = 0;
-            if (port == 0) return server->bind_to_any_port(h);
-            return server->bind_to_port(h, port) ? port : -1;
-        };
-        int bound;
-        int bind_errno = 0;
-        if (host.empty()) {
-            // All addresses: dual-stack "::" like Patroni, IPv4 when IPv6 is unavailable.
-            bound = try_bind("::");
-            if (bound < 0) {
-                bind_errno = errno;
-                if (bind_errno != EADDRINUSE) bound = try_bind("0.0.0.0");
-            }
-        } else {
-            bound = try_bind(host);
-        }
-        if (bound < 0) {
-            if (errno != 0) bind_errno = errno;
-            error = "could not bind the HTTP API to " + listen;
-            if (bind_errno != 0) error += std::string(": ") + std::strerror(bind_errno);
-            else error += ": address not resolvable or not available";
-            return false;
-        }
-        // cpp-httplib listens with a backlog of 5 (compiled in): a burst of
-        // health checks would see dropped SYNs and 1 s retransmits. listen()
-        // on a listening socket only updates the backlog.
-        if (o.listen_backlog > 0) ::listen(wrapper->listening_fd(), o.listen_backlog);
-
-        Server *raw = wrapper.get();
-        {
-            // The listener thread and the connection pool it creates inherit
-            // this mask: no signal is ever delivered to them.
-            ScopedSignalBlock block;
-            if (!block.ok()) {
-                raw->close_unused_listener();
-                error = "could not block signals for the HTTP API threads";
-                return false;
-            }
-            try {
-                thread_ = std::thread([this, raw] {
-                    try {
-                        raw->http->listen_after_bind();
-                    } catch (...) {
-                        // e.g. std::system_error creating the thread pool
-                    }
-                    listener_done_.store(true, std::memory_order_release);
-                });
-            } catch (const std::exception &e) {
-                raw->close_unused_listener();
-                error = std::string("could not start the HTTP API thread: ") + e.what();
-                return false;
-            }
-        }
-        server_ = std::move(wrapper);
-        // Wait until the accept loop runs, so an immediate stop() is not lost
-        // (httplib::Server::stop() does nothing before the loop started).
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-        while (!server_->is_running() && !listener_done_.load(std::memory_order_acquire) &&
-               std::chrono::steady_clock::now() < deadline)
-            std::this_thread::sleep_for(std::chrono::microseconds(200));
-        if (!server_->is_running() && listener_done_.load(std::memory_order_acquire)) {
-            thread_.join();
-            server_->close_unused_listener();
-            server_.reset();
-            box_ = nullptr;
-            error = "the HTTP API thread exited before listening on " + listen;
-            return false;
-        }
-        port_.store(bound);
-        return true;
+        box_ = &box;
+        served_.store(0);
+        if (start_events(host, port, listen, tls.get(), error)) return true;
+        box_ = nullptr;
+        return false;
     } catch (const std::exception &e) {
         error = std::string("could not start the HTTP API on ") + listen + ": " + e.what();
     } catch (...) {
@@ -587,25 +424,9 @@ bool ApiServer::start(const std::string &listen, const SnapshotBox &box, std::st
 
 void ApiServer::stop() noexcept {
     std::lock_guard<std::mutex> lock(lifecycle_mu_);
-    if (events_) {
-        events_->stop();
-        events_.reset();
-        port_.store(0);
-        box_ = nullptr;
-        return;
-    }
-    if (!server_) return;
-    try {
-        // The accept loop may not have started yet; stop() before it would be lost.
-        while (!server_->is_running() && !listener_done_.load(std::memory_order_acquire))
-            std::this_thread::sleep_for(std::chrono::microseconds(200));
-        server_->stop();
-        if (thread_.joinable()) thread_.join();
-        server_->close_unused_listener();
-    } catch (...) {
-        // join() failing would mean a logic error; nothing sensible to do here
-    }
-    server_.reset();
+    if (!events_) return;
+    events_->stop();
+    events_.reset();
     port_.store(0);
     box_ = nullptr;
 }

@@ -2,9 +2,9 @@
 // NodeSnapshot (core/health_api does the answering). Plain HTTP is served by
 // http/event_server (one event-loop thread for every connection, so slow or
 // idle clients cannot starve the health checks; a few threads for the
-// management methods); HTTPS by cpp-httplib's thread pool.
+// management methods), HTTPS too (TLS through memory BIOs on the same loop).
 //
-// Threads: one listener thread plus a fixed pool of connection threads, all
+// Threads: the event loop plus a few management threads, all
 // started with every signal blocked so SIGTERM/SIGHUP/SIGURG (latch) reach the
 // worker's main thread only: no PostgreSQL signal handler ever runs on an HTTP
 // thread. The handlers read the snapshot box
@@ -24,25 +24,16 @@
 #include "core/snapshot.hpp"
 #include "http/event_server.hpp"
 
-namespace httplib {
-struct Request;
-struct Response;
-}  // namespace httplib
-
 namespace pgha {
 
 struct ApiServerOptions {
-    // Connection threads. cpp-httplib serves one connection per thread for as
-    // long as the client keeps it alive, so this is also the number of
-    // concurrently served connections; more wait in the accept queue.
-    std::size_t threads = 16;
     std::size_t keep_alive_max_count = 100000;  // requests per connection
     int keep_alive_timeout_s = 2;  // idle keep-alive connections close after this (also bounds stop())
     int read_timeout_s = 5;
     int write_timeout_s = 5;
     std::size_t payload_max_bytes = 64 * 1024;  // larger request bodies get 413
-    int listen_backlog = 1024;  // cpp-httplib defaults to 5; a full accept queue drops SYNs and a check then waits 1 s for the retransmit
-    // Plain HTTP (http/event_server): per-request deadlines, header caps,
+    int listen_backlog = 1024;  // a full accept queue drops SYNs and a check then waits 1 s for the retransmit
+    // http/event_server (HTTP and HTTPS): per-request deadlines, header caps,
     // keep-alive limits and the connection budget (keep_alive_max_count,
     // keep_alive_timeout_s, read_timeout_s, write_timeout_s and
     // payload_max_bytes above apply too).
@@ -127,26 +118,22 @@ class ApiServer {
     // core's parse_host_port in its Listen form, with a message naming `listen`.
     static bool parse_listen_address(const std::string &listen, std::string &host, int &port, std::string &error);
 
-    // Connections currently open on the plain-HTTP server (0 for HTTPS).
+    // Connections currently open.
     std::size_t connections() const noexcept;
 
   private:
-    class Server;
     struct Incoming;
     struct Outgoing;
-    void serve(const httplib::Request &req, httplib::Response &res) noexcept;
     Outgoing answer(const Incoming &in) noexcept;
-    bool start_events(const std::string &host, int port, const std::string &listen, std::string &error);
+    bool start_events(const std::string &host, int port, const std::string &listen, ssl_ctx_st *tls,
+                      std::string &error);
 
     ApiServerOptions options_;
     ApiAccessPolicy access_;  // from options_; read by the connection threads
     ManagementHook mgmt_;
     const SnapshotBox *box_ = nullptr;
-    std::unique_ptr<Server> server_;
-    std::unique_ptr<EventServer> events_;  // plain HTTP
-    std::thread thread_;
+    std::unique_ptr<EventServer> events_;
     std::mutex lifecycle_mu_;  // serializes start()/stop()
-    std::atomic<bool> listener_done_{false};
     std::atomic<int> port_{0};
     std::atomic<std::uint64_t> served_{0};
 };

@@ -11,6 +11,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -212,7 +217,109 @@ struct EventServer::Conn {
     EventRequest req;
     std::size_t body_len = 0;
     std::uint32_t events = 0;
+    SSL *ssl = nullptr;  // TLS: owns the two memory BIOs below
+    BIO *rbio = nullptr;  // bytes from the socket, for OpenSSL to decrypt
+    BIO *wbio = nullptr;  // bytes OpenSSL wants sent
+
+    Conn() = default;
+    Conn(const Conn &) = delete;
+    Conn &operator=(const Conn &) = delete;
+    ~Conn() {
+        if (ssl) SSL_free(ssl);
+    }
 };
+
+namespace {
+
+// Sends all of `data` now or reports that it could not (a full socket buffer
+// during a handshake or a 100 Continue: the peer is not reading).
+bool send_now(int fd, const std::string &data) {
+    std::size_t off = 0;
+    while (off < data.size()) {
+        const ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            off += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+void EventServer::set_tls(ssl_ctx_st *ctx) {
+    if (ctx) SSL_CTX_up_ref(ctx);
+    if (tls_) SSL_CTX_free(tls_);
+    tls_ = ctx;
+}
+
+void EventServer::tls_drain(Conn &c, std::string &to) {
+    char buf[16 * 1024];
+    for (;;) {
+        const int n = BIO_read(c.wbio, buf, sizeof buf);
+        if (n <= 0) break;
+        to.append(buf, static_cast<std::size_t>(n));
+    }
+}
+
+bool EventServer::tls_send(Conn &c, const char *data, std::size_t len) {
+    if (len > 0 && SSL_write(c.ssl, data, static_cast<int>(len)) <= 0) {
+        ERR_clear_error();
+        return false;
+    }
+    std::string raw;
+    tls_drain(c, raw);
+    return send_now(c.fd, raw);
+}
+
+bool EventServer::tls_pump(Conn &c) {
+    char buf[16 * 1024];
+    const std::size_t cap = limits_.max_header_bytes + limits_.max_body_bytes + 4;
+    bool peer_closed = false;
+    // Raw bytes: never more buffered than one request can be (plus a record).
+    for (int round = 0; round < 8 && static_cast<std::size_t>(BIO_ctrl_pending(c.rbio)) < cap + sizeof buf;
+         ++round) {
+        const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+        if (n > 0) {
+            if (BIO_write(c.rbio, buf, static_cast<int>(n)) != static_cast<int>(n)) return false;
+            if (static_cast<std::size_t>(n) < sizeof buf) break;
+            continue;
+        }
+        if (n == 0) {
+            peer_closed = true;
+            break;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        return false;
+    }
+    std::string raw;
+    bool ok = true;
+    if (!SSL_is_init_finished(c.ssl)) {
+        const int r = SSL_do_handshake(c.ssl);
+        if (r != 1) {
+            const int e = SSL_get_error(c.ssl, r);
+            ok = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE;
+        }
+    }
+    while (ok && SSL_is_init_finished(c.ssl) && c.in.size() < cap) {
+        const int want = static_cast<int>(std::min(sizeof buf, cap - c.in.size()));
+        const int r = SSL_read(c.ssl, buf, want);
+        if (r > 0) {
+            c.in.append(buf, static_cast<std::size_t>(r));
+            continue;
+        }
+        const int e = SSL_get_error(c.ssl, r);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) ok = false;  // close_notify or an error
+        break;
+    }
+    ERR_clear_error();
+    tls_drain(c, raw);  // handshake flights, alerts, session tickets
+    if (!raw.empty() && !send_now(c.fd, raw)) return false;
+    return ok && !peer_closed;
+}
 
 EventServer::EventServer(EventServerLimits limits, Handler handler, Predicate is_slow)
     : limits_(limits), handler_(std::move(handler)), is_slow_(std::move(is_slow)) {}
@@ -220,6 +327,7 @@ EventServer::EventServer(EventServerLimits limits, Handler handler, Predicate is
 EventServer::~EventServer() {
     stop();
     if (listen_fd_ >= 0) ::close(listen_fd_);
+    if (tls_) SSL_CTX_free(tls_);
 }
 
 bool EventServer::bind(const std::string &host, int port, int backlog, const std::function<void(int)> &socket_options,
@@ -378,9 +486,12 @@ void EventServer::close_conn(std::uint64_t id) {
     open_.store(conns_.size(), std::memory_order_relaxed);
 }
 
-// The oldest connection that is idle or still sending its request.
-bool EventServer::evict_one() {
+// The oldest connection that is idle or still sending its request, among
+// those accepted before `before_id` (one accepted in the same accept round
+// has not been read yet: evicting it would drop a waiting request unread).
+bool EventServer::evict_one(std::uint64_t before_id) {
     for (auto &kv : conns_) {
+        if (kv.first >= before_id) break;
         if (kv.second->state == Conn::State::Head || kv.second->state == Conn::State::Body) {
             close_conn(kv.first);
             evicted_.fetch_add(1, std::memory_order_relaxed);
@@ -391,16 +502,27 @@ bool EventServer::evict_one() {
 }
 
 void EventServer::accept_all(std::int64_t now) {
+    const std::uint64_t round_start = next_id_;
     for (int i = 0; i < 256; ++i) {  // bounded per wakeup; the listener stays readable
         sockaddr_storage ss{};
         socklen_t len = sizeof ss;
         int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr *>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if ((errno == EMFILE || errno == ENFILE) && evict_one()) continue;
-            return;  // EAGAIN, or out of fds with nothing to evict
+            if (errno == EMFILE || errno == ENFILE) {
+                if (evict_one(round_start)) continue;
+                // Nothing to evict: stop watching the listener for a moment,
+                // or the level-triggered epoll wakes this loop at once, forever.
+                epoll_event ev{};
+                ev.events = 0;
+                ev.data.u64 = kListenerId;
+                ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev);
+                listener_paused_ = true;
+                listener_resume_ = now + 100;
+            }
+            return;  // EAGAIN, or out of fds
         }
-        if (conns_.size() >= std::max<std::size_t>(1, limits_.max_connections) && !evict_one()) {
+        if (conns_.size() >= std::max<std::size_t>(1, limits_.max_connections) && !evict_one(round_start)) {
             ::close(fd);  // every slot is handling a request
             continue;
         }
@@ -414,6 +536,24 @@ void EventServer::accept_all(std::int64_t now) {
         else if (ss.ss_family == AF_INET6)
             ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6 *>(&ss)->sin6_addr, buf, sizeof buf);
         c->remote = buf;
+        if (tls_) {
+            c->ssl = SSL_new(tls_);
+            BIO *r = c->ssl ? BIO_new(BIO_s_mem()) : nullptr;
+            BIO *w = r ? BIO_new(BIO_s_mem()) : nullptr;
+            if (!w) {
+                if (r) BIO_free(r);
+                ERR_clear_error();
+                ::close(fd);
+                continue;  // c (and its SSL) freed here
+            }
+            BIO_set_mem_eof_return(r, -1);
+            BIO_set_mem_eof_return(w, -1);
+            SSL_set_bio(c->ssl, r, w);  // the SSL owns both now
+            SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+            SSL_set_accept_state(c->ssl);
+            c->rbio = r;
+            c->wbio = w;
+        }
         epoll_event ev{};
         ev.events = EPOLLIN | EPOLLRDHUP;
         ev.data.u64 = c->id;
@@ -430,6 +570,19 @@ void EventServer::accept_all(std::int64_t now) {
 
 void EventServer::on_readable(Conn &c, std::int64_t now) {
     const std::uint64_t id = c.id;
+    if (c.ssl) {
+        const bool was_empty = c.in.empty();
+        if (!tls_pump(c)) {
+            close_conn(id);
+            return;
+        }
+        if (was_empty && !c.in.empty() && c.request_start == 0) {
+            c.request_start = now;
+            c.deadline = std::min(c.deadline, now + limits_.head_deadline_ms);
+        }
+        try_parse(c, now);
+        return;
+    }
     char buf[16 * 1024];
     // Never buffer more than one request can be (head + body).
     const std::size_t cap = limits_.max_header_bytes + limits_.max_body_bytes + 4;
@@ -480,6 +633,9 @@ void EventServer::try_parse(Conn &c, std::int64_t now) {
             return;
         }
         c.req.remote_addr = c.remote;
+        if (c.ssl)
+            c.req.client_cert_verified =
+                SSL_get0_peer_certificate(c.ssl) != nullptr && SSL_get_verify_result(c.ssl) == X509_V_OK;
         if (c.req.header("transfer-encoding")) {
             c.close_after = true;
             respond(c, EventReply{411, "text/plain", "chunked request bodies are not supported\n", {}}, now);
@@ -514,7 +670,14 @@ void EventServer::try_parse(Conn &c, std::int64_t now) {
         if (c.body_len > c.in.size()) {
             if (const std::string *expect = c.req.header("expect"); expect && lower(*expect) == "100-continue") {
                 static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
-                [[maybe_unused]] ssize_t n = ::send(c.fd, kContinue, sizeof kContinue - 1, MSG_NOSIGNAL);
+                if (c.ssl) {
+                    if (!tls_send(c, kContinue, sizeof kContinue - 1)) {
+                        close_conn(c.id);
+                        return;
+                    }
+                } else {
+                    [[maybe_unused]] ssize_t n = ::send(c.fd, kContinue, sizeof kContinue - 1, MSG_NOSIGNAL);
+                }
             }
         }
     }
@@ -564,6 +727,16 @@ void EventServer::respond(Conn &c, EventReply reply, std::int64_t now) {
     o += c.close_after ? "Connection: close\r\n" : "Connection: keep-alive\r\n";
     o += "\r\n";
     if (!head) o += reply.body;
+    if (c.ssl) {
+        std::string plain;
+        plain.swap(o);
+        if (SSL_write(c.ssl, plain.data(), static_cast<int>(plain.size())) <= 0) {
+            ERR_clear_error();
+            close_conn(c.id);
+            return;
+        }
+        tls_drain(c, o);
+    }
     c.out_off = 0;
     c.state = Conn::State::Writing;
     c.deadline = now + limits_.write_deadline_ms;
@@ -591,6 +764,13 @@ void EventServer::flush(Conn &c, std::int64_t now) {
 
 void EventServer::finish_request(Conn &c, std::int64_t now) {
     if (c.close_after) {
+        if (c.ssl) {
+            SSL_shutdown(c.ssl);  // close_notify, best effort
+            ERR_clear_error();
+            std::string raw;
+            tls_drain(c, raw);
+            send_now(c.fd, raw);
+        }
         // Half-close so the client reads the whole answer before the FIN.
         ::shutdown(c.fd, SHUT_WR);
         close_conn(c.id);
@@ -603,6 +783,13 @@ void EventServer::finish_request(Conn &c, std::int64_t now) {
     c.request_start = 0;
     c.deadline = now + limits_.keep_alive_idle_ms;
     watch(c, static_cast<std::uint32_t>(EPOLLIN | EPOLLRDHUP));
+    if (c.ssl && (SSL_pending(c.ssl) > 0 || BIO_ctrl_pending(c.rbio) > 0)) {
+        // decrypted or raw bytes already in OpenSSL: epoll will not report them again
+        if (!tls_pump(c)) {
+            close_conn(c.id);
+            return;
+        }
+    }
     if (!c.in.empty()) {  // pipelined
         c.request_start = now;
         c.deadline = now + limits_.head_deadline_ms;
@@ -665,7 +852,15 @@ void EventServer::loop() {
                 else watch(c, c.state == Conn::State::Writing ? static_cast<std::uint32_t>(EPOLLOUT) : 0u);
             }
         }
-        expire(now_ms());
+        const std::int64_t later = now_ms();
+        expire(later);
+        if (listener_paused_ && later >= listener_resume_) {
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.u64 = kListenerId;
+            ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev);
+            listener_paused_ = false;
+        }
     }
     running_.store(false, std::memory_order_release);
 }

@@ -15,6 +15,11 @@
 // when it is full, a new connection evicts the oldest one that is idle or
 // still sending its request (never one whose request is being handled).
 //
+// TLS (set_tls): the same loop speaks TLS through OpenSSL memory BIOs, so a
+// handshake that never finishes costs what a slow request head costs and is
+// cut by the same head deadline (counted from accept). cpp-httplib's thread
+// per connection is no longer used for serving.
+//
 // Threads are started by start() and inherit the caller's signal mask (the
 // ApiServer blocks every signal around it). Handlers never see a socket.
 #pragma once
@@ -33,6 +38,8 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX
 
 namespace pgha {
 
@@ -59,6 +66,7 @@ struct EventRequest {
     std::string body;
     std::string remote_addr;  // textual address of the peer
     int minor_version = 1;    // HTTP/1.x
+    bool client_cert_verified = false;  // TLS: the client presented a certificate that verified
 
     // Number of header fields named `lower_name`, and the first one's value.
     std::size_t header_count(const std::string &lower_name) const;
@@ -94,6 +102,9 @@ class EventServer {
     bool bind(const std::string &host, int port, int backlog, const std::function<void(int)> &socket_options,
               std::string &error);
     int port() const { return port_; }
+    // Serve TLS with this context (configured by the caller; the server takes
+    // its own reference). Before start().
+    void set_tls(ssl_ctx_st *ctx);
     // Starts the loop and the slow-request threads. false + error when a thread cannot start.
     bool start(std::string &error);
     // Closes the listener and every connection, waits for running slow
@@ -119,8 +130,11 @@ class EventServer {
     void loop();
     void slow_worker();
     void accept_all(std::int64_t now);
-    bool evict_one();
+    bool evict_one(std::uint64_t before_id);
     void on_readable(Conn &c, std::int64_t now);
+    bool tls_pump(Conn &c);  // decrypt what the socket has into c.in; false: closed
+    bool tls_send(Conn &c, const char *data, std::size_t len);  // encrypt and send now (handshake, 100 Continue)
+    void tls_drain(Conn &c, std::string &to);  // what OpenSSL wants sent
     void try_parse(Conn &c, std::int64_t now);
     void respond(Conn &c, EventReply reply, std::int64_t now);
     void flush(Conn &c, std::int64_t now);
@@ -133,7 +147,10 @@ class EventServer {
     EventServerLimits limits_;
     Handler handler_;
     Predicate is_slow_;
+    ssl_ctx_st *tls_ = nullptr;
     int listen_fd_ = -1;
+    bool listener_paused_ = false;  // out of fds with nothing to evict: accept again after a pause
+    std::int64_t listener_resume_ = 0;
     int epoll_fd_ = -1;
     int wake_fd_ = -1;
     int port_ = 0;

@@ -842,6 +842,52 @@ TEST_F(ApiTlsTest, KeepAliveThroughputAndFreshHandshakes) {
               << fresh_ms << " ms" << std::endl;
 }
 
+// Issue 10 item 3 over HTTPS: connections that never finish their TLS
+// handshake (silent, or a record header and then nothing) cost no thread and
+// are closed at the head deadline; checks on fresh connections are answered
+// meanwhile. (cpp-httplib's thread per connection, used for HTTPS before,
+// kept each of them for the 5 s read timeout: 16 of them starved the checks.)
+TEST_F(ApiTlsTest, StalledHandshakesDoNotStarveChecks) {
+    ApiServerOptions o = tls_options();
+    o.head_deadline_ms = 700;
+    std::string error;
+    ASSERT_TRUE(start(o, error)) << error;
+    std::vector<int> stalled;
+    for (int i = 0; i < 120; ++i) {
+        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        ASSERT_GE(fd, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(static_cast<std::uint16_t>(server->port()));
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+        if (i % 2 == 1) {
+            static const unsigned char kRecordHeader[] = {0x16, 0x03, 0x01, 0x02, 0x00};  // then nothing
+            ASSERT_EQ(::send(fd, kRecordHeader, sizeof kRecordHeader, MSG_NOSIGNAL), 5);
+        }
+        stalled.push_back(fd);
+    }
+    for (int i = 0; i < 20; ++i) {
+        auto r = client()->Get("/primary");
+        ASSERT_TRUE(r) << i << ": " << httplib::to_string(r.error());
+        EXPECT_EQ(r->status, 200);
+    }
+    // The stalled ones are closed by the server once the head deadline passed.
+    int closed = 0;
+    for (int round = 0; round < 60 && closed < static_cast<int>(stalled.size()); ++round) {
+        closed = 0;
+        for (int fd : stalled) {
+            char b;
+            const ssize_t n = ::recv(fd, &b, 1, MSG_DONTWAIT | MSG_PEEK);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) ++closed;
+        }
+        if (closed < static_cast<int>(stalled.size())) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_EQ(closed, static_cast<int>(stalled.size()));
+    EXPECT_LE(server->connections(), 2u);
+    for (int fd : stalled) ::close(fd);
+}
+
 // ---- issue 10: closed by default, opt-out, allowlist (real server) ----------------
 
 namespace {

@@ -9,7 +9,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -330,4 +333,105 @@ TEST(ApiLimits, BodyAndChunkedRefused) {
     EXPECT_EQ(timed_request(s.port(), "POST /restart HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").first, 411);
     EXPECT_EQ(timed_request(s.port(), "POST /restart HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").first,
               400);
+}
+
+// Out of file descriptors with every connection busy (nothing to evict): the
+// listener is paused for a moment instead of waking the level-triggered loop
+// at once, forever (a 100% CPU spin while the fds stay exhausted); it resumes
+// and serves the connections that waited once fds are free again.
+TEST(ApiLimits, OutOfFdsPausesAcceptInsteadOfSpinning) {
+    EventServerLimits l;
+    l.max_connections = 10000;
+    l.slow_threads = 1;
+    l.slow_queue = 1000;
+    std::atomic<bool> release{false};
+    EventServer srv(
+        l,
+        [&](const EventRequest &) {
+            for (int i = 0; i < 1000 && !release.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            return EventReply{200, "text/plain", "ok\n", {}};
+        },
+        [](const EventRequest &) { return true; });
+    std::string error;
+    ASSERT_TRUE(srv.bind("127.0.0.1", 0, 128, {}, error)) << error;
+    ASSERT_TRUE(srv.start(error)) << error;
+    const int port = srv.port();
+
+    rlimit old{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+    struct LimitGuard {
+        rlimit saved;
+        ~LimitGuard() { ::setrlimit(RLIMIT_NOFILE, &saved); }
+    } restore{old};
+    // Room for 4 connections only: fill the holes below the highest open fd
+    // (dup returns the lowest free one), then cap the table just above it.
+    int highest = 0;
+    for (int fd = 0; fd < 65536; ++fd)
+        if (::fcntl(fd, F_GETFD) != -1) highest = fd;
+    struct Fillers {
+        std::vector<int> fds;
+        ~Fillers() {
+            for (int fd : fds) ::close(fd);
+        }
+    } fillers;
+    for (;;) {
+        const int fd = ::dup(0);
+        ASSERT_GE(fd, 0);
+        if (fd > highest) {
+            ::close(fd);
+            break;
+        }
+        fillers.fds.push_back(fd);
+    }
+    rlimit low = old;
+    low.rlim_cur = static_cast<rlim_t>(highest + 1 + 4);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+
+    // The clients live in a child process (its own fd table).
+    const int kClients = 40;
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        ::setrlimit(RLIMIT_NOFILE, &old);  // the clients need their fds
+        static const char req[] = "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        for (int i = 0; i < kClients; ++i) {
+            const int fd = connect_to(port);
+            if (fd >= 0) ::send(fd, req, sizeof req - 1, MSG_NOSIGNAL);
+            // The first ones fill the server's fds and become busy (nothing
+            // to evict); the rest wait in the accept queue.
+            if (i == 3) ::usleep(300 * 1000);
+        }
+        ::pause();
+        ::_exit(0);
+    }
+    struct ChildGuard {
+        pid_t pid;
+        ~ChildGuard() {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, nullptr, 0);
+        }
+    } guard{child};
+
+    // Wait until the server holds what it can and the rest wait in the backlog.
+    for (int i = 0; i < 100 && srv.connections() < 4; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_GE(srv.connections(), 1u);
+    EXPECT_LT(srv.connections(), static_cast<std::size_t>(kClients));
+
+    auto cpu_s = [] {
+        rusage u{};
+        ::getrusage(RUSAGE_SELF, &u);
+        return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+    };
+    const double c0 = cpu_s();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    const double used = cpu_s() - c0;
+    EXPECT_LT(used, 0.3) << "the event loop spins while out of file descriptors";
+
+    ::setrlimit(RLIMIT_NOFILE, &old);
+    release.store(true);
+    for (int i = 0; i < 500 && srv.requests_served() < static_cast<std::uint64_t>(kClients); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(srv.requests_served(), static_cast<std::uint64_t>(kClients));
+    srv.stop();
 }
