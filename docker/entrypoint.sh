@@ -27,8 +27,11 @@
 #                               Empty = not set. Defaults that differ from the settings' own:
 #     PGHA_SCOPE [batman]  PGHA_ZOOKEEPER_HOSTS [zoo1:2181]
 #     PGHA_CONNECT_ADDRESS [$PGHA_NAME:$PGHA_PORT]  PGHA_API_CONNECT_ADDRESS [$PGHA_NAME:8008]
-#     PGHA_SUPERUSER_PASSWORD [postgres]  PGHA_REPLICATION_PASSWORD [rep-pass]
-#     PGHA_REWIND_PASSWORD [rewind-pass]  PGHA_ADMIN_PASSWORD [admin]
+#   No default passwords: PGHA_SUPERUSER_PASSWORD and PGHA_REPLICATION_PASSWORD
+#   are required (docker/make-env.sh writes random ones). The rewind user
+#   (PGHA_REWIND_USER [rewind_user]) and the bootstrap admin (PGHA_ADMIN_USER
+#   [admin]) exist only when PGHA_REWIND_PASSWORD / PGHA_ADMIN_PASSWORD is set;
+#   without a rewind user pg_rewind connects as the superuser.
 #   REST API access (README "REST API security"): unsafe methods (POST, PATCH, ...)
 #   are refused until one of these is set:
 #     PGHA_RESTAPI_USERNAME, PGHA_RESTAPI_PASSWORD   basic auth (Patroni's restapi.authentication)
@@ -84,13 +87,9 @@ entry_default() {
         api_listen) echo 0.0.0.0:8008 ;;
         api_connect_address) printf '%s\n' "$PGHA_NAME:8008" ;;
         superuser) echo postgres ;;
-        superuser_password) echo postgres ;;
         replication_user) echo replicator ;;
-        replication_password) echo rep-pass ;;
-        rewind_user) echo rewind_user ;;
-        rewind_password) echo rewind-pass ;;
-        admin_user) echo admin ;;
-        admin_password) echo admin ;;
+        rewind_user) [ -n "${PGHA_REWIND_PASSWORD:-}" ] && echo rewind_user ;;
+        admin_user) [ -n "${PGHA_ADMIN_PASSWORD:-}" ] && echo admin ;;
         nofailover | noloadbalance | nosync | clonefrom) echo off ;;
         *) return 1 ;;
     esac
@@ -130,6 +129,11 @@ pg_ha_settings() {
 }
 
 if [ -n "${PGHA_NAME:-}" ]; then
+    # No demo passwords (issue 10 item 5): a cluster is never created or joined with a guessable one.
+    for var in PGHA_SUPERUSER_PASSWORD PGHA_REPLICATION_PASSWORD; do
+        eval "val=\${$var:-}"
+        [ -n "$val" ] || die "$var is not set: pg_ha has no default passwords (docker/make-env.sh writes random ones; see docker/README.md)"
+    done
     list=${PGHA_SETTINGS_LIST:-}
     if [ -z "$list" ]; then
         if sharedir=$("$PGBIN/pg_config" --sharedir 2>/dev/null) || sharedir=$(pg_config --sharedir 2>/dev/null); then

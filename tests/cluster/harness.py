@@ -119,6 +119,9 @@ HAPROXY_STATS_PORT = 7000
 
 SUPERUSER = "postgres"
 SUPERUSER_PASSWORD = "postgres"
+REPLICATION_PASSWORD = "rep-pass"
+REWIND_PASSWORD = "rewind-pass"
+ADMIN_PASSWORD = "admin"
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOST_MARKER = "PGHA_TEST_HOST"      # set in the environment of every spawned host process
@@ -859,6 +862,11 @@ class PgNode:
             # The default pg_hba.conf keeps the superuser off the network; the
             # test process and HAProxy connect as the superuser from here.
             "PGHA_SUPERUSER_NETWORKS": "%s0/%d" % (SUBNET_PREFIX, PREFIXLEN),
+            # the entrypoint has no default passwords
+            "PGHA_SUPERUSER_PASSWORD": SUPERUSER_PASSWORD,
+            "PGHA_REPLICATION_PASSWORD": REPLICATION_PASSWORD,
+            "PGHA_REWIND_PASSWORD": REWIND_PASSWORD,
+            "PGHA_ADMIN_PASSWORD": ADMIN_PASSWORD,
         }
         if extra:
             env["PGHA_EXTRA_SETTINGS"] = extra

@@ -66,3 +66,31 @@ def test_bootstrap_refuses_without_a_superuser_password(make_cluster):
     finally:
         subprocess.run(["rm", "-rf", work])
     print("bootstrap without a superuser password: %s" % out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("missing", ["PGHA_SUPERUSER_PASSWORD", "PGHA_REPLICATION_PASSWORD"])
+def test_entrypoint_has_no_default_passwords(missing, tmp_path):
+    """docker/entrypoint.sh (the image, the systemd example and this harness)
+    refuses to start a node without the superuser or the replication
+    password, naming the variable, and writes no settings file; the compose
+    file has no default for any password either (`${VAR:?message}`)."""
+    work = tmp_path / "node"
+    work.mkdir()
+    harness._chown_postgres(tmp_path)
+    harness._chown_postgres(work)
+    env = {"PATH": harness.SAFE_PATH, "PGHA_NAME": "pg-x", "PGDATA": str(work / "data"),
+           "PGHA_CONFIG_FILE": str(work / "pg_ha.conf"), "PGHA_UNIX_SOCKET_DIR": str(work),
+           "PGHA_ZOOKEEPER_HOSTS": "127.0.0.1:1",
+           "PGHA_SUPERUSER_PASSWORD": "su s3cret", "PGHA_REPLICATION_PASSWORD": "rep s3cret"}
+    del env[missing]
+    p = subprocess.run(["runuser", "-u", "postgres", "--", "env", "-i"] + ["%s=%s" % kv for kv in env.items()]
+                       + ["sh", str(harness.ENTRYPOINT)], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert "%s is not set" % missing in p.stderr and "no default passwords" in p.stderr, p.stderr
+    assert not (work / "pg_ha.conf").exists(), "a settings file was written"
+    assert not (work / "data").exists(), "a data directory was created"
+    compose = (harness.REPO_DIR / "docker" / "docker-compose.yml").read_text()
+    import re
+    uses = re.findall(r"\$\{(PGHA_[A-Z_]*PASSWORD)(:[-?])", compose)
+    assert uses and all(op == ":?" for _, op in uses), "compose password defaults: %s" % uses
+    print("entrypoint without %s: %s" % (missing, p.stderr.strip().splitlines()[-1]))
