@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -72,6 +73,10 @@ bool read_view(ZkSession &zk, ClusterStore &store, ClusterView &view, std::strin
         error = "timed out reading the cluster from ZooKeeper";
         return false;
     }
+    // Data that was ignored (e.g. a member znode no session owns), said once per boot.
+    static std::set<std::string> said;
+    for (const std::string &w : view.warnings)
+        if (said.insert(w).second) info("warning: " + w);
     return ok;
 }
 

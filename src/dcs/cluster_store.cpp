@@ -152,7 +152,16 @@ void ClusterStore::read(bool watch, ReadCb cb) {
                                                if (rc == ZOK) {
                                                    std::string err;
                                                    auto m = decode_member(name, data, err);
-                                                   if (m) {
+                                                   if (m && st.ephemeral_owner == 0) {
+                                                       // pg_ha and Patroni create members as ephemeral
+                                                       // znodes: a persistent one has no live session
+                                                       // behind it and is never a clone, rewind or
+                                                       // failover source (issue 10 item 1).
+                                                       p->view.warnings.push_back(
+                                                           "member znode \"" + name +
+                                                           "\" is not ephemeral (no ZooKeeper session owns it): "
+                                                           "ignored; it was not written by a running member");
+                                                   } else if (m) {
                                                        m->session = st.ephemeral_owner;
                                                        p->view.members.push_back(*m);
                                                    } else {

@@ -5,6 +5,7 @@ refuses to create a cluster whose superuser has no password."""
 import os
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -94,3 +95,62 @@ def test_entrypoint_has_no_default_passwords(missing, tmp_path):
     uses = re.findall(r"\$\{(PGHA_[A-Z_]*PASSWORD)(:[-?])", compose)
     assert uses and all(op == ":?" for _, op in uses), "compose password defaults: %s" % uses
     print("entrypoint without %s: %s" % (missing, p.stderr.strip().splitlines()[-1]))
+
+
+def test_never_clones_from_a_member_no_session_owns(make_cluster):
+    """Issue 10 item 1: a forged cluster in ZooKeeper (written by anyone who
+    can write there: a persistent leader znode and a persistent member znode
+    pointing at a server the attacker controls) never makes a new node clone
+    from that server. pg_ha and Patroni create member znodes as ephemeral
+    nodes; a persistent one has no live session behind it and is ignored,
+    with a warning that says so."""
+    import json
+    import socket
+    c = make_cluster(nodes=1, haproxy=False)
+    c.start_zookeeper()
+    trap = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    trap.bind((BRIDGE_IP, 0))
+    trap.listen(16)
+    trap.settimeout(0.2)
+    port = trap.getsockname()[1]
+    k = c.zk()
+    base = "/service/forged"
+    k.create(base + "/initialize", b"7000000000000000001", makepath=True)
+    k.create(base + "/leader", b"intruder")
+    k.create(base + "/members/intruder", json.dumps({
+        "conn_url": "postgres://%s:%d/postgres" % (BRIDGE_IP, port),
+        "api_url": "http://%s:%d/patroni" % (BRIDGE_IP, port), "state": "running", "role": "primary",
+        "timeline": 1, "xlog_location": 100000000}).encode(), makepath=True)
+    work = tempfile.mkdtemp(prefix="pgha-forged-")
+    os.chmod(work, 0o755)
+    subprocess.run(["chown", "postgres", work], check=True)
+    conf = os.path.join(work, "pg_ha.conf")
+    with open(conf, "w") as f:
+        f.write("pg_ha.scope = 'forged'\npg_ha.node_name = 'n1'\npg_ha.zookeeper_hosts = '%s:%d'\n"
+                "pg_ha.connect_address = '127.0.0.1:5499'\npg_ha.replication_password = 'r'\n"
+                "pg_ha.superuser_password = 's'\n" % (c.zookeepers[0].host.ip, harness.ZK_CLIENT_PORT))
+    subprocess.run(["chown", "postgres", conf], check=True)
+    p = subprocess.Popen(["runuser", "-u", "postgres", "--", str(harness.PG_HACTL), "boot", "--config", conf,
+                          "--pgdata", os.path.join(work, "data"), "--timeout", "20"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    connects = []
+    try:
+        deadline = time.monotonic() + 60
+        while p.poll() is None and time.monotonic() < deadline:
+            try:
+                conn, addr = trap.accept()
+                connects.append(addr)
+                conn.close()
+            except socket.timeout:
+                pass
+        if p.poll() is None:
+            p.kill()
+        out = p.communicate(timeout=30)[0]
+        assert not connects, "pg_hactl boot connected to the forged member's server: %s\n%s" % (connects, out)
+        assert not os.path.exists(os.path.join(work, "data", "PG_VERSION")), out
+        assert "is not ephemeral" in out, out
+    finally:
+        trap.close()
+        subprocess.run(["rm", "-rf", work])
+    print("forged persistent leader + member: no connection to it; boot said: %s"
+          % [ln for ln in out.splitlines() if "ephemeral" in ln][:1])
