@@ -32,17 +32,17 @@ CREATE FUNCTION ha_node(
     OUT name text, OUT scope text, OUT role text, OUT state text, OUT is_leader boolean,
     OUT accepts_writes boolean, OUT leader text, OUT timeline integer, OUT lsn pg_lsn,
     OUT paused boolean, OUT dcs_ok boolean, OUT lease_remaining_ms bigint, OUT message text,
-    OUT tags jsonb, OUT api_url text, OUT conn_url text)
+    OUT tags jsonb, OUT api_url text, OUT conn_url text, OUT sync_waiting text)
 RETURNS record
 LANGUAGE sql STABLE
 AS $$
     SELECT n.name, n.scope, n.role, n.state, n.is_leader, n.accepts_writes, nullif(n.leader, ''),
            n.timeline, n.lsn::pg_lsn, n.paused, n.dcs_ok, @extschema@.ha_lease_remaining_ms(), n.message,
-           n.tags, n.api_url, n.conn_url
+           n.tags, n.api_url, n.conn_url, nullif(n.sync_waiting, '')
     FROM jsonb_to_record(@extschema@.ha_status_json() -> 'node')
          AS n(name text, scope text, role text, state text, is_leader boolean, accepts_writes boolean,
               leader text, timeline integer, lsn text, paused boolean, dcs_ok boolean,
-              message text, tags jsonb, api_url text, conn_url text)
+              message text, tags jsonb, api_url text, conn_url text, sync_waiting text)
 $$;
 
 -- Status is for monitoring roles; nothing here is for PUBLIC.

@@ -281,8 +281,9 @@ const std::vector<SettingInfo> &setting_rows() {
         std::vector<SettingInfo> v;
         const NodeSettings d;
         for (const auto &r : kRows)
-            v.push_back(SettingInfo{r.name, type_name(r.type), default_text(r, d), r.secret, lower(r.context),
-                                    r.description});
+            // pg_settings' names: RELOAD rows are "sighup"
+            v.push_back(SettingInfo{r.name, type_name(r.type), default_text(r, d), r.secret,
+                                    std::string(r.context) == "RELOAD" ? "sighup" : lower(r.context), r.description});
         return v;
     }();
     return rows;

@@ -434,6 +434,7 @@ StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk
     r.fence = out_.fence;
     r.lease_deadline_ms = out_.fence ? 0 : leadership_.lease_deadline();
     r.lease_enforced = leadership_.enforced();
+    r.sync_strict_waiting = !sync_.waiting().empty();
     r.promote = out_.promote;
     out_.promote = false;
     r.is_leader = leadership_.is_leader();

@@ -67,6 +67,7 @@ struct StepResult {
     bool shutdown = false;
     bool shutdown_immediate = false;
     bool is_leader = false;
+    bool sync_strict_waiting = false;  // strict synchronous mode has no synchronous standby
 };
 
 class Engine {

@@ -108,6 +108,7 @@ void hold_closed(PgHaEngine *e, PgHaOutputs *out) {
     out->lease_deadline_ms = 0;
     out->lease_enforced = true;
     out->promote = false;
+    out->sync_strict_waiting = false;  // no lease: the lease refuses the commits
     if (e->leader_at_failure && now >= e->deadline_at_failure && !e->forced_fence) {
         e->forced_fence = true;
         e->logs.push_back("the leader could not complete a decision before its lease ran out: fencing and shutting "
@@ -141,6 +142,7 @@ void fail_closed(PgHaEngine *e, const std::string &what, PgHaOutputs *out) noexc
         static const char *const oom[] = {"pg_ha engine step failed (out of memory)", nullptr};
         out->lease_deadline_ms = 0;
         out->lease_enforced = true;
+        out->sync_strict_waiting = false;
         out->fence = e->last_fence || e->forced_fence;
         out->log_lines = oom;
     }
@@ -220,6 +222,7 @@ void pgha_engine_step(PgHaEngine *engine, const PgHaLocal *local, bool zk_readab
             engine->reply_message = engine->impl->desk().reply_message();
             out->lease_deadline_ms = r.lease_deadline_ms;
             out->lease_enforced = r.lease_enforced;
+            out->sync_strict_waiting = r.sync_strict_waiting;
             out->promote = r.promote;
             out->fence = r.fence;
             out->shutdown = r.shutdown;

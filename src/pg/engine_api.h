@@ -54,6 +54,7 @@ typedef struct PgHaOutputs
 	bool		lease_enforced;		/* false only with pg_ha.lease_enforcement = off (also while paused) */
 	bool		promote;			/* request promotion now */
 	bool		fence;				/* refuse connections and writes from now on */
+	bool		sync_strict_waiting;	/* strict synchronous mode has no synchronous standby */
 	bool		shutdown;			/* shut the postmaster down (after fencing) */
 	bool		shutdown_immediate; /* ... without a shutdown checkpoint (after a switchover) */
 	uint64_t	reply_id;			/* answer to request `reply_id` (0 = none yet) */

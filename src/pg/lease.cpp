@@ -37,6 +37,8 @@ extern "C" {
 #include "libpq/libpq-be.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "replication/syncrep.h"
+#include "replication/walsender.h"
 #include "tcop/utility.h"
 #include "utils/fmgrprotos.h"
 #include "utils/fmgrtab.h"
@@ -130,11 +132,34 @@ notify_pending(void)
 	return pending;
 }
 
+/*
+ * Strict synchronous mode with no synchronous standby: a writing commit would
+ * wait for one indefinitely. With pg_ha.synchronous_strict_fail_fast it is
+ * refused now instead (nothing was committed, so nothing is lost).
+ */
+static void
+refuse_if_strict_sync_would_hang(void)
+{
+	if (!pgha_synchronous_strict_fail_fast || pgha_shared == NULL ||
+		pg_atomic_read_u32(&pgha_shared->sync_strict_waiting) == 0)
+		return;
+	if (!SyncRepRequested() || RecoveryInProgress())
+		return;
+	xact_wrote = false;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("pg_ha: no synchronous standby is available; the commit was refused instead of waiting for one"),
+			 errdetail("synchronous_mode_strict is on, and pg_ha.synchronous_strict_fail_fast makes such commits fail at once."),
+			 errhint("Bring a standby back (it becomes synchronous within a loop), or turn synchronous_mode_strict off with pg_hactl edit-config.")));
+}
+
 /* At PRE_COMMIT/PRE_PREPARE: does this transaction count as writing, and may it commit? */
 static void
 check_before_commit(void)
 {
 	xact_wrote = TransactionIdIsValid(GetTopTransactionIdIfAny()) || xact_emitted_message;
+	if (xact_wrote)
+		refuse_if_strict_sync_would_hang();
 	if (lease_overdue_ms() == 0)
 		return;
 	if (!xact_wrote && notify_pending())

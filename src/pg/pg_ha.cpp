@@ -71,6 +71,7 @@ pgha_shmem_startup(void)
 		pg_atomic_init_u32(&pgha_shared->lease_enforced,
 						   (pgha_configured() && pgha_lease_enforcement) ? 1 : 0);
 		pg_atomic_init_u32(&pgha_shared->fenced, 0);
+		pg_atomic_init_u32(&pgha_shared->sync_strict_waiting, 0);
 		pgha_shared->worker_pid = 0;
 		pgha_shared->status_generation = 0;
 		pgha_shared->status_len = 0;
@@ -126,7 +127,7 @@ enum_options(const char *setting)
 }
 
 #define PGHA_GUC_CONTEXT_POSTMASTER PGC_POSTMASTER
-#define PGHA_GUC_CONTEXT_SIGHUP PGC_SIGHUP
+#define PGHA_GUC_CONTEXT_RELOAD PGC_SIGHUP
 #define PGHA_GUC_FLAGS_NONE 0
 #define PGHA_GUC_FLAGS_SECRET (GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL)
 #define PGHA_GUC_UNIT_NONE 0

@@ -34,6 +34,7 @@ typedef struct PgHaShared
 	pg_atomic_uint64 lease_deadline_ms;
 	pg_atomic_uint32 lease_enforced;	/* 1 = commits that wrote need a valid lease */
 	pg_atomic_uint32 fenced;	/* 1 = refuse new connections (demotion under way) */
+	pg_atomic_uint32 sync_strict_waiting;	/* 1 = strict sync mode has no synchronous standby */
 	pid_t		worker_pid;
 	struct Latch *worker_latch;	/* NULL while no worker runs */
 	/* request slot, protected by `lock` */

@@ -71,6 +71,7 @@ worker_exit(int code, Datum arg)
 	if (pgha_shared)
 	{
 		pg_atomic_write_u64(&pgha_shared->lease_deadline_ms, 0);
+		pg_atomic_write_u32(&pgha_shared->sync_strict_waiting, 0);
 		pgha_shared->worker_latch = NULL;
 	}
 	if (engine)
@@ -194,6 +195,7 @@ apply_outputs(const PgHaOutputs *out)
 	}
 	pg_atomic_write_u32(&pgha_shared->lease_enforced,
 						(out->lease_enforced || out->fence) ? 1 : 0);
+	pg_atomic_write_u32(&pgha_shared->sync_strict_waiting, out->sync_strict_waiting ? 1 : 0);
 
 	if (out->promote)
 		request_promotion();

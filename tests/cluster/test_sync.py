@@ -9,7 +9,11 @@ starts. The tests run in file order and share the cluster:
    patronictl list shows "Sync Standby"; pg-3 (nosync) stays async;
 2. degrade: pg-2's host dies -> commits on pg-1 wait, then resume within the
    documented delay (loop_wait grace + a loop or two); pg-2 back -> sync again;
-3. zero loss: a writer commits ids on the primary and records each
+3. strict mode: the sync standby dies -> commits wait past the degrade
+   bound, /patroni and ha_node() say why; pg_ha.synchronous_strict_fail_fast
+   (reload) -> a new commit fails at once with SQLSTATE 55000; standby back ->
+   synchronous again and the waiting commit completes;
+4. zero loss: a writer commits ids on the primary and records each
    acknowledged one; the primary's host is killed (3 rounds); the new leader
    is always the member the sync key named, and every acknowledged id is on it.
 """
@@ -140,6 +144,74 @@ def test_degrade_when_the_sync_standby_dies_and_recover(cluster):
           "nosync %s became synchronous: %s %s" % (NOSYNC, sync_key(c), sync_states(p1)), c)
     p2.start_host()
     wait_sync(c, p1, p2, timeout=REJOIN_TIMEOUT)
+
+
+def test_strict_mode_waits_visibly_and_fails_fast_when_asked(cluster):
+    """synchronous_mode_strict: with the sync standby dead, writes wait (no
+    degrade), the reason is visible in /patroni and ha_status(); with
+    pg_ha.synchronous_strict_fail_fast = on (reload) a new commit fails at once
+    with SQLSTATE 55000 instead of hanging; the standby back -> synchronous
+    again and the waiting commit completes."""
+    c = cluster
+    p1, p2 = c.node("pg-1"), c.node("pg-2")
+    wait_sync(c, p1, p2, timeout=60)
+    status, body = p1.http("PATCH", "/config", body={"synchronous_mode_strict": True}, timeout=10)
+    check(status == 200, "PATCH /config strict: %s %s" % (status, body), c)
+    waiting = {}
+
+    def blocked_write():
+        try:
+            conn = p1.connect()
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SET statement_timeout = 0")
+                cur.execute("INSERT INTO sync_t VALUES (-2)")
+            waiting["done"] = time.monotonic()
+            conn.close()
+        except psycopg2.Error as exc:
+            waiting["error"] = str(exc)
+
+    try:
+        time.sleep(LOOP_WAIT + 1)   # every node has read the config
+        p2.kill_host()
+        t_kill = time.monotonic()
+        writer = threading.Thread(target=blocked_write, daemon=True)
+        writer.start()
+        # beyond the non-strict degrade bound the commit still waits, and the reason shows
+        wait_for(lambda: "synchronous_mode_waiting" in (p1.http_json("/patroni")[1] or {}),
+                 timeout=DEGRADE_BOUND + 10, interval=0.5, description="/patroni says why commits wait",
+                 state=lambda: p1.http("GET", "/patroni"))
+        time.sleep(max(0.0, t_kill + DEGRADE_BOUND + 2 - time.monotonic()))
+        check(writer.is_alive() and not waiting, "strict mode: the commit did not wait (%s)" % waiting, c)
+        reason = p1.http_json("/patroni")[1]["synchronous_mode_waiting"]
+        shown = p1.sql_value("SELECT sync_waiting FROM ha_node()")
+        check(shown == reason, "ha_node().sync_waiting is %r, /patroni says %r" % (shown, reason), c)
+        # fail fast on request: a reload, then a new commit is refused at once
+        p1.sql("ALTER SYSTEM SET pg_ha.synchronous_strict_fail_fast = on")
+        p1.sql("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        try:
+            p1.sql("INSERT INTO sync_t VALUES (-3)", timeout=10)
+            failed = None
+        except psycopg2.Error as exc:
+            failed = exc
+        took = time.monotonic() - t0
+        check(failed is not None and failed.pgcode == "55000" and "no synchronous standby" in str(failed),
+              "fail-fast commit: %r (%.1fs)" % (failed, took), c)
+        check(took < 5, "the fail-fast commit took %.1fs" % took, c)
+        check(p1.sql_value("SELECT count(*) FROM sync_t WHERE id = -3") == 0, "the refused row exists", c)
+        print("strict: waiting reason %r; fail-fast refusal after %.2fs: %s" % (
+            reason, took, str(failed).splitlines()[0]))
+    finally:
+        p1.sql("ALTER SYSTEM RESET pg_ha.synchronous_strict_fail_fast")
+        p1.sql("SELECT pg_reload_conf()")
+        if not p2.supervisor_running():
+            p2.start_host()
+        p1.http("PATCH", "/config", body={"synchronous_mode_strict": False}, timeout=10)
+    wait_sync(c, p1, p2, timeout=REJOIN_TIMEOUT)
+    writer.join(timeout=30)
+    check("done" in waiting, "the waiting commit did not complete after the standby came back: %s" % waiting, c)
 
 
 class AckWriter(threading.Thread):
