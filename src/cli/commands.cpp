@@ -207,9 +207,10 @@ void print_list_table(const OperatorSettings &s, const ClusterView &v) {
     // scheduled switchover are reported after the table, as patronictl does.
     std::printf("+ Cluster: %s (%s) %s\n", s.scope.c_str(), v.initialize.value_or("uninitialized").c_str(),
                 v.config.pause ? " [maintenance mode]" : "");
-    std::printf("%-12s %-22s %-8s %-12s %-4s %-10s\n", "Member", "Host", "Role", "State", "TL", "Lag in MB");
+    // Role is wide enough for "Sync Standby" and "Standby Leader"
+    std::printf("%-12s %-22s %-14s %-12s %-4s %-10s\n", "Member", "Host", "Role", "State", "TL", "Lag in MB");
     for (const MemberRow &r : cluster_report(v)) {
-        std::printf("%-12s %-22s %-8s %-12s %-4d %-10s%s\n", r.name.c_str(),
+        std::printf("%-12s %-22s %-14s %-12s %-4d %-10s%s\n", r.name.c_str(),
                     (r.host + ":" + std::to_string(r.port)).c_str(), display_name(r.role), r.state.c_str(), r.timeline,
                     lag_mb(r).c_str(), r.pending_restart ? " *" : "");
     }

@@ -114,6 +114,18 @@ def test_sync_standby_within_one_loop(cluster):
                              timeout=60)
         line = [ln for ln in out.stdout.splitlines() if " pg-2 " in ln]
         check(line and "Sync Standby" in line[0], "patronictl list:\n%s\n%s" % (out.stdout, out.stderr), c)
+    # pg_hactl list and ha_status() show the role too (one format, shared with /cluster)
+    conf = c.base_dir / "sync-hactl.conf"
+    conf.write_text("pg_ha.scope = '%s'\npg_ha.namespace = '%s'\npg_ha.zookeeper_hosts = '%s'\n" % (
+        c.scope, c.namespace, ",".join(z.address for z in c.zookeepers)))
+    out = subprocess.run([str(harness.PG_HACTL), "list", "--config", str(conf)], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=60)
+    line = [ln for ln in out.stdout.splitlines() if ln.split()[:1] == ["pg-2"]]
+    check(out.returncode == 0 and line and "Sync Standby" in line[0],
+          "pg_hactl list:\n%s\n%s" % (out.stdout, out.stderr), c)
+    roles = dict(p1.sql("SELECT name, role FROM ha_status()"))
+    check(roles.get("pg-2") == "sync_standby" and roles.get(NOSYNC) == "replica",
+          "ha_status() roles: %s" % roles, c)
     # A switchover to the async member is refused with the reason.
     status, body = p1.http("POST", "/switchover", body={"leader": "pg-1", "candidate": NOSYNC}, timeout=30)
     check(status == 412 and "not a synchronous standby" in str(body),
