@@ -212,6 +212,7 @@ struct EventServer::Conn {
     std::size_t out_off = 0;
     std::int64_t deadline = 0;       // of the current phase
     std::int64_t request_start = 0;  // first byte of the current request (0: none yet)
+    std::int64_t accepted_at = 0;
     int requests = 0;
     bool close_after = false;
     EventRequest req;
@@ -488,10 +489,11 @@ void EventServer::close_conn(std::uint64_t id) {
 
 // The oldest connection that is idle or still sending its request, among
 // those accepted before `before_id` (one accepted in the same accept round
-// has not been read yet: evicting it would drop a waiting request unread).
-bool EventServer::evict_one(std::uint64_t before_id) {
+// has not been read yet: evicting it would drop a waiting request unread)
+// and open for at least `min_age_ms`.
+bool EventServer::evict_one(std::uint64_t before_id, std::int64_t now, int min_age_ms) {
     for (auto &kv : conns_) {
-        if (kv.first >= before_id) break;
+        if (kv.first >= before_id || now - kv.second->accepted_at < min_age_ms) break;  // younger ones follow
         if (kv.second->state == Conn::State::Head || kv.second->state == Conn::State::Body) {
             close_conn(kv.first);
             evicted_.fetch_add(1, std::memory_order_relaxed);
@@ -510,7 +512,9 @@ void EventServer::accept_all(std::int64_t now) {
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno == EMFILE || errno == ENFILE) {
-                if (evict_one(round_start)) continue;
+                // Out of fds (the budget was not reached): only connections
+                // that had time to send their request are evicted.
+                if (evict_one(round_start, now, 200)) continue;
                 // Nothing to evict: stop watching the listener for a moment,
                 // or the level-triggered epoll wakes this loop at once, forever.
                 epoll_event ev{};
@@ -522,13 +526,14 @@ void EventServer::accept_all(std::int64_t now) {
             }
             return;  // EAGAIN, or out of fds
         }
-        if (conns_.size() >= std::max<std::size_t>(1, limits_.max_connections) && !evict_one(round_start)) {
+        if (conns_.size() >= std::max<std::size_t>(1, limits_.max_connections) && !evict_one(round_start, now, 0)) {
             ::close(fd);  // every slot is handling a request
             continue;
         }
         auto c = std::make_unique<Conn>();
         c->id = next_id_++;
         c->fd = fd;
+        c->accepted_at = now;
         c->deadline = now + limits_.head_deadline_ms;
         char buf[INET6_ADDRSTRLEN] = {};
         if (ss.ss_family == AF_INET)
@@ -563,8 +568,13 @@ void EventServer::accept_all(std::int64_t now) {
         }
         c->events = ev.events;
         by_fd_[fd] = c->id;
-        conns_.emplace(c->id, std::move(c));
+        const std::uint64_t id = c->id;
+        Conn &added = *c;
+        conns_.emplace(id, std::move(c));
         open_.store(conns_.size(), std::memory_order_relaxed);
+        // The request is often there already: read it now, so the connection
+        // is busy (never evicted) rather than waiting for the next wakeup.
+        on_readable(added, now);
     }
 }
 

@@ -130,7 +130,7 @@ class EventServer {
     void loop();
     void slow_worker();
     void accept_all(std::int64_t now);
-    bool evict_one(std::uint64_t before_id);
+    bool evict_one(std::uint64_t before_id, std::int64_t now, int min_age_ms);
     void on_readable(Conn &c, std::int64_t now);
     bool tls_pump(Conn &c);  // decrypt what the socket has into c.in; false: closed
     bool tls_send(Conn &c, const char *data, std::size_t len);  // encrypt and send now (handshake, 100 Continue)
