@@ -13,8 +13,11 @@ import time
 from harness import wait_for
 from test_failover import FAILOVER_TIMEOUT, start_cluster, wait_new_leader, wait_streaming
 
-PASSWORD = "rep l'a\\ss"  # space, single quote, backslash
+PASSWORD = "rep Xq7z l'a\\ss"  # space, single quote, backslash
 REWIND_PASSWORD = "rw-Zq81 s3cret"
+# What the command-line watch looks for: fragments that survive any quoting
+# (a password in a conninfo argument is escaped: l\'a\\ss).
+NEEDLES = ["Xq7z", "Zq81", "rest s3cret"]
 
 
 class CmdlineWatch(threading.Thread):
@@ -53,7 +56,7 @@ class CmdlineWatch(threading.Thread):
 
 
 def test_replication_password_with_space_quote_and_backslash(make_cluster, require_pg_ha):
-    watch = CmdlineWatch([PASSWORD, REWIND_PASSWORD, "rest s3cret"])
+    watch = CmdlineWatch(NEEDLES)
     watch.start()
     try:
         c = start_cluster(make_cluster, env={"PGHA_REPLICATION_PASSWORD": PASSWORD,
@@ -69,7 +72,7 @@ def test_replication_password_with_space_quote_and_backslash(make_cluster, requi
     for s in standbys:
         wait_streaming(c, s, old)  # cloned and streaming with the password boot wrote
     # boot wrote the password into the standbys' primary_conninfo, libpq-quoted
-    assert "'rep l\\'a\\\\ss'" in standbys[0].sql_value("SHOW primary_conninfo")
+    assert "'rep Xq7z l\\'a\\\\ss'" in standbys[0].sql_value("SHOW primary_conninfo")
     with c.leader_watch() as lw:
         t_kill = time.monotonic()
         old.kill_host()
@@ -78,6 +81,6 @@ def test_replication_password_with_space_quote_and_backslash(make_cluster, requi
     # The worker re-points the other standby (ALTER SYSTEM primary_conninfo with the quoted password).
     wait_streaming(c, other, new)
     conninfo = other.sql_value("SHOW primary_conninfo")
-    assert "'rep l\\'a\\\\ss'" in conninfo, conninfo
+    assert "'rep Xq7z l\\'a\\\\ss'" in conninfo, conninfo
     wait_for(lambda: new.sql_value("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") >= 1,
              timeout=30, interval=0.5, description="the new primary streams to the other standby")
