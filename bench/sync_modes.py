@@ -20,7 +20,8 @@ switched with PATCH /config (the harness's REST credentials). Three parts:
      on the primary (one kept connection, statement_timeout 120 s so that no
      cancelled sync wait returns early); the sync standby's host is powered
      off (SIGSTOP + SIGKILL of its namespace). degrade = first acknowledged
-     commit among those sent after the kill - kill. The host is powered on:
+     commit among those sent after the power-off completed - start of the
+     power-off (commits sent while it runs, a few ms, may still be confirmed). The host is powered on:
      time until it streams and until it is `sync` again (pg_stat_replication
      and the sync key).
   3. primary host kills in synchronous mode: a writer commits increasing ids
@@ -224,20 +225,24 @@ def degrade_trial(c, args, trial, next_id):
         w.wait_acks(200)
         t0 = time.monotonic()
         failover.power_cut(standby)
-        t_key = None
+        # Commits sent while power_cut() stops the host's processes (a few ms)
+        # may still be confirmed by its WAL receiver: count from the end of it.
+        t_down = time.monotonic()
+        row["kill_call"] = t_down - t0
+        t_key, first = None, None
         end = t0 + args.degrade_timeout
         while time.monotonic() < end:
             if t_key is None and sync_key(c) == (primary.name, []):
                 t_key = time.monotonic()
-            first = next((a for a in w.acks if a[1] >= t0), None)
+            first = next((a for a in w.acks if a[1] >= t_down), None)
             if first and (t_key is not None or time.monotonic() > first[2] + 10):
                 break
             time.sleep(0.05)
-        after = [a for a in w.acks if a[1] >= t0]
-        row["degrade"] = after[0][2] - t0 if after else None
+        # one connection: every commit sent before `first` completed before it
+        row["degrade"] = first[2] - t0 if first else None
         row["key_empty"] = t_key - t0 if t_key else None
         row["longest_wait"] = max((a[2] - a[1] for a in w.acks if a[2] >= t0), default=None)
-        row["acks_before_degrade"] = sum(1 for a in w.acks if t0 <= a[2] and a[1] < t0)
+        row["acks_before_degrade"] = sum(1 for a in w.acks if t0 <= a[2] and (first is None or a[2] < first[2]))
         row["errors"] = len([e for e in w.errors if e[0] >= t0])
         with contextlib.suppress(harness.WaitTimeout):
             w.wait_acks(20, timeout=30)
