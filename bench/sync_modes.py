@@ -21,7 +21,7 @@ switched with PATCH /config (the harness's REST credentials). Three parts:
      cancelled sync wait returns early); the sync standby's host is powered
      off (SIGSTOP + SIGKILL of its namespace). degrade = first acknowledged
      commit among those sent after the power-off completed - start of the
-     power-off (commits sent while it runs, a few ms, may still be confirmed). The host is powered on:
+     power-off (commits sent while it runs, ~80 ms, may still be confirmed). The host is powered on:
      time until it streams and until it is `sync` again (pg_stat_replication
      and the sync key).
   3. primary host kills in synchronous mode: a writer commits increasing ids
@@ -225,7 +225,7 @@ def degrade_trial(c, args, trial, next_id):
         w.wait_acks(200)
         t0 = time.monotonic()
         failover.power_cut(standby)
-        # Commits sent while power_cut() stops the host's processes (a few ms)
+        # Commits sent while power_cut() stops the host's processes (~80 ms)
         # may still be confirmed by its WAL receiver: count from the end of it.
         t_down = time.monotonic()
         row["kill_call"] = t_down - t0
