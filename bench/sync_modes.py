@@ -21,9 +21,9 @@ switched with PATCH /config (the harness's REST credentials). Three parts:
      cancelled sync wait returns early); the sync standby's host is powered
      off (SIGSTOP + SIGKILL of its namespace). degrade = first acknowledged
      commit among those sent after the power-off completed - start of the
-     power-off (commits sent while it runs, ~80 ms, may still be confirmed). The host is powered on:
-     time until it streams and until it is `sync` again (pg_stat_replication
-     and the sync key).
+     power-off (commits sent while it runs, ~80 ms, may still be confirmed).
+     The host is powered on: time until it streams and until it is `sync`
+     again (pg_stat_replication and the sync key).
   3. primary host kills in synchronous mode: a writer commits increasing ids
      (autocommit, reconnecting to whichever node accepts writes: libpq
      multi-host, target_session_attrs=read-write) and records every
