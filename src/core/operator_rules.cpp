@@ -3,6 +3,8 @@
 
 #include "core/timeutil.hpp"
 
+#include <vector>
+
 namespace pgha {
 
 namespace {
@@ -153,6 +155,65 @@ SwitchoverAssessment assess_switchover(const ClusterView &view, OperatorCommand 
                     " and the failover key is gone (see the members' logs)";
     }
     return a;
+}
+
+// ---- POST /restart conditions ----------------------------------------------------
+
+int postgres_version_to_int(const std::string &version) {
+    std::vector<int> parts;
+    std::size_t start = 0;
+    for (;;) {
+        const std::size_t dot = version.find('.', start);
+        const std::string part = version.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+        if (part.empty() || part.size() > 4 || part.find_first_not_of("0123456789") != std::string::npos) return -1;
+        parts.push_back(std::stoi(part));
+        if (dot == std::string::npos) break;
+        start = dot + 1;
+    }
+    // X.Y (10 and later) or X.Y.Z (9.x and before), as Patroni accepts them
+    if (parts.size() < 2 || parts.size() > 3 || (parts.size() == 2 && parts[0] < 10)) return -1;
+    if (parts.size() == 2) return parts[0] * 10000 + parts[1];
+    return (parts[0] * 100 + parts[1]) * 100 + parts[2];
+}
+
+std::variant<Refusal, RestartRequest> parse_restart_request(const nlohmann::json &body) {
+    RestartRequest r;
+    if (!body.is_object()) return Refusal{400, "Bad request: the body must be a JSON object"};
+    for (auto it = body.begin(); it != body.end(); ++it) {
+        const std::string &k = it.key();
+        const nlohmann::json &v = it.value();
+        if (k == "role") {
+            const std::string role = v.is_string() ? v.get<std::string>() : std::string();
+            if (role != "primary" && role != "master" && role != "replica")
+                return Refusal{400, "PostgreSQL role should be either primary or replica"};
+            r.role = role == "master" ? "primary" : role;
+        } else if (k == "postgres_version") {
+            const int n = v.is_string() ? postgres_version_to_int(v.get<std::string>()) : -1;
+            if (n < 0)
+                return Refusal{400, "Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: " +
+                                        (v.is_string() ? v.get<std::string>() : v.dump())};
+            r.postgres_version = n;
+        } else if (k == "timeout") {
+            const bool ok = (v.is_number_integer() && v.get<long long>() > 0) ||
+                            (v.is_number_float() && v.get<double>() > 0 && v.get<double>() < 1e9);
+            if (!ok) return Refusal{400, "Timeout should be a positive number of seconds"};
+        } else if (k == "restart_pending") {
+            r.restart_pending = true;  // Patroni: the key's presence
+        } else if (k == "schedule") {
+            return Refusal{400, "scheduled restarts are not supported by pg_ha: restart when it is due "
+                                "(pg_hactl restart MEMBER, or POST /restart without schedule)"};
+        } else {
+            return Refusal{400, "Unknown filter for the scheduled restart: " + k};
+        }
+    }
+    return r;
+}
+
+std::string restart_mismatch(const RestartRequest &r, bool is_primary, int server_version_num, bool pending_restart) {
+    if (!r.role.empty() && r.role != (is_primary ? "primary" : "replica")) return "host role mismatch";
+    if (r.postgres_version != 0 && r.postgres_version <= server_version_num) return "postgres version mismatch";
+    if (r.restart_pending && !pending_restart) return "pending restart flag is not set";
+    return std::string();
 }
 
 }  // namespace pgha

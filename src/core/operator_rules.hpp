@@ -11,6 +11,7 @@
 #include <variant>
 
 #include "core/cluster.hpp"
+#include <nlohmann/json.hpp>
 
 namespace pgha {
 
@@ -108,5 +109,25 @@ struct SwitchoverAssessment {
 //   primary_answers_200   the last probe of `probe` answered 200
 SwitchoverAssessment assess_switchover(const ClusterView &view, OperatorCommand kind, const std::string &old_leader,
                                        const std::string &target, bool key_seen, bool primary_answers_200);
+
+// ---- POST /restart conditions (Patroni's do_POST_restart / restart_matches) ----
+
+struct RestartRequest {
+    std::string role;              // "" = any; "primary" or "replica" ("master" = "primary")
+    int postgres_version = 0;      // 0 = any; restart only if the running server is older
+    bool restart_pending = false;  // restart only if a parameter change waits for it
+};
+
+// Validates the body of POST /restart (without pg_ha's own "member" key):
+// unknown keys, a bad role, version or timeout get 400 with Patroni's
+// wording; "schedule" gets 400 (scheduled restarts are not supported).
+std::variant<Refusal, RestartRequest> parse_restart_request(const nlohmann::json &body);
+
+// "" when this node matches the conditions, else why not (the answer is then
+// 503 "restart conditions are not satisfied", as Patroni's).
+std::string restart_mismatch(const RestartRequest &r, bool is_primary, int server_version_num, bool pending_restart);
+
+// "15.4" -> 150004, "9.6.24" -> 90624 (Patroni's postgres_version_to_int); -1 when invalid.
+int postgres_version_to_int(const std::string &version);
 
 }  // namespace pgha

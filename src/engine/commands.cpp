@@ -194,6 +194,21 @@ void CommandDesk::start_restart(const std::shared_ptr<Command> &keep) {
     Command &c = *keep;
     const bool reinit = c.kind == OperatorCommand::Reinitialize;
     std::string member = jstr(c.args, "member");
+    nlohmann::json conditions = c.args.is_object() ? c.args : nlohmann::json::object();
+    conditions.erase("member");
+    if (!reinit) {
+        // POST /restart's conditions, checked where the restart happens (Patroni's codes)
+        auto parsed = parse_restart_request(conditions);
+        if (const Refusal *r = std::get_if<Refusal>(&parsed)) return c.answer(r->http_status, r->message);
+        if (member.empty() || member == s_.node_name) {
+            const std::string why = restart_mismatch(std::get<RestartRequest>(parsed), leadership_.is_leader(),
+                                                     local_.sample().server_version, local_.pending_restart());
+            if (!why.empty()) {
+                out_.log("not restarting: " + why);
+                return c.answer(503, "restart conditions are not satisfied");
+            }
+        }
+    }
     if (member.empty() || member == s_.node_name) {
         if (reinit && leadership_.is_leader()) return c.answer(503, "I am the leader, can not reinitialize");
         if (reinit) {
@@ -213,7 +228,7 @@ void CommandDesk::start_restart(const std::shared_ptr<Command> &keep) {
     if (!m) return c.answer(404, "member " + member + " does not exist");
     // Forward to the member's API off the loop.
     PeerRequest r = peer_request(s_, member, m->api_endpoint(std::string("/") + to_string(c.kind)), "POST");
-    r.body = "{}";
+    r.body = conditions.dump();
     PeerHttp http = http_;
     bg_.submit([r, http, keep, member]() -> Background::Continuation {
         auto rep = http({r}, 5000);

@@ -96,7 +96,7 @@ def _pg_config(what):
 # file system whose pg_config is that major's).
 PG_BIN = Path(os.environ.get("PGHA_PG_BINDIR") or _pg_config("bindir") or "/nonexistent-pg_config-bindir")
 PG_HA_SO = Path(os.environ.get("PGHA_PG_PKGLIBDIR") or _pg_config("pkglibdir") or str(PG_BIN.parent / "lib")) / "pg_ha.so"
-PG_HACTL = Path(os.environ.get("PGHA_TEST_PG_HACTL", "/usr/local/bin/pg_hactl"))
+PG_HACTL = Path(os.environ.get("PGHA_TEST_HACTL", "/usr/local/bin/pg_hactl"))  # the pg_hactl the tests run
 
 PG_PORT = 5432
 API_PORT = 8008

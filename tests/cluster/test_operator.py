@@ -40,7 +40,7 @@ from harness import wait_for
 
 pytestmark = pytest.mark.needs_pg_ha
 
-PG_HACTL = os.environ.get("PGHA_TEST_HACTL", str(harness.PG_HACTL))
+PG_HACTL = str(harness.PG_HACTL)
 PATRONICTL = "/usr/bin/patronictl"
 REST_USER = "opadmin"
 REST_PASSWORD = "s3cret-pw"
@@ -531,6 +531,39 @@ def test_failover_to_a_candidate_in_a_leaderless_paused_cluster(cluster):
 
 # --------------------------------------------------------------------------
 # restart / reinit, REST credentials
+
+def test_restart_conditions_as_patroni(cluster):
+    """POST /restart honours its conditions (issue 12 item 4): a request whose
+    role, postgres_version or restart_pending does not match this node is
+    answered 503 "restart conditions are not satisfied" and restarts nothing
+    (before, {"role": "replica"} sent to the primary restarted the primary);
+    bad filters get 400 with Patroni's wording; DELETE /restart answers 404
+    (nothing is ever scheduled)."""
+    c = cluster
+    leader = c.node(c.leader_name())
+    replica = next(n for n in c.nodes if n is not leader and n.is_replica())
+    auth = harness.rest_auth_header(REST_USER, REST_PASSWORD)
+    pids = {n.name: n.postmaster_pid() for n in (leader, replica)}
+    version = leader.sql_value("SHOW server_version_num")
+    newer_than_running = "%d.%d" % (int(version) // 10000, int(version) % 10000)   # not newer: no restart
+    cases = [(leader, {"role": "replica"}, 503, "restart conditions are not satisfied"),
+             (replica, {"role": "primary"}, 503, "restart conditions are not satisfied"),
+             (leader, {"postgres_version": newer_than_running}, 503, "restart conditions are not satisfied"),
+             (replica, {"restart_pending": True}, 503, "restart conditions are not satisfied"),
+             (leader, {"role": "leader"}, 400, "PostgreSQL role should be either primary or replica"),
+             (leader, {"force": True}, 400, "Unknown filter for the scheduled restart: force"),
+             (leader, {"schedule": "2030-01-01T00:00:00+00:00"}, 400, "scheduled restarts are not supported")]
+    for node, body, want, text in cases:
+        status, answer = node.http("POST", "/restart", body=body, headers=auth, timeout=20)
+        check(status == want and text in answer, "POST /restart %s on %s: %s %s" % (body, node.name, status, answer), c)
+    status, answer = leader.http("DELETE", "/restart", headers=auth, timeout=10)
+    check(status == 404 and "no restarts are scheduled" in answer, "DELETE /restart: %s %s" % (status, answer), c)
+    time.sleep(LOOP_WAIT + 1)
+    for n in (leader, replica):
+        check(n.postmaster_pid() == pids[n.name], "%s restarted: %s -> %s" % (n.name, pids[n.name],
+                                                                          n.postmaster_pid()), c)
+    check(c.leader_name() == leader.name and leader.is_primary(), "the leader changed", c)
+
 
 def test_restart_and_reinit_need_credentials_and_work(cluster):
     c = cluster

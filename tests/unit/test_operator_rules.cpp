@@ -307,3 +307,56 @@ TEST(AssessSwitchover, ProgressNames) {
     EXPECT_STREQ(to_string(SwitchoverProgress::Diverted), "diverted");
     EXPECT_STREQ(to_string(SwitchoverProgress::Failed), "failed");
 }
+
+// ---- POST /restart conditions (issue 12 item 4) ----------------------------------------
+
+TEST(RestartConditions, PostgresVersionLikePatroni) {
+    EXPECT_EQ(postgres_version_to_int("15.4"), 150004);
+    EXPECT_EQ(postgres_version_to_int("17.12"), 170012);
+    EXPECT_EQ(postgres_version_to_int("9.6.24"), 90624);
+    for (const char *bad : {"", "15", "9.6", "15.4.1.2", "15.x", "a.b", "15..4", "-1.2", "15.4 ", "123456.1"})
+        EXPECT_EQ(postgres_version_to_int(bad), -1) << bad;
+}
+
+TEST(RestartConditions, BodyIsValidatedWithPatronisWording) {
+    auto refused = [](const char *body) {
+        auto r = parse_restart_request(nlohmann::json::parse(body));
+        const Refusal *x = std::get_if<Refusal>(&r);
+        return x ? std::to_string(x->http_status) + " " + x->message : std::string("accepted");
+    };
+    EXPECT_EQ(refused("{}"), "accepted");
+    EXPECT_EQ(refused(R"({"role": "replica", "postgres_version": "17.1", "restart_pending": true, "timeout": 30})"),
+              "accepted");
+    EXPECT_EQ(refused(R"({"role": "leader"})"), "400 PostgreSQL role should be either primary or replica");
+    EXPECT_EQ(refused(R"({"role": 1})"), "400 PostgreSQL role should be either primary or replica");
+    EXPECT_EQ(refused(R"({"postgres_version": "x"})").rfind("400 Invalid PostgreSQL version format", 0), 0u);
+    EXPECT_EQ(refused(R"({"timeout": 0})"), "400 Timeout should be a positive number of seconds");
+    EXPECT_EQ(refused(R"({"timeout": "5"})"), "400 Timeout should be a positive number of seconds");
+    EXPECT_EQ(refused(R"({"force": true})"), "400 Unknown filter for the scheduled restart: force");
+    EXPECT_EQ(refused(R"({"schedule": "2030-01-01T00:00:00+00:00"})").rfind("400 scheduled restarts are not supported", 0),
+              0u);
+    EXPECT_EQ(refused("[]"), "400 Bad request: the body must be a JSON object");
+    auto r = std::get<RestartRequest>(parse_restart_request(nlohmann::json::parse(R"({"role": "master"})")));
+    EXPECT_EQ(r.role, "primary");
+}
+
+TEST(RestartConditions, MatchesTheNodeAsPatroniDoes) {
+    RestartRequest any;
+    EXPECT_EQ(restart_mismatch(any, true, 150020, false), "");
+    RestartRequest replica;
+    replica.role = "replica";
+    EXPECT_EQ(restart_mismatch(replica, true, 150020, false), "host role mismatch");  // the primary stays up
+    EXPECT_EQ(restart_mismatch(replica, false, 150020, false), "");
+    RestartRequest primary;
+    primary.role = "primary";
+    EXPECT_EQ(restart_mismatch(primary, false, 150020, false), "host role mismatch");
+    EXPECT_EQ(restart_mismatch(primary, true, 150020, false), "");
+    RestartRequest version;
+    version.postgres_version = 150020;  // restart only servers older than 15.20
+    EXPECT_EQ(restart_mismatch(version, true, 150020, false), "postgres version mismatch");
+    EXPECT_EQ(restart_mismatch(version, true, 150019, false), "");
+    RestartRequest pending;
+    pending.restart_pending = true;
+    EXPECT_EQ(restart_mismatch(pending, false, 150020, false), "pending restart flag is not set");
+    EXPECT_EQ(restart_mismatch(pending, false, 150020, true), "");
+}
