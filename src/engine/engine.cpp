@@ -91,6 +91,16 @@ Engine::~Engine() {
     bg_.stop();
 }
 
+void Engine::set_tags(const Tags &tags) {
+    if (tags == s_.tags) return;
+    s_.tags = tags;
+    s_.nofailover = tags.nofailover;
+    s_.noloadbalance = tags.noloadbalance;
+    s_.nosync = tags.nosync;
+    s_.clonefrom = tags.clonefrom;
+    out_.log("member tags changed by a configuration reload: " + tags.to_json().dump());
+}
+
 void Engine::shutdown(bool release) {
     if (api_) api_->stop();
     bg_.stop();

@@ -81,6 +81,9 @@ class Engine {
     StepResult step(const LocalSample &local, const SqlRequest &req, bool zk_readable, bool zk_writable, bool woken);
     // Clean exit. A stopping primary keeps its session and lock (see .cpp).
     void shutdown(bool release);
+    // Tags changed by a configuration reload: every part reads s_.tags, so
+    // the next decision and the next member publication use them.
+    void set_tags(const Tags &tags);
 
     const std::vector<std::string> &logs() const { return out_.logs; }
     // Decisions completed so far (the C boundary's proof of recovery after a failed step).

@@ -255,6 +255,21 @@ void pgha_engine_step(PgHaEngine *engine, const PgHaLocal *local, bool zk_readab
     if (!ok) fail_closed(engine, error, out);
 }
 
+void pgha_engine_set_tags(PgHaEngine *engine, bool nofailover, bool noloadbalance, bool nosync, bool clonefrom) {
+    std::string error;
+    guarded(
+        [&] {
+            if (!engine || !engine->impl) return;
+            pgha::Tags t;
+            t.nofailover = nofailover;
+            t.noloadbalance = noloadbalance;
+            t.nosync = nosync;
+            t.clonefrom = clonefrom;
+            engine->impl->set_tags(t);
+        },
+        error);
+}
+
 void pgha_engine_destroy(PgHaEngine *engine, bool release) {
     std::string error;
     guarded(

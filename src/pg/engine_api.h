@@ -80,6 +80,9 @@ void		pgha_engine_step(PgHaEngine *engine, const PgHaLocal *local, bool zk_reada
 							 bool woken, PgHaOutputs *out);
 /* Clean exit: closes the ZooKeeper session (releasing the leader lock) when `release` is set. */
 void		pgha_engine_destroy(PgHaEngine *engine, bool release);
+/* The member tags after a configuration reload (pg_ha.nofailover & co.). */
+void		pgha_engine_set_tags(PgHaEngine *engine, bool nofailover, bool noloadbalance, bool nosync,
+								 bool clonefrom);
 
 #ifdef __cplusplus
 }

@@ -385,6 +385,7 @@ pg_ha_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			pgha_engine_set_tags(engine, pgha_nofailover, pgha_noloadbalance, pgha_nosync, pgha_clonefrom);
 		}
 
 		observe_local(&local);

@@ -565,6 +565,38 @@ def test_restart_conditions_as_patroni(cluster):
     check(c.leader_name() == leader.name and leader.is_primary(), "the leader changed", c)
 
 
+def test_tag_changed_by_reload_takes_effect(cluster):
+    """Issue 12 item 7: pg_ha.nofailover added to a replica's settings file
+    and reloaded (POST /reload) is published within a loop, and a switchover
+    to that member is then refused (before, the tag was read only at server
+    start: the reload answered 202 and a switchover to it succeeded). Removed
+    and reloaded again, the member is a candidate again."""
+    c = cluster
+    leader = c.leader_name()
+    target = c.node(switch_target(c))
+    auth = {"Authorization": basic_auth()}
+    original = target.config_file.read_text()
+
+    def tags():
+        return (c.members().get(target.name) or {}).get("tags") or {}
+    try:
+        target.config_file.write_text(original + "\npg_ha.nofailover = on\n")
+        status, body = target.http("POST", "/reload", headers=auth, timeout=10)
+        check(status == 202, "POST /reload: %s %s" % (status, body), c)
+        wait_for(lambda: tags().get("nofailover") is True, timeout=3 * LOOP_WAIT + 10, interval=0.3,
+                 description="%s publishes nofailover after the reload" % target.name, state=tags)
+        status, body = c.node(leader).http("POST", "/switchover", body={"leader": leader, "candidate": target.name},
+                                           headers=auth, timeout=30)
+        check(status == 412 and "nofailover" in body, "switchover to the re-tagged %s: %s %s"
+              % (target.name, status, body), c)
+        check(c.leader_name() == leader, "the leader changed", c)
+    finally:
+        target.config_file.write_text(original)
+        target.http("POST", "/reload", headers=auth, timeout=10)
+    wait_for(lambda: not tags().get("nofailover"), timeout=3 * LOOP_WAIT + 10, interval=0.3,
+             description="%s drops nofailover after the second reload" % target.name, state=tags)
+
+
 def test_restart_and_reinit_need_credentials_and_work(cluster):
     c = cluster
     leader = c.leader_name()

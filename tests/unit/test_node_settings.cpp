@@ -164,7 +164,9 @@ TEST(NodeSettings, RowsDescribeTheTable) {
     for (const auto &r : rows) {
         EXPECT_FALSE(r.description.empty()) << r.name;
         // pg_settings.context: every row is read at server start but the reloadable one(s)
-        EXPECT_EQ(r.context, r.name == "synchronous_strict_fail_fast" ? "sighup" : "postmaster") << r.name;
+        const bool reloadable = r.name == "synchronous_strict_fail_fast" || r.name == "nofailover" ||
+                                r.name == "noloadbalance" || r.name == "nosync" || r.name == "clonefrom";
+        EXPECT_EQ(r.context, reloadable ? "sighup" : "postmaster") << r.name;
         if (r.secret) {
             secrets++;
             EXPECT_EQ(r.type, "string") << r.name;
