@@ -353,24 +353,29 @@ void write_initial_config(const NodeConfig &c, ZkSession &zk, ClusterStore &stor
 
 // ---- a copy of the leader --------------------------------------------------------------------
 
-bool clone_from(const NodeConfig &c, const Member &source, bool use_slots) {
+// Copies `source` (the leader, or a member tagged clonefrom) and follows `leader`.
+bool clone_from(const NodeConfig &c, const Member &source, const Member &leader, bool use_slots) {
     std::string host;
     int port = 0;
     if (!parse_conn_url(source.conn_url, host, port)) return false;
-    info("cloning from " + source.name + " (" + host + ":" + std::to_string(port) + ") with pg_basebackup");
+    const bool from_leader = source.name == leader.name;
+    info("cloning from " + source.name + (from_leader ? std::string() : " (tagged clonefrom)") + " (" + host + ":" +
+         std::to_string(port) + ") with pg_basebackup");
     const std::string conninfo = build_conninfo({{"host", host},
                                                  {"port", std::to_string(port)},
                                                  {"user", c.repl_user},
                                                  {"application_name", c.name},
                                                  {"connect_timeout", "10"}});
-    const int rc = pg_basebackup(pgdata_of(c), conninfo, c.repl_password, use_slots ? slot_name_for_member(c.name) : "");
+    // The slot is this member's slot on the leader; a copy from another member takes none there.
+    const int rc = pg_basebackup(pgdata_of(c), conninfo, c.repl_password,
+                                 use_slots && from_leader ? slot_name_for_member(c.name) : "");
     if (rc != 0) {
         info("pg_basebackup failed (exit " + std::to_string(rc) + ")");
         return false;
     }
     remove_foreign_state(c);
     write_managed_block(pgdata_of(c), c.config_path);
-    configure_follower(c, source, use_slots);
+    configure_follower(c, leader, use_slots);
     return true;
 }
 
@@ -670,7 +675,9 @@ int boot_steps(NodeConfig &c) {
             if (rc != ZNODEEXISTS) info("initialize race: " + ZkSession::error_text(rc));
         } else if (const Member *leader = v.leader_member();
                    leader && leader->state == "running" && leader->role == "primary") {
-            if (clone_from(c, *leader, v.config.use_slots)) return kExitOk;
+            const Member *source = v.clone_member(c.name);
+            if (!source) source = leader;
+            if (clone_from(c, *source, *leader, v.config.use_slots)) return kExitOk;
             if (!dir_empty(c.pgdata)) die("pg_basebackup failed and left files in " + c.pgdata);
         } else if (!waited_msg) {
             info("waiting for a running leader to clone from");

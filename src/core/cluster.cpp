@@ -151,6 +151,15 @@ const Member *ClusterView::member(const std::string &name) const {
 
 const Member *ClusterView::leader_member() const { return leader ? member(*leader) : nullptr; }
 
+const Member *ClusterView::clone_member(const std::string &self) const {
+    const Member *best = nullptr;
+    for (const Member &m : members)
+        if (m.tags.clonefrom && m.state == "running" && m.name != self && !m.conn_url.empty() &&
+            (!best || m.name < best->name))
+            best = &m;
+    return best ? best : leader_member();
+}
+
 const char *to_string(PgState s) {
     switch (s) {
         case PgState::Stopped: return "stopped";

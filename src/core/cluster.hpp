@@ -108,6 +108,10 @@ struct ClusterView {
 
     const Member *member(const std::string &name) const;
     const Member *leader_member() const;
+    // Where a new replica `self` copies its data from (Patroni's
+    // get_clone_member): a running member tagged clonefrom (the first by
+    // name: stable), else the leader's member data; nullptr when neither.
+    const Member *clone_member(const std::string &self) const;
 };
 
 // The local server as the worker observes it.

@@ -360,3 +360,30 @@ TEST(RestartConditions, MatchesTheNodeAsPatroniDoes) {
     EXPECT_EQ(restart_mismatch(pending, false, 150020, false), "pending restart flag is not set");
     EXPECT_EQ(restart_mismatch(pending, false, 150020, true), "");
 }
+
+// ---- where a new replica clones from (issue 12 item 7: clonefrom) ---------------------
+
+TEST(CloneMember, ClonefromMemberElseTheLeader) {
+    ClusterView v;
+    v.leader = "pg-1";
+    auto add = [&](const char *name, const char *state, bool clonefrom) {
+        Member m;
+        m.name = name;
+        m.state = state;
+        m.conn_url = std::string("postgres://") + name + ":5432/postgres";
+        m.tags.clonefrom = clonefrom;
+        v.members.push_back(m);
+    };
+    add("pg-1", "running", false);
+    add("pg-2", "running", false);
+    ASSERT_NE(v.clone_member("pg-4"), nullptr);
+    EXPECT_EQ(v.clone_member("pg-4")->name, "pg-1");  // nobody tagged: the leader
+    add("pg-3", "stopped", true);
+    EXPECT_EQ(v.clone_member("pg-4")->name, "pg-1");  // tagged but not running
+    add("pg-5", "running", true);
+    add("pg-4", "running", true);
+    EXPECT_EQ(v.clone_member("pg-4")->name, "pg-5");  // never itself
+    EXPECT_EQ(v.clone_member("pg-6")->name, "pg-4");  // the first by name: stable
+    ClusterView empty;
+    EXPECT_EQ(empty.clone_member("pg-1"), nullptr);
+}
