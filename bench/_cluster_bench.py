@@ -346,6 +346,16 @@ def print_table(headers, rows):
     sys.stdout.flush()
 
 
+def teardown(c):
+    """Tear a bench cluster down (None: nothing was built); say where its run
+    directory is when it was kept."""
+    if c is None:
+        return
+    c.teardown()
+    if c.keep_dir:
+        print("run directory kept: %s" % c.base_dir)
+
+
 def require_root():
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces): run as root with /usr/bin/python3")

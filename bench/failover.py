@@ -188,9 +188,7 @@ def main():
             "" if len(leaders) <= expected else "; UNEXPECTED extra leader changes"))
         print(cb.environment_note())
     finally:
-        c.teardown()
-        if c.keep_dir:
-            print("run directory kept: %s" % c.base_dir)
+        cb.teardown(c)
     return 0
 
 

@@ -176,10 +176,7 @@ def main():
                 print("%-17s on vs off: %+.1f%%" % ("", 100 * d))
         print(cb.environment_note())
     finally:
-        if c is not None:
-            c.teardown()
-            if c.keep_dir:
-                print("run directory kept: %s" % c.base_dir)
+        cb.teardown(c)
     return 0
 
 

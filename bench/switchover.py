@@ -231,9 +231,7 @@ def main():
         print("leader sequence: %s" % " -> ".join(leaders))
         print(cb.environment_note())
     finally:
-        c.teardown()
-        if c.keep_dir:
-            print("run directory kept: %s" % c.base_dir)
+        cb.teardown(c)
     return 0
 
 

@@ -325,6 +325,12 @@ def kill_trial(c, lw, args, trial, next_id):
 
 # --------------------------------------------------------------------------
 
+def print_rows(trials, rows):
+    """One stats line (median / min / max / n) per (label, trial key)."""
+    for label, key in rows:
+        print(cb.stats_line("  " + label, [r.get(key) for r in trials]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3, help="pgbench rounds (each: off and on)")
@@ -428,17 +434,14 @@ def main():
             print("  synchronous_mode \"quorum\": %s" % tps["quorum"])
         if degrade:
             print("degrade (sync standby's host off):")
-            print(cb.stats_line("  kill -> first commit", [r.get("degrade") for r in degrade]))
-            print(cb.stats_line("  kill -> sync key without standby", [r.get("key_empty") for r in degrade]))
-            print(cb.stats_line("  restart -> streaming", [r.get("stream_again") for r in degrade]))
-            print(cb.stats_line("  restart -> sync again", [r.get("sync_again") for r in degrade]))
+            print_rows(degrade, [("kill -> first commit", "degrade"), ("kill -> sync key without standby", "key_empty"),
+                                 ("restart -> streaming", "stream_again"), ("restart -> sync again", "sync_again")])
         if kills:
             print("primary host kills:")
-            print(cb.stats_line("  write outage (last ack -> first)", [r.get("outage") for r in kills]))
-            print(cb.stats_line("  kill -> first ack on new primary", [r.get("from_kill") for r in kills]))
-            print(cb.stats_line("  kill -> new leader znode", [r.get("elected") for r in kills]))
-            print(cb.stats_line("  restart -> old host streaming", [r.get("stream_again") for r in kills]))
-            print(cb.stats_line("  restart -> sync standby again", [r.get("sync_again") for r in kills]))
+            print_rows(kills, [("write outage (last ack -> first)", "outage"),
+                               ("kill -> first ack on new primary", "from_kill"), ("kill -> new leader znode", "elected"),
+                               ("restart -> old host streaming", "stream_again"),
+                               ("restart -> sync standby again", "sync_again")])
             lost = [r.get("lost") for r in kills]
             print("  acknowledged ids lost per trial: %s (total %d of %d acknowledged)" % (
                 " ".join("-" if v is None else str(v) for v in lost), sum(v or 0 for v in lost),
@@ -452,9 +455,7 @@ def main():
             print("  trials that failed: %d (%s)" % (len(errs), "; ".join(r["error"][:80] for r in errs)))
         print(cb.environment_note())
     finally:
-        c.teardown()
-        if c.keep_dir:
-            print("run directory kept: %s" % c.base_dir)
+        cb.teardown(c)
     return 0
 
 

@@ -23,6 +23,21 @@ def psql_from(host, node, user, password):
     return p.returncode, (p.stdout or "") + (p.stderr or "")
 
 
+def boot_settings(c, scope, extra=""):
+    """A work directory owned by postgres with a settings file for a node n1
+    of cluster `scope` (for pg_hactl boot run by hand); (dir, settings file)."""
+    work = tempfile.mkdtemp(prefix="pgha-%s-" % scope)
+    os.chmod(work, 0o755)
+    subprocess.run(["chown", "postgres", work], check=True)
+    conf = os.path.join(work, "pg_ha.conf")
+    with open(conf, "w") as f:
+        f.write("pg_ha.scope = '%s'\npg_ha.node_name = 'n1'\npg_ha.zookeeper_hosts = '%s:%d'\n"
+                "pg_ha.connect_address = '127.0.0.1:5499'\npg_ha.replication_password = 'r'\n%s"
+                % (scope, c.zookeepers[0].host.ip, harness.ZK_CLIENT_PORT, extra))
+    subprocess.run(["chown", "postgres", conf], check=True)
+    return work, conf
+
+
 def test_superuser_only_from_its_networks(make_cluster):
     c = make_cluster(nodes=1, haproxy=False,
                      env={"PGHA_SUPERUSER_NETWORKS": "%s/32" % BRIDGE_IP})
@@ -44,15 +59,7 @@ def test_superuser_only_from_its_networks(make_cluster):
 def test_bootstrap_refuses_without_a_superuser_password(make_cluster):
     c = make_cluster(nodes=1, haproxy=False)
     c.start_zookeeper()
-    work = tempfile.mkdtemp(prefix="pgha-nopw-")
-    os.chmod(work, 0o755)
-    subprocess.run(["chown", "postgres", work], check=True)
-    conf = os.path.join(work, "pg_ha.conf")
-    with open(conf, "w") as f:
-        f.write("pg_ha.scope = 'nopw'\npg_ha.node_name = 'n1'\npg_ha.zookeeper_hosts = '%s:%d'\n"
-                "pg_ha.connect_address = '127.0.0.1:5499'\npg_ha.replication_password = 'r'\n"
-                % (c.zookeepers[0].host.ip, harness.ZK_CLIENT_PORT))
-    subprocess.run(["chown", "postgres", conf], check=True)
+    work, conf = boot_settings(c, "nopw")
     p = subprocess.run(["runuser", "-u", "postgres", "--", str(harness.PG_HACTL), "boot", "--config", conf,
                         "--pgdata", os.path.join(work, "data"), "--timeout", "30"],
                        capture_output=True, text=True, timeout=120)
@@ -121,15 +128,7 @@ def test_never_clones_from_a_member_no_session_owns(make_cluster):
         "conn_url": "postgres://%s:%d/postgres" % (BRIDGE_IP, port),
         "api_url": "http://%s:%d/patroni" % (BRIDGE_IP, port), "state": "running", "role": "primary",
         "timeline": 1, "xlog_location": 100000000}).encode(), makepath=True)
-    work = tempfile.mkdtemp(prefix="pgha-forged-")
-    os.chmod(work, 0o755)
-    subprocess.run(["chown", "postgres", work], check=True)
-    conf = os.path.join(work, "pg_ha.conf")
-    with open(conf, "w") as f:
-        f.write("pg_ha.scope = 'forged'\npg_ha.node_name = 'n1'\npg_ha.zookeeper_hosts = '%s:%d'\n"
-                "pg_ha.connect_address = '127.0.0.1:5499'\npg_ha.replication_password = 'r'\n"
-                "pg_ha.superuser_password = 's'\n" % (c.zookeepers[0].host.ip, harness.ZK_CLIENT_PORT))
-    subprocess.run(["chown", "postgres", conf], check=True)
+    work, conf = boot_settings(c, "forged", "pg_ha.superuser_password = 's'\n")
     p = subprocess.Popen(["runuser", "-u", "postgres", "--", str(harness.PG_HACTL), "boot", "--config", conf,
                           "--pgdata", os.path.join(work, "data"), "--timeout", "20"],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
