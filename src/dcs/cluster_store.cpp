@@ -242,7 +242,16 @@ void ClusterStore::touch_member(const std::string &name, const std::string &data
                                 DoneCb cb) {
     const std::string p = path("members/" + name);
     if (current_owner != 0 && current_owner == zk_.session_id()) {
-        set_versioned("members/" + name, data, -1, cb);
+        int rc = zk_.set(p, data, -1, [this, p, data, cb](int rc, const ZkStat &) {
+            if (rc != ZNONODE) {
+                cb(rc);
+                return;
+            }
+            // Gone after all (removed by someone): create it again.
+            int rc2 = zk_.create(p, data, true, [cb](int rc, const std::string &) { cb(rc); });
+            if (rc2 != ZOK) cb(rc2);
+        });
+        if (rc != ZOK) cb(rc);
         return;
     }
     // Missing, or left by an earlier session of ours: replace it with one bound to this session.

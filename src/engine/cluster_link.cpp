@@ -296,13 +296,18 @@ void ClusterLink::touch_member(const Member &m) {
     std::string json = encode_member(m);
     const Member *cur = view_.member(m.name);
     std::int64_t owner = cur ? cur->session : 0;
-    if (json == last_member_json_ && owner == zk_.session_id() && last_member_session_ == owner) return;
+    const std::int64_t session = zk_.session_id();
+    if (owner == 0 && session != 0 && member_written_session_ == session) owner = session;  // a stale view
+    if (json == last_member_json_ && owner == session && last_member_session_ == owner) return;
     last_member_json_ = json;
-    last_member_session_ = zk_.session_id();
-    store_.touch_member(m.name, json, owner, [this](int rc) {
+    last_member_session_ = session;
+    store_.touch_member(m.name, json, owner, [this, session](int rc) {
         if (rc != ZOK) {
             last_member_json_.clear();
+            if (member_written_session_ == session) member_written_session_ = 0;
             out_.log("cannot publish member data: " + zk_error_text(rc));
+        } else {
+            member_written_session_ = session;
         }
     });
 }

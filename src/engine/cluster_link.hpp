@@ -111,6 +111,10 @@ class ClusterLink {
     int requested_timeout_ms_ = 30000;
     std::string last_member_json_;
     std::int64_t last_member_session_ = 0;
+    // The session whose member znode we last wrote successfully: a view read
+    // before that write must not make us delete and re-create it (the leader
+    // would see the member vanish and come back on every loop).
+    std::int64_t member_written_session_ = 0;
     bool auth_announced_ = false;
 };
 

@@ -182,6 +182,43 @@ TEST_F(EngineTest, StandbyWinsFreeLockAfterPeerCheckAndPromotes) {
     EXPECT_TRUE(std::any_of(n1.sql.ran.begin(), n1.sql.ran.end(), [](auto &q) { return q == "CHECKPOINT"; }));
 }
 
+TEST_F(EngineTest, AMemberZnodeIsWrittenInPlaceWhenTheViewLagsBehindOurWrite) {
+    // The member's data changes before a read shows the znode it just created:
+    // it must be updated in place. Removing and re-creating it made the leader
+    // see the member vanish and come back on every loop (and re-pick its
+    // synchronous standbys each time).
+    FakeZk zk(server, clock);
+    std::string err;
+    ASSERT_TRUE(zk.open("zk:2181", 10000, nullptr, err));
+    EngineSettings s;
+    s.scope = "batman";
+    s.ns = "/service";
+    s.node_name = "pg-1";
+    Outbox out;
+    ClusterLink link(zk, s, out, clock.fn());
+    auto m = decode_member("pg-1", member_json("pg-1", "replica", 900), err);
+    ASSERT_TRUE(m.has_value());
+    link.touch_member(*m);
+    zk.process(true, true);
+    zk.process(true, true);  // the create follows the cleanup
+    ASSERT_EQ(server.owner(path("members/pg-1")), zk.session_id());
+    for (Lsn pos = 1000; pos < 1010; ++pos) {
+        m->xlog_location = pos;
+        link.touch_member(*m);  // the view still has no pg-1: no read ran
+        zk.process(true, true);
+        zk.process(true, true);
+    }
+    EXPECT_EQ(server.removes[path("members/pg-1")], 0);
+    EXPECT_NE(server.get(path("members/pg-1")).find("1009"), std::string::npos);
+    // Removed by someone else meanwhile: created again.
+    server.nodes.erase(path("members/pg-1"));
+    m->xlog_location = 2000;
+    link.touch_member(*m);
+    zk.process(true, true);
+    zk.process(true, true);
+    EXPECT_EQ(server.owner(path("members/pg-1")), zk.session_id());
+}
+
 TEST_F(EngineTest, StandbyDoesNotTakeLockWhenPeerIsAhead) {
     server.put(path("members/pg-2"), member_json("pg-2", "replica", 5000), 555);
     server.live_sessions.insert(555);

@@ -37,6 +37,7 @@ struct FakeZkServer {
     std::int64_t next_session = 100;
     std::set<std::int64_t> live_sessions;
     std::map<std::string, std::vector<std::function<void(const std::string &)>>> watches;
+    std::map<std::string, int> removes;  // per path, by clients
 
     void fire(const std::string &path) {
         auto it = watches.find(path);
@@ -184,6 +185,7 @@ class FakeZk final : public ZkClient {
     int remove(const std::string &path, int, VoidCb cb) override {
         return submit([this, path, cb] {
             if (!server_.has(path)) return cb(ZNONODE);
+            ++server_.removes[path];
             server_.nodes.erase(path);
             server_.fire(path);
             server_.fire(FakeZkServer::parent(path));
