@@ -207,7 +207,7 @@ void print_list_table(const OperatorSettings &s, const ClusterView &v) {
     // scheduled switchover are reported after the table, as patronictl does.
     std::printf("+ Cluster: %s (%s) %s\n", s.scope.c_str(), v.initialize.value_or("uninitialized").c_str(),
                 v.config.pause ? " [maintenance mode]" : "");
-    // Role is wide enough for "Sync Standby" and "Standby Leader"
+    // Role is wide enough for "Quorum Standby" and "Standby Leader"
     std::printf("%-12s %-22s %-14s %-12s %-4s %-10s\n", "Member", "Host", "Role", "State", "TL", "Lag in MB");
     for (const MemberRow &r : cluster_report(v)) {
         std::printf("%-12s %-22s %-14s %-12s %-4d %-10s%s\n", r.name.c_str(),

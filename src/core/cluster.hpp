@@ -63,8 +63,14 @@ struct Member {
 
 struct SyncState {
     std::string leader;
-    std::vector<std::string> sync_standby;
-    bool empty() const { return leader.empty(); }
+    std::vector<std::string> sync_standby;  // Patroni 4: the voters besides the leader
+    // Quorum commit: a member of sync_standby racing for the lock needs this
+    // many votes (members of sync_standby + leader not ahead of it). 0 = none.
+    int quorum = 0;
+    // False when the znode could not be read (written by someone else): with
+    // synchronous mode on, nobody but the leader it names may be promoted.
+    bool valid = true;
+    bool empty() const { return leader.empty() && valid; }
 };
 
 struct FailoverRequest {

@@ -9,6 +9,7 @@ const char *to_string(ReportRole r) {
         case ReportRole::Leader: return "leader";
         case ReportRole::StandbyLeader: return "standby_leader";
         case ReportRole::SyncStandby: return "sync_standby";
+        case ReportRole::QuorumStandby: return "quorum_standby";
         case ReportRole::Replica: return "replica";
     }
     return "replica";
@@ -19,6 +20,7 @@ const char *display_name(ReportRole r) {
         case ReportRole::Leader: return "Leader";
         case ReportRole::StandbyLeader: return "Standby Leader";
         case ReportRole::SyncStandby: return "Sync Standby";
+        case ReportRole::QuorumStandby: return "Quorum Standby";
         case ReportRole::Replica: return "Replica";
     }
     return "Replica";
@@ -41,7 +43,8 @@ std::vector<MemberRow> cluster_report(const ClusterView &c) {
         r.api_url = m->api_url;
         r.is_leader = c.leader && *c.leader == m->name;
         if (r.is_leader) r.role = m->role == "standby_leader" ? ReportRole::StandbyLeader : ReportRole::Leader;
-        else if (std::find(sync.begin(), sync.end(), m->name) != sync.end()) r.role = ReportRole::SyncStandby;
+        else if (c.config.synchronous_mode && std::find(sync.begin(), sync.end(), m->name) != sync.end())
+            r.role = c.config.synchronous_mode_quorum ? ReportRole::QuorumStandby : ReportRole::SyncStandby;
         else r.role = ReportRole::Replica;
         r.state = !r.is_leader && !m->replication_state.empty() ? m->replication_state : m->state;
         r.timeline = m->timeline;

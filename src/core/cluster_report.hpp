@@ -15,10 +15,10 @@
 namespace pgha {
 
 // Patroni's roles in a cluster listing.
-enum class ReportRole { Leader, StandbyLeader, SyncStandby, Replica };
-// JSON (Patroni's /cluster): "leader", "standby_leader", "sync_standby", "replica".
+enum class ReportRole { Leader, StandbyLeader, SyncStandby, QuorumStandby, Replica };
+// JSON (Patroni's /cluster): "leader", "standby_leader", "sync_standby", "quorum_standby", "replica".
 const char *to_string(ReportRole r);
-// Table (patronictl list): "Leader", "Standby Leader", "Sync Standby", "Replica".
+// Table (patronictl list): "Leader", "Standby Leader", "Sync Standby", "Quorum Standby", "Replica".
 const char *display_name(ReportRole r);
 
 struct MemberRow {

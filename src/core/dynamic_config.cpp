@@ -142,8 +142,6 @@ std::vector<std::string> DynamicConfig::validate() const {
         errors.push_back("loop_wait + 2 * retry_timeout (" + std::to_string(loop_wait + 2 * retry_timeout) +
                          ") must not exceed ttl (" + std::to_string(ttl) + ")");
     if (maximum_lag_on_failover < 0) errors.push_back("maximum_lag_on_failover must not be negative");
-    if (synchronous_mode_quorum)
-        errors.push_back("synchronous_mode: \"quorum\" (quorum commit) is not supported by pg_ha yet; use \"on\"");
     if (synchronous_mode_strict && !synchronous_mode)
         errors.push_back("synchronous_mode_strict requires synchronous_mode (it is off)");
     if (synchronous_node_count < 1) errors.push_back("synchronous_node_count must be at least 1");

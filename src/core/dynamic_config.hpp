@@ -17,7 +17,7 @@ struct DynamicConfig {
     std::int64_t maximum_lag_on_failover = 1048576;  // bytes
     int master_start_timeout = 300;
     bool synchronous_mode = false;         // "on", true or "quorum"
-    bool synchronous_mode_quorum = false;  // "quorum" (refused by validate(): not implemented yet)
+    bool synchronous_mode_quorum = false;  // "quorum": quorum commit (ANY k)
     bool synchronous_mode_strict = false;
     int synchronous_node_count = 1;        // standbys every commit waits for (>= 1)
     std::int64_t maximum_lag_on_syncnode = -1;  // bytes; a standby further behind is not picked; <= 0: no limit

@@ -360,6 +360,11 @@ std::string failover_ineligibility(const Observation &obs, const Member &candida
     if (is_me && obs.peers_checked)
         for (const auto &p : obs.primaries_alive)
             if (p != obs.me) return "member " + p + " still runs as a primary";
+    // Quorum commit: enough voters not ahead of us to prove we hold every
+    // acknowledged commit (checked on the answers of the peers' APIs only).
+    if (is_me && obs.peers_checked)
+        if (std::string why = quorum_vote_problem(c, candidate.name, pos, obs.vote_positions); !why.empty())
+            return why;
     const std::int64_t newest = newest_history_timeline(c);
     if (is_me && obs.local.timeline > 0 && newest > 0 && obs.local.timeline < newest - 1)
         return candidate.name + " is on timeline " + std::to_string(obs.local.timeline) +

@@ -39,6 +39,9 @@ struct Observation {
     // `peers_checked` is false the znode data alone is used.
     bool peers_checked = false;
     std::map<std::string, Lsn> peer_positions;
+    // The same for quorum votes: every running standby that answered,
+    // nofailover ones too (a voter need not be a candidate).
+    std::map<std::string, Lsn> vote_positions;
     // Peers whose API said this loop that they run as a primary (not in
     // recovery). While one does, nobody else takes over (Patroni's "primary
     // is still alive"): it either still leads through failsafe mode or is

@@ -238,12 +238,18 @@ std::string api_role(const NodeSnapshot &s) {
     return s.role.empty() ? "uninitialized" : s.role;
 }
 
-bool is_sync_standby(const NodeSnapshot &s) {
+namespace {
+bool listed_in_sync_key(const NodeSnapshot &s) {
     if (!s.dcs_ok || !s.cluster.config.synchronous_mode) return false;
     if (api_role(s) != "replica") return false;
     const auto &list = s.cluster.sync.sync_standby;
     return std::find(list.begin(), list.end(), s.name) != list.end();
 }
+}  // namespace
+
+bool is_sync_standby(const NodeSnapshot &s) { return !s.cluster.config.synchronous_mode_quorum && listed_in_sync_key(s); }
+
+bool is_quorum_standby(const NodeSnapshot &s) { return s.cluster.config.synchronous_mode_quorum && listed_in_sync_key(s); }
 
 json patroni_status_json(const NodeSnapshot &s) {
     json r = json::object();
@@ -264,6 +270,7 @@ json patroni_status_json(const NodeSnapshot &s) {
             r["xlog"] = json{{"location", s.local.write_lsn}};
         }
         if (is_sync_standby(s)) r["sync_standby"] = true;
+        if (is_quorum_standby(s)) r["quorum_standby"] = true;
         r["timeline"] = s.local.timeline;
         if (!s.local.replication.empty()) {
             json rep = json::array();
@@ -354,16 +361,22 @@ int health_check_status(const NodeSnapshot &s, const HttpRequestView &req) {
         ignore_tags = true;
     } else if (contains(path, "replica")) {
         sc = replica_sc;
-    } else if (contains(path, "read-only") && !contains(path, "sync")) {
+    } else if (contains(path, "read-only") && !contains(path, "sync") && !contains(path, "quorum")) {
         sc = (primary_sc == 200 || standby_leader_sc == 200) ? 200 : replica_sc;
     } else if (contains(path, "health")) {
         sc = running ? 200 : 503;
     } else if (s.dcs_ok) {
         const bool sync = is_sync_standby(s);
+        const bool quorum = is_quorum_standby(s);
         if ((path == "/sync" || path == "/synchronous") && sync) {
             sc = replica_sc;
-        } else if ((path == "/async" || path == "/asynchronous") && !sync) {
+        } else if (path == "/quorum" && quorum) {
             sc = replica_sc;
+        } else if ((path == "/async" || path == "/asynchronous") && !sync && !quorum) {
+            sc = replica_sc;
+        } else if (path == "/read-only-quorum") {
+            if (primary_sc == 200 || standby_leader_sc == 200) sc = 200;
+            else if (quorum) sc = replica_sc;
         } else if (path == "/read-only-sync" || path == "/read-only-synchronous") {
             if (primary_sc == 200 || standby_leader_sc == 200) sc = 200;
             else if (sync) sc = replica_sc;
@@ -504,6 +517,8 @@ std::string metrics_text(const NodeSnapshot &s) {
            num(int(role == "replica")));
     metric("patroni_sync_standby", "gauge", "Value is 1 if this node is a sync standby replica, 0 otherwise.",
            num(int(is_sync_standby(s))));
+    metric("patroni_quorum_standby", "gauge", "Value is 1 if this node is a quorum standby, 0 otherwise.",
+           num(int(is_quorum_standby(s))));
     metric("patroni_xlog_received_location", "counter",
            "Current location of the received Postgres transaction log, 0 if this node is not a replica.",
            num(replica_xlog ? received_location(s.local) : 0));

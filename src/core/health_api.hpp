@@ -170,6 +170,8 @@ std::string metrics_text(const NodeSnapshot &snap);
 std::string api_role(const NodeSnapshot &snap);
 // Patroni: a replica listed in the sync key while synchronous_mode is on.
 bool is_sync_standby(const NodeSnapshot &snap);
+// Listed in the sync key with synchronous_mode quorum (Patroni 4's quorum_standby).
+bool is_quorum_standby(const NodeSnapshot &snap);
 
 // Patroni's parse_int(value, 'B') for the `lag` parameter: bytes or a size
 // with a unit (B, kB, MB, GB, TB). nullopt when unparsable.

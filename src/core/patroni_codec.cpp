@@ -125,6 +125,7 @@ std::string encode_sync(const SyncState &s) {
     json j;
     j["leader"] = s.leader;
     j["sync_standby"] = standbys.empty() ? json(nullptr) : json(standbys);
+    j["quorum"] = s.quorum;
     return json_text(j);
 }
 
@@ -134,9 +135,19 @@ SyncState decode_sync(const std::string &data, std::string &error) {
     auto j = parse_json(data, error);
     if (!j || !j->is_object()) {
         if (j) error = "sync: expected a JSON object";
+        s.valid = false;
         return s;
     }
     s.leader = str_or(*j, "leader");
+    if (auto q = j->find("quorum"); q != j->end() && !q->is_null()) {
+        // Patroni writes an integer; anything else (or out of range) makes the key unusable.
+        if (q->is_number_integer() && q->get<std::int64_t>() >= 0 && q->get<std::int64_t>() <= 1024) {
+            s.quorum = static_cast<int>(q->get<std::int64_t>());
+        } else {
+            error = "sync: quorum must be an integer from 0 to 1024, got " + json_text(*q);
+            s.valid = false;
+        }
+    }
     std::string list = str_or(*j, "sync_standby");
     if (list == "null") list.clear();
     std::size_t start = 0;

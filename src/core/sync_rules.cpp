@@ -73,7 +73,74 @@ bool split_names(const std::string &text, std::vector<std::string> &names) {
     return true;
 }
 
+std::vector<std::string> sorted_unique(std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    return v;
+}
+
+std::vector<std::string> set_union(const std::vector<std::string> &a, const std::vector<std::string> &b) {
+    std::vector<std::string> out = a;
+    out.insert(out.end(), b.begin(), b.end());
+    return sorted_unique(out);
+}
+
+std::string describe(const QuorumKey &k) {
+    return k.voters.empty() ? std::string("no voters") : "quorum " + std::to_string(k.quorum) + " of " + join(k.voters);
+}
+
+std::string describe(const QuorumSsn &g) {
+    return g.k == 0 ? std::string("'' (asynchronous)") : "'" + format_quorum_ssn(g) + "'";
+}
+
+SyncPlan plan_quorum(const SyncInput &in, SyncPlan p);
+
 }  // namespace
+
+bool operator==(const QuorumKey &a, const QuorumKey &b) { return a.voters == b.voters && a.quorum == b.quorum; }
+bool operator==(const QuorumSsn &a, const QuorumSsn &b) { return a.k == b.k && a.names == b.names; }
+
+bool quorum_safe(const QuorumKey &key, const QuorumSsn &ssn) {
+    if (key.voters.empty()) return true;
+    if (ssn.k < 1 || ssn.names.empty()) return false;
+    const int voters = static_cast<int>(key.voters.size());
+    // A candidate's own position plus q votes: q + 1 voters (a vote from the
+    // leader itself proves everything). More than the voters there are: only
+    // with the leader's vote, safe.
+    if (key.quorum + 1 > voters) return true;
+    int outside = 0;  // voters that confirm nothing (not in S)
+    for (const auto &v : key.voters)
+        if (!contains(ssn.names, v)) ++outside;
+    // The q + 1 voters with the fewest members of S; the commit's k
+    // confirmations avoid them if S has k members besides those.
+    const int in_s = std::max(0, key.quorum + 1 - outside);
+    return static_cast<int>(ssn.names.size()) - in_s < ssn.k;
+}
+
+bool quorum_stronger(const QuorumKey &a, const QuorumKey &b) {
+    if (a.voters.empty()) return true;
+    for (const auto &v : a.voters)
+        if (!contains(b.voters, v)) return false;
+    return a.quorum >= b.quorum;
+}
+
+QuorumSsn quorum_ssn_of(const std::string &ssn) {
+    QuorumSsn g;
+    int num = 0;
+    bool any = false;
+    std::vector<std::string> names;
+    if (!parse_synchronous_standby_names(ssn, num, names, any) || names.empty()) return g;
+    if (contains(names, "*")) return g;  // any standby, names unknown: no guarantee we can use
+    g.names = sorted_unique(names);
+    g.k = std::min(num, static_cast<int>(g.names.size()));
+    return g;
+}
+
+std::string format_quorum_ssn(const QuorumSsn &g) {
+    if (g.k < 1 || g.names.empty()) return "";
+    std::string list = format_synchronous_standby_names(g.names);  // `N ("a","b")`
+    return "ANY " + std::to_string(g.k) + list.substr(list.find(' '));
+}
 
 std::string format_synchronous_standby_names(const std::vector<std::string> &names) {
     if (names.empty()) return "";
@@ -167,6 +234,16 @@ SyncPlan plan_sync(const SyncInput &in) {
         p.key.leader = in.me;
         p.message = "synchronous mode: taking over the sync key as the leader (was " +
                     (in.key.leader.empty() ? std::string("empty") : in.key.leader) + ")";
+        return p;
+    }
+    if (cfg.synchronous_mode_quorum) return plan_quorum(in, p);
+    if (in.key.quorum != 0 || (cur_any && !key_set.empty())) {
+        // From quorum commit: its voters need votes, not every commit. Promise
+        // nothing (the leader only) before changing synchronous_standby_names.
+        p.step = SyncStep::WriteKey;
+        p.key.leader = in.me;
+        p.message = "synchronous_mode on (was quorum): the sync key names the leader only until the standbys are "
+                    "synchronous";
         return p;
     }
     if (!parsed) current.clear();  // written by someone else: replaced below
@@ -276,10 +353,191 @@ SyncPlan plan_sync(const SyncInput &in) {
     return p;
 }
 
+namespace {
+
+SyncPlan plan_quorum(const SyncInput &in, SyncPlan p) {
+    const DynamicConfig &cfg = in.config;
+    const QuorumSsn g = quorum_ssn_of(in.ssn);
+    const QuorumKey k{sorted_unique(in.key.sync_standby), in.key.quorum};
+    const QuorumProgress &pr = in.quorum;
+
+    // Confirmed: k members of S flushed past the point where this
+    // synchronous_standby_names was in force everywhere.
+    int flushed = 0;
+    for (const auto &n : g.names) {
+        const WalSender *w = walsender(in, n);
+        if (w && pr.confirm_lsn != 0 && w->flush_lsn >= pr.confirm_lsn) ++flushed;
+    }
+    const bool confirmed = g.k == 0 || (pr.confirm_lsn != 0 && flushed >= g.k);
+    p.quorum_confirmed = confirmed;
+    auto live_ok = [&](const QuorumKey &key) {
+        if (!quorum_safe(key, g)) return false;
+        if (confirmed || pr.prev == QuorumProgress::Prev::None) return true;
+        if (pr.prev == QuorumProgress::Prev::Known) return quorum_safe(key, pr.prev_ssn);
+        return quorum_stronger(key, pr.frozen);
+    };
+
+    // The wanted state: every healthy candidate (and a listed one within its
+    // grace) votes and is listed; k = synchronous_node_count (at most all).
+    std::vector<std::pair<Lsn, std::string>> healthy;
+    for (const auto &m : in.members)
+        if (sync_candidate_problem(in, m.name).empty()) healthy.emplace_back(lag_of(in, *walsender(in, m.name)), m.name);
+    std::vector<std::string> active, kept_unhealthy;
+    for (const auto &h : healthy) {
+        auto it = in.healthy_ms.find(h.second);
+        const bool listed = contains(g.names, h.second) || contains(k.voters, h.second);
+        if (listed || it == in.healthy_ms.end() || it->second >= in.grace_ms) active.push_back(h.second);
+    }
+    for (const auto &n : set_union(g.names, k.voters)) {
+        if (contains(active, n) || n == kStrictPlaceholder || n == in.me) continue;
+        bool member = false, nosync = false;
+        for (const auto &m : in.members)
+            if (m.name == n) { member = true; nosync = m.tags.nosync; }
+        auto it = in.unhealthy_ms.find(n);
+        const std::int64_t for_ms = it == in.unhealthy_ms.end() ? 0 : it->second;
+        if (member && !nosync && for_ms < in.grace_ms) {
+            active.push_back(n);
+            kept_unhealthy.push_back(n);
+        }
+    }
+    active = sorted_unique(active);
+    QuorumSsn want_g;
+    QuorumKey want_k;
+    if (!active.empty()) {
+        want_g.names = active;
+        want_g.k = std::min(std::max(1, cfg.synchronous_node_count), static_cast<int>(active.size()));
+        want_k.voters = active;
+        want_k.quorum = static_cast<int>(active.size()) - want_g.k;
+    } else if (cfg.synchronous_mode_strict) {
+        // Strict: keep waiting for the listed standbys, or for a name no standby uses.
+        want_g = g.k > 0 ? g : QuorumSsn{1, {kStrictPlaceholder}};
+        want_k = quorum_safe(k, want_g) ? k : QuorumKey{};
+    }
+    p.picked = active;
+    if (!kept_unhealthy.empty()) {
+        std::string why;
+        for (const auto &n : kept_unhealthy) why += (why.empty() ? "" : "; ") + sync_candidate_problem(in, n);
+        p.degrade_pending = !cfg.synchronous_mode_strict;
+        p.message = "quorum standby unhealthy (" + why + "); it leaves the quorum " +
+                    std::to_string(in.grace_ms / 1000) + " s after it failed";
+    }
+    if (cfg.synchronous_mode_strict && healthy.empty()) {
+        std::string why;
+        for (const auto &m : in.members)
+            if (m.name != in.me) why += (why.empty() ? "" : "; ") + sync_candidate_problem(in, m.name);
+        p.strict_waiting = true;
+        p.message = "strict synchronous mode (quorum): no synchronous standby is streaming (" +
+                    (why.empty() ? std::string("no other member") : why) + "); commits wait for " +
+                    (active.empty() ? std::string("a standby to connect") : join(active));
+    }
+    auto say = [&](const std::string &m) {
+        if (p.message.empty()) p.message = m;
+    };
+
+    if (!(k == want_k) && live_ok(want_k)) {
+        p.step = SyncStep::WriteKey;
+        p.key.leader = in.me;
+        p.key.sync_standby = want_k.voters;
+        p.key.quorum = want_k.quorum;
+        say("quorum commit: sync key " + describe(k) + " -> " + describe(want_k));
+        return p;
+    }
+    if (!(g == want_g)) {
+        // A standby that cannot confirm (gone) must not hold the change up.
+        int can_confirm = 0;
+        for (const auto &n : g.names)
+            if (sync_candidate_problem(in, n).empty()) ++can_confirm;
+        // (At most one change a second: confirm_lsn is taken a second after one.)
+        const bool may_change =
+            confirmed || pr.prev == QuorumProgress::Prev::None || (can_confirm < g.k && pr.confirm_lsn != 0);
+        if (!may_change) {
+            say("quorum commit: waiting for " + std::to_string(g.k) + " of " + join(g.names) +
+                " to confirm the current synchronous_standby_names");
+            return p;
+        }
+        if (quorum_safe(k, want_g)) {
+            p.step = SyncStep::SetSsn;
+            p.ssn = format_quorum_ssn(want_g);
+            say("quorum commit: synchronous_standby_names " + describe(g) + " -> " + describe(want_g));
+            return p;
+        }
+        // First a key that stands with both: the voters of both, the fewest votes that are safe.
+        const std::vector<std::string> both = set_union(k.voters, want_k.voters);
+        for (int q = 0; q < static_cast<int>(both.size()); ++q) {
+            QuorumKey mid{both, q};
+            if (live_ok(mid) && quorum_safe(mid, want_g)) {
+                if (mid == k) break;
+                p.step = SyncStep::WriteKey;
+                p.key.leader = in.me;
+                p.key.sync_standby = mid.voters;
+                p.key.quorum = mid.quorum;
+                say("quorum commit: sync key " + describe(k) + " -> " + describe(mid) + " before " +
+                    "synchronous_standby_names changes");
+                return p;
+            }
+        }
+        // Else no voters for a moment: nobody but the leader may be promoted.
+        p.step = SyncStep::WriteKey;
+        p.key.leader = in.me;
+        say("quorum commit: sync key " + describe(k) + " -> no voters before synchronous_standby_names changes");
+        return p;
+    }
+    if (!(k == want_k))
+        say("quorum commit: waiting for " + std::to_string(g.k) + " of " + join(g.names) +
+            " to confirm before the sync key names them");
+    return p;
+}
+
+}  // namespace
+
+void quorum_progress_after(QuorumProgress &pr, const SyncInput &in, const SyncPlan &p) {
+    if (p.quorum_confirmed) pr.prev = QuorumProgress::Prev::None;
+    const QuorumKey current{in.key.leader == in.me ? sorted_unique(in.key.sync_standby) : std::vector<std::string>{},
+                            in.key.leader == in.me ? in.key.quorum : 0};
+    if (p.step == SyncStep::WriteKey && in.key.leader != in.me) {
+        pr.prev = QuorumProgress::Prev::Unknown;
+        pr.frozen = QuorumKey{sorted_unique(p.key.sync_standby), p.key.quorum};
+    } else if (p.step == SyncStep::SetSsn) {
+        // Whether or not the change takes, the old value may be in force.
+        if (pr.prev == QuorumProgress::Prev::None) {
+            pr.prev = QuorumProgress::Prev::Known;
+            pr.prev_ssn = quorum_ssn_of(in.ssn);
+        } else {
+            pr.prev = QuorumProgress::Prev::Unknown;
+            pr.frozen = current;
+        }
+        pr.confirm_lsn = 0;
+    }
+}
+
+std::string quorum_vote_problem(const ClusterView &c, const std::string &name, Lsn pos,
+                                const std::map<std::string, Lsn> &positions) {
+    if (!sync_mode_active(c) || c.sync.quorum <= 0 || name == c.sync.leader) return "";
+    std::vector<std::string> voting = c.sync.sync_standby;
+    voting.push_back(c.sync.leader);
+    int votes = 0;
+    std::string seen;
+    for (const auto &v : sorted_unique(voting)) {
+        if (v == name) continue;
+        auto it = positions.find(v);
+        if (it != positions.end() && it->second <= pos) {
+            ++votes;
+            seen += (seen.empty() ? "" : ",") + v;
+        }
+    }
+    if (votes >= c.sync.quorum) return "";
+    return "quorum commit: " + name + " has " + std::to_string(votes) + " of the " + std::to_string(c.sync.quorum) +
+           " votes it needs (members of the sync key that answered and are not ahead: " +
+           (seen.empty() ? std::string("none") : seen) + ")";
+}
+
 bool sync_mode_active(const ClusterView &c) { return c.config.synchronous_mode && !c.sync.empty(); }
 
 std::string sync_ineligibility(const ClusterView &c, const std::string &name) {
     if (!sync_mode_active(c)) return "";
+    if (!c.sync.valid)
+        return name + " may not be promoted: the sync key cannot be read (see the warnings) and synchronous_mode is "
+                      "on";
     if (c.sync.leader == name || contains(c.sync.sync_standby, name)) return "";
     return name + " is not a synchronous standby (sync key: " + list_or_none(c.sync.sync_standby) +
            "); with synchronous_mode only a synchronous standby holds every acknowledged commit";

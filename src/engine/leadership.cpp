@@ -237,6 +237,7 @@ bool Leadership::peers_ready(Observation &obs) {
     if (peers_done_ms_ != 0 && now - peers_done_ms_ < 1000) {
         obs.peers_checked = true;
         obs.peer_positions = peer_positions_;
+        obs.vote_positions = vote_positions_;
         obs.primaries_alive = primaries_alive_;
         return true;
     }
@@ -257,6 +258,7 @@ bool Leadership::peers_ready(Observation &obs) {
     if (reqs.empty()) {
         obs.peers_checked = true;
         obs.peer_positions.clear();
+        obs.vote_positions.clear();
         obs.primaries_alive.clear();
         return true;
     }
@@ -269,6 +271,7 @@ bool Leadership::peers_ready(Observation &obs) {
             peers_in_flight_ = false;
             peers_done_ms_ = clock_();
             peer_positions_.clear();
+            vote_positions_.clear();
             primaries_alive_.clear();
             for (const auto &rep : replies) {
                 if (!rep.ok) {
@@ -285,6 +288,7 @@ bool Leadership::peers_ready(Observation &obs) {
                     primaries_alive_.push_back(rep.name);
                     continue;
                 }
+                vote_positions_[rep.name] = st.position;
                 if (!st.nofailover) peer_positions_[rep.name] = st.position;
             }
             link_.request_decision();  // decide again with the answers

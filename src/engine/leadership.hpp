@@ -144,6 +144,7 @@ class Leadership {
     bool peers_in_flight_ = false;
     std::int64_t peers_done_ms_ = 0;
     std::map<std::string, Lsn> peer_positions_;
+    std::map<std::string, Lsn> vote_positions_;
     std::vector<std::string> primaries_alive_;
     Watchdog watchdog_;
     std::string watchdog_msg_;

@@ -2,6 +2,8 @@
 
 #include <zookeeper/zookeeper.h>
 
+#include <algorithm>
+
 #include "core/patroni_codec.hpp"
 
 namespace pgha {
@@ -15,7 +17,19 @@ void SyncKeeper::tick(bool leading, const LocalState &ls) {
         // Pause keeps whatever is configured; a standby has nothing to keep.
         waiting_.clear();
         unhealthy_since_.clear();
+        healthy_since_.clear();
+        was_leading_ = false;
         return;
+    }
+    if (!was_leading_) {
+        // What was in force before is unknown: keys only get stronger until
+        // the current synchronous_standby_names is confirmed.
+        quorum_ = QuorumProgress{};
+        quorum_.frozen = QuorumKey{view.sync.leader == me_ ? view.sync.sync_standby : std::vector<std::string>{},
+                                   view.sync.quorum};
+        std::sort(quorum_.frozen.voters.begin(), quorum_.frozen.voters.end());
+        confirm_at_ms_ = clock_() + 1000;
+        was_leading_ = true;
     }
     const std::int64_t now = clock_();
     // The next view shows a write's result (a lost answer is given up after 10 s).
@@ -35,20 +49,40 @@ void SyncKeeper::tick(bool leading, const LocalState &ls) {
     int num = 0;
     bool any = false;
     std::vector<std::string> listed;
-    in.ssn_managed = parse_synchronous_standby_names(ssn, num, listed, any) && !any &&
-                     format_synchronous_standby_names(listed) == ssn;
+    const bool parsed = parse_synchronous_standby_names(ssn, num, listed, any);
+    in.ssn_managed = parsed && (format_synchronous_standby_names(listed) == ssn ||
+                                format_quorum_ssn(quorum_ssn_of(ssn)) == ssn);
+    if (confirm_at_ms_ != 0 && now >= confirm_at_ms_ && ls.write_lsn != 0) {
+        // Every walsender has reloaded by now: commits past this point follow
+        // the current synchronous_standby_names.
+        quorum_.confirm_lsn = ls.write_lsn;
+        confirm_at_ms_ = 0;
+    }
+    in.quorum = quorum_;
     in.grace_ms = static_cast<std::int64_t>(view.config.loop_wait) * 1000;
-    // How long each listed standby has been unhealthy.
+    // How long each listed standby (quorum: and voter) has been unhealthy.
     std::map<std::string, std::int64_t> since;
-    for (const auto &n : listed) {
+    std::vector<std::string> watched = listed;
+    if (view.sync.leader == me_) watched.insert(watched.end(), view.sync.sync_standby.begin(), view.sync.sync_standby.end());
+    for (const auto &n : watched) {
         if (sync_candidate_problem(in, n).empty()) continue;
         auto it = unhealthy_since_.find(n);
         since[n] = it == unhealthy_since_.end() ? now : it->second;
         in.unhealthy_ms[n] = now - since[n];
     }
     unhealthy_since_ = since;
+    std::map<std::string, std::int64_t> healthy;
+    for (const auto &m : view.members) {
+        if (m.name == me_ || !sync_candidate_problem(in, m.name).empty()) continue;
+        auto it = healthy_since_.find(m.name);
+        healthy[m.name] = it == healthy_since_.end() ? now : it->second;
+        in.healthy_ms[m.name] = now - healthy[m.name];
+    }
+    healthy_since_ = healthy;
 
     const SyncPlan p = plan_sync(in);
+    quorum_progress_after(quorum_, in, p);
+    if (p.step == SyncStep::SetSsn) confirm_at_ms_ = now + 1000;
     waiting_ = p.strict_waiting ? p.message : "";
     const bool repeat = !p.message.empty() && (p.strict_waiting || p.degrade_pending) && now - last_log_ms_ >= 5000;
     if (!p.message.empty() && (p.message != last_message_ || repeat)) {

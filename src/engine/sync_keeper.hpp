@@ -39,10 +39,19 @@ class SyncKeeper {
     Outbox &out_;
     Clock clock_;
     std::map<std::string, std::int64_t> unhealthy_since_;
+    std::map<std::string, std::int64_t> healthy_since_;  // candidates, healthy without a break since
     std::string waiting_;
     std::string last_message_;
     std::int64_t last_log_ms_ = 0;
     std::int64_t write_pending_ms_ = 0;  // a sync key write is under way since (0: none)
+    // Quorum commit: the guarantees still standing (see core/sync_rules).
+    // Starts Unknown (a new leader or a restarted worker does not know what
+    // was in force before); confirm_lsn is taken a second after
+    // synchronous_standby_names changed (the walsenders reload on SIGHUP
+    // within milliseconds; commits they release after it follow the new value).
+    QuorumProgress quorum_;
+    std::int64_t confirm_at_ms_ = 0;  // take confirm_lsn at or after this time (0: taken)
+    bool was_leading_ = false;
 };
 
 }  // namespace pgha

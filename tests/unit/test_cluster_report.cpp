@@ -34,7 +34,8 @@ TEST(ClusterReport, RolesStatesAndLag) {
     v.members[3].pending_restart = true;
     v.sync.leader = "pg-2";
     v.sync.sync_standby = {"pg-4"};
-    const auto rows = cluster_report(v);
+    v.config.synchronous_mode = true;
+    auto rows = cluster_report(v);
     ASSERT_EQ(rows.size(), 4u);
     EXPECT_EQ(rows[0].name, "pg-1");  // sorted by name
     EXPECT_EQ(rows[1].name, "pg-2");
@@ -67,6 +68,13 @@ TEST(ClusterReport, RolesStatesAndLag) {
     EXPECT_STREQ(display_name(rows[3].role), "Sync Standby");
     EXPECT_EQ(rows[3].lag, std::optional<Lsn>(0));  // ahead of the optime
     EXPECT_TRUE(rows[3].pending_restart);
+    // Quorum commit: Patroni 4's quorum_standby; synchronous mode off: a replica whatever the key says.
+    v.config.synchronous_mode_quorum = true;
+    rows = cluster_report(v);
+    EXPECT_STREQ(to_string(rows[3].role), "quorum_standby");
+    EXPECT_STREQ(display_name(rows[3].role), "Quorum Standby");
+    v.config.synchronous_mode = v.config.synchronous_mode_quorum = false;
+    EXPECT_EQ(cluster_report(v)[3].role, ReportRole::Replica);
 }
 
 TEST(ClusterReport, StandbyLeaderAndLeaderState) {

@@ -109,6 +109,13 @@ NodeSnapshot sync_replica() {
     return s;
 }
 
+NodeSnapshot quorum_replica() {
+    NodeSnapshot s = sync_replica();
+    s.cluster.config.synchronous_mode_quorum = true;
+    s.cluster.sync.quorum = 1;
+    return s;
+}
+
 HttpRequestView req(const std::string &method, const std::string &target) {
     HttpRequestView r;
     r.method = method;
@@ -335,6 +342,17 @@ const std::vector<Case> &cases() {
         {"sync replica", sync_replica, "/read-only", 200},
         {"sync replica", sync_replica, "/sync?tag_dc=east", 503},
         {"sync noloadbalance", noloadbalance_sync_replica, "/sync", 503},
+        // quorum standby (Patroni 4: /quorum, not /sync)
+        {"quorum replica", quorum_replica, "/quorum", 200},
+        {"quorum replica", quorum_replica, "/read-only-quorum", 200},
+        {"quorum replica", quorum_replica, "/sync", 503},
+        {"quorum replica", quorum_replica, "/async", 503},
+        {"quorum replica", quorum_replica, "/read-only", 200},
+        {"sync replica", sync_replica, "/quorum", 503},
+        {"sync replica", sync_replica, "/read-only-quorum", 503},
+        {"replica", [] { return replica(); }, "/quorum", 503},
+        {"primary", primary, "/quorum", 503},
+        {"primary", primary, "/read-only-quorum", 200},
         {"sync key, mode off", sync_without_sync_mode, "/sync", 503},
         {"sync key, mode off", sync_without_sync_mode, "/async", 200},
         {"dcs down", dcs_down_replica, "/sync", 503},

@@ -87,7 +87,9 @@ TEST(SyncConfig, InvalidValuesAndCombinationsAreRefusedWithTheReason) {
     EXPECT_NE(bad(json{{"maximum_lag_on_syncnode", -2}}).find("maximum_lag_on_syncnode"), std::string::npos);
     EXPECT_NE(bad(json{{"synchronous_mode_strict", true}}).find("synchronous_mode_strict requires synchronous_mode"),
               std::string::npos);
-    EXPECT_NE(bad(json{{"synchronous_mode", "quorum"}}).find("not supported"), std::string::npos);
+    EXPECT_EQ(bad(json{{"synchronous_mode", "quorum"}}), "");  // quorum commit (test_sync_quorum.cpp)
+    EXPECT_NE(bad(json{{"synchronous_mode", "quorum"}, {"synchronous_node_count", 0}}).find("synchronous_node_count"),
+              std::string::npos);
 }
 
 // ---- synchronous_standby_names ----------------------------------------------
