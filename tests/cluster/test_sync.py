@@ -13,7 +13,15 @@ starts. The tests run in file order and share the cluster:
    bound, /patroni and ha_node() say why; pg_ha.synchronous_strict_fail_fast
    (reload) -> a new commit fails at once with SQLSTATE 55000; standby back ->
    synchronous again and the waiting commit completes;
-4. zero loss: a writer commits ids on the primary and records each
+4. only the sync standby is promoted: pg-2 (sync) is cut off the network and
+   pg-1's host killed a moment later, with pg-3 (async) holding WAL pg-2 never
+   got; pg-3 stays a replica for TTL + 10 s although the leader lock is free;
+   pg-2 healed -> it is promoted with every acknowledged row; pg-1 back ->
+   pg-2's synchronous standby;
+5. a network cut (not a kill) of the sync standby: its walsender stays
+   "streaming" until wal_sender_timeout (10 s for the test), so a commit waits
+   that long plus the degrade delay, and no longer; healed -> sync again;
+6. zero loss: a writer commits ids on the primary and records each
    acknowledged one; the primary's host is killed (3 rounds); the new leader
    is always the member the sync key named, and every acknowledged id is on it.
 """
@@ -224,6 +232,204 @@ def test_strict_mode_waits_visibly_and_fails_fast_when_asked(cluster):
     wait_sync(c, p1, p2, timeout=REJOIN_TIMEOUT)
     writer.join(timeout=30)
     check("done" in waiting, "the waiting commit did not complete after the standby came back: %s" % waiting, c)
+
+
+# ids of tests 4 and 5 (negative: test 6 writes 1, 2, ...)
+UNREACHABLE_ROWS = 50
+UNREACHABLE_FIRST_ID = -10000
+UNACKED_ID = -10999
+CUT_ID = -11000
+WAL_SENDER_TIMEOUT = 10
+SLACK = 5   # 2 loaded cores
+
+
+def test_only_the_sync_standby_is_promoted_even_while_briefly_unreachable(cluster):
+    """pg-2 (sync) cut off, pg-1's host killed before the degrade can drop
+    pg-2 from the sync key; pg-3 (async, ahead: it received a commit pg-2 never
+    saw) must not take over while pg-2 is unreachable, even with the leader
+    lock free; pg-2 healed -> promoted with every acknowledged row."""
+    c = cluster
+    p1, p2, p3 = c.node("pg-1"), c.node("pg-2"), c.node(NOSYNC)
+    wait_sync(c, p1, p2, timeout=REJOIN_TIMEOUT)
+    acked = []
+    conn = p1.connect()
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET statement_timeout = '30s'")
+            for i in range(UNREACHABLE_ROWS):
+                cur.execute("INSERT INTO sync_t VALUES (%s)", (UNREACHABLE_FIRST_ID + i,))
+                acked.append(UNREACHABLE_FIRST_ID + i)
+    finally:
+        conn.close()
+
+    # A commit started after the cut reaches pg-3 (async) but never pg-2, and
+    # waits for pg-2: it is never acknowledged. Connected before the cut.
+    in_flight = {}
+    go = threading.Event()
+    pending = p1.connect()
+    pending.autocommit = True
+    with pending.cursor() as cur:
+        cur.execute("SET statement_timeout = 0")
+
+    def unacked_commit():
+        if not go.wait(30):
+            return
+        try:
+            with pending.cursor() as cur:
+                cur.execute("INSERT INTO sync_t VALUES (%s)", (UNACKED_ID,))
+            in_flight["acked"] = True
+        except psycopg2.Error as exc:
+            in_flight["error"] = str(exc).splitlines()[0]
+
+    writer = threading.Thread(target=unacked_commit, daemon=True, name="sync-unacked")
+    writer.start()
+    healed = False
+    try:
+        p2.host.isolate()
+        t_cut = time.monotonic()
+        p2_lsn = p2.current_lsn()   # the observer still reaches pg-2; nobody else does
+        go.set()
+        p3_ahead = False
+        for _ in range(12):   # at most ~0.6 s: act before the degrade grace (loop_wait)
+            p3_ahead = p3.current_lsn() > p2_lsn
+            if p3_ahead:
+                break
+            time.sleep(0.05)
+        p1.kill_host()
+        t_kill = time.monotonic()
+        key = sync_key(c)
+        print("pg-1 killed %.2fs after pg-2 was cut off; sync key %s; pg-3 ahead of pg-2: %s"
+              % (t_kill - t_cut, key, p3_ahead))
+        check(key == ("pg-1", ["pg-2"]),
+              "the sync key no longer named pg-2 when pg-1 died (%s): the test acted too late" % (key,), c)
+        writer.join(15)
+        if in_flight.get("acked"):
+            acked.append(UNACKED_ID)   # then it must be on the new primary too
+
+        # pg-2 unreachable: nobody may take over, however long it lasts.
+        lock_free_at = None
+        deadline = t_kill + TTL + 10
+        for _ in range(int((TTL + 10) / 0.3) + 10):
+            if time.monotonic() >= deadline:
+                break
+            holder = c.leader_name()
+            if holder is None and lock_free_at is None:
+                lock_free_at = time.monotonic()
+            check(holder in (None, "pg-1"), "%s took the leader lock while pg-2 (sync) was unreachable" % holder, c)
+            for n in (p3, p2):
+                check(not n.is_primary(), "%s became primary %.1fs after the kill while pg-2 was cut off (sync key "
+                      "%s)" % (n.name, time.monotonic() - t_kill, sync_key(c)), c)
+            time.sleep(0.3)
+        replica_for = time.monotonic() - t_kill
+        check(p3.in_recovery(), "pg-3 left recovery", c)
+        check(lock_free_at is not None and deadline - lock_free_at >= 3,
+              "the leader lock was not free for long during the window (free at %s): the test proves nothing" %
+              (None if lock_free_at is None else "%.1fs after the kill" % (lock_free_at - t_kill)), c)
+        print("pg-3 stayed a replica for %.1fs after the kill, %.1fs of it with the leader lock free"
+              % (replica_for, deadline - lock_free_at))
+
+        p2.host.heal()
+        healed = True
+        t_heal = time.monotonic()
+        new = wait_for(lambda: next((n for n in (p2, p3) if n.is_primary()), None), timeout=FAILOVER_TIMEOUT,
+                       interval=0.2, description="a new primary after pg-2 was healed", state=c.diagnostics)
+        promoted_after = time.monotonic() - t_heal
+        check(new is p2, "%s was promoted, the sync key named pg-2" % new.name, c)
+        got = {r[0] for r in p2.sql("SELECT id FROM sync_t WHERE id = ANY(%s)", (acked,))}
+        lost = sorted(set(acked) - got)
+        has_unacked = p2.sql_value("SELECT count(*) FROM sync_t WHERE id = %s", (UNACKED_ID,))
+        print("pg-2 primary %.1fs after the heal (%.1fs after the kill); %d acknowledged rows, %d lost; "
+              "in-flight commit %s, on pg-2: %s" % (promoted_after, time.monotonic() - t_kill, len(acked), len(lost),
+                                                    in_flight, bool(has_unacked)))
+        check(not lost, "%d acknowledged rows missing on pg-2: %s" % (len(lost), lost[:10]), c)
+    finally:
+        if not healed:
+            p2.host.heal()
+        go.set()
+        if not p1.supervisor_running():
+            p1.start_host()
+        writer.join(15)
+        if not writer.is_alive():
+            pending.close()
+    wait_sync(c, p2, p1, timeout=REJOIN_TIMEOUT)
+    c.wait_healthy(timeout=REJOIN_TIMEOUT)   # pg-3 (ahead of pg-2 on the old timeline) follows pg-2 too
+
+
+def test_network_cut_of_the_sync_standby_degrades_after_wal_sender_timeout(cluster):
+    """A cut (not killed) sync standby keeps its walsender "streaming" on the
+    primary until wal_sender_timeout: a commit waits at most that plus the
+    degrade delay."""
+    c = cluster
+    primary = c.wait_for_primary(timeout=60)
+    check(primary.name in ("pg-1", "pg-2"), "%s is primary" % primary.name, c)
+    standby = c.node("pg-2" if primary.name == "pg-1" else "pg-1")
+    wait_sync(c, primary, standby, timeout=REJOIN_TIMEOUT)
+    bound = WAL_SENDER_TIMEOUT + DEGRADE_BOUND + SLACK
+    result = {}
+    go = threading.Event()
+    conn = None
+    committer = None
+    try:
+        primary.sql("ALTER SYSTEM SET wal_sender_timeout = '%ds'" % WAL_SENDER_TIMEOUT)
+        primary.sql("SELECT pg_reload_conf()")
+        wait_for(lambda: primary.sql_value("SHOW wal_sender_timeout") == "%ds" % WAL_SENDER_TIMEOUT, timeout=10,
+                 interval=0.2, description="wal_sender_timeout reloaded")
+        conn = primary.connect()
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SET statement_timeout = 0")   # a timeout would cancel the wait and fake a completion
+
+        def commit():
+            if not go.wait(30):
+                return
+            t0 = time.monotonic()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO sync_t VALUES (%s)", (CUT_ID,))
+                result["waited"] = time.monotonic() - t0
+            except psycopg2.Error as exc:
+                result["error"] = str(exc)
+
+        committer = threading.Thread(target=commit, daemon=True, name="sync-cut-commit")
+        committer.start()
+        standby.host.isolate()
+        t_cut = time.monotonic()
+        go.set()
+        walsender_gone = None
+        patroni = set()
+        for _ in range(int(bound / 0.5) + 10):
+            if not committer.is_alive() or time.monotonic() > t_cut + bound:
+                break
+            if walsender_gone is None and standby.name not in sync_states(primary):
+                walsender_gone = time.monotonic() - t_cut
+            status, body = primary.http_json("/patroni")
+            body = body or {}
+            patroni.add((status, body.get("role"), body.get("state"), "synchronous_mode_waiting" in body))
+            committer.join(0.5)
+        waited = result.get("waited")
+        print("network cut of %s: the commit waited %s s (bound %ds); walsender gone from pg_stat_replication "
+              "after %s s; /patroni on %s: %s" % (
+                  standby.name, "%.1f" % waited if waited is not None else "(still waiting)", bound,
+                  "%.1f" % walsender_gone if walsender_gone is not None else "?", primary.name, sorted(patroni)))
+        check(waited is not None,
+              "the commit did not complete within %ds of the cut (%s)" % (bound, result.get("error", "waiting")), c)
+        check(waited <= bound, "the commit waited %.1fs, more than %ds" % (waited, bound), c)
+        cancelled = [n for n in conn.notices if "canceling wait" in n]
+        check(not cancelled, "the wait was cancelled, not degraded: %s" % cancelled, c)
+        # a slow answer (None) on 2 loaded cores is tolerated; an error answer is not
+        check(any(s == 200 for s, *_ in patroni) and all(s in (200, None) for s, *_ in patroni),
+              "/patroni on the primary during the wait: %s" % sorted(patroni, key=str), c)
+    finally:
+        standby.host.heal()
+        go.set()
+        primary.sql("ALTER SYSTEM RESET wal_sender_timeout")
+        primary.sql("SELECT pg_reload_conf()")
+        if committer is not None:
+            committer.join(30)
+        if conn is not None and (committer is None or not committer.is_alive()):
+            conn.close()
+    wait_sync(c, primary, standby, timeout=REJOIN_TIMEOUT)
 
 
 class AckWriter(threading.Thread):
