@@ -561,6 +561,15 @@ void write_cluster_parameters(const NodeConfig &c) {
     const int version = std::atoi(major.c_str()) * 10000;
     const ClusterParameters cp = cluster_parameters(v.config.raw, c.local_parameters, c.dcs_shell_parameters, version);
     for (const auto &why : cp.skipped) info("config key postgresql.parameters." + why);
+    // Parameters no longer in the config key (or now set locally) leave pg_ha.auto.conf.
+    std::vector<std::string> keep, removed;
+    for (const auto &kv : cp.apply) keep.push_back(kv.first);
+    if (!remove_other_server_conf_keys(c.pgdata, keep, removed, err)) die(err);
+    if (!removed.empty()) {
+        std::string list;
+        for (const auto &n : removed) list += (list.empty() ? "" : ", ") + n;
+        info("removed from pg_ha.auto.conf, no longer in the config key's postgresql.parameters: " + list);
+    }
     if (cp.apply.empty()) return;
     set_server_conf(pgdata_of(c), cp.apply);
     std::string names;

@@ -170,4 +170,26 @@ bool update_server_conf(const std::string &data_dir, const ConfParams &params, s
     return write_file_atomic(path, render_server_conf(merge_conf(std::move(current), params)), 0600, error);
 }
 
+bool remove_other_server_conf_keys(const std::string &data_dir, const std::vector<std::string> &keep,
+                                   std::vector<std::string> &removed, std::string &error) {
+    removed.clear();
+    const std::string path = data_dir + "/" + kServerConfFile;
+    std::string text;
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return true;  // nothing written yet
+    if (!read_text_file(path, text)) {
+        error = "cannot read " + path;
+        return false;
+    }
+    ConfParams left;
+    for (const auto &kv : parse_conf(text)) {
+        const bool own = std::find(std::begin(kServerConfKeys), std::end(kServerConfKeys), kv.first) !=
+                         std::end(kServerConfKeys);
+        if (own || std::find(keep.begin(), keep.end(), kv.first) != keep.end()) left.push_back(kv);
+        else removed.push_back(kv.first);
+    }
+    if (removed.empty()) return true;
+    return write_file_atomic(path, render_server_conf(left), 0600, error);
+}
+
 }  // namespace pgha

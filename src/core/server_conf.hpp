@@ -48,6 +48,12 @@ std::string strip_conf_keys(const std::string &text, const std::vector<std::stri
 // file (mode 0600), fsynced, renamed over it, directory fsynced. False with
 // `error` set when it cannot (the old file is then left as it was).
 bool update_server_conf(const std::string &data_dir, const ConfParams &params, std::string &error);
+// The config key's postgresql.parameters that are no longer wanted: every
+// name in pg_ha.auto.conf other than pg_ha's own (kServerConfKeys) and
+// `keep` is removed (so the server's default or the local configuration
+// applies again). `removed`: the names taken out.
+bool remove_other_server_conf_keys(const std::string &data_dir, const std::vector<std::string> &keep,
+                                   std::vector<std::string> &removed, std::string &error);
 
 // Reads a whole file; false when it cannot be opened (missing included).
 bool read_text_file(const std::string &path, std::string &text);

@@ -219,7 +219,7 @@ void Engine::apply_cluster_parameters() {
     std::string wanted = "{}";
     if (auto pg = view.config.raw.find("postgresql"); pg != view.config.raw.end() && pg->is_object())
         if (auto p = pg->find("parameters"); p != pg->end()) wanted = p->dump();
-    if (wanted == applied_parameters_ || (applied_parameters_.empty() && wanted == "{}")) return;
+    if (wanted == applied_parameters_) return;  // (empty at start: the first pass always runs)
     std::set<std::string> local;
     std::string error;
     if (!local_.local_parameter_names(local, error)) {
@@ -230,6 +230,18 @@ void Engine::apply_cluster_parameters() {
     const ClusterParameters cp =
         cluster_parameters(view.config.raw, local, s_.dcs_shell_parameters, local_.sample().server_version);
     for (const auto &why : cp.skipped) out_.log("config key postgresql.parameters." + why);
+    // Parameters taken out of the config key (or now set locally) go back to
+    // the server's default or the local value.
+    std::vector<std::string> keep, removed;
+    for (const auto &kv : cp.apply) keep.push_back(kv.first);
+    if (!local_.remove_other_parameters(keep, removed, error)) {
+        out_.log("cannot remove parameters no longer in the config key: " + error);
+        applied_parameters_.clear();  // try again next loop
+    } else if (!removed.empty()) {
+        std::string list;
+        for (const auto &n : removed) list += (list.empty() ? "" : ", ") + n;
+        out_.log("removed parameters no longer in the config key's postgresql.parameters: " + list);
+    }
     if (cp.apply.empty()) return;
     std::string names;
     for (const auto &kv : cp.apply) names += (names.empty() ? "" : ", ") + kv.first;
@@ -270,6 +282,7 @@ void Engine::decide_and_act() {
         nv.local = ls;
         nv.role = role_;
         nv.cluster = &link_.view();
+        nv.pending_restart = local_.pending_restart();  // the member znode carries it (patronictl list, /cluster)
         link_.touch_member(publisher_.member_row(nv));
     }
     publish(ls);

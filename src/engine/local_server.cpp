@@ -135,6 +135,12 @@ void LocalServer::ensure_slots(const std::vector<std::string> &names) {
             if (!row.empty()) out_.log("created physical replication slot " + row[0]);
 }
 
+bool LocalServer::remove_other_parameters(const std::vector<std::string> &keep, std::vector<std::string> &removed,
+                                          std::string &error) {
+    if (!remove_other_server_conf_keys(s_.data_dir, keep, removed, error)) return false;
+    return removed.empty() || reload(error);
+}
+
 bool LocalServer::set_parameters(const std::vector<std::pair<std::string, std::string>> &params,
                                  std::string &error) {
     // Persisted in pg_ha.auto.conf in the data directory (core/server_conf), not

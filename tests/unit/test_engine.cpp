@@ -28,6 +28,7 @@ struct SqlScript {
     bool fail_all = false;
     bool throw_all = false;
     Lsn insert_lsn = 5000, standby_flush = 5000;
+    bool pending_restart = false;  // pg_settings.pending_restart somewhere
 };
 
 class FakeSql final : public SqlConn {
@@ -39,6 +40,7 @@ class FakeSql final : public SqlConn {
         if (s_.fail_all) return std::nullopt;
         if (sql.find("pg_current_wal_insert_lsn") != std::string::npos)
             return SqlRows{{format_lsn(s_.insert_lsn), format_lsn(s_.standby_flush)}};
+        if (sql.find("pending_restart") != std::string::npos) return SqlRows{{s_.pending_restart ? "1" : "0"}};
         if (sql.find("count(*)") != std::string::npos) return SqlRows{{"0"}};
         return SqlRows{};
     }
@@ -217,6 +219,19 @@ TEST_F(EngineTest, AMemberZnodeIsWrittenInPlaceWhenTheViewLagsBehindOurWrite) {
     zk.process(true, true);
     zk.process(true, true);
     EXPECT_EQ(server.owner(path("members/pg-1")), zk.session_id());
+}
+
+TEST_F(EngineTest, PendingRestartIsPublishedInTheMemberZnode) {
+    server.put(path("leader"), "pg-2", 555);
+    server.put(path("members/pg-2"), member_json("pg-2", "primary", 5000), 555);
+    server.live_sessions.insert(555);
+    Node n1(server, clock, "pg-1", false, peers_behind(900));
+    ASSERT_TRUE(run({&n1}, [&] { return server.has(path("members/pg-1")); }, 100));
+    EXPECT_EQ(server.get(path("members/pg-1")).find("pending_restart"), std::string::npos);
+    n1.sql.pending_restart = true;  // a restart-only parameter changed (patronictl list's "*", restart --pending)
+    EXPECT_TRUE(run({&n1}, [&] {
+        return server.get(path("members/pg-1")).find("\"pending_restart\":true") != std::string::npos;
+    }, 100)) << server.get(path("members/pg-1"));
 }
 
 TEST_F(EngineTest, StandbyDoesNotTakeLockWhenPeerIsAhead) {
