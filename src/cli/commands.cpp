@@ -662,4 +662,58 @@ int cmd_member_action(const OperatorSettings &s, const std::string &action, cons
     return report_reply(rep[0], verb + " " + member, s);
 }
 
+int cmd_restart(const OperatorSettings &s, const RestartOptions &o) {
+    Dcs dcs(s);
+    ClusterView v = dcs.view();
+    std::vector<const Member *> targets;
+    if (o.members.empty()) {
+        const Member *leader = nullptr;
+        for (const auto &m : v.members) {
+            if (v.leader && *v.leader == m.name) leader = &m;
+            else targets.push_back(&m);
+        }
+        std::sort(targets.begin(), targets.end(), [](const Member *a, const Member *b) { return a->name < b->name; });
+        if (leader) targets.push_back(leader);
+        if (targets.empty()) fail(kExitFailed, "cluster " + s.scope + " has no members");
+    } else {
+        for (const auto &name : o.members) {
+            const Member *m = v.member(name);
+            if (!m) fail(kExitFailed, "member " + name + " does not exist in cluster " + s.scope);
+            targets.push_back(m);
+        }
+    }
+    nlohmann::json body = nlohmann::json::object();
+    if (o.pending) body["restart_pending"] = true;
+    if (!o.role.empty() && o.role != "any") body["role"] = o.role;
+    std::string names;
+    for (const auto *m : targets) names += (names.empty() ? "" : ", ") + m->name;
+    std::string conditions;
+    if (o.pending) conditions += " with a pending restart";
+    if (body.contains("role")) conditions += std::string(o.pending ? " and" : "") + " in role " + o.role;
+    if (!confirm("Are you sure you want to restart " + names + (conditions.empty() ? "" : " (only those" + conditions + ")") +
+                     "?",
+                 o.force, "restart"))
+        fail(kExitFailed, "aborted");
+    int worst = kExitOk;
+    for (const auto *m : targets) {
+        if (m->api_url.empty()) {
+            note("pg_hactl: " + m->name + " publishes no REST API address: not restarted");
+            worst = std::max(worst, kExitFailed);
+            continue;
+        }
+        auto rep = http_parallel({make_request(s, *m, "POST", "/restart", body.dump())}, kActionHttpMs);
+        if (rep[0].ok && rep[0].status == 503 && rep[0].body.find("restart conditions are not satisfied") != std::string::npos) {
+            std::cout << m->name << ": skipped (the restart conditions do not hold" << conditions << ")" << std::endl;
+            continue;
+        }
+        if (rep[0].ok && rep[0].status >= 200 && rep[0].status < 300) {
+            const std::string answer = trim(rep[0].body);
+            std::cout << m->name << ": " << (answer.empty() ? "restarted" : answer) << std::endl;
+            continue;
+        }
+        worst = std::max(worst, report_reply(rep[0], "restart " + m->name, s));
+    }
+    return worst;
+}
+
 }  // namespace pgha::cli

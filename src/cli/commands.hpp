@@ -84,4 +84,16 @@ int cmd_edit_config(const OperatorSettings &s, const EditConfigOptions &o);
 // action: "restart" or "reinitialize"
 int cmd_member_action(const OperatorSettings &s, const std::string &action, const std::string &member, bool force);
 
+// pg_hactl restart [MEMBER ...] [--pending] [--role R] [--force]: POST /restart
+// to each member in turn (none named: every member, replicas first, the
+// leader last, as a rolling change of a postmaster parameter wants) with
+// Patroni's conditions; a member whose conditions do not hold is skipped.
+struct RestartOptions {
+    std::vector<std::string> members;
+    bool pending = false;
+    std::string role;  // "", primary, replica, any
+    bool force = false;
+};
+int cmd_restart(const OperatorSettings &s, const RestartOptions &o);
+
 }  // namespace pgha::cli

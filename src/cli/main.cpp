@@ -43,7 +43,7 @@ void usage() {
                  "  history      [--format table|json]\n"
                  "  show-config  [--format yaml|json]\n"
                  "  edit-config  (--set KEY=VALUE ... | --file FILE | --file -) [--replace] [--force]\n"
-                 "  restart      MEMBER [--force]\n"
+                 "  restart      [MEMBER ...] [--pending] [--role primary|replica|any] [--force]\n"
                  "  reinit       MEMBER [--force]\n"
                  "Every command reads the settings file given by --config FILE (or $PGHA_CONFIG_FILE):\n"
                  "pg_ha.scope, pg_ha.namespace, pg_ha.zookeeper_hosts, and for the REST API\n"
@@ -125,12 +125,15 @@ int main(int argc, char **argv) {
 
     std::string member;
     bool member_force = false;
-    auto *restart = app.add_subcommand("restart", "restart a member's PostgreSQL (via its REST API)");
+    cli::RestartOptions ro;
+    auto *restart = app.add_subcommand("restart", "restart members' PostgreSQL (via their REST API)");
+    restart->add_option("member", ro.members, "member names (none: every member, the leader last)");
+    restart->add_flag("--pending", ro.pending, "only members whose PostgreSQL has a pending restart");
+    restart->add_option("--role", ro.role, "only members in this role")->check(CLI::IsMember({"primary", "replica", "any"}));
+    restart->add_flag("--force", ro.force, "do not ask for confirmation");
     auto *reinit = app.add_subcommand("reinit", "re-clone a replica from the leader (via its REST API)");
-    for (auto *sub : {restart, reinit}) {
-        sub->add_option("member", member, "member name")->required();
-        sub->add_flag("--force", member_force, "do not ask for confirmation");
-    }
+    reinit->add_option("member", member, "member name")->required();
+    reinit->add_flag("--force", member_force, "do not ask for confirmation");
 
     try {
         app.parse(argc, argv);
@@ -223,7 +226,7 @@ int main(int argc, char **argv) {
         if (history->parsed()) return cli::cmd_history(s, format.empty() ? "table" : format);
         if (show_config->parsed()) return cli::cmd_show_config(s, format.empty() ? "yaml" : format);
         if (edit_config->parsed()) return cli::cmd_edit_config(s, ec);
-        if (restart->parsed()) return cli::cmd_member_action(s, "restart", member, member_force);
+        if (restart->parsed()) return cli::cmd_restart(s, ro);
         if (reinit->parsed()) return cli::cmd_member_action(s, "reinitialize", member, member_force);
     } catch (const cli::CommandError &e) {
         std::cerr << "pg_hactl: " << e.what() << std::endl;

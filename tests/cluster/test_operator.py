@@ -717,3 +717,80 @@ def test_history_lists_the_switchovers(cluster):
     check(p.returncode == 0 and header == ["TL", "LSN", "Reason", "Timestamp", "New Leader"], out(p), c)
     for name in SWITCHED_TO:
         check(any(l.rstrip(" |").endswith(name) for l in lines[3:]), "%s not in the table\n%s" % (name, out(p)), c)
+
+
+def test_restart_pending_restarts_only_what_needs_it(cluster):
+    """Issue 12 item 3: a postmaster parameter in the config key's
+    postgresql.parameters is flagged pending_restart on every member;
+    `pg_hactl restart --pending` (no member named: replicas first, the leader
+    last) restarts each of them once and clears the flag, the leader keeps its
+    lock; run again it skips every member (503 "restart conditions are not
+    satisfied" is a skip, exit 0)."""
+    c = cluster
+    leader = c.leader_name()
+
+    def pending():
+        return {n: bool(m.get("pending_restart")) for n, m in c.members().items()}
+
+    def registered():
+        """Every member znode there and running (a restarted worker re-creates
+        its znode with the session it opens for the cluster's ttl)."""
+        wait_for(lambda: len(c.members()) == len(c.nodes)
+                 and all((m or {}).get("state") == "running" for m in c.members().values()),
+                 timeout=HEALTHY_TIMEOUT, interval=0.5, description="every member registered and running",
+                 state=lambda: str(c.members()))
+
+    def rolling(value):
+        c.set_dynamic_config({"postgresql": {"parameters": {"shared_buffers": value}}})
+        wait_for(lambda: all(pending().values()) and len(pending()) == len(c.nodes), timeout=60, interval=0.5,
+                 description="pending_restart on every member", state=lambda: str(pending()))
+        pids = {n.name: n.postmaster_pid() for n in c.nodes}
+        p = hactl(c, "restart", "--pending", "--force", timeout=300)
+        check(p.returncode == 0 and "skipped" not in p.stdout, out(p), c)
+        # replicas first, the leader last
+        order = [ln.split(":")[0] for ln in p.stdout.splitlines() if ln.strip()]
+        check(sorted(order) == sorted(n.name for n in c.nodes) and order[-1] == leader, out(p), c)
+        wait_for(lambda: all(n.postmaster_pid() not in (None, pids[n.name]) for n in c.nodes)
+                 and not any(pending().values()) and all(n.sql_value("SHOW shared_buffers") == value for n in c.nodes),
+                 timeout=HEALTHY_TIMEOUT, interval=0.5, description="every member restarted with shared_buffers %s"
+                 % value, state=lambda: "%s %s" % (pending(), out(p)))
+        c.wait_healthy(timeout=HEALTHY_TIMEOUT)
+        registered()
+        check(c.leader_name() == leader, "the leader changed: %s -> %s" % (leader, c.leader_name()), c)
+        return p, order
+
+    try:
+        p, _ = rolling("96MB")
+        print(p.stdout)
+        pids = {n.name: n.postmaster_pid() for n in c.nodes}
+        p = hactl(c, "restart", "--pending", "--force")
+        check(p.returncode == 0 and p.stdout.count("skipped") == len(c.nodes), out(p), c)
+        check(all(n.postmaster_pid() == pids[n.name] for n in c.nodes), "a member restarted without need", c)
+        # --role replica restarts replicas only
+        c.set_dynamic_config({"postgresql": {"parameters": {"shared_buffers": "112MB"}}})
+        wait_for(lambda: all(pending().values()), timeout=60, interval=0.5, description="pending_restart again")
+        p = hactl(c, "restart", "--pending", "--role", "replica", "--force", timeout=300)
+        check(p.returncode == 0 and p.stdout.count("skipped") == 1 and leader in p.stdout, out(p), c)
+        wait_for(lambda: not any(v for n, v in pending().items() if n != leader), timeout=HEALTHY_TIMEOUT,
+                 interval=0.5, description="replicas restarted", state=lambda: str(pending()))
+        registered()
+        check(pending().get(leader) is True, "the leader was restarted by --role replica", c)
+        # Taken out of the config key: back to the server's own value (initdb's 128MB) after a restart.
+        c.set_dynamic_config({"postgresql": {"parameters": {"shared_buffers": None}}})
+
+        def server_pending(n):
+            return n.sql_value("SELECT pending_restart FROM pg_settings WHERE name = 'shared_buffers'")
+        wait_for(lambda: all(server_pending(n) for n in c.nodes), timeout=60, interval=0.5,
+                 description="shared_buffers pending a restart after it left the config key")
+        wait_for(lambda: all(pending().values()), timeout=60, interval=0.5,
+                 description="pending_restart published", state=lambda: str(pending()))
+        p = hactl(c, "restart", "--pending", "--force", timeout=300)
+        check(p.returncode == 0, out(p), c)
+        wait_for(lambda: not any(pending().values()) and all(n.sql_value("SHOW shared_buffers") == "128MB"
+                                                             for n in c.nodes),
+                 timeout=HEALTHY_TIMEOUT, interval=0.5, description="shared_buffers back to 128MB everywhere",
+                 state=lambda: str(pending()))
+    finally:
+        c.set_dynamic_config({"postgresql": {"parameters": {"shared_buffers": None}}})
+        hactl(c, "restart", "--pending", "--force", timeout=300)
+        c.wait_healthy(timeout=HEALTHY_TIMEOUT)
