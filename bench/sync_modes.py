@@ -11,11 +11,14 @@ ttl 20 / loop_wait 2 / retry_timeout 2 unless overridden. synchronous_mode is
 switched with PATCH /config (the harness's REST credentials). Three parts:
 
   1. pgbench TPC-B-like (same -c/-j/-T/scale for every run) from the root
-     namespace straight to the primary, synchronous_mode off and on; rounds
-     alternate the order. Before each run: wait until the primary's
-     pg_stat_replication shows a `sync` standby (on) or no `sync` row (off);
-     after it, the state is checked again. Then PATCH synchronous_mode
-     "quorum": pg_ha refuses it today; the status and reason are printed.
+     namespace straight to the primary, synchronous_mode off, on and quorum
+     (synchronous_node_count 1); rounds rotate the order. For this part pg-3's
+     nosync tag is switched off (ALTER SYSTEM + reload: tags are reloadable),
+     so `on` is `1 ("pg-2")` or `1 ("pg-3")` and quorum is
+     `ANY 1 ("pg-2","pg-3")`; it is switched on again afterwards. Before each
+     run: wait until the primary's pg_stat_replication shows a `sync` standby
+     (on), both standbys `quorum` (quorum) or no such row (off); after it,
+     the state is checked again.
   2. degrade (synchronous_mode on, not strict): a writer commits back to back
      on the primary (one kept connection, statement_timeout 120 s so that no
      cancelled sync wait returns early); the sync standby's host is powered
@@ -95,20 +98,33 @@ def wait_sync(c, primary, timeout, standby=None):
 
 
 def set_sync_mode(c, value, timeout):
-    """PATCH /config synchronous_mode on the primary, then wait until its
-    pg_stat_replication shows a sync standby (on) or no sync row (off).
+    """PATCH /config synchronous_mode (False, True or "quorum") on the primary,
+    then wait until its pg_stat_replication shows a sync standby (on), every
+    standby `quorum` (quorum) or neither (off).
     Returns (primary, seconds from the PATCH to that state)."""
     primary = cb.wait_ready(c)
     t = time.monotonic()
     status, body = primary.http("PATCH", "/config", body={"synchronous_mode": value}, timeout=10)
     if status != 200:
         raise RuntimeError("PATCH /config synchronous_mode=%r: %s %s" % (value, status, body))
-    if value:
+    if value == "quorum":
+        standbys = [n.name for n in c.nodes if n is not primary]
+        cb.wait_for(lambda: all(sync_states(primary).get(n) == "quorum" for n in standbys), timeout=timeout,
+                    interval=0.1, description="every standby quorum on %s" % primary.name,
+                    state=lambda: sync_states(primary))
+    elif value:
         wait_sync(c, primary, timeout)
     else:
-        cb.wait_for(lambda: "sync" not in sync_states(primary).values(), timeout=timeout, interval=0.1,
-                    description="no sync row on %s" % primary.name, state=lambda: sync_states(primary))
+        cb.wait_for(lambda: not {"sync", "quorum"} & set(sync_states(primary).values()), timeout=timeout,
+                    interval=0.1, description="no sync or quorum row on %s" % primary.name,
+                    state=lambda: sync_states(primary))
     return primary, time.monotonic() - t
+
+
+def set_nosync(node, on):
+    """The nosync tag by ALTER SYSTEM and a reload (tags are reloadable)."""
+    node.sql("alter system set pg_ha.nosync = %s" % ("on" if on else "off"))
+    node.sql("select pg_reload_conf()")
 
 
 class Writer(threading.Thread):
@@ -174,7 +190,7 @@ def missing_on(node, ids):
 
 
 # --------------------------------------------------------------------------
-# 1. pgbench, synchronous_mode off / on; quorum refused
+# 1. pgbench, synchronous_mode off / on / quorum
 
 def part_tps(c, args):
     primary = cb.wait_ready(c)
@@ -182,34 +198,36 @@ def part_tps(c, args):
     subprocess.run([lease_cost.PGBENCH, "-i", "-q", "-s", str(args.scale), "-h", primary.ip, "-U", "postgres",
                     "postgres"], check=True, capture_output=True, timeout=600, env=env)
     cb.log("pgbench -i -s %d done on %s" % (args.scale, primary.name))
-    rows, tps, switch = [], {True: [], False: []}, {True: [], False: []}
-    for r in range(args.runs):
-        for mode in ((False, True) if r % 2 == 0 else (True, False)):
-            primary, took = set_sync_mode(c, mode, args.switch_timeout)
-            switch[mode].append(took)
-            states_before = sync_states(primary)
-            t, lat, failed = lease_cost.pgbench(primary, args, False)
-            states_after = sync_states(primary)
-            held = ("sync" in states_after.values()) == mode
-            tps[mode].append(t)
-            rows.append([r + 1, "on" if mode else "off", primary.name, "%.1f" % t, "%.3f ms" % lat if lat else "-",
-                         failed, "%.1fs" % took, ",".join("%s=%s" % kv for kv in sorted(states_before.items())),
-                         "yes" if held else "NO", " ".join(open("/proc/loadavg").read().split()[:3])])
-            cb.log("round %d, synchronous_mode %s on %s: %.1f tps, latency %s ms, %d failed (state after: %s)"
-                   % (r + 1, "on" if mode else "off", primary.name, t, lat, failed, states_after))
+    rows = []
+    modes = (False, True, "quorum")
+    tps, switch = {m: [] for m in modes}, {m: [] for m in modes}
+    name = {False: "off", True: "on", "quorum": "quorum"}
+    nosync = c.node(NOSYNC)
+    set_nosync(nosync, False)
+    try:
+        for r in range(args.runs):
+            for mode in modes[r % 3:] + modes[:r % 3]:
+                primary, took = set_sync_mode(c, mode, args.switch_timeout)
+                switch[mode].append(took)
+                states_before = sync_states(primary)
+                t, lat, failed = lease_cost.pgbench(primary, args, False)
+                states_after = sync_states(primary)
+                wanted = {False: set(), True: {"sync"}, "quorum": {"quorum"}}[mode]
+                held = ({"sync", "quorum"} & set(states_after.values())) == wanted
+                tps[mode].append(t)
+                rows.append([r + 1, name[mode], primary.name, "%.1f" % t, "%.3f ms" % lat if lat else "-", failed,
+                             "%.1fs" % took, ",".join("%s=%s" % kv for kv in sorted(states_before.items())),
+                             "yes" if held else "NO", " ".join(open("/proc/loadavg").read().split()[:3])])
+                cb.log("round %d, synchronous_mode %s on %s: %.1f tps, latency %s ms, %d failed (state after: %s)"
+                       % (r + 1, name[mode], primary.name, t, lat, failed, states_after))
+    finally:
+        set_sync_mode(c, False, args.switch_timeout)
+        set_nosync(nosync, True)
     print()
     print("== pgbench TPC-B-like -c %d -j %d -T %d, scale %d" % (args.clients, args.jobs, args.duration, args.scale))
     cb.print_table(["round", "sync mode", "primary", "tps", "latency", "failed", "switch", "replication before",
                     "mode held", "loadavg"], rows)
-
-    # quorum: refused today
-    primary = cb.wait_ready(c)
-    before = c.dynamic_config().get("synchronous_mode")
-    status, body = primary.http("PATCH", "/config", body={"synchronous_mode": "quorum"}, timeout=10)
-    after = c.dynamic_config().get("synchronous_mode")
-    quorum = "HTTP %s: %s (config znode synchronous_mode %r -> %r)" % (status, body.strip()[:300], before, after)
-    print("synchronous_mode \"quorum\": %s" % quorum)
-    return {"tps": tps, "switch": switch, "quorum": quorum}
+    return {"tps": tps, "switch": switch}
 
 
 # --------------------------------------------------------------------------
@@ -340,7 +358,7 @@ def main():
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--degrade-trials", type=int, default=3)
     ap.add_argument("--kills", type=int, default=10)
-    ap.add_argument("--skip-tps", action="store_true", help="skip part 1 (pgbench, quorum)")
+    ap.add_argument("--skip-tps", action="store_true", help="skip part 1 (pgbench off/on/quorum)")
     ap.add_argument("--switch-timeout", type=float, default=60, help="wait for a synchronous_mode change (s)")
     ap.add_argument("--degrade-timeout", type=float, default=120)
     ap.add_argument("--rejoin-timeout", type=float, default=240)
@@ -420,18 +438,20 @@ def main():
         print("== summary: ttl %(ttl)s, loop_wait %(loop_wait)s, retry_timeout %(retry_timeout)s" % cfg
               + ", ZooKeeper tickTime %d ms, %s nosync" % (zk["tick_time"], NOSYNC))
         if tps:
-            off, on = tps["tps"][False], tps["tps"][True]
+            off = tps["tps"][False]
             print("pgbench TPC-B-like -c %d -j %d -T %d, scale %d:" % (args.clients, args.jobs, args.duration,
                                                                      args.scale))
             print(cb.stats_line("  synchronous_mode off", off, " tps", 1))
-            print(cb.stats_line("  synchronous_mode on", on, " tps", 1))
-            if on and off:
-                print("  on vs off (medians): %+.1f%%   (means: off %s; on %s)" % (
-                    100 * (statistics.median(on) / statistics.median(off) - 1), lease_cost.mean_sd(off),
-                    lease_cost.mean_sd(on)))
+            for mode, label in ((True, "on"), ("quorum", "quorum")):
+                vals = tps["tps"][mode]
+                print(cb.stats_line("  synchronous_mode %s" % label, vals, " tps", 1))
+                if vals and off:
+                    print("  %s vs off (medians): %+.1f%%   (means: off %s; %s %s)" % (
+                        label, 100 * (statistics.median(vals) / statistics.median(off) - 1), lease_cost.mean_sd(off),
+                        label, lease_cost.mean_sd(vals)))
             print(cb.stats_line("  PATCH -> sync row (on)", tps["switch"][True]))
+            print(cb.stats_line("  PATCH -> quorum rows (quorum)", tps["switch"]["quorum"]))
             print(cb.stats_line("  PATCH -> no sync row (off)", tps["switch"][False]))
-            print("  synchronous_mode \"quorum\": %s" % tps["quorum"])
         if degrade:
             print("degrade (sync standby's host off):")
             print_rows(degrade, [("kill -> first commit", "degrade"), ("kill -> sync key without standby", "key_empty"),

@@ -18,6 +18,7 @@ parameter changed in the config key reaches every member."""
 import os
 import re
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,19 @@ def test_users_patroni_files_bring_up_a_cluster(make_cluster, require_pg_ha):
     cfg = c.dynamic_config()
     assert cfg["ttl"] == 30 and cfg["loop_wait"] == 10 and cfg["synchronous_mode"] is True, cfg
     assert cfg["postgresql"]["parameters"]["archive_mode"] == "always", cfg
+
+    # synchronous_mode: true: a synchronous standby within a loop (loop_wait 10) of the members streaming
+    t0 = time.monotonic()
+
+    def sync_standby():
+        k = c.zk_json("sync")
+        names = [x for x in ((k or {}).get("sync_standby") or "").split(",") if x] if isinstance(k, dict) else []
+        states = dict(primary.sql("SELECT application_name, sync_state FROM pg_stat_replication"))
+        # member names are the YAML's (postgresqlN), not the harness's
+        return names[0] if (names and states.get(names[0]) == "sync") else None
+    name = wait_for(sync_standby, timeout=cfg["loop_wait"] + 15, interval=0.5,
+                    description="a synchronous standby (the user's synchronous_mode: true)")
+    print("synchronous standby %s %.1fs after the cluster was healthy" % (name, time.monotonic() - t0))
 
     # its parameters on every member, archive_mode (restart-only) from the first start
     want = {"archive_mode": "always", "archive_timeout": "30min", "wal_log_hints": "on",

@@ -87,6 +87,27 @@ TEST(ServerConf, UpdateWritesAtomicallyWithMode0600AndMerges) {
     EXPECT_EQ(p[2], (std::pair<std::string, std::string>{"synchronous_standby_names", "\"n2\""}));
 }
 
+TEST(ServerConf, ParametersLeavingTheConfigKeyAreRemovedAndPgHasOwnStay) {
+    TempDir d;
+    std::string err;
+    std::vector<std::string> removed;
+    ASSERT_TRUE(remove_other_server_conf_keys(d.path, {}, removed, err)) << err;  // no file yet
+    EXPECT_TRUE(removed.empty());
+    ASSERT_TRUE(update_server_conf(d.path, {{"primary_conninfo", "host=a"}, {"shared_buffers", "96MB"},
+                                            {"work_mem", "8MB"}, {"synchronous_standby_names", "ANY 1 (a)"}},
+                                   err))
+        << err;
+    ASSERT_TRUE(remove_other_server_conf_keys(d.path, {"work_mem"}, removed, err)) << err;
+    EXPECT_EQ(removed, std::vector<std::string>{"shared_buffers"});
+    const ConfParams p = parse_conf(slurp(d.path / kServerConfFile));
+    ASSERT_EQ(p.size(), 3u);
+    EXPECT_EQ(p[0].first, "primary_conninfo");
+    EXPECT_EQ(p[1].first, "work_mem");
+    EXPECT_EQ(p[2].first, "synchronous_standby_names");
+    ASSERT_TRUE(remove_other_server_conf_keys(d.path, {"work_mem"}, removed, err)) << err;
+    EXPECT_TRUE(removed.empty());
+}
+
 TEST(ServerConf, UpdateFailsCleanlyAndKeepsTheOldFile) {
     std::string err;
     EXPECT_FALSE(update_server_conf("/nonexistent-pg-ha-dir", {{"a", "1"}}, err));
