@@ -351,7 +351,7 @@ def print_rows(trials, rows):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=3, help="pgbench rounds (each: off and on)")
+    ap.add_argument("--runs", type=int, default=3, help="pgbench rounds (each: off, on and quorum)")
     ap.add_argument("--duration", type=int, default=15, help="seconds per pgbench run")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--jobs", type=int, default=2)
