@@ -23,7 +23,10 @@ starts. The tests run in file order and share the cluster:
    that long plus the degrade delay, and no longer; healed -> sync again;
 6. zero loss: a writer commits ids on the primary and records each
    acknowledged one; the primary's host is killed (3 rounds); the new leader
-   is always the member the sync key named, and every acknowledged id is on it.
+   is always the member the sync key named, and every acknowledged id is on it;
+7. the lease: the primary cut off from everything but the test, a commit
+   waiting for its sync standby when the lease runs out is never
+   acknowledged, and the sync standby takes over.
 """
 import os
 import subprocess
@@ -492,3 +495,56 @@ def test_zero_acknowledged_loss_over_host_kills(cluster):
         check(not lost, "round %d: %d acknowledged ids missing on %s: %s" % (round_no, len(lost), new.name, lost[:10]), c)
         old.start_host()
         wait_sync(c, new, old, timeout=REJOIN_TIMEOUT)
+
+
+LEASE_ID = -12000
+
+
+def test_a_commit_waiting_for_the_sync_standby_is_never_acknowledged_after_the_lease(cluster):
+    """Issue 11 item 5: the primary is cut off from everything but the test
+    (ZooKeeper and both standbys). A commit sent right after the cut waits for
+    the synchronous standby; the primary's lease runs out and the sync
+    standby takes over. The waiting commit is never acknowledged: the fence
+    ends it (the post-commit cut covers a wait that ends after the lease)."""
+    c = cluster
+    old = c.wait_for_primary(timeout=60)
+    standby = c.node("pg-2" if old.name == "pg-1" else "pg-1")
+    wait_sync(c, old, standby, timeout=REJOIN_TIMEOUT)
+    conn = old.connect()
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SET statement_timeout = 0")
+    result = {}
+
+    def commit():
+        t0 = time.monotonic()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO sync_t VALUES (%s)", (LEASE_ID,))
+            result["acked"] = time.monotonic() - t0
+        except psycopg2.Error as exc:
+            result["error"] = (time.monotonic() - t0, str(exc).splitlines()[0] if str(exc) else repr(exc))
+
+    committer = threading.Thread(target=commit, daemon=True, name="sync-lease-commit")
+    new = None
+    try:
+        old.host.isolate()   # the test still reaches it
+        t_cut = time.monotonic()
+        committer.start()
+        new = wait_for(lambda: next((n for n in c.nodes if n is not old and n.is_primary()), None),
+                       timeout=FAILOVER_TIMEOUT, interval=0.3, description="a new primary", state=c.diagnostics)
+        t_new = time.monotonic() - t_cut
+        committer.join(30)
+        print("cut %s: %s took over after %.1fs; the waiting commit: %s" % (
+            old.name, new.name, t_new, result if result else "still waiting"))
+        check(new.name == standby.name, "%s was promoted, not the sync standby %s" % (new.name, standby.name), c)
+        check("acked" not in result, "the waiting commit was acknowledged %.1fs after the cut (new leader after %.1fs)"
+              % (result.get("acked", 0), t_new), c)
+    finally:
+        old.host.heal()
+        committer.join(60)
+        conn.close()
+    check("acked" not in result, "the waiting commit was acknowledged after the heal: %s" % result, c)
+    check(new.sql_value("SELECT count(*) FROM sync_t WHERE id = %s", (LEASE_ID,)) == 0,
+          "the unacknowledged row is on the new primary", c)
+    wait_sync(c, new, old, timeout=REJOIN_TIMEOUT)
