@@ -63,11 +63,11 @@ class LocalServer {
     // primary_slot_name, synchronous_standby_names, the config key's
     // postgresql.parameters): persists every name = value and reloads the
     // configuration. False with `error` set when any of them failed.
+    bool set_parameters(const std::vector<std::pair<std::string, std::string>> &params, std::string &error);
     // Removes the config key's parameters not in `keep` from pg_ha.auto.conf
     // and reloads (nothing to do: no reload). `removed`: their names.
     bool remove_other_parameters(const std::vector<std::string> &keep, std::vector<std::string> &removed,
                                  std::string &error);
-    bool set_parameters(const std::vector<std::pair<std::string, std::string>> &params, std::string &error);
     // Parameters the node's settings file (the file that sets pg_ha.scope)
     // sets: its local configuration, which wins over the config key's.
     bool local_parameter_names(std::set<std::string> &out, std::string &error);
