@@ -29,7 +29,6 @@ tests/cluster/test_pg_versions.py"
 # suite on 17 is `PGHA_CLUSTER=full scripts/test.sh --pg 17`, ~22 min).
 SMOKE17="$SMOKE
 tests/cluster/test_sync.py
-tests/cluster/test_sync_quorum.py
 tests/cluster/test_bootstrap_security.py
 tests/cluster/test_settings_file.py
 tests/cluster/test_pause_fencing.py"
