@@ -277,15 +277,9 @@ void Engine::decide_and_act() {
     sync_.tick(obs.dcs_ok && d.is_leader && obs.role == LocalRole::Primary && leadership_.lease_valid() &&
                    local_.probe_ok() && !out_.fence && !handover_.active(),
                ls);
-    if (obs.dcs_ok && obs.name_conflict.empty()) {
-        NodeView nv;
-        nv.local = ls;
-        nv.role = role_;
-        nv.cluster = &link_.view();
-        nv.pending_restart = local_.pending_restart();  // the member znode carries it (patronictl list, /cluster)
-        link_.touch_member(publisher_.member_row(nv));
-    }
-    publish(ls);
+    const NodeView nv = node_view(ls);
+    if (obs.dcs_ok && obs.name_conflict.empty()) link_.touch_member(publisher_.member_row(nv));
+    publisher_.publish(nv);
     ++decisions_;
 }
 
@@ -400,7 +394,8 @@ void Engine::record_promotion(const LocalState &ls) {
     });
 }
 
-void Engine::publish(const LocalState &ls) {
+// What the node publishes (snapshot, status JSON, its member znode): one view.
+NodeView Engine::node_view(const LocalState &ls) {
     const std::int64_t now = clock_();
     const std::int64_t lease = leadership_.lease_deadline();
     NodeView v;
@@ -418,7 +413,7 @@ void Engine::publish(const LocalState &ls) {
     v.failsafe_active = leadership_.failsafe_active();
     v.pending_restart = local_.pending_restart();
     v.cluster = &link_.view();
-    publisher_.publish(v);
+    return v;
 }
 
 StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk_readable, bool zk_writable,
@@ -451,7 +446,7 @@ StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk
     handover_.advance(desk_.protected_pids());
     leadership_.tend_watchdog(local_.role());
     watch_api(now);
-    if (publisher_.status_json().empty()) publish(local_.state());
+    if (publisher_.status_json().empty()) publisher_.publish(node_view(local_.state()));
 
     StepResult r;
     r.fence = out_.fence;

@@ -103,7 +103,7 @@ class Engine {
     bool dcs_confirmed() const;
     void execute(const Decision &d, const Observation &obs);
     void record_promotion(const LocalState &ls);
-    void publish(const LocalState &ls);
+    NodeView node_view(const LocalState &ls);
     void apply_cluster_parameters();
 
     EngineSettings s_;
