@@ -7,6 +7,7 @@
 #include "core/ha_state_machine.hpp"
 #include "core/operator_rules.hpp"
 #include "core/sync_rules.hpp"
+#include "sync_fixtures.hpp"
 
 using namespace pgha;
 using nlohmann::json;
@@ -14,24 +15,12 @@ using nlohmann::json;
 namespace {
 
 Member member(const std::string &name, const std::string &role = "replica", Lsn pos = 1000) {
-    Member m;
-    m.name = name;
-    m.role = role;
-    m.state = "running";
-    m.conn_url = "postgres://10.0.0." + name.substr(name.size() - 1) + ":5432/postgres";
-    m.api_url = "http://10.0.0." + name.substr(name.size() - 1) + ":8008/patroni";
-    m.xlog_location = pos;
-    return m;
+    return test::sync_member(name, role, pos);
 }
 
 WalSender ws(const std::string &name, Lsn flush, const std::string &sync_state = "async",
              const std::string &state = "streaming") {
-    WalSender w;
-    w.application_name = name;
-    w.state = state;
-    w.sync_state = sync_state;
-    w.flush_lsn = w.write_lsn = w.replay_lsn = w.sent_lsn = flush;
-    return w;
+    return test::walsender_at(name, flush, sync_state, state);
 }
 
 SyncInput input() {

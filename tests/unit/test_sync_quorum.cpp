@@ -12,6 +12,7 @@
 #include "core/ha_state_machine.hpp"
 #include "core/patroni_codec.hpp"
 #include "core/sync_rules.hpp"
+#include "sync_fixtures.hpp"
 
 using namespace pgha;
 using nlohmann::json;
@@ -19,24 +20,10 @@ using nlohmann::json;
 namespace {
 
 Member qmember(const std::string &name, const std::string &role = "replica", Lsn pos = 1000) {
-    Member m;
-    m.name = name;
-    m.role = role;
-    m.state = "running";
-    m.conn_url = "postgres://10.0.0." + name.substr(name.size() - 1) + ":5432/postgres";
-    m.api_url = "http://10.0.0." + name.substr(name.size() - 1) + ":8008/patroni";
-    m.xlog_location = pos;
-    return m;
+    return test::sync_member(name, role, pos);
 }
 
-WalSender qws(const std::string &name, Lsn flush) {
-    WalSender w;
-    w.application_name = name;
-    w.state = "streaming";
-    w.sync_state = "quorum";
-    w.flush_lsn = w.write_lsn = w.replay_lsn = w.sent_lsn = flush;
-    return w;
-}
+WalSender qws(const std::string &name, Lsn flush) { return test::walsender_at(name, flush, "quorum"); }
 
 QuorumKey key(std::vector<std::string> v, int q) { return QuorumKey{v, q}; }
 QuorumSsn any(int k, std::vector<std::string> s) { return QuorumSsn{k, s}; }
