@@ -384,15 +384,8 @@ def test_network_cut_of_the_sync_standby_degrades_after_wal_sender_timeout(clust
             cur.execute("SET statement_timeout = 0")   # a timeout would cancel the wait and fake a completion
 
         def commit():
-            if not go.wait(30):
-                return
-            t0 = time.monotonic()
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO sync_t VALUES (%s)", (CUT_ID,))
-                result["waited"] = time.monotonic() - t0
-            except psycopg2.Error as exc:
-                result["error"] = str(exc)
+            if go.wait(30):
+                timed_insert(conn, CUT_ID, result, "waited")
 
         committer = threading.Thread(target=commit, daemon=True, name="sync-cut-commit")
         committer.start()
@@ -433,6 +426,18 @@ def test_network_cut_of_the_sync_standby_degrades_after_wal_sender_timeout(clust
         if conn is not None and (committer is None or not committer.is_alive()):
             conn.close()
     wait_sync(c, primary, standby, timeout=REJOIN_TIMEOUT)
+
+
+def timed_insert(conn, row_id, result, done_key):
+    """One INSERT into sync_t on `conn`: result[done_key] = seconds it took
+    when it committed, else result["error"] = (seconds, first line of the error)."""
+    t0 = time.monotonic()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO sync_t VALUES (%s)", (row_id,))
+        result[done_key] = time.monotonic() - t0
+    except psycopg2.Error as exc:
+        result["error"] = (time.monotonic() - t0, str(exc).splitlines()[0] if str(exc) else repr(exc))
 
 
 class AckWriter(threading.Thread):
@@ -516,16 +521,8 @@ def test_a_commit_waiting_for_the_sync_standby_is_never_acknowledged_after_the_l
         cur.execute("SET statement_timeout = 0")
     result = {}
 
-    def commit():
-        t0 = time.monotonic()
-        try:
-            with conn.cursor() as cur:
-                cur.execute("INSERT INTO sync_t VALUES (%s)", (LEASE_ID,))
-            result["acked"] = time.monotonic() - t0
-        except psycopg2.Error as exc:
-            result["error"] = (time.monotonic() - t0, str(exc).splitlines()[0] if str(exc) else repr(exc))
-
-    committer = threading.Thread(target=commit, daemon=True, name="sync-lease-commit")
+    committer = threading.Thread(target=timed_insert, args=(conn, LEASE_ID, result, "acked"), daemon=True,
+                                 name="sync-lease-commit")
     new = None
     try:
         old.host.isolate()   # the test still reaches it

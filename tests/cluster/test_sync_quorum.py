@@ -25,17 +25,12 @@ import pytest
 import harness
 from conftest import module_cluster, start_first_then_others
 from harness import wait_for
-from test_sync import AckWriter, check, patronictl_conf, sync_states
+from test_sync import (FAILOVER_TIMEOUT, LOOP_WAIT, PATRONICTL, REJOIN_TIMEOUT, RETRY_TIMEOUT, TTL, AckWriter,
+                       check, patronictl_conf, sync_states)
 
 pytestmark = pytest.mark.needs_pg_ha
 
-TTL = 20
-LOOP_WAIT = 2
-RETRY_TIMEOUT = 2
 NODE_COUNT = 2
-FAILOVER_TIMEOUT = TTL + 5 * LOOP_WAIT + 20
-REJOIN_TIMEOUT = 150
-PATRONICTL = "/usr/bin/patronictl"
 KILLS = 2
 
 
