@@ -487,18 +487,31 @@ void EventServer::close_conn(std::uint64_t id) {
     open_.store(conns_.size(), std::memory_order_relaxed);
 }
 
-// The oldest connection that is idle or still sending its request, among
-// those accepted before `before_id` (one accepted in the same accept round
-// has not been read yet: evicting it would drop a waiting request unread)
-// and open for at least `min_age_ms`.
+// Which connection gives way when the budget is full, among those accepted
+// before `before_id` (one accepted in the same accept round has not been read
+// yet: evicting it would drop a waiting request unread) and open for at least
+// `min_age_ms`. In this order, the oldest of each kind first:
+//   1. idle keep-alive: served at least once, nothing of a next request yet;
+//   2. a request still arriving (slow sender);
+//   3. nothing received yet: a client such as HAProxy sends its check right
+//      after connecting, so under a connect flood the newest-but-silent
+//      connection is most likely a check whose bytes are in flight.
+// Busy and writing connections are never evicted.
 bool EventServer::evict_one(std::uint64_t before_id, std::int64_t now, int min_age_ms) {
+    std::uint64_t best[3] = {0, 0, 0};  // 0: none (ids start at 1)
     for (auto &kv : conns_) {
         if (kv.first >= before_id || now - kv.second->accepted_at < min_age_ms) break;  // younger ones follow
-        if (kv.second->state == Conn::State::Head || kv.second->state == Conn::State::Body) {
-            close_conn(kv.first);
-            evicted_.fetch_add(1, std::memory_order_relaxed);
-            return true;
-        }
+        const Conn &c = *kv.second;
+        if (c.state != Conn::State::Head && c.state != Conn::State::Body) continue;
+        const int kind = c.in.empty() ? (c.requests > 0 ? 0 : 2) : 1;
+        if (best[kind] == 0) best[kind] = kv.first;
+        if (kind == 0) break;  // nothing goes before it
+    }
+    for (std::uint64_t id : best) {
+        if (id == 0) continue;
+        close_conn(id);
+        evicted_.fetch_add(1, std::memory_order_relaxed);
+        return true;
     }
     return false;
 }

@@ -264,6 +264,36 @@ TEST(ApiLimits, SlowAndIdleClientsDoNotStarveChecks) {
     for (int fd : idle) ::close(fd);
 }
 
+// A check whose request is still in flight when the budget fills is not the
+// one that gives way: the server evicts idle keep-alive connections that were
+// served and slow senders first (CI once saw a check cut 22 ms after connect
+// when 12,000 attack connections a second cycled through the budget).
+TEST(ApiLimits, ACheckStillInFlightOutlivesServedAndSlowConnections) {
+    ApiServerOptions o;
+    o.max_connections = 64;
+    LimitsServer s(o);
+    const int check = connect_to(s.port());  // the oldest connection, silent so far
+    ASSERT_GE(check, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::vector<int> others;
+    for (int i = 0; i < 150; ++i) {  // more than the budget: some must give way
+        const int fd = connect_to(s.port());
+        if (fd < 0) continue;
+        if (i % 2)
+            ::send(fd, "GET /patroni HTTP/1.1\r\nHost: x\r\n", 32, MSG_NOSIGNAL);
+        else
+            ::send(fd, "GET /liveness HTTP/1.1\r\nHost: x\r\n\r\n", 36, MSG_NOSIGNAL);
+        others.push_back(fd);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ::send(check, kCheck.data(), kCheck.size(), MSG_NOSIGNAL);
+    const std::string got = read_all(check, 2000);
+    EXPECT_EQ(got.rfind("HTTP/1.1 200 ", 0), 0u) << "the check was evicted: '" << got << "'";
+    EXPECT_LE(s.server.connections(), 64u);
+    for (int fd : others) ::close(fd);
+}
+
 TEST(ApiLimits, KeepAliveIdleAndRequestCap) {
     ApiServerOptions o;
     o.keep_alive_timeout_s = 1;
