@@ -100,6 +100,7 @@ struct ClusterView {
     std::int64_t sync_version = -1;  // -1: no `sync` znode
     std::optional<FailoverRequest> failover;
     Lsn status_optime = 0;
+    std::vector<std::string> status_retain_slots;  // the status key's retain_slots
     std::vector<HistoryEntry> history;
     // failsafe_mode: the members (name -> api_url) the leader listed while
     // ZooKeeper answered; they are the ones it asks for promises when it

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "core/node_settings.hpp"
+
 namespace pgha {
 
 using nlohmann::json;
@@ -121,6 +123,27 @@ DynamicConfig DynamicConfig::from_json(const json &j, std::vector<std::string> &
     read_bool(j, "pause", c.pause, errors);
     read_bool(j, "failsafe_mode", c.failsafe_mode, errors);
     read_bool(j, "remove_data_directory_on_rewind_failure", c.remove_data_directory_on_rewind_failure, errors);
+    if (auto t = j.find("member_slots_ttl"); t != j.end() && !t->is_null()) {
+        int secs = 0;
+        std::string why;
+        if (t->is_string()) {
+            if (!parse_pg_seconds(t->get<std::string>(), secs, why) || secs < 0)
+                errors.push_back("member_slots_ttl: " + t->dump() + " is not a duration of 0 or more (" +
+                                 (why.empty() ? "negative" : why) + "); e.g. 1800 or \"30min\"");
+            else
+                c.member_slots_ttl = secs;
+        } else if (read_int(j, "member_slots_ttl", 0, 365 * 86400, v, errors)) {
+            c.member_slots_ttl = static_cast<int>(v);
+        }
+    }
+    if (auto is = j.find("ignore_slots"); is != j.end()) {
+        std::string why;
+        if (!parse_ignore_slots(*is, c.ignore_slots, why)) errors.push_back(why);
+    }
+    if (auto sl = j.find("slots"); sl != j.end() && !sl->is_null()) {
+        if (sl->is_object()) c.permanent_slots = permanent_physical_slots(*sl);
+        else errors.push_back("slots: expected an object {name: {type: physical|logical, ...}}, got " + sl->dump());
+    }
     // Patroni keeps these under postgresql: {use_pg_rewind, use_slots}; accept both places.
     read_bool(j, "use_pg_rewind", c.use_pg_rewind, errors);
     read_bool(j, "use_slots", c.use_slots, errors);

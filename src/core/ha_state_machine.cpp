@@ -142,11 +142,11 @@ void decide_as_leader(const Observation &obs, Decision &d) {
                     }
                 }
             }
-            if (cfg.use_slots) {
+            if (cfg.use_slots) {  // (also with no other member: slots of departed ones expire)
                 Action a = act(ActionKind::EnsureSlots);
                 for (const auto &m : obs.cluster.members)
                     if (m.name != obs.me) a.names.push_back(slot_name_for_member(m.name));
-                if (!a.names.empty()) d.actions.push_back(a);
+                d.actions.push_back(a);
             }
             return;
         case LocalRole::Standby:

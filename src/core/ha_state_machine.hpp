@@ -80,7 +80,7 @@ enum class ActionKind {
     Demote,              // fence now, then shut down; next boot follows the leader
     Follow,              // point primary_conninfo at `target` and reload
     WriteStatus,         // `status` optime
-    EnsureSlots,         // physical slots for `names` exist on this primary
+    EnsureSlots,         // this primary keeps slots for `names` (the other members; see SlotKeeper)
     Handover,            // switchover: fence, let `target` catch up, release the lock to it
     ClearFailover,       // delete the `failover` key (done, or not possible: reason in message)
     WriteFailsafe,       // failsafe_mode: write `failsafe` = failsafe_members(view)

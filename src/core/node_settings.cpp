@@ -228,6 +228,10 @@ bool set_postgres_value(NodeSettings &s, const std::string &key, const std::stri
 
 }  // namespace
 
+bool parse_pg_seconds(const std::string &text, int &out, std::string &why) {
+    return parse_int_value(trim(text), Unit::S, out, why);
+}
+
 bool parse_pg_bool(const std::string &text, bool &out) {
     const std::string v = lower(trim(text));
     const std::size_t n = v.size();

@@ -64,4 +64,8 @@ const std::vector<SettingInfo> &setting_rows();
 // PostgreSQL's parse_bool: on/off/true/false/yes/no/1/0 and unique prefixes, any case.
 bool parse_pg_bool(const std::string &text, bool &out);
 
+// A duration as PostgreSQL reads a setting in seconds: "90", "30min", "2h",
+// "1500ms" (rounded). False with `why` for anything else.
+bool parse_pg_seconds(const std::string &text, int &out, std::string &why);
+
 }  // namespace pgha

@@ -214,14 +214,16 @@ std::optional<FailoverRequest> decode_failover(const std::string &data, std::str
     return f;
 }
 
-std::string encode_status(Lsn optime) {
+std::string encode_status(Lsn optime, const std::vector<std::string> &retain_slots) {
     json j;
     j["optime"] = optime;
     j["slots"] = nullptr;
+    if (!retain_slots.empty()) j["retain_slots"] = retain_slots;
     return json_text(j);
 }
 
-Lsn decode_status(const std::string &data, std::string &error) {
+Lsn decode_status(const std::string &data, std::string &error, std::vector<std::string> *retain_slots) {
+    if (retain_slots) retain_slots->clear();
     if (data.empty()) return 0;
     auto j = parse_json(data, error);
     if (!j) return 0;
@@ -238,6 +240,16 @@ Lsn decode_status(const std::string &data, std::string &error) {
     if (optime < 0) {
         error = "status: negative optime";
         return 0;
+    }
+    if (retain_slots) {
+        if (auto r = j->find("retain_slots"); r != j->end() && !r->is_null()) {
+            if (!r->is_array()) error = "status: retain_slots is not a list";
+            else
+                for (const auto &e : *r) {
+                    if (e.is_string()) retain_slots->push_back(e.get<std::string>());
+                    else error = "status: retain_slots holds a non-string " + e.dump();
+                }
+        }
     }
     return static_cast<Lsn>(optime);
 }

@@ -28,9 +28,11 @@ std::map<std::string, std::string> decode_failsafe(const std::string &data, std:
 std::string encode_failover(const FailoverRequest &f);
 std::optional<FailoverRequest> decode_failover(const std::string &data, std::string &error);
 
-// status: {"optime":<int>,"slots":{..}|null}
-std::string encode_status(Lsn optime);
-Lsn decode_status(const std::string &data, std::string &error);
+// status: {"optime":<int>,"slots":{..}|null,"retain_slots":[names]} (Patroni 4;
+// retain_slots only when given). `retain_slots`, when not null, receives the
+// list (names that are not strings are an error and are left out).
+std::string encode_status(Lsn optime, const std::vector<std::string> &retain_slots = {});
+Lsn decode_status(const std::string &data, std::string &error, std::vector<std::string> *retain_slots = nullptr);
 
 // history: [[tl, lsn, reason, timestamp, new_leader], ...]
 std::string encode_history(const std::vector<HistoryEntry> &h);

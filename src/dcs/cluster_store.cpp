@@ -73,7 +73,7 @@ void finish_pass(const std::shared_ptr<ReadPass> &p) {
     }
     if (auto *s = take("status")) {
         err.clear();
-        v.status_optime = decode_status(*s, err);
+        v.status_optime = decode_status(*s, err, &v.status_retain_slots);
         if (!err.empty()) v.warnings.push_back(err);
     }
     if (auto *s = take("failsafe")) {

@@ -75,6 +75,7 @@ Engine::Engine(const EngineSettings &s, EngineDeps deps)
       desk_(s_, link_, local_, leadership_, out_, bg_, http_, clock_, waker_),
       handover_(s_.node_name, link_, local_, leadership_, out_, bg_, *bg_sql_, clock_),
       sync_(s_.node_name, link_, local_, out_, clock_),
+      slots_(s_.node_name, link_, local_, out_, clock_),
       publisher_(s_),
       management_(desk_.queue(), leadership_.failsafe_box(), clock_, wall_clock_) {
     const std::string kept = leadership_.failsafe_box().load(clock_(), wall_clock_());
@@ -277,6 +278,12 @@ void Engine::decide_and_act() {
     sync_.tick(obs.dcs_ok && d.is_leader && obs.role == LocalRole::Primary && leadership_.lease_valid() &&
                    local_.probe_ok() && !out_.fence && !handover_.active(),
                ls);
+    {
+        const bool leading = d.has(ActionKind::EnsureSlots) && obs.role == LocalRole::Primary &&
+                             leadership_.lease_valid() && !handover_.active();
+        slots_.tick(obs.dcs_ok && local_.probe_ok() && !out_.fence && (leading || obs.role == LocalRole::Standby),
+                    leading, ls.write_lsn);
+    }
     const NodeView nv = node_view(ls);
     if (obs.dcs_ok && obs.name_conflict.empty()) link_.touch_member(publisher_.member_row(nv));
     publisher_.publish(nv);
@@ -341,7 +348,7 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                 if (const Member *m = view.member(a.target)) local_.follow(*m, view.config.use_slots);
                 break;
             case ActionKind::WriteStatus:
-                link_.set_or_create("status", encode_status(a.lsn));
+                link_.set_or_create("status", encode_status(a.lsn, slots_.retain()));
                 break;
             case ActionKind::Handover:
                 handover_.begin(a.target);
@@ -358,11 +365,7 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                     link_.clear_failover();
                 }
                 break;
-            case ActionKind::EnsureSlots:
-                if (now - last_slots_ms_ > 5000) {
-                    last_slots_ms_ = now;
-                    local_.ensure_slots(a.names);
-                }
+            case ActionKind::EnsureSlots:  // SlotKeeper::tick, after the actions
                 break;
         }
     }

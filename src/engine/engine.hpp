@@ -11,6 +11,7 @@
 //   Publisher     snapshot, status JSON, member row              publisher.*
 //   Background    slow work off the loop                         background.*
 //   SyncKeeper    sync key + synchronous_standby_names (leader)  sync_keeper.*
+//   SlotKeeper    physical slots: create, move forward, expire   slot_keeper.*
 //
 // The decisions themselves come from the pure state machine
 // (core/ha_state_machine.*). The C boundary is engine_api.* .
@@ -36,6 +37,7 @@
 #include "engine/management.hpp"
 #include "engine/outbox.hpp"
 #include "engine/publisher.hpp"
+#include "engine/slot_keeper.hpp"
 #include "engine/sync_keeper.hpp"
 #include "http/api_server.hpp"
 
@@ -121,6 +123,7 @@ class Engine {
     CommandDesk desk_;
     Handover handover_;
     SyncKeeper sync_;
+    SlotKeeper slots_;
     Publisher publisher_;
     ManagementApi management_;
     std::unique_ptr<ApiServer> api_;
@@ -134,7 +137,6 @@ class Engine {
     PublishedRole role_ = PublishedRole::Uninitialized;
     std::string message_;
     std::int64_t promote_requested_ms_ = 0;
-    std::int64_t last_slots_ms_ = 0;
     int history_written_tl_ = 0;
     std::string applied_parameters_;  // the config key's postgresql.parameters last applied (JSON text)
     std::uint64_t decisions_ = 0;

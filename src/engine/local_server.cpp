@@ -121,7 +121,32 @@ void LocalServer::follow(const Member &leader, bool use_slots) {
     out_.log("replication now follows " + leader.name + " at " + host + ":" + std::to_string(port));
 }
 
-void LocalServer::ensure_slots(const std::vector<std::string> &names) {
+bool LocalServer::list_slots(std::vector<SlotRow> &out) {
+    out.clear();
+    auto r = conn_->query(
+        "SELECT slot_name, slot_type, coalesce(database, ''), coalesce(plugin, ''), temporary::int, active::int, "
+        "coalesce(restart_lsn::text, '') FROM pg_catalog.pg_replication_slots");
+    if (!r) {
+        out_.log("cannot list replication slots: " + conn_->error());
+        return false;
+    }
+    for (const auto &row : *r) {
+        if (row.size() < 7) continue;
+        SlotRow s;
+        s.name = row[0];
+        s.type = row[1];
+        s.database = row[2];
+        s.plugin = row[3];
+        s.temporary = row[4] == "1";
+        s.active = row[5] == "1";
+        s.restart_lsn = parse_lsn(row[6]).value_or(0);
+        out.push_back(std::move(s));
+    }
+    return true;
+}
+
+void LocalServer::create_slots(const std::vector<std::string> &names) {
+    if (names.empty()) return;
     std::string arr = "{";
     for (std::size_t i = 0; i < names.size(); ++i) arr += (i ? "," : "") + names[i];
     arr += "}";
@@ -133,6 +158,25 @@ void LocalServer::ensure_slots(const std::vector<std::string> &names) {
     else
         for (const auto &row : *r)
             if (!row.empty()) out_.log("created physical replication slot " + row[0]);
+}
+
+void LocalServer::drop_slot(const std::string &name) {
+    // Only while still inactive (a standby may have connected since the list).
+    auto r = conn_->query(
+        "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots "
+        "WHERE slot_name = $1 AND NOT active AND slot_type = 'physical'",
+        {name});
+    if (!r) out_.log("cannot drop replication slot " + name + ": " + conn_->error());
+    else if (!r->empty()) out_.log("dropped physical replication slot " + name + " (unused longer than member_slots_ttl)");
+}
+
+void LocalServer::advance_slot(const std::string &name, Lsn to) {
+    // On a standby the server moves it no further than its replay position.
+    auto r = conn_->query(
+        "SELECT pg_catalog.pg_replication_slot_advance(slot_name, $2::pg_lsn) FROM pg_catalog.pg_replication_slots "
+        "WHERE slot_name = $1 AND NOT active AND slot_type = 'physical' AND restart_lsn < $2::pg_lsn",
+        {name, format_lsn(to)});
+    if (!r) out_.log("cannot move replication slot " + name + " forward: " + conn_->error());
 }
 
 bool LocalServer::remove_other_parameters(const std::vector<std::string> &keep, std::vector<std::string> &removed,

@@ -9,6 +9,8 @@
 
 #include "core/no_postgres.hpp"
 
+#include "core/slot_rules.hpp"
+
 #include <cstdint>
 #include <memory>
 #include <set>
@@ -71,7 +73,12 @@ class LocalServer {
     // Parameters the node's settings file (the file that sets pg_ha.scope)
     // sets: its local configuration, which wins over the config key's.
     bool local_parameter_names(std::set<std::string> &out, std::string &error);
-    void ensure_slots(const std::vector<std::string> &names);
+    // Physical and logical slots (pg_replication_slots); false on error (logged).
+    bool list_slots(std::vector<SlotRow> &out);
+    // Each logs what it did or why it could not.
+    void create_slots(const std::vector<std::string> &names);
+    void drop_slot(const std::string &name);
+    void advance_slot(const std::string &name, Lsn to);
     // The value this session runs with (after a reload it may lag a moment behind).
     bool current_setting(const std::string &name, std::string &value);
     bool reload(std::string &error);

@@ -36,9 +36,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
         case 2:
             if (auto f = decode_failover(text, err)) (void)encode_failover(*f);
             break;
-        case 3:
-            (void)encode_status(decode_status(text, err));
+        case 3: {
+            std::vector<std::string> retain, again;
+            const Lsn optime = decode_status(text, err, &retain);
+            std::string err2;
+            if (err.empty() && decode_status(encode_status(optime, retain), err2, &again) != optime) std::abort();
+            if (err.empty() && again != retain) std::abort();
             break;
+        }
         case 4: {
             auto h = decode_history(text, err);
             if (err.empty()) (void)encode_history(h);

@@ -1,0 +1,47 @@
+#include "engine/slot_keeper.hpp"
+
+#include "core/patroni_codec.hpp"
+
+namespace pgha {
+
+SlotKeeper::SlotKeeper(const std::string &me, ClusterLink &link, LocalServer &local, Outbox &out, Clock clock)
+    : me_(me), link_(link), local_(local), out_(out), clock_(std::move(clock)) {}
+
+void SlotKeeper::tick(bool run, bool leading, Lsn write_lsn) {
+    const ClusterView &view = link_.view();
+    if (!run || !view.config.use_slots) {
+        if (!leading) retain_.clear();
+        return;
+    }
+    const std::int64_t now = clock_();
+    SlotInputs in;
+    in.leader = leading;
+    in.now_ms = now;
+    in.ttl_ms = static_cast<std::int64_t>(view.config.member_slots_ttl) * 1000;
+    in.my_slot = slot_name_for_member(me_);
+    std::string key = leading ? "L" : "S";
+    for (const auto &m : view.members) {
+        if (m.name == me_) continue;
+        const std::string slot = slot_name_for_member(m.name);
+        in.member_slots[slot] = m.position();
+        key += "," + slot;
+    }
+    // Seen now, even between runs: a departed member's ttl counts from its last loop.
+    for (const auto &m : in.member_slots) last_seen_[m.first] = now;
+    if (key == last_key_ && now - last_run_ms_ < 5000) return;
+    if (!local_.list_slots(in.existing)) return;
+    last_key_ = key;
+    last_run_ms_ = now;
+    in.retain_from_status = view.status_retain_slots;
+    in.ignore = view.config.ignore_slots;
+    in.permanent = view.config.permanent_slots;
+    const SlotPlan p = plan_slots(in, last_seen_);
+    local_.create_slots(p.create);
+    for (const auto &a : p.advance) local_.advance_slot(a.first, a.second);
+    for (const auto &d : p.drop) local_.drop_slot(d);
+    retain_ = leading ? p.retain : std::vector<std::string>{};
+    if (leading && p.retain != view.status_retain_slots)
+        link_.set_or_create("status", encode_status(write_lsn, p.retain));
+}
+
+}  // namespace pgha

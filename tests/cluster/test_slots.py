@@ -1,0 +1,129 @@
+"""Physical replication slots that never fill the disk (issue 14 item 3;
+README "Replication slots").
+
+One cluster of 3 nodes, dynamic config ttl 10 / loop_wait 2 / retry_timeout 2,
+member_slots_ttl 10 s and ignore_slots [{"name": "keep_me"}]:
+
+1. the leader holds a slot for each other member and publishes them in the
+   status key's retain_slots (Patroni 4);
+2. a replica's host is killed for good: its slot stays for member_slots_ttl
+   after its member znode went (it pins the WAL it needs), then the leader
+   drops it and the WAL it pinned is removed at the next checkpoint; the
+   status key no longer retains it;
+3. an operator's inactive slot nobody claims ("stray") is dropped after the
+   ttl too; one listed in ignore_slots ("keep_me") and the running member's
+   slot are kept;
+4. on the standby, a slot it holds for a member is moved forward as that
+   member advances (it does not pin the standby's WAL), and an unknown one
+   is dropped after the ttl.
+"""
+import time
+
+import pytest
+
+import harness
+from conftest import module_cluster, start_first_then_others
+from harness import wait_for
+
+pytestmark = pytest.mark.needs_pg_ha
+
+MEMBER_SLOTS_TTL = 10
+
+
+@pytest.fixture(scope="module")
+def cluster(request, require_pg_ha):
+    c = harness.Cluster(nodes=3, haproxy=False,
+                        dynamic_config={"ttl": 10, "loop_wait": 2, "retry_timeout": 2,
+                                        "member_slots_ttl": MEMBER_SLOTS_TTL,
+                                        "ignore_slots": [{"name": "keep_me", "type": "physical"}]})
+    yield from module_cluster(request, c, start_first_then_others)
+
+
+def slot_name(member):
+    return member.lower().replace("-", "_")
+
+
+def slots(node):
+    return {r[0]: r[1] for r in node.sql("SELECT slot_name, restart_lsn::text FROM pg_replication_slots")}
+
+
+def retained(c):
+    st = c.zk_json("status")
+    return sorted(st.get("retain_slots") or []) if isinstance(st, dict) else []
+
+
+def make_wal(p, n=3):
+    p.sql("CREATE TABLE IF NOT EXISTS slot_t (x int)")
+    for _ in range(n):
+        p.sql("INSERT INTO slot_t VALUES (1)")
+        p.sql("SELECT pg_switch_wal()")
+    p.sql("CHECKPOINT")
+
+
+def test_departed_member_slot_expires_and_frees_wal(cluster):
+    c = cluster
+    p = c.primary()
+    r_keep, r_gone = sorted(c.replicas(), key=lambda n: n.name)
+    want = sorted([slot_name(r_keep.name), slot_name(r_gone.name)])
+    wait_for(lambda: set(want) <= set(slots(p)), timeout=30, description="slots for both replicas on the leader",
+             state=lambda: slots(p))
+    wait_for(lambda: set(want) <= set(retained(c)), timeout=30, description="retain_slots in the status key",
+             state=lambda: c.zk_json("status"))
+    p.sql("SELECT pg_create_physical_replication_slot('keep_me')")
+    p.sql("SELECT pg_create_physical_replication_slot('stray', true)")
+    stray_created = time.monotonic()
+
+    gone = slot_name(r_gone.name)
+    r_gone.kill_host()
+    wait_for(lambda: r_gone.name not in c.members(), timeout=40, description="%s's member znode gone" % r_gone.name)
+    t_gone = time.monotonic()
+    pinned_lsn = slots(p)[gone]
+    pinned_file = p.sql_value("SELECT pg_walfile_name(%s::pg_lsn)", (pinned_lsn,))
+    make_wal(p)
+    # within member_slots_ttl: kept, and the WAL it needs with it
+    assert gone in slots(p), "the departed member's slot was dropped at once"
+    assert gone in retained(c)
+    waldir = lambda: {r[0] for r in p.sql("SELECT name FROM pg_ls_waldir()")}
+    assert pinned_file in waldir(), "WAL the departed member needs was removed while its slot is kept"
+
+    wait_for(lambda: gone not in slots(p), timeout=MEMBER_SLOTS_TTL + 30,
+             description="the departed member's slot dropped after member_slots_ttl", state=lambda: slots(p))
+    elapsed = time.monotonic() - t_gone
+    assert elapsed >= MEMBER_SLOTS_TTL - 3, "dropped %.1f s after the member left (ttl %d s)" % (
+        elapsed, MEMBER_SLOTS_TTL)
+    wait_for(lambda: "stray" not in slots(p), timeout=30, description="the unknown slot dropped",
+             state=lambda: slots(p))
+    assert time.monotonic() - stray_created >= MEMBER_SLOTS_TTL - 1
+    left = slots(p)
+    assert "keep_me" in left, "a slot listed in ignore_slots was dropped"
+    assert slot_name(r_keep.name) in left, "the running member's slot was dropped"
+
+    def wal_freed():
+        make_wal(p, 1)
+        return pinned_file not in waldir()
+    wait_for(wal_freed, timeout=30, interval=1, description="WAL segment %s removed" % pinned_file)
+    wait_for(lambda: gone not in retained(c), timeout=20, description="status key no longer retains %s" % gone,
+             state=lambda: c.zk_json("status"))
+
+
+def test_standby_slots_move_forward_and_unknown_ones_expire(cluster):
+    c = cluster
+    p = c.primary()
+    s = c.replicas()[0]
+    leader_slot = slot_name(p.name)
+    s.sql("SELECT pg_create_physical_replication_slot(%s, true)", (leader_slot,))
+    s.sql("SELECT pg_create_physical_replication_slot('stray_standby', true)")
+    start = s.sql_value("SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (leader_slot,))
+    t0 = time.monotonic()
+
+    def moved():
+        make_wal(p, 1)
+        now = s.sql_value("SELECT (restart_lsn > %s::pg_lsn) FROM pg_replication_slots WHERE slot_name = %s",
+                          (start, leader_slot))
+        return now
+    wait_for(moved, timeout=30, interval=1, description="the standby's slot for %s moved forward" % p.name,
+             state=lambda: slots(s))
+    wait_for(lambda: "stray_standby" not in slots(s), timeout=MEMBER_SLOTS_TTL + 30,
+             description="the unknown slot on the standby dropped", state=lambda: slots(s))
+    assert time.monotonic() - t0 >= MEMBER_SLOTS_TTL - 1
+    assert leader_slot in slots(s), "the standby dropped its slot for a running member"
