@@ -174,7 +174,8 @@ def members_running(c):
 
 
 REWIND_PATTERNS = [
-    ("rewound", re.compile(r"diverged: |servers diverged")),
+    # pg_rewind prints "servers diverged at <fork>" also when no rewind is required
+    ("rewound", re.compile(r"pg_hactl: diverged: |rewinding from last common checkpoint")),
     ("no rewind needed", re.compile(r"no rewind needed")),
     ("no rewind required", re.compile(r"no rewind required")),
     ("pg_rewind failed", re.compile(r"pg_rewind failed")),

@@ -6,7 +6,9 @@
 #   2. write the node's settings file from PGHA_* environment variables
 #      (skipped when PGHA_NAME is unset: then PGHA_CONFIG_FILE must already exist)
 #   3. pg_hactl boot: initdb / clone / configure as follower, then exit
-#   4. exec postgres (pg_ha's worker takes over from there)
+#   4. run postgres (pg_ha's worker takes over from there); when the container
+#      is stopped (SIGINT/SIGTERM to the entrypoint), a fast shutdown and then
+#      `pg_hactl stop`, which hands a primary's leader lock over at once
 #
 # Environment (defaults in brackets):
 #   PGDATA                      data directory [/var/lib/postgresql/data]
@@ -162,10 +164,36 @@ for var in $(env | sed -n 's/^\(PGHA_[A-Za-z0-9_]*PASSWORD[A-Za-z0-9_]*\)=.*/\1/
     unset "$var"
 done
 
+# PostgreSQL runs as a child of this shell, not exec'd, so that a stop can be
+# told from a restart. A stop of the container (SIGINT, the image's
+# STOPSIGNAL, or SIGTERM) is forwarded as a fast shutdown; once postgres is
+# down, `pg_hactl stop` closes the node's ZooKeeper session when the control
+# file shows a clean shutdown, so a primary's leader lock goes at once (the
+# standbys received its shutdown checkpoint) instead of after ttl. When
+# postgres exits on its own (pg_ha fenced it, POST /restart, a crash), the
+# entrypoint exits with its status and the restart policy starts it again:
+# a restart within ttl keeps the lock.
+run_postgres() {
+    postgres -D "$PGDATA" "$@" &
+    pg_pid=$!
+    stopping=
+    trap 'stopping=1; kill -INT "$pg_pid" 2>/dev/null' INT TERM
+    while :; do
+        rc=0
+        wait "$pg_pid" || rc=$?                  # (set -e: a non-zero status must not end the script)
+        kill -0 "$pg_pid" 2>/dev/null || break   # a trapped signal ends `wait` early
+    done
+    trap - INT TERM
+    if [ -n "$stopping" ]; then
+        pg_hactl stop --config "$PGHA_CONFIG_FILE" --pgdata "$PGDATA" || true
+    fi
+    exit "$rc"
+}
+
 if [ -n "${PGHA_PATRONI_CONFIG:-}" ]; then
     umask 077
     pg_hactl boot --patroni-config "$PGHA_PATRONI_CONFIG" --config "$PGHA_CONFIG_FILE" --pgdata "$PGDATA"
-    exec postgres -D "$PGDATA" "$@"
+    run_postgres "$@"
 fi
 
 if [ ! -r "$PGHA_CONFIG_FILE" ]; then
@@ -174,4 +202,4 @@ if [ ! -r "$PGHA_CONFIG_FILE" ]; then
 fi
 
 pg_hactl boot --config "$PGHA_CONFIG_FILE" --pgdata "$PGDATA"
-exec postgres -D "$PGDATA" "$@"
+run_postgres "$@"

@@ -3,6 +3,7 @@
 //   pg_hactl boot --config FILE --pgdata DIR [--timeout SECONDS]     (cli/boot.cpp)
 //   pg_hactl boot --patroni-config YAML --config FILE [--pgdata DIR]  (writes FILE from YAML first)
 //   pg_hactl patroni-config YAML [--get KEY]                          (cli/patroni_config.cpp)
+//   pg_hactl stop --config FILE --pgdata DIR [--mode fast] [--timeout S] (cli/stop.cpp)
 //   pg_hactl list|switchover|failover|pause|resume|history|show-config|edit-config|restart|reinit
 //                                                                      (cli/commands.cpp)
 //
@@ -22,6 +23,7 @@
 #include "cli/commands.hpp"
 #include "cli/patroni_config.hpp"
 #include "cli/pgdata.hpp"
+#include "cli/stop.hpp"
 #include "core/node_settings.hpp"
 #include "core/settings_file.hpp"
 
@@ -33,6 +35,8 @@ void usage() {
                  "  boot         --config FILE --pgdata DIR [--timeout SECONDS]\n"
                  "  boot         --patroni-config YAML --config FILE [--pgdata DIR] [--timeout SECONDS]\n"
                  "               (writes FILE from Patroni's YAML, $PGHA_PATRONI_CONFIG, then boots)\n"
+                 "  stop         --pgdata DIR [--mode smart|fast|immediate] [--timeout SECONDS]\n"
+                 "               (stops PostgreSQL; a primary hands the leader lock over at once)\n"
                  "  patroni-config YAML [--get data_dir|bin_dir|name|SETTING]\n"
                  "               (checks a Patroni YAML file: warnings for what pg_ha does not use)\n"
                  "  list         [--format table|json]\n"
@@ -75,6 +79,12 @@ int main(int argc, char **argv) {
     std::string patroni_config;
     boot->add_option("--patroni-config", patroni_config,
                      "Patroni YAML file to write the settings file (--config) from (default: $PGHA_PATRONI_CONFIG)");
+
+    cli::StopOptions stop_o;
+    auto *stop = app.add_subcommand("stop", "stop PostgreSQL; a primary hands the leader lock over at once");
+    stop->add_option("-D,--pgdata", stop_o.pgdata, "data directory (default: $PGDATA)");
+    stop->add_option("-m,--mode", stop_o.mode, "pg_ctl shutdown mode: smart, fast (default) or immediate");
+    stop->add_option("-t,--timeout", stop_o.timeout_s, "seconds pg_ctl waits for the shutdown (default 120)");
 
     std::string settings_get;
     auto *settings = app.add_subcommand("settings", "check the settings file (--config) as the server reads it");
@@ -216,6 +226,11 @@ int main(int argc, char **argv) {
             c.timeout_s = timeout > 0 ? timeout : 300;
             c.pgdata = pgdata;
             return cli::cmd_boot(c);
+        }
+        if (stop->parsed()) {
+            if (stop_o.pgdata.empty() && std::getenv("PGDATA")) stop_o.pgdata = std::getenv("PGDATA");
+            stop_o.config = config;
+            return cli::cmd_stop(stop_o);
         }
         const cli::OperatorSettings s = cli::load_operator_settings(config);
         if (list->parsed()) return cli::cmd_list(s, format.empty() ? "table" : format);

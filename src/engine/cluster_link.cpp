@@ -1,48 +1,15 @@
 #include "engine/cluster_link.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
 #include <zookeeper/zookeeper.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
-#include <fstream>
 
 #include "core/patroni_codec.hpp"
+#include "dcs/session_file.hpp"
 
 namespace pgha {
-namespace {
-
-std::string hex(const std::string &bytes) {
-    static const char *d = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : bytes) {
-        out += d[c >> 4];
-        out += d[c & 15];
-    }
-    return out;
-}
-
-bool unhex(const std::string &h, std::string &out) {
-    out.clear();
-    if (h.size() % 2) return false;
-    for (std::size_t i = 0; i < h.size(); i += 2) {
-        unsigned v = 0;
-        if (std::sscanf(h.c_str() + i, "%2x", &v) != 1) return false;
-        out += static_cast<char>(v);
-    }
-    return true;
-}
-
-std::string hex_id(std::int64_t id) {
-    char b[32];
-    std::snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(id));
-    return b;
-}
-
-}  // namespace
-
 ClusterLink::ClusterLink(ZkClient &zk, const EngineSettings &s, Outbox &out, Clock clock)
     : zk_(zk), s_(s), out_(out), clock_(std::move(clock)), store_(zk, s.ns, s.scope) {
     zk_.set_watcher([this](const std::string &) { read_requested_ = true; });
@@ -52,35 +19,15 @@ ClusterLink::ClusterLink(ZkClient &zk, const EngineSettings &s, Outbox &out, Clo
     if (make_zk_auth(s.zookeeper_user, s.zookeeper_password, s.zookeeper_set_acls, auth, err)) zk_.set_auth(auth);
 }
 
-// The session file: "<member> <session id hex> <password hex> <timeout ms>".
-// A clone carries its source's file, hence the member name.
 bool ClusterLink::load_session(ZkCredentials &c, int &timeout_ms) const {
-    std::ifstream in(s_.session_file());
-    std::string who, sid, pw;
-    if (!(in >> who >> sid >> pw) || who != s_.node_name) return false;
-    int t = 0;
-    if (in >> t && t > 0) timeout_ms = t;
-    try {
-        c.session_id = static_cast<std::int64_t>(std::stoull(sid, nullptr, 16));
-    } catch (const std::exception &) {
-        return false;
-    }
-    return unhex(pw, c.password) && c.valid();
+    return read_session_file(s_.session_file(), s_.node_name, c, timeout_ms);
 }
 
 void ClusterLink::save_session() {
     ZkCredentials c = zk_.credentials();
     if (!c.valid() || c.session_id == saved_session_) return;
     our_sessions_.insert(c.session_id);
-    const std::string file = s_.session_file(), tmp = file + ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0) return;
-    std::string line = s_.node_name + " " + hex_id(c.session_id) + " " + hex(c.password) + " " +
-                       std::to_string(requested_timeout_ms_) + "\n";
-    bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-    ::fsync(fd);
-    ::close(fd);
-    if (ok && std::rename(tmp.c_str(), file.c_str()) == 0) saved_session_ = c.session_id;
+    if (write_session_file(s_.session_file(), s_.node_name, c, requested_timeout_ms_)) saved_session_ = c.session_id;
 }
 
 std::string ClusterLink::name_conflict() const {
@@ -104,7 +51,7 @@ std::string ClusterLink::name_conflict() const {
         what = "the leader znode naming " + s_.node_name;
     }
     if (owner == 0) return "";
-    return "another node runs as member \"" + s_.node_name + "\" (ZooKeeper session 0x" + hex_id(owner) + " owns " +
+    return "another node runs as member \"" + s_.node_name + "\" (ZooKeeper session 0x" + session_id_hex(owner) + " owns " +
            what + "): this node takes no action under the same name; give it another pg_ha.name or stop the other "
            "node (after a restart of this node, its old session expires within ttl)";
 }
@@ -149,7 +96,7 @@ void ClusterLink::ensure_session(std::int64_t now) {
         retry_ms_ = now + 5000;
         return;
     }
-    if (resume) out_.log("resuming ZooKeeper session 0x" + hex_id(creds.session_id));
+    if (resume) out_.log("resuming ZooKeeper session 0x" + session_id_hex(creds.session_id));
     read_requested_ = true;
 }
 

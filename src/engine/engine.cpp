@@ -111,7 +111,10 @@ void Engine::shutdown(bool release) {
     // would fork before it (the old primary would need a rewind). Restarted
     // within ttl, the node resumes the session and leads on; otherwise the
     // session expires after ttl and the standbys, which by then have all WAL,
-    // race for the lock. To move the primary on purpose, use a switchover.
+    // race for the lock. A stop for good (`pg_hactl stop`: the systemd
+    // unit's ExecStop, the container's stop) closes the saved session once the
+    // shutdown checkpoint is written, so the lock goes at once. To move the
+    // primary with no write refused, use a switchover.
     // A standby's clean stop leaves the cluster at once.
     link_.shutdown(release, leadership_.is_leader() && !handover_.active());
 }

@@ -5,6 +5,8 @@
 
 #include "core/no_postgres.hpp"
 
+#include "dcs/session_file.hpp"
+
 #include <string>
 
 #include "core/cluster.hpp"
@@ -21,7 +23,7 @@ struct EngineSettings : NodeSettings {
     std::string member_conn_url() const { return "postgres://" + connect_address + "/postgres"; }
     std::string api_scheme() const { return restapi_certfile.empty() ? "http" : "https"; }
     std::string member_api_url() const { return api_scheme() + "://" + api_connect_address + "/patroni"; }
-    std::string session_file() const { return data_dir + "/pg_ha.zksession"; }
+    std::string session_file() const { return session_file_path(data_dir); }
     // "" when usable, else what is wrong.
     std::string validate() const;
 };

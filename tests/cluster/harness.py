@@ -933,6 +933,17 @@ class PgNode:
         self.host.kill_all()
         self.supervisor = None
 
+    def stop_supervisor(self):
+        """Kill the supervisor loop only (Docker's restart policy off, as for a
+        host about to be stopped for good): PostgreSQL keeps running, and is
+        not started again once it exits. start_host() brings the loop back."""
+        pids = self.process_pids(str(self.supervisor_path))
+        if not pids:
+            raise HarnessError("no supervisor loop of %s found" % self.name)
+        _kill_pids(pids)
+        wait_for(lambda: not self.process_pids(str(self.supervisor_path)), timeout=10, interval=0.05,
+                 description="%s's supervisor loop to exit" % self.name)
+
     def stop(self):
         """Stop the host for good (teardown): same as kill_host()."""
         self.kill_host()

@@ -25,11 +25,22 @@ and it does so again. Before the fix the resumed session asked for the
 built-in 30 s, saw another ttl, and reconnected with a new session: the lock
 was lost and a standby promoted.
 
+Clean stop of the primary, with the supervisor out of the way as for a host
+stopped for good: `pg_hactl stop`, and a container stop (SIGINT, the image's
+STOPSIGNAL, to docker/entrypoint.sh, which forwards a fast shutdown and then
+runs `pg_hactl stop`). With a writer running: the leader znode names
+the other eligible member within STOP_HANDOVER_BOUND seconds of the stop
+command's end (the worker keeps its session for a restart; pg_hactl closes it
+once the control file shows the clean shutdown), no acknowledged row is lost,
+and the old primary, started again, streams from the new leader without a
+rewind (the new leader had its shutdown checkpoint).
+
 Timings are printed (run with -s to see them).
 """
 import base64
 import json
 import os
+import signal
 import subprocess
 import time
 import urllib.error
@@ -52,6 +63,7 @@ TTL, LOOP_WAIT, RETRY_TIMEOUT = 10, 2, 2
 NOFAILOVER = "pg-3"
 ELIGIBLE = ("pg-1", "pg-2")
 SWITCH_BOUND = 20.0          # s from the command to the new leader znode
+STOP_HANDOVER_BOUND = 5.0    # s from the end of `pg_hactl stop` to the new leader znode (target ~2 s)
 HEALTHY_TIMEOUT = 150
 PG_HACTL = os.environ.get("PGHA_TEST_HACTL", str(harness.PG_HACTL))
 PATRONICTL = "/usr/bin/patronictl"
@@ -365,3 +377,67 @@ def test_leader_restart_keeps_leadership(cluster, ttl):
     p = c.primary()
     restart_leader(c, p, "rest", ttl)
     restart_leader(c, p, "pg_ctl", ttl)
+
+
+# --------------------------------------------------------------------------
+# clean stop of the primary
+
+@pytest.mark.parametrize("how", ["pg_hactl", "container_stop"])
+def test_clean_stop_hands_over_at_once(cluster, how):
+    c = cluster
+    wait_members_running(c)
+    old = c.primary()
+    assert old is not None and old.name in ELIGIBLE, old
+    other = next(n for n in ELIGIBLE if n != old.name)
+    # A host stopped for good: nothing restarts PostgreSQL (kill the supervisor loop only).
+    old.stop_supervisor()
+    log_before = len(old.log_path.read_text(errors="replace"))
+    with SplitBrainChecker(c) as sb, DirectWriter(c) as w, c.leader_watch(interval=0.05) as watch:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        if how == "pg_hactl":
+            p = old.host.exec(["runuser", "-u", "postgres", "--", PG_HACTL, "stop", "--config",
+                               str(old.config_file), "--pgdata", str(old.data_dir)], timeout=120, check=False)
+            t_stopped = time.monotonic()
+            assert p.returncode == 0, out(p)
+            assert "released the leader lock" in p.stderr, out(p)
+        else:
+            # `docker stop`: the image's STOPSIGNAL (SIGINT) to the entrypoint, PID 1 of the container
+            entry = old.process_pids("docker/entrypoint.sh")
+            assert len(entry) == 1, entry
+            os.kill(entry[0], signal.SIGINT)
+            wait_for(lambda: not old.process_pids("docker/entrypoint.sh"), timeout=60, interval=0.02,
+                     description="%s's entrypoint to exit" % old.name, state=c.diagnostics)
+            t_stopped = time.monotonic()
+            assert "released the leader lock" in old.log_path.read_text(errors="replace")[log_before:], \
+                old.log_tail(30)
+        wait_for(lambda: watch.first_time(lambda v: v == other, after=t0) is not None,
+                 timeout=STOP_HANDOVER_BOUND + 10, interval=0.05,
+                 description="%s to take the leader lock" % other, state=c.diagnostics)
+        t_leader = watch.first_time(lambda v: v == other, after=t0)
+        t_first = w.wait_ack(other, t0, timeout=30)
+        time.sleep(1.0)
+    last_old = w.last_ack(old.name, t_first)
+    line = ("clean stop of %s (%s): the stop took %.3f s, leader znode names %s %.3f s after it ended, "
+            "writer outage %s" % (old.name, how, t_stopped - t0, other, t_leader - t_stopped,
+                                  "%.3f s" % (t_first - last_old) if last_old is not None else "n/a"))
+    TIMINGS.append(line)
+    print("\n" + line)
+    assert t_leader - t_stopped <= STOP_HANDOVER_BOUND, line + "\n" + watch.describe(t0)
+    assert not sb.violations(), sb.summary() + "\n" + "\n".join(sb.violations())
+    w.assert_no_loss(c.node(other))
+    # stopped for good: nothing started it again, and the lock did not come back
+    time.sleep(2.0)
+    assert old.postmaster_pid() is None, "%s runs again" % old.name
+    assert c.leader_name() == other, c.leader_name()
+    # started again: a standby of the new leader, without a rewind
+    wait_for(lambda: old.supervisor is None or old.supervisor.poll() is not None, timeout=10, interval=0.1,
+             description="%s's old reaper to exit" % old.name)
+    old.start_host()
+    wait_for(lambda: old.streams_from(c.node(other)), timeout=HEALTHY_TIMEOUT, interval=0.5,
+             description="%s to stream from %s" % (old.name, other), state=c.diagnostics)
+    since = old.log_path.read_text(errors="replace")[log_before:]
+    # (pg_rewind prints "servers diverged at <fork>" also when the fork is after the local WAL)
+    assert "pg_hactl: diverged:" not in since and "rewinding from last common checkpoint" not in since, since[-3000:]
+    assert "no rewind required" in since or "no rewind needed" in since, since[-3000:]
+    wait_members_running(c)

@@ -1,0 +1,82 @@
+#include "cli/stop.hpp"
+
+#include <zookeeper/zookeeper.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "cli/boot.hpp"
+#include "cli/commands.hpp"
+#include "cli/pgdata.hpp"
+#include "dcs/cluster_store.hpp"
+#include "dcs/session_file.hpp"
+#include "dcs/zk_session.hpp"
+
+namespace pgha::cli {
+
+int cmd_stop(const StopOptions &o) {
+    if (o.mode != "smart" && o.mode != "fast" && o.mode != "immediate")
+        fail(kExitUsage, "--mode must be smart, fast or immediate, not \"" + o.mode + "\"");
+    if (o.pgdata.empty()) fail(kExitUsage, "stop needs --pgdata (or $PGDATA)");
+    const NodeConfig c = load_node_config(o.config);
+    const PgData pg{o.pgdata, find_bindir(o.pgdata)};
+
+    if (file_exists(o.pgdata + "/postmaster.pid")) {
+        info("stopping PostgreSQL (" + o.mode + ")");
+        const int rc = run(shell_quote(pg.program("pg_ctl")) + " -D " + shell_quote(pg.dir) + " -m " + o.mode +
+                           " -w -t " + std::to_string(o.timeout_s) + " stop");
+        if (rc != 0)
+            fail(kExitFailed, "pg_ctl stop failed (exit " + std::to_string(rc) +
+                                  "); the ZooKeeper session and any leader lock stay (they expire after ttl)");
+    } else {
+        info("PostgreSQL is not running in " + o.pgdata);
+    }
+    auto cd = controldata(pg);
+    const std::string state = cd["Database cluster state"];
+    if (file_exists(o.pgdata + "/postmaster.pid")) fail(kExitFailed, "PostgreSQL runs again in " + o.pgdata);
+    if (state != "shut down" && state != "shut down in recovery") {
+        info("not a clean shutdown (cluster state \"" + state +
+             "\"): the session is left to expire after ttl, so a restart within ttl keeps the leader lock");
+        return kExitOk;
+    }
+
+    const std::string file = session_file_path(o.pgdata);
+    ZkCredentials creds;
+    int timeout_ms = 30000;
+    if (!read_session_file(file, c.name, creds, timeout_ms)) {
+        info("no saved ZooKeeper session of member " + c.name + ": nothing to hand over");
+        return kExitOk;
+    }
+    ZkSession zk;
+    zk.set_auth(c.zk_auth);
+    std::string err;
+    if (!std::getenv("PGHA_ZK_DEBUG")) zoo_set_debug_level(static_cast<ZooLogLevel>(0));
+    if (!zk.open(c.zk_hosts, timeout_ms, &creds, err))
+        fail(kExitUnreachable, "cannot reach ZooKeeper at " + c.zk_hosts + ": " + err +
+                                   "; the leader lock expires after ttl");
+    zk_run_until(zk, [&] { return zk.connected() || zk.expired(); }, 10000);
+    if (zk.expired() || (zk.connected() && zk.session_id() != creds.session_id)) {
+        std::remove(file.c_str());
+        info("ZooKeeper session 0x" + session_id_hex(creds.session_id) + " already expired: nothing to hand over");
+        return kExitOk;
+    }
+    if (!zk.connected())
+        fail(kExitUnreachable, "cannot connect to ZooKeeper at " + c.zk_hosts +
+                                   " within 10 s; the leader lock expires after ttl");
+    // Which znodes the session owns, for the message only.
+    ClusterStore store(zk, c.ns, c.scope);
+    bool done = false, leader = false;
+    store.read(false, [&](bool ok, const ClusterView &v, const std::string &) {
+        done = true;
+        leader = ok && v.leader_owner == creds.session_id;
+    });
+    zk_run_until(zk, [&] { return done; }, 5000);
+    zk.close();
+    std::remove(file.c_str());
+    info("closed ZooKeeper session 0x" + session_id_hex(creds.session_id) +
+         (leader ? ": released the leader lock; a standby with the shutdown checkpoint takes over now"
+                 : ": member " + c.name + " left the cluster"));
+    return kExitOk;
+}
+
+}  // namespace pgha::cli

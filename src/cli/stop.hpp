@@ -1,0 +1,31 @@
+// pg_hactl stop: a clean stop that hands the leader lock over at once.
+//
+// A stopping primary's worker exits before PostgreSQL writes its shutdown
+// checkpoint, so the worker keeps its ZooKeeper session (and the leader lock)
+// for a restart: `pg_ctl restart` or a crash-restart within ttl resumes the
+// session and leads on. When the server is stopped for good, that costs ttl
+// seconds without a primary. `pg_hactl stop` says which: it stops PostgreSQL
+// (pg_ctl stop -w; the walsenders send the shutdown checkpoint to connected
+// standbys before the postmaster exits), and once the control file shows a
+// clean shutdown it resumes the node's saved session and closes it: the
+// leader and member znodes go at once and a standby that has the shutdown
+// checkpoint takes over (the old primary rejoins without pg_rewind).
+// After an unclean stop (immediate mode, a crash) it leaves the session to
+// expire after ttl.
+#pragma once
+#include "core/no_postgres.hpp"
+
+#include <string>
+
+namespace pgha::cli {
+
+struct StopOptions {
+    std::string config;   // the node's settings file
+    std::string pgdata;   // its data directory
+    std::string mode = "fast";  // pg_ctl -m: smart, fast, immediate
+    int timeout_s = 120;        // pg_ctl -t
+};
+
+int cmd_stop(const StopOptions &o);
+
+}  // namespace pgha::cli
