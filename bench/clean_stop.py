@@ -33,9 +33,10 @@ import _cluster_bench as cb
 PG_HACTL = os.environ.get("PGHA_TEST_HACTL", str(cb.harness.PG_HACTL))
 
 
-def outage(probes, old, t0):
-    """(direct, haproxy) write outage: last ok on `old` before t0's first failure -> first ok elsewhere (or on
-    `old` again for a restart)."""
+def outage(probes, old, t0, moved):
+    """(direct, haproxy) write outage after t0: the last acknowledged write before the first failure -> the
+    first acknowledged write after it (direct: on any node, or on `old` again when the lock stayed; through
+    HAProxy: on another node when the lock moved)."""
     out = []
     for key in (old.name, "haproxy"):
         p = probes[key]
@@ -44,7 +45,11 @@ def outage(probes, old, t0):
             out.append(0.0)
             continue
         before = [a for a in p.successes(after=t0 - 5) if a.done <= first_fail.sent]
-        after = [a for a in (probes[n].first_success(first_fail.sent) for n in probes) if a is not None]
+        if key == "haproxy":
+            after = [p.first_success(first_fail.sent, not_addr=old.ip if moved else None)]
+        else:
+            after = [probes[n].first_success(first_fail.sent) for n in probes if n != "haproxy"]
+        after = [a for a in after if a is not None]
         if not before or not after:
             out.append(None)
             continue
@@ -79,7 +84,7 @@ def stop_trial(c, lw, trial, args):
         time.sleep(0.5)
     finally:
         cb.stop_probes(probes)
-    row["direct"], row["proxy"] = outage(probes, old, t0)
+    row["direct"], row["proxy"] = outage(probes, old, t0, True)
     t_start = time.monotonic()
     old.start_host()
     if row.get("new"):
@@ -108,7 +113,7 @@ def restart_trial(c, lw, trial, args):
     moved = lw.first_time(lambda v: v and v != old.name, after=t0)
     row["new"] = lw.values()[-1] if moved is not None else old.name
     row["kept"] = moved is None
-    row["direct"], row["proxy"] = outage(probes, old, t0)
+    row["direct"], row["proxy"] = outage(probes, old, t0, not row["kept"])
     return row
 
 
@@ -158,6 +163,7 @@ def main():
         print(cb.stats_line("stop: old primary streaming after its start", [r.get("back") for r in stops]))
         print("stop: rejoin: %s" % ", ".join(r.get("rejoin", "-") for r in stops))
         print(cb.stats_line("restart: write outage direct", [r.get("direct") for r in restarts], nd=3))
+        print(cb.stats_line("restart: write outage through HAProxy", [r.get("proxy") for r in restarts], nd=3))
         print("restart: lock kept %d of %d" % (sum(1 for r in restarts if r.get("kept")), len(restarts)))
         print("leader sequence: %s" % " -> ".join(leaders))
         print(cb.environment_note())
