@@ -95,9 +95,9 @@ SlotPlan plan_slots(const SlotInputs &in, std::map<std::string, std::int64_t> &l
         if (s.active || in.permanent.count(s.name) || slot_ignored(s, in.ignore)) continue;
         if (expired(s.name)) p.drop.push_back(s.name);
     }
+    for (const auto &m : in.member_slots)
+        if (!present.count(m.first) && m.first != in.my_slot) p.create.push_back(m.first);
     if (in.leader) {
-        for (const auto &m : in.member_slots)
-            if (!present.count(m.first) && m.first != in.my_slot) p.create.push_back(m.first);
         for (const auto &kv : last_seen)
             if (!expired(kv.first) && std::find(p.drop.begin(), p.drop.end(), kv.first) == p.drop.end())
                 p.retain.push_back(kv.first);

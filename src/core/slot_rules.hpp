@@ -14,9 +14,11 @@
 // of the config key or matches ignore_slots. Logical, temporary and active
 // slots are never dropped.
 //
-// On a standby the slots are not created, but slots it holds (from its time
-// as leader) are moved forward to the position the member reports, so they
-// never pin WAL there; the same ttl drops them.
+// A standby keeps the same slots (the leader's included), so a standby that
+// takes over has a slot for every member, the old leader too, before they
+// connect: they are moved forward to the position each member reports (no
+// further than the standby's replay position), so they pin no more WAL there
+// than on the leader; the same ttl drops them.
 #pragma once
 #include "core/no_postgres.hpp"
 
@@ -70,7 +72,7 @@ struct SlotInputs {
 };
 
 struct SlotPlan {
-    std::vector<std::string> create;                    // leader: a member has none yet
+    std::vector<std::string> create;                    // a member has none yet
     std::vector<std::pair<std::string, Lsn>> advance;   // standby: move forward to
     std::vector<std::string> drop;                      // gone longer than the ttl
     std::vector<std::string> retain;                    // leader: for the status key (sorted)

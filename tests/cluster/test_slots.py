@@ -13,9 +13,12 @@ member_slots_ttl 10 s and ignore_slots [{"name": "keep_me"}]:
 3. an operator's inactive slot nobody claims ("stray") is dropped after the
    ttl too; one listed in ignore_slots ("keep_me") and the running member's
    slot are kept;
-4. on the standby, a slot it holds for a member is moved forward as that
-   member advances (it does not pin the standby's WAL), and an unknown one
-   is dropped after the ttl.
+4. a standby holds a slot for every other member (the leader's too), moved
+   forward as that member advances (it does not pin the standby's WAL), and
+   an unknown one is dropped after the ttl;
+5. so after the primary's host dies, the standby that takes over already has
+   the old primary's slot, and the old primary streams through it when it
+   is back.
 """
 import time
 
@@ -106,24 +109,46 @@ def test_departed_member_slot_expires_and_frees_wal(cluster):
              state=lambda: c.zk_json("status"))
 
 
-def test_standby_slots_move_forward_and_unknown_ones_expire(cluster):
+def test_standby_keeps_member_slots_moving_and_expires_unknown_ones(cluster):
     c = cluster
     p = c.primary()
     s = c.replicas()[0]
+    want = {slot_name(n) for n in c.members() if n != s.name}
+    wait_for(lambda: want <= set(slots(s)), timeout=30, description="the standby's slots for %s" % sorted(want),
+             state=lambda: slots(s))
     leader_slot = slot_name(p.name)
-    s.sql("SELECT pg_create_physical_replication_slot(%s, true)", (leader_slot,))
+    start = slots(s)[leader_slot]
     s.sql("SELECT pg_create_physical_replication_slot('stray_standby', true)")
-    start = s.sql_value("SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (leader_slot,))
     t0 = time.monotonic()
 
     def moved():
         make_wal(p, 1)
-        now = s.sql_value("SELECT (restart_lsn > %s::pg_lsn) FROM pg_replication_slots WHERE slot_name = %s",
-                          (start, leader_slot))
-        return now
+        return s.sql_value("SELECT (restart_lsn > %s::pg_lsn) FROM pg_replication_slots WHERE slot_name = %s",
+                           (start, leader_slot))
     wait_for(moved, timeout=30, interval=1, description="the standby's slot for %s moved forward" % p.name,
              state=lambda: slots(s))
     wait_for(lambda: "stray_standby" not in slots(s), timeout=MEMBER_SLOTS_TTL + 30,
              description="the unknown slot on the standby dropped", state=lambda: slots(s))
     assert time.monotonic() - t0 >= MEMBER_SLOTS_TTL - 1
     assert leader_slot in slots(s), "the standby dropped its slot for a running member"
+
+
+def test_new_leader_has_the_old_leaders_slot(cluster):
+    """The standby that takes over already holds a slot for the old primary, which
+    streams through it as soon as it is back."""
+    c = cluster
+    p = c.primary()
+    s = c.replicas()[0]
+    wait_for(lambda: slot_name(p.name) in slots(s), timeout=30, description="the standby's slot for the leader")
+    p.kill_host()
+    wait_for(lambda: s.is_primary(), timeout=60, interval=0.2, description="%s to take over" % s.name,
+             state=c.diagnostics)
+    assert slot_name(p.name) in slots(s), "the new leader has no slot for the old one: %s" % slots(s)
+    t0 = time.monotonic()
+    p.start_host()
+    wait_for(lambda: p.streams_from(s), timeout=120, interval=0.2, description="%s to stream from %s" % (p.name, s.name),
+             state=c.diagnostics)
+    print("\nold primary streaming %.2f s after its host started" % (time.monotonic() - t0))
+    assert any(r["application_name"] == p.name for r in s.replication_rows())
+    active = s.sql_value("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot_name(p.name),))
+    assert active, "the old primary streams without its slot"

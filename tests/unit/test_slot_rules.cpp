@@ -141,19 +141,19 @@ TEST(SlotRules, NewLeaderKeepsWhatTheStatusKeyRetains) {
     EXPECT_EQ(p.drop, (std::vector<std::string>{"pg_4"}));
 }
 
-TEST(SlotRules, StandbyMovesMemberSlotsForwardAndCreatesNone) {
+TEST(SlotRules, StandbyKeepsMemberSlotsAndMovesThemForward) {
     std::map<std::string, std::int64_t> seen;
     SlotInputs in;
     in.leader = false;
     in.now_ms = 1000;
     in.my_slot = "pg_2";
-    in.member_slots = {{"pg_1", 9000}, {"pg_3", 50}};
+    in.member_slots = {{"pg_1", 9000}, {"pg_3", 50}, {"pg_4", 70}};
     in.existing = {phys("pg_1", false, 4000), phys("pg_3", false, 100)};
     const SlotPlan p = plan_slots(in, seen);
     ASSERT_EQ(p.advance.size(), 1u) << "pg_3 reports less than its slot holds: left as is";
     EXPECT_EQ(p.advance[0], (std::pair<std::string, Lsn>{"pg_1", 9000}));
-    EXPECT_TRUE(p.create.empty());
-    EXPECT_TRUE(p.retain.empty());
+    EXPECT_EQ(p.create, (std::vector<std::string>{"pg_4"})) << "a standby that takes over has every member's slot";
+    EXPECT_TRUE(p.retain.empty()) << "only the leader writes the status key";
 }
 
 TEST(SlotRules, IgnoreSlotsMatchesEveryGivenField) {
