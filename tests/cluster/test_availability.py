@@ -25,6 +25,11 @@ and it does so again. Before the fix the resumed session asked for the
 built-in 30 s, saw another ttl, and reconnected with a new session: the lock
 was lost and a standby promoted.
 
+Switchover right after a leader restart (`pg_ctl stop`, the supervisor
+starts it again), asked for as soon as the leader accepts writes, while the
+standbys' streams are still reconnecting: it succeeds, with a writer running
+and no acknowledged row lost.
+
 Clean stop of the primary, with the supervisor out of the way as for a host
 stopped for good: `pg_hactl stop`, and a container stop (SIGINT, the image's
 STOPSIGNAL, to docker/entrypoint.sh, which forwards a fast shutdown and then
@@ -377,6 +382,34 @@ def test_leader_restart_keeps_leadership(cluster, ttl):
     p = c.primary()
     restart_leader(c, p, "rest", ttl)
     restart_leader(c, p, "pg_ctl", ttl)
+
+
+def test_switchover_right_after_leader_restart(cluster):
+    """A switchover asked for as soon as a restarted leader accepts writes again,
+    with the standbys' streams broken twice just before (a standby retries at
+    once after a long-working stream broke, then only every
+    wal_retrieve_retry_interval), so they are reconnecting while the old
+    leader checkpoints and fences. Issue 14 measured every switchover shortly
+    after a leader restart aborting (the fenced old leader refused the
+    candidate's stream, then gave up after 10 s)."""
+    c = cluster
+    wait_members_running(c)
+    p = c.primary()
+    assert p is not None and p.name in ELIGIBLE, p
+    pm = p.postmaster_pid()
+    p.restart_postgres("fast")     # the supervisor starts it again; it keeps the lock
+    wait_for(lambda: p.postmaster_pid() not in (None, pm) and p.is_primary() and p.accepts_writes(), timeout=90,
+             interval=0.05, description="%s back as primary" % p.name, state=c.diagnostics)
+    # Break the standbys' streams twice, so that they reconnect while the
+    # switchover starts.
+    p.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
+    wait_for(lambda: all(n.streams_from(p) for n in c.nodes if n is not p), timeout=30, interval=0.05,
+             description="the standbys to stream again", state=c.diagnostics)
+    p.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
+    streaming = [n.name for n in c.nodes if n is not p and n.streams_from(p)]
+    TIMINGS.append("switchover right after a restart of %s: standbys streaming at the request: %s"
+                   % (p.name, streaming or "none"))
+    switchover_without_candidate(c, "sql")
 
 
 # --------------------------------------------------------------------------
