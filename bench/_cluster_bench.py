@@ -347,6 +347,27 @@ def print_table(headers, rows):
     sys.stdout.flush()
 
 
+def run_trials(c, count, run, report):
+    """Trials 1..count under one leader watch: run(trial, lw) returns the
+    trial's row (a dict), report(row) the lines to log for it. A trial that
+    raises is logged and recorded as {"trial", "error"}, the run directory is
+    kept, and the next trial goes on. Returns (rows, leader sequence)."""
+    rows = []
+    with c.leader_watch(interval=0.05) as lw:
+        for trial in range(1, count + 1):
+            try:
+                row = run(trial, lw)
+            except Exception as exc:  # noqa: BLE001 - report and go on with a healthy cluster
+                log("trial %d failed: %s: %s" % (trial, type(exc).__name__, str(exc)[:3000]))
+                c.keep_dir = True
+                rows.append({"trial": trial, "error": str(exc).splitlines()[0][:200]})
+                continue
+            rows.append(row)
+            for line in report(row):
+                log(line)
+        return rows, lw.values()
+
+
 def teardown(c):
     """Tear a bench cluster down (None: nothing was built); say where its run
     directory is when it was kept."""

@@ -128,23 +128,16 @@ def main():
     cb.log("clean stop bench: %d trials each, dynamic config %s, ZooKeeper %s" % (args.trials, cfg, zk))
     cb.log(cb.environment_note())
     c = cb.start_cluster(cfg, zk, haproxy=True, keep=args.keep)
-    rows = []
     try:
         c.nodes[0].sql(cb.PROBE_TABLE_SQL)
-        with c.leader_watch(interval=0.05) as lw:
-            for trial in range(1, 2 * args.trials + 1):
-                fn = stop_trial if trial % 2 else restart_trial
-                try:
-                    row = fn(c, lw, trial, args)
-                except Exception as exc:  # noqa: BLE001
-                    cb.log("trial %d failed: %s: %s" % (trial, type(exc).__name__, str(exc)[:2000]))
-                    c.keep_dir = True
-                    rows.append({"trial": trial, "error": str(exc).splitlines()[0][:200]})
-                    continue
-                rows.append(row)
-                cb.log("trial %d: %s" % (trial, {k: (round(v, 3) if isinstance(v, float) else v)
-                                                 for k, v in row.items()}))
-            leaders = lw.values()
+
+        def run(trial, lw):
+            return (stop_trial if trial % 2 else restart_trial)(c, lw, trial, args)
+
+        def report(row):
+            return ["trial %d: %s" % (row["trial"], {k: (round(v, 3) if isinstance(v, float) else v)
+                                                     for k, v in row.items()})]
+        rows, leaders = cb.run_trials(c, 2 * args.trials, run, report)
         stops = [r for r in rows if r.get("kind") == "stop"]
         restarts = [r for r in rows if r.get("kind") == "restart"]
         print()

@@ -141,30 +141,21 @@ def main():
     cb.log("failover bench: %d trials, dynamic config %s, ZooKeeper %s" % (args.trials, cfg, zk))
     cb.log(cb.environment_note())
     c = cb.start_cluster(cfg, zk, haproxy=True, keep=args.keep)
-    rows = []
     try:
         c.nodes[0].sql(cb.PROBE_TABLE_SQL)
-        with c.leader_watch(interval=0.05) as lw:
-            for trial in range(1, args.trials + 1):
-                try:
-                    row = run_trial(c, lw, args, cfg, trial)
-                except Exception as exc:  # noqa: BLE001 - report and go on with a healthy cluster
-                    cb.log("trial %d failed: %s: %s" % (trial, type(exc).__name__, str(exc)[:3000]))
-                    c.keep_dir = True
-                    rows.append({"trial": trial, "error": str(exc).splitlines()[0][:200]})
-                    continue
-                rows.append(row)
-                cb.log("trial %d: killed %s, leader znode gone %s, new leader %s at %s, first write direct %s "
-                       "(on %s), via haproxy %s; old host streaming %s (/replica 200 %s) after restart (%s)" % (
-                           trial, row["killed"], cb.fmt(row.get("leader_gone")), row["new"],
-                           cb.fmt(row.get("elected")), cb.fmt(row.get("direct")), row.get("direct_node", "-"),
-                           cb.fmt(row.get("proxy")), cb.fmt(row.get("rejoin_wal")), cb.fmt(row.get("rejoin")),
-                           row["rejoin_kind"]))
-                for ln in row["rejoin_lines"]:
-                    cb.log("    %s" % ln[:220])
-                if row.get("proxy_errors"):
-                    cb.log("    haproxy probe during the outage: %s" % row["proxy_errors"])
-            leaders = lw.values()
+
+        def report(row):
+            lines = ["trial %d: killed %s, leader znode gone %s, new leader %s at %s, first write direct %s "
+                     "(on %s), via haproxy %s; old host streaming %s (/replica 200 %s) after restart (%s)" % (
+                         row["trial"], row["killed"], cb.fmt(row.get("leader_gone")), row["new"],
+                         cb.fmt(row.get("elected")), cb.fmt(row.get("direct")), row.get("direct_node", "-"),
+                         cb.fmt(row.get("proxy")), cb.fmt(row.get("rejoin_wal")), cb.fmt(row.get("rejoin")),
+                         row["rejoin_kind"])]
+            lines += ["    %s" % ln[:220] for ln in row["rejoin_lines"]]
+            if row.get("proxy_errors"):
+                lines.append("    haproxy probe during the outage: %s" % row["proxy_errors"])
+            return lines
+        rows, leaders = cb.run_trials(c, args.trials, lambda trial, lw: run_trial(c, lw, args, cfg, trial), report)
         print()
         print("== failover after host loss: ttl %(ttl)s, loop_wait %(loop_wait)s, retry_timeout %(retry_timeout)s"
               % cfg + ", ZooKeeper tickTime %d ms" % zk["tick_time"])
