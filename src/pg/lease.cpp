@@ -277,11 +277,18 @@ pgha_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId
 	}
 }
 
+/*
+ * While fenced (a demotion under way), refuse new sessions, except physical
+ * replication: a walsender cannot write, and a switchover's candidate whose
+ * stream broke just before must be able to stream the last WAL from here.
+ */
 static void
 pgha_client_auth(Port *port, int status)
 {
 	if (prev_client_auth_hook)
 		prev_client_auth_hook(port, status);
+	if (am_walsender && !am_db_walsender)
+		return;
 	if (pgha_shared != NULL && pg_atomic_read_u32(&pgha_shared->fenced) != 0)
 		ereport(FATAL,
 				(errcode(ERRCODE_CANNOT_CONNECT_NOW),

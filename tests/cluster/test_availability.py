@@ -47,6 +47,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -258,18 +259,27 @@ def run_switchover(c, how, old):
     raise ValueError(how)
 
 
-def switchover_without_candidate(c, how):
+def switchover_without_candidate(c, how, during=None):
+    """`during(old)`, if given, runs in a thread from the command's start until
+    it returns (bounded by the caller)."""
     old = c.primary()
     assert old is not None and c.leader_name() == old.name
     with SplitBrainChecker(c) as sb, DirectWriter(c) as w, c.leader_watch(interval=0.05) as watch:
         time.sleep(1.0)
         t0 = time.monotonic()
         error = None
+        side = None
+        if during is not None:
+            side = threading.Thread(target=during, args=(old,), daemon=True)
+            side.start()
         try:
             reported, detail = run_switchover(c, how, old)
         except (AssertionError, psycopg2.Error) as e:
             error, reported, detail = e, None, str(e)
         took = time.monotonic() - t0
+        if side is not None:
+            side.join(timeout=30)
+            assert not side.is_alive(), "the side task did not end"
         # bounded: the leader znode names another member within SWITCH_BOUND s of the command
         try:
             wait_for(lambda: watch.first_time(lambda v: v and v != old.name, after=t0) is not None,
@@ -384,14 +394,31 @@ def test_leader_restart_keeps_leadership(cluster, ttl):
     restart_leader(c, p, "pg_ctl", ttl)
 
 
+def break_streams_until_fenced(p):
+    """Terminate p's walsenders every 50 ms until p refuses new sessions (its
+    switchover fence), bounded: the standbys are then reconnecting while the
+    old leader is fenced (a standby retries at once after a long-working stream
+    broke, then only every wal_retrieve_retry_interval)."""
+    broken, end = 0, time.monotonic() + 15
+    while time.monotonic() < end:
+        try:
+            broken += p.sql_value("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_replication", timeout=2)
+        except psycopg2.OperationalError as e:
+            # refused: fenced (or already past it: shutting down, restarting)
+            TIMINGS.append("streams broken until %s refused sessions (%s): %d walsenders terminated"
+                           % (p.name, str(e).strip().splitlines()[-1][:80], broken))
+            return
+        time.sleep(0.05)
+    raise AssertionError("%s was not fenced within 15 s of the switchover request" % p.name)
+
+
 def test_switchover_right_after_leader_restart(cluster):
     """A switchover asked for as soon as a restarted leader accepts writes again,
-    with the standbys' streams broken twice just before (a standby retries at
-    once after a long-working stream broke, then only every
-    wal_retrieve_retry_interval), so they are reconnecting while the old
-    leader checkpoints and fences. Issue 14 measured every switchover shortly
-    after a leader restart aborting (the fenced old leader refused the
-    candidate's stream, then gave up after 10 s)."""
+    with the standbys' streams broken up to the moment the old leader fences,
+    so they are reconnecting while it is fenced. Issue 14 measured every
+    switchover shortly after a leader restart aborting: the fenced old leader
+    refused the candidate's stream, then gave up after 10 s. A fenced node now
+    admits physical replication connections."""
     c = cluster
     wait_members_running(c)
     p = c.primary()
@@ -409,7 +436,7 @@ def test_switchover_right_after_leader_restart(cluster):
     streaming = [n.name for n in c.nodes if n is not p and n.streams_from(p)]
     TIMINGS.append("switchover right after a restart of %s: standbys streaming at the request: %s"
                    % (p.name, streaming or "none"))
-    switchover_without_candidate(c, "sql")
+    switchover_without_candidate(c, "sql", during=break_streams_until_fenced)
 
 
 # --------------------------------------------------------------------------
