@@ -141,8 +141,8 @@ DynamicConfig DynamicConfig::from_json(const json &j, std::vector<std::string> &
         if (!parse_ignore_slots(*is, c.ignore_slots, why)) errors.push_back(why);
     }
     if (auto sl = j.find("slots"); sl != j.end() && !sl->is_null()) {
-        if (sl->is_object()) c.permanent_slots = permanent_physical_slots(*sl);
-        else errors.push_back("slots: expected an object {name: {type: physical|logical, ...}}, got " + sl->dump());
+        std::string why;
+        if (!permanent_physical_slots(*sl, c.permanent_slots, why)) errors.push_back(why);
     }
     // Patroni keeps these under postgresql: {use_pg_rewind, use_slots}; accept both places.
     read_bool(j, "use_pg_rewind", c.use_pg_rewind, errors);

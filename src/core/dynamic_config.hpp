@@ -30,7 +30,7 @@ struct DynamicConfig {
     bool remove_data_directory_on_rewind_failure = false;
     int member_slots_ttl = 1800;           // seconds a departed member's slot is kept (Patroni 4); 0: drop at once
     std::vector<IgnoreSlot> ignore_slots;  // slots pg_ha never drops
-    std::set<std::string> permanent_slots; // the `slots` key's physical slots (kept, not created)
+    std::set<std::string> permanent_slots; // the `slots` key's physical slots (created, kept)
     nlohmann::json raw = nlohmann::json::object();  // the whole znode, unknown keys kept
 
     nlohmann::json to_json() const;

@@ -55,16 +55,34 @@ bool slot_ignored(const SlotRow &slot, const std::vector<IgnoreSlot> &ignore) {
     return false;
 }
 
-std::set<std::string> permanent_physical_slots(const json &slots) {
-    std::set<std::string> out;
-    if (!slots.is_object()) return out;
+bool valid_slot_name(const std::string &name) {
+    if (name.empty() || name.size() > 63) return false;
+    for (char ch : name)
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_')) return false;
+    return true;
+}
+
+bool permanent_physical_slots(const json &slots, std::set<std::string> &out, std::string &error) {
+    out.clear();
+    error.clear();
+    if (!slots.is_object()) {
+        error = "slots: expected an object {name: {type: physical|logical, ...}}, got " +
+                slots.dump(-1, ' ', false, json::error_handler_t::replace);
+        return false;
+    }
     for (auto it = slots.begin(); it != slots.end(); ++it) {
+        if (!valid_slot_name(it.key())) {  // no slot can have it: the other entries still count
+            if (error.empty())
+                error = "slots: " + json(it.key()).dump(-1, ' ', false, json::error_handler_t::replace) +
+                        " is not a replication slot name (1 to 63 of a-z, 0-9 and _); entry ignored";
+            continue;
+        }
         const json &v = it.value();
         // Patroni: a value without "type" (0, null, {}) is a physical slot.
         const bool logical = v.is_object() && v.contains("type") && v["type"] == "logical";
         if (!logical) out.insert(it.key());
     }
-    return out;
+    return error.empty();
 }
 
 SlotPlan plan_slots(const SlotInputs &in, std::map<std::string, std::int64_t> &last_seen) {
@@ -97,6 +115,17 @@ SlotPlan plan_slots(const SlotInputs &in, std::map<std::string, std::int64_t> &l
     }
     for (const auto &m : in.member_slots)
         if (!present.count(m.first) && m.first != in.my_slot) p.create.push_back(m.first);
+    for (const auto &name : in.permanent) {
+        if (in.member_slots.count(name) || name == in.my_slot || !valid_slot_name(name)) continue;
+        if (!present.count(name)) {
+            p.create.push_back(name);
+            continue;
+        }
+        if (in.leader) continue;  // the consumer moves it on the leader
+        for (const auto &s : in.existing)
+            if (s.name == name && s.type == "physical" && !s.temporary && !s.active && s.restart_lsn != 0)
+                p.advance.emplace_back(name, ~Lsn{0});  // the server caps it at replay
+    }
     if (in.leader) {
         for (const auto &kv : last_seen)
             if (!expired(kv.first) && std::find(p.drop.begin(), p.drop.end(), kv.first) == p.drop.end())

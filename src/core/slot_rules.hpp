@@ -14,6 +14,12 @@
 // of the config key or matches ignore_slots. Logical, temporary and active
 // slots are never dropped.
 //
+// The config key's permanent physical slots are created on every node. On a
+// standby they are moved forward to its replay position while inactive, so
+// they pin no WAL there; a standby that takes over has the slot already, and
+// the consumer goes on from the new leader's position (Patroni copies the
+// leader's position instead; pg_ha does not publish slot positions yet).
+//
 // A standby keeps the same slots (the leader's included), so a standby that
 // takes over has a slot for every member, the old leader too, before they
 // connect: they are moved forward to the position each member reports (no
@@ -55,9 +61,15 @@ struct IgnoreSlot {
 bool parse_ignore_slots(const nlohmann::json &j, std::vector<IgnoreSlot> &out, std::string &error);
 bool slot_ignored(const SlotRow &slot, const std::vector<IgnoreSlot> &ignore);
 
-// Names of the config key's permanent physical slots (`slots`: {name: {"type":
-// "physical"} | 0 | null}); logical entries are not listed.
-std::set<std::string> permanent_physical_slots(const nlohmann::json &slots);
+// PostgreSQL's rule for a slot name: 1 to 63 of a-z, 0-9 and _.
+bool valid_slot_name(const std::string &name);
+
+// The config key's permanent physical slots (`slots`: {name: {"type":
+// "physical"} | 0 | null}); logical entries are not listed. False with
+// `error` when `slots` is not an object (`out` empty) or a name is not a
+// valid slot name (that entry left out, the others kept: no slot can have
+// such a name, and the valid ones must stay protected).
+bool permanent_physical_slots(const nlohmann::json &slots, std::set<std::string> &out, std::string &error);
 
 struct SlotInputs {
     bool leader = false;
@@ -72,8 +84,8 @@ struct SlotInputs {
 };
 
 struct SlotPlan {
-    std::vector<std::string> create;                    // a member has none yet
-    std::vector<std::pair<std::string, Lsn>> advance;   // standby: move forward to
+    std::vector<std::string> create;                    // a member or a permanent slot has none yet
+    std::vector<std::pair<std::string, Lsn>> advance;   // standby: move forward to (capped at replay)
     std::vector<std::string> drop;                      // gone longer than the ttl
     std::vector<std::string> retain;                    // leader: for the status key (sorted)
 };

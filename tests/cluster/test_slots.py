@@ -2,8 +2,12 @@
 README "Replication slots").
 
 One cluster of 3 nodes, dynamic config ttl 10 / loop_wait 2 / retry_timeout 2,
-member_slots_ttl 10 s and ignore_slots [{"name": "keep_me"}]:
+member_slots_ttl 10 s, ignore_slots [{"name": "keep_me"}] and the permanent
+slot "backup_rx" in the config key's `slots`:
 
+0. every node creates the permanent slot; on a standby it follows the replay
+   position (it pins no WAL there), on the leader it stays where its consumer
+   leaves it, and it is never dropped;
 1. the leader holds a slot for each other member and publishes them in the
    status key's retain_slots (Patroni 4);
 2. a replica's host is killed for good: its slot stays for member_slots_ttl
@@ -31,6 +35,7 @@ from harness import wait_for
 pytestmark = pytest.mark.needs_pg_ha
 
 MEMBER_SLOTS_TTL = 10
+PERMANENT = "backup_rx"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +43,8 @@ def cluster(request, require_pg_ha):
     c = harness.Cluster(nodes=3, haproxy=False,
                         dynamic_config={"ttl": 10, "loop_wait": 2, "retry_timeout": 2,
                                         "member_slots_ttl": MEMBER_SLOTS_TTL,
-                                        "ignore_slots": [{"name": "keep_me", "type": "physical"}]})
+                                        "ignore_slots": [{"name": "keep_me", "type": "physical"}],
+                                        "slots": {PERMANENT: {"type": "physical"}}})
     yield from module_cluster(request, c, start_first_then_others)
 
 
@@ -61,6 +67,26 @@ def make_wal(p, n=3):
         p.sql("INSERT INTO slot_t VALUES (1)")
         p.sql("SELECT pg_switch_wal()")
     p.sql("CHECKPOINT")
+
+
+def test_permanent_slot_on_every_node(cluster):
+    c = cluster
+    p = c.primary()
+    s = c.replicas()[0]
+    for n in c.nodes:
+        wait_for(lambda n=n: PERMANENT in slots(n), timeout=30, description="%s on %s" % (PERMANENT, n.name),
+                 state=lambda n=n: slots(n))
+    on_leader = slots(p)[PERMANENT]
+    start = slots(s)[PERMANENT]
+    assert on_leader and start, "the permanent slot reserves no WAL: %s / %s" % (slots(p), slots(s))
+
+    def moved():
+        make_wal(p, 1)
+        return s.sql_value("SELECT (restart_lsn > %s::pg_lsn) FROM pg_replication_slots WHERE slot_name = %s",
+                           (start, PERMANENT))
+    wait_for(moved, timeout=30, interval=1, description="%s on the standby follows its replay" % PERMANENT,
+             state=lambda: slots(s))
+    assert slots(p)[PERMANENT] == on_leader, "pg_ha moved the leader's permanent slot (its consumer's)"
 
 
 def test_departed_member_slot_expires_and_frees_wal(cluster):
@@ -99,9 +125,12 @@ def test_departed_member_slot_expires_and_frees_wal(cluster):
     assert time.monotonic() - stray_created >= MEMBER_SLOTS_TTL - 1
     left = slots(p)
     assert "keep_me" in left, "a slot listed in ignore_slots was dropped"
+    assert PERMANENT in left, "the permanent slot was dropped"
     assert slot_name(r_keep.name) in left, "the running member's slot was dropped"
 
     def wal_freed():
+        # the permanent slot's consumer (none here) moves it on the leader
+        p.sql("SELECT pg_replication_slot_advance(%s, pg_current_wal_lsn())", (PERMANENT,))
         make_wal(p, 1)
         return pinned_file not in waldir()
     wait_for(wal_freed, timeout=30, interval=1, description="WAL segment %s removed" % pinned_file)

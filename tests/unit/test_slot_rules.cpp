@@ -195,13 +195,60 @@ TEST(SlotRules, ConfigKeySettings) {
     c = DynamicConfig::from_json(nlohmann::json::parse(R"({"member_slots_ttl": 0})"), errors);
     EXPECT_EQ(c.member_slots_ttl, 0);
     for (const char *bad : {R"({"member_slots_ttl":"soon"})", R"({"member_slots_ttl":-5})",
-                            R"({"member_slots_ttl":"-1h"})", R"({"ignore_slots":{"name":"x"}})", R"({"slots":[1]})"}) {
+                            R"({"member_slots_ttl":"-1h"})", R"({"ignore_slots":{"name":"x"}})", R"({"slots":[1]})",
+                            R"({"slots":{"Backup":0}})", R"({"slots":{"a,b":0}})", R"({"slots":{"":0}})",
+                            R"({"slots":{"x\"}":{"type":"logical"}}})"}) {
         errors.clear();
         c = DynamicConfig::from_json(nlohmann::json::parse(bad), errors);
         EXPECT_FALSE(errors.empty()) << bad;
         EXPECT_EQ(c.member_slots_ttl, 1800) << bad;
         EXPECT_TRUE(c.ignore_slots.empty()) << bad;
+        EXPECT_TRUE(c.permanent_slots.empty()) << bad;
     }
+    errors.clear();
+    c = DynamicConfig::from_json(nlohmann::json::parse(R"({"slots":{"ok_1":0,"Not Ok":0}})"), errors);
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_NE(errors[0].find("\"Not Ok\" is not a replication slot name"), std::string::npos) << errors[0];
+    EXPECT_EQ(c.permanent_slots, (std::set<std::string>{"ok_1"})) << "a bad entry changes nothing else";
+    EXPECT_TRUE(valid_slot_name(std::string(63, 'a')));
+    EXPECT_FALSE(valid_slot_name(std::string(64, 'a')));
+}
+
+TEST(SlotRules, PermanentSlotsAreCreatedOnEveryNode) {
+    std::map<std::string, std::int64_t> seen;
+    auto in = leader_in(1000);
+    in.existing = {phys("pg_2"), phys("pg_3")};
+    in.permanent = {"backup_rx", "pg_2"};  // a member's name stays the member's slot
+    SlotPlan p = plan_slots(in, seen);
+    EXPECT_EQ(p.create, (std::vector<std::string>{"backup_rx"}));
+    in.leader = false;
+    in.my_slot = "pg_2";
+    in.member_slots = {{"pg_1", 500}, {"pg_3", 500}};
+    in.existing = {phys("pg_1"), phys("pg_3")};
+    p = plan_slots(in, seen);
+    EXPECT_EQ(p.create, (std::vector<std::string>{"backup_rx"})) << "a standby has it before it takes over";
+    EXPECT_FALSE(has(p.drop, "backup_rx"));
+}
+
+TEST(SlotRules, PermanentSlotFollowsReplayOnAStandbyOnly) {
+    std::map<std::string, std::int64_t> seen;
+    auto in = leader_in(1000);
+    in.permanent = {"backup_rx"};
+    in.existing = {phys("pg_2"), phys("pg_3"), phys("backup_rx", false, 40)};
+    SlotPlan p = plan_slots(in, seen);
+    EXPECT_TRUE(p.advance.empty()) << "the consumer moves it on the leader";
+    in.leader = false;
+    in.member_slots = {{"pg_2", 100}, {"pg_3", 100}};  // their slots are where they are
+    p = plan_slots(in, seen);
+    ASSERT_EQ(p.advance.size(), 1u);
+    EXPECT_EQ(p.advance[0].first, "backup_rx");
+    EXPECT_EQ(p.advance[0].second, ~Lsn{0}) << "as far as the standby replayed (the server caps it)";
+    in.existing = {phys("pg_2"), phys("pg_3"), phys("backup_rx", true, 40)};
+    EXPECT_TRUE(plan_slots(in, seen).advance.empty()) << "an active slot is its consumer's";
+    in.existing = {phys("pg_2"), phys("pg_3"), phys("backup_rx", false, 0)};
+    EXPECT_TRUE(plan_slots(in, seen).advance.empty()) << "no WAL reserved: nothing to move";
+    in.now_ms = 1000 + 10 * 60 * 1000;
+    EXPECT_FALSE(has(plan_slots(in, seen).drop, "backup_rx")) << "never dropped";
 }
 
 TEST(SlotRules, StatusKeyCarriesRetainSlots) {
