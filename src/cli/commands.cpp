@@ -630,6 +630,7 @@ int cmd_edit_config(const OperatorSettings &s, const EditConfigOptions &o) {
         r = apply_config_patch(mid, set_patch, false);
     }
     if (!r.ok()) fail(kExitFailed, config_errors_text(r.errors) + "; nothing changed");
+    for (const auto &a : r.config.adjusted) note("warning: " + a + " (as Patroni; the key keeps what you wrote)");
     const json after = r.merged;
     if (after == before && raw.exists) {
         note("Not changed");

@@ -1,6 +1,8 @@
 #include "core/dynamic_config.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "core/node_settings.hpp"
 
@@ -76,6 +78,20 @@ bool read_bool(const json &j, const char *key, bool &out, std::vector<std::strin
     return false;
 }
 
+// ttl, loop_wait, retry_timeout: Patroni raises a value below its minimum to
+// the minimum with a warning instead of refusing it.
+void read_timing(const json &j, const char *key, int min, int &out, std::vector<std::string> &errors,
+                 std::vector<std::string> &adjusted) {
+    std::int64_t v = 0;
+    if (!read_int(j, key, INT32_MIN, 3600, v, errors)) return;
+    if (v < min) {
+        adjusted.push_back(std::string(key) + "=" + std::to_string(v) + " can't be smaller than " +
+                           std::to_string(min) + ", adjusting");
+        v = min;
+    }
+    out = static_cast<int>(v);
+}
+
 }  // namespace
 
 json DynamicConfig::to_json() const {
@@ -105,9 +121,10 @@ DynamicConfig DynamicConfig::from_json(const json &j, std::vector<std::string> &
     }
     c.raw = j;
     std::int64_t v;
-    if (read_int(j, "ttl", kMinTtl, 3600, v, errors)) c.ttl = static_cast<int>(v);
-    if (read_int(j, "loop_wait", 1, 3600, v, errors)) c.loop_wait = static_cast<int>(v);
-    if (read_int(j, "retry_timeout", 1, 3600, v, errors)) c.retry_timeout = static_cast<int>(v);
+    read_timing(j, "loop_wait", 1, c.loop_wait, errors, c.adjusted);
+    read_timing(j, "retry_timeout", 1, c.retry_timeout, errors, c.adjusted);
+    read_timing(j, "ttl", kMinTtl, c.ttl, errors, c.adjusted);
+    c.adjust_timeouts();
     if (read_int(j, "maximum_lag_on_failover", 0, INT64_MAX, v, errors)) c.maximum_lag_on_failover = v;
     if (read_int(j, "master_start_timeout", 0, 86400, v, errors)) c.master_start_timeout = static_cast<int>(v);
     if (read_int(j, "primary_start_timeout", 0, 86400, v, errors)) c.master_start_timeout = static_cast<int>(v);
@@ -154,6 +171,25 @@ DynamicConfig DynamicConfig::from_json(const json &j, std::vector<std::string> &
                   errors);
     }
     return c;
+}
+
+// Patroni's rule loop_wait + 2*retry_timeout <= ttl: loop_wait is lowered
+// first, retry_timeout only when loop_wait is already at its minimum (1).
+void DynamicConfig::adjust_timeouts() {
+    if (loop_wait + 2 * retry_timeout <= ttl) return;
+    const std::string rule = "Violated the rule \"loop_wait + 2*retry_timeout <= ttl\", where ttl=" + std::to_string(ttl);
+    if (1 + 2 * retry_timeout > ttl) {
+        const int retry = std::max(1, (ttl - 1) / 2);
+        adjusted.push_back(rule + ". Adjusting loop_wait from " + std::to_string(loop_wait) +
+                           " to 1 and retry_timeout from " + std::to_string(retry_timeout) + " to " +
+                           std::to_string(retry));
+        loop_wait = 1;
+        retry_timeout = retry;
+    } else {
+        adjusted.push_back(rule + " and retry_timeout=" + std::to_string(retry_timeout) + ". Adjusting loop_wait from " +
+                           std::to_string(loop_wait) + " to " + std::to_string(ttl - 2 * retry_timeout));
+        loop_wait = ttl - 2 * retry_timeout;
+    }
 }
 
 std::vector<std::string> DynamicConfig::validate() const {

@@ -32,6 +32,10 @@ struct DynamicConfig {
     std::vector<IgnoreSlot> ignore_slots;  // slots pg_ha never drops
     std::set<std::string> permanent_slots; // the `slots` key's physical slots (created, kept)
     nlohmann::json raw = nlohmann::json::object();  // the whole znode, unknown keys kept
+    // What from_json adjusted as Patroni does (a timing below its minimum,
+    // loop_wait + 2*retry_timeout > ttl), one warning each; `raw` keeps the
+    // values as written.
+    std::vector<std::string> adjusted;
 
     nlohmann::json to_json() const;
 
@@ -39,7 +43,12 @@ struct DynamicConfig {
     // wrong type or out of range produce errors and leave the default in place.
     static DynamicConfig from_json(const nlohmann::json &j, std::vector<std::string> &errors);
 
-    // Checks relations between values (Patroni's rule loop_wait + 2*retry_timeout <= ttl, ranges).
+    // Lowers loop_wait, then retry_timeout, until loop_wait + 2*retry_timeout <= ttl (Patroni's
+    // _validate_and_adjust_timeouts); from_json calls it.
+    void adjust_timeouts();
+
+    // Checks relations between values (ranges; the timing rule, which only a
+    // ttl too small to adjust for still breaks).
     std::vector<std::string> validate() const;
 };
 

@@ -163,6 +163,8 @@ void ClusterLink::on_read(bool ok, const ClusterView &v, const std::string &err)
     for (const auto &w : v.warnings)
         if (std::find(view_.warnings.begin(), view_.warnings.end(), w) == view_.warnings.end())
             out_.log("ignoring bad data in ZooKeeper: " + w);
+    if (v.config.adjusted != view_.config.adjusted)
+        for (const auto &a : v.config.adjusted) out_.log("WARNING: config key: " + a);
     view_ = v;
     view_ok_ = true;
     ++view_seq_;

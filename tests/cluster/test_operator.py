@@ -435,6 +435,21 @@ def test_edit_config_refuses_invalid_values_and_applies_valid_ones(cluster):
     p = hactl(c, "edit-config", "--file", patch, "--force")
     check(p.returncode == 0 and "Not changed" in p.stderr, out(p), c)
 
+    # Timings Patroni adjusts with a warning are written as given and adjusted
+    # by every member (loop_wait + 2*retry_timeout > ttl: loop_wait lowered).
+    offsets = {n.name: harness.log_size(n) for n in c.nodes}
+    p = hactl(c, "edit-config", "--set", "loop_wait=%d" % TTL, "--force")
+    adjusted = "Adjusting loop_wait from %d to %d" % (TTL, TTL - 2 * RETRY_TIMEOUT)
+    check(p.returncode == 0 and adjusted in p.stderr, out(p), c)
+    check(c.dynamic_config().get("loop_wait") == TTL, "config znode: %r" % c.dynamic_config(), c)
+    for n in c.nodes:
+        wait_for(lambda n=n: "WARNING:  pg_ha: config key: Violated the rule" in harness.log_since(n, offsets[n.name])
+                 and adjusted in harness.log_since(n, offsets[n.name]), timeout=30,
+                 description="%s to log the adjustment" % n.name, state=c.diagnostics)
+    p = hactl(c, "edit-config", "--set", "loop_wait=%d" % LOOP_WAIT, "--force")
+    check(p.returncode == 0 and "Adjusting" not in p.stderr, out(p), c)
+    check(c.dynamic_config() == json.loads(before), "config after undoing the timing change: %r" % c.dynamic_config(), c)
+
 
 # --------------------------------------------------------------------------
 # maintenance mode

@@ -31,15 +31,46 @@ TEST(DynamicConfig, HugeAndFractionalNumbersAreErrorsNotCasts) {
     EXPECT_TRUE(none.empty());
     EXPECT_EQ(c.ttl, 40);
     EXPECT_EQ(c.maximum_lag_on_failover, INT64_MAX);
-    e = errors_of(json::parse(R"({"ttl": 1})"));
+    e = errors_of(json::parse(R"({"ttl": 3601})"));
     ASSERT_EQ(e.size(), 1u);
-    EXPECT_EQ(e[0], "ttl: 1 is out of range [2, 3600]");
+    EXPECT_EQ(e[0], "ttl: 3601 is out of range [-2147483648, 3600]");
+}
+
+// Patroni adjusts these with a warning instead of refusing them.
+TEST(DynamicConfig, TimingsAdjustedAsPatroniDoes) {
+    std::vector<std::string> errors;
+    auto c = DynamicConfig::from_json(json{{"ttl", 20}, {"loop_wait", 10}, {"retry_timeout", 10}}, errors);
+    EXPECT_TRUE(errors.empty());
+    EXPECT_EQ(c.loop_wait, 1);
+    EXPECT_EQ(c.retry_timeout, 9);
+    ASSERT_EQ(c.adjusted.size(), 1u);
+    EXPECT_EQ(c.adjusted[0], "Violated the rule \"loop_wait + 2*retry_timeout <= ttl\", where ttl=20. "
+                             "Adjusting loop_wait from 10 to 1 and retry_timeout from 10 to 9");
+    EXPECT_EQ(c.raw["loop_wait"], 10) << "the key keeps what was written";
+    c = DynamicConfig::from_json(json{{"ttl", 30}, {"loop_wait", 15}, {"retry_timeout", 10}}, errors);
+    EXPECT_EQ(c.loop_wait, 10);
+    EXPECT_EQ(c.retry_timeout, 10);
+    ASSERT_EQ(c.adjusted.size(), 1u);
+    EXPECT_NE(c.adjusted[0].find("Adjusting loop_wait from 15 to 10"), std::string::npos) << c.adjusted[0];
+    c = DynamicConfig::from_json(json{{"ttl", 1}, {"loop_wait", 0}, {"retry_timeout", -3}}, errors);
+    EXPECT_TRUE(errors.empty());
+    EXPECT_EQ(c.ttl, kMinTtl);
+    EXPECT_EQ(c.loop_wait, 1);
+    EXPECT_EQ(c.retry_timeout, 1);
+    ASSERT_GE(c.adjusted.size(), 3u);
+    EXPECT_EQ(c.adjusted[0], "loop_wait=0 can't be smaller than 1, adjusting");
+    EXPECT_EQ(c.adjusted[1], "retry_timeout=-3 can't be smaller than 1, adjusting");
+    EXPECT_EQ(c.adjusted[2], "ttl=1 can't be smaller than 2, adjusting");
+    c = DynamicConfig::from_json(json{{"ttl", 10}, {"loop_wait", 2}, {"retry_timeout", 2}}, errors);
+    EXPECT_TRUE(c.adjusted.empty());
+    EXPECT_EQ(c.loop_wait, 2);
 }
 
 TEST(DynamicConfig, ConfigErrorsIncludeRelations) {
-    auto e = config_errors(json{{"ttl", 10}, {"loop_wait", 10}});
-    ASSERT_EQ(e.size(), 1u);
-    EXPECT_EQ(e[0], "loop_wait + 2 * retry_timeout (30) must not exceed ttl (10)");
+    EXPECT_TRUE(config_errors(json{{"ttl", 10}, {"loop_wait", 10}}).empty()) << "adjusted, not refused";
+    auto e = config_errors(json{{"ttl", 2}});
+    ASSERT_EQ(e.size(), 1u) << "too small a ttl to adjust for";
+    EXPECT_EQ(e[0], "loop_wait + 2 * retry_timeout (3) must not exceed ttl (2)");
     EXPECT_EQ(config_errors_text({"a", "b"}), "invalid configuration: a; b");
     EXPECT_TRUE(config_errors(json::object()).empty());
     EXPECT_FALSE(config_errors(json::array()).empty());
@@ -66,7 +97,7 @@ TEST(ConfigPatch, ReplaceByFlagOrMarker) {
 }
 
 TEST(ConfigPatch, InvalidResultIsRefusedWithEveryError) {
-    auto r = apply_config_patch(json{{"ttl", 30}}, json{{"ttl", 1}, {"loop_wait", 100}}, false);
+    auto r = apply_config_patch(json{{"ttl", 30}}, json{{"ttl", "x"}, {"loop_wait", 3601}}, false);
     EXPECT_FALSE(r.ok());
     ASSERT_GE(r.errors.size(), 2u);
     const std::string text = config_errors_text(r.errors);
