@@ -330,12 +330,23 @@ int pg_basebackup(const PgData &pg, const std::string &source_conninfo, const st
     return rc;
 }
 
+bool restore_command_set(const PgData &pg) {
+    // The value itself is not logged: it may carry an archive's credentials.
+    return !first_output_line(shell_quote(pg.program("postgres")) + " -D " + shell_quote(pg.dir) +
+                              " -C restore_command").empty();
+}
+
 RewindResult pg_rewind(const PgData &pg, const std::string &source_conninfo, const std::string &password, bool dry_run) {
     RewindResult r;
+    // As Patroni: with a restore_command, WAL the rewind needs that is no
+    // longer in the target's pg_wal is fetched from the archive.
+    const bool from_archive = restore_command_set(pg);
+    if (from_archive) info("restore_command is set: pg_rewind fetches missing WAL from the archive (--restore-target-wal)");
     PasswordEnv env(password);
     const std::string cmd = shell_quote(pg.program("pg_rewind")) +
                             " --target-pgdata=" + shell_quote(pg.dir) + " --source-server=" +
-                            shell_quote(source_conninfo) + " --no-ensure-shutdown" + (dry_run ? " --dry-run" : "");
+                            shell_quote(source_conninfo) + " --no-ensure-shutdown" +
+                            (from_archive ? " --restore-target-wal" : "") + (dry_run ? " --dry-run" : "");
     r.exit_code = run_capture(cmd, r.output);
     r.no_rewind_required = r.output.find("no rewind required") != std::string::npos;
     r.diverged_at = find_after(r.output, "servers diverged at WAL location ");

@@ -87,8 +87,13 @@ struct RewindResult {
     std::string diverged_at;          // "servers diverged at WAL location X" ("" when not said)
     std::string output;
 };
+// Whether the data directory's configuration sets restore_command
+// (postgres -C; false when that fails).
+bool restore_command_set(const PgData &pg);
+
 // pg_rewind --source-server (a conninfo without the password, which goes in
-// PGPASSWORD); dry_run: only find out.
+// PGPASSWORD); dry_run: only find out. With --restore-target-wal when
+// restore_command_set().
 RewindResult pg_rewind(const PgData &pg, const std::string &source_conninfo, const std::string &password, bool dry_run);
 
 // One log line saying what pg_rewind did ("" when there is nothing to say):

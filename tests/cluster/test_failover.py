@@ -198,6 +198,10 @@ def test_host_loss_failover_haproxy_and_rewind_rejoin(make_cluster):
         wait_for(lambda s=s: s.sql_value("select count(*) from failover_t") == 1, timeout=30, interval=0.3,
                  description="row replicated to %s" % s.name, state=c.diagnostics)
     tl_old = old.timeline()
+    # A restore_command in the old primary's configuration: its rewind may
+    # fetch WAL from the archive (--restore-target-wal; none is needed here,
+    # and `false` finds nothing, as an empty archive would).
+    old.sql("ALTER SYSTEM SET restore_command = 'false'")
 
     with SplitBrainChecker(c) as sb, c.leader_watch() as lw:
         sb.wait_acks(old, 20)
@@ -259,6 +263,8 @@ def test_host_loss_failover_haproxy_and_rewind_rejoin(make_cluster):
     rewind = [ln for ln in text.splitlines() if re.search(r"rewind", ln, re.I)]
     print("host loss: rewind lines:\n  " + "\n  ".join(rewind[:8]))
     check(rewind, "%s's log since the restart never mentions pg_rewind" % old.name, c)
+    check(any("--restore-target-wal" in ln for ln in rewind if "running:" in ln),
+          "%s has a restore_command but pg_rewind ran without --restore-target-wal: %s" % (old.name, rewind[:10]), c)
     lsn = r"[0-9A-F]+/[0-9A-F]+"
     check(any(re.search(lsn, ln) for ln in text.splitlines() if re.search(r"diverg|rewind", ln, re.I)),
           "%s's log has no diverged LSN range (DESIGN §2.4); rewind lines: %s" % (old.name, rewind[:10]), c)

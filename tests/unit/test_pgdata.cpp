@@ -121,3 +121,32 @@ TEST(PgData, ConfAndSqlQuotingOfPasswords) {
     EXPECT_EQ(pgha::cli::conf_quote("rep l'a\\ss"), "'rep l''a\\\\ss'");
     EXPECT_EQ(pgha::sql_literal("rep l'a\\ss"), "'rep l''a\\ss'");
 }
+
+// pg_rewind gets --restore-target-wal exactly when the target's
+// configuration sets restore_command (fake postgres and pg_rewind).
+TEST(PgData, RewindFetchesFromTheArchiveWhenRestoreCommandIsSet) {
+    TempDir bin, data;
+    const fs::path args = bin.path / "rewind-args";
+    auto script = [&](const char *name, const std::string &body) {
+        const fs::path p = bin.path / name;
+        std::ofstream(p) << "#!/bin/sh\n" << body;
+        fs::permissions(p, fs::perms::owner_all);
+    };
+    script("pg_rewind", "echo \"$*\" > '" + args.string() + "'\necho 'pg_rewind: no rewind required'\n");
+    const PgData pg{data.path.string(), bin.path.string()};
+    for (const bool set : {true, false}) {
+        script("postgres", set ? "[ \"$3\" = -C ] && [ \"$4\" = restore_command ] && echo 'cp /archive/%f %p'\n"
+                               : "echo ''\n");
+        EXPECT_EQ(restore_command_set(pg), set);
+        const RewindResult r = pg_rewind(pg, "host=x", "pw", false);
+        EXPECT_EQ(r.exit_code, 0);
+        EXPECT_TRUE(r.no_rewind_required);
+        std::ifstream in(args);
+        std::string line;
+        std::getline(in, line);
+        EXPECT_EQ(line.find("--restore-target-wal") != std::string::npos, set) << line;
+        EXPECT_NE(line.find("--target-pgdata=" + data.path.string()), std::string::npos) << line;
+    }
+    script("postgres", "exit 1\n");  // cannot tell: as without one
+    EXPECT_FALSE(restore_command_set(pg));
+}
