@@ -557,9 +557,14 @@ std::string metrics_text(const NodeSnapshot &s) {
     return out;
 }
 
+std::string status_body_text(const NodeSnapshot &snap) { return json_text(patroni_status_json(snap)); }
+
 HttpReply handle_request(const NodeSnapshot *snap, const HttpRequestView &req, std::int64_t now_steady_ms,
-                         const ManagementHook &mgmt) noexcept {
+                         const ManagementHook &mgmt, const std::string *status_body) noexcept {
     try {
+        const auto status_reply = [&](int status) {
+            return HttpReply{status, kJson, status_body ? *status_body : status_body_text(*snap)};
+        };
         const std::string &m = req.method;
         const bool get = m == "GET";
         const bool head_like = m == "HEAD" || m == "OPTIONS";
@@ -591,7 +596,7 @@ HttpReply handle_request(const NodeSnapshot *snap, const HttpRequestView &req, s
             // pg_ha: HEAD/OPTIONS answer the status GET would give, without a body.
             if (seg == "patroni") {
                 if (head_like) return status_only(200);
-                return json_reply(200, patroni_status_json(*snap));
+                return status_reply(200);
             }
             if (seg == "cluster") {
                 if (head_like) return status_only(200);
@@ -634,7 +639,7 @@ HttpReply handle_request(const NodeSnapshot *snap, const HttpRequestView &req, s
         // (they answer 503 with the status body unless a substring matches).
         const int sc = health_check_status(*snap, req);
         if (head_like) return status_only(sc);
-        return json_reply(sc, patroni_status_json(*snap));
+        return status_reply(sc);
     } catch (...) {
         // Nothing above should throw (std::bad_alloc aside); never let it out.
     }

@@ -53,9 +53,16 @@ using ManagementHook =
 //   snap            newest snapshot, or nullptr before the first HA loop finished
 //   now_steady_ms   std::chrono::steady_clock in ms (same clock as snap->loop_steady_ms)
 //   mgmt            optional handler for non-GET methods (may be empty)
+//   status_body     json_text(patroni_status_json(*snap)) when the caller
+//                   keeps it per snapshot (the body of /patroni and of every
+//                   health check); nullptr: built here
 // Never throws for any input (bad query values are handled as Patroni does).
 HttpReply handle_request(const NodeSnapshot *snap, const HttpRequestView &req, std::int64_t now_steady_ms,
-                         const ManagementHook &mgmt = ManagementHook()) noexcept;
+                         const ManagementHook &mgmt = ManagementHook(),
+                         const std::string *status_body = nullptr) noexcept;
+
+// The body handle_request gives /patroni and the health checks for `snap`.
+std::string status_body_text(const NodeSnapshot &snap);
 
 // One entry of Patroni's restapi.allowlist: an address ("192.0.2.7",
 // "2001:db8::1") or a network ("10.0.0.0/8", "fe80::/10").

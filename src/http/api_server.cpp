@@ -303,7 +303,16 @@ ApiServer::Outgoing ApiServer::answer(const Incoming &in) noexcept {
         view.query = in.query;
         if (is_body_method(in.method)) view.body = in.body;
         const SnapshotPtr snap = box_->get();
-        out.reply = handle_request(snap.get(), view, steady_now_ms(), mgmt_);
+        std::shared_ptr<const std::string> body;
+        if (snap) {
+            std::lock_guard<std::mutex> lk(body_mu_);
+            if (body_snap_ != snap) {
+                body_ = std::make_shared<const std::string>(status_body_text(*snap));
+                body_snap_ = snap;
+            }
+            body = body_;
+        }
+        out.reply = handle_request(snap.get(), view, steady_now_ms(), mgmt_, body.get());
     } catch (...) {
         out.reply = HttpReply{500, std::string(), std::string()};
     }

@@ -132,6 +132,11 @@ class ApiServer {
     ApiAccessPolicy access_;  // from options_; read by the connection threads
     ManagementHook mgmt_;
     const SnapshotBox *box_ = nullptr;
+    // The status body of the newest snapshot, rendered once per snapshot
+    // (every health check answers it).
+    std::mutex body_mu_;
+    SnapshotPtr body_snap_;
+    std::shared_ptr<const std::string> body_;
     std::unique_ptr<EventServer> events_;
     std::mutex lifecycle_mu_;  // serializes start()/stop()
     std::atomic<int> port_{0};

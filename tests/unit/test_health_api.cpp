@@ -414,6 +414,21 @@ TEST(HealthApi, HealthPathsAnswerWithThePatroniStatusBody) {
     }
 }
 
+// The API server renders the status body once per snapshot and passes it in;
+// the answer is the same as building it per request.
+TEST(HealthApi, StatusBodyRenderedOncePerSnapshotIsTheSameAnswer) {
+    const NodeSnapshot s = replica();
+    const std::string rendered = status_body_text(s);
+    for (const char *path : {"/replica", "/primary", "/patroni", "/health"}) {
+        const HttpReply built = get(s, path);
+        const HttpReply given = handle_request(&s, req("GET", path), kNowMs, ManagementHook(), &rendered);
+        EXPECT_EQ(given.status, built.status) << path;
+        EXPECT_EQ(given.body, built.body) << path;
+        EXPECT_EQ(given.content_type, built.content_type) << path;
+    }
+    EXPECT_TRUE(handle_request(&s, req("HEAD", "/replica"), kNowMs, ManagementHook(), &rendered).body.empty());
+}
+
 TEST(HealthApi, LivenessAndReadinessHaveNoBody) {
     const NodeSnapshot s = primary();
     for (const char *path : {"/liveness", "/readiness"}) {
