@@ -194,9 +194,7 @@ void DynamicConfig::adjust_timeouts() {
 
 std::vector<std::string> DynamicConfig::validate() const {
     std::vector<std::string> errors;
-    if (ttl < kMinTtl) errors.push_back("ttl must be at least " + std::to_string(kMinTtl) + " seconds");
-    if (loop_wait < 1) errors.push_back("loop_wait must be at least 1 second");
-    if (retry_timeout < 1) errors.push_back("retry_timeout must be at least 1 second");
+    // (from_json raised ttl, loop_wait and retry_timeout to their minimums.)
     if (loop_wait + 2 * retry_timeout > ttl)
         errors.push_back("loop_wait + 2 * retry_timeout (" + std::to_string(loop_wait + 2 * retry_timeout) +
                          ") must not exceed ttl (" + std::to_string(ttl) + ")");
