@@ -214,6 +214,9 @@ void print_list_table(const OperatorSettings &s, const ClusterView &v) {
                     (r.host + ":" + std::to_string(r.port)).c_str(), display_name(r.role), r.state.c_str(), r.timeline,
                     lag_mb(r).c_str(), r.pending_restart ? " *" : "");
     }
+    for (const MemberRow &r : cluster_report(v))
+        if (r.scheduled_restart)
+            std::printf(" Restart of %s scheduled at: %s\n", r.name.c_str(), r.scheduled_restart->schedule.c_str());
     if (v.config.pause) std::printf(" Maintenance mode: on\n");
     if (v.failover && !v.failover->scheduled_at.empty()) {
         std::printf(" Switchover scheduled at: %s\n", v.failover->scheduled_at.c_str());
@@ -284,6 +287,7 @@ static json list_members_json(const ClusterView &v) {
         json tags = r.tags.to_json();
         if (!tags.empty()) row["tags"] = tags;
         if (r.pending_restart) row["pending_restart"] = true;
+        if (r.scheduled_restart) row["scheduled_restart"] = r.scheduled_restart->to_json();
         arr.push_back(row);
     }
     return arr;
@@ -683,16 +687,39 @@ int cmd_restart(const OperatorSettings &s, const RestartOptions &o) {
             targets.push_back(m);
         }
     }
+    std::string names;
+    for (const auto *m : targets) names += (names.empty() ? "" : ", ") + m->name;
+    if (o.cancel) {
+        if (o.pending || !o.role.empty() || !o.scheduled.empty())
+            fail(kExitUsage, "--cancel takes no --pending, --role or --scheduled");
+        int worst = kExitOk;
+        for (const auto *m : targets) {
+            if (m->api_url.empty()) continue;
+            auto rep = http_parallel({make_request(s, *m, "DELETE", "/restart", "")}, kActionHttpMs);
+            if (rep[0].ok && (rep[0].status == 200 || rep[0].status == 404)) {
+                std::cout << m->name << ": " << trim(rep[0].body) << std::endl;
+                continue;
+            }
+            worst = std::max(worst, report_reply(rep[0], "cancel the scheduled restart of " + m->name, s));
+        }
+        return worst;
+    }
     nlohmann::json body = nlohmann::json::object();
     if (o.pending) body["restart_pending"] = true;
     if (!o.role.empty() && o.role != "any") body["role"] = o.role;
-    std::string names;
-    for (const auto *m : targets) names += (names.empty() ? "" : ", ") + m->name;
+    if (!o.scheduled.empty() && o.scheduled != "now") {
+        // the one parser of timestamps (the members check it again)
+        std::int64_t at = 0;
+        std::string err;
+        if (!parse_iso8601(o.scheduled, at, err)) fail(kExitUsage, "--scheduled " + o.scheduled + ": " + err);
+        body["schedule"] = format_iso8601(at);
+    }
     std::string conditions;
     if (o.pending) conditions += " with a pending restart";
     if (body.contains("role")) conditions += std::string(o.pending ? " and" : "") + " in role " + o.role;
-    if (!confirm("Are you sure you want to restart " + names + (conditions.empty() ? "" : " (only those" + conditions + ")") +
-                     "?",
+    if (!confirm("Are you sure you want to " + std::string(body.contains("schedule") ? "schedule a restart of " : "restart ") +
+                     names + (body.contains("schedule") ? " at " + body["schedule"].get<std::string>() : "") +
+                     (conditions.empty() ? "" : " (only those" + conditions + ")") + "?",
                  o.force, "restart"))
         fail(kExitFailed, "aborted");
     int worst = kExitOk;

@@ -93,6 +93,8 @@ struct RestartOptions {
     bool pending = false;
     std::string role;  // "", primary, replica, any
     bool force = false;
+    std::string scheduled;  // "" / "now" = now; else ISO 8601 with a time zone (POST /restart "schedule")
+    bool cancel = false;    // DELETE /restart: drop the members' scheduled restarts
 };
 int cmd_restart(const OperatorSettings &s, const RestartOptions &o);
 

@@ -39,6 +39,31 @@ Tags Tags::from_json(const json &j) {
     return t;
 }
 
+json ScheduledRestart::to_json() const {
+    // Patroni's keys: the schedule and the restart request's conditions
+    json j = json{{"schedule", schedule}};
+    if (!role.empty()) j["role"] = role;
+    if (!postgres_version.empty()) j["postgres_version"] = postgres_version;
+    if (restart_pending) j["restart_pending"] = true;
+    return j;
+}
+
+std::optional<ScheduledRestart> ScheduledRestart::from_json(const json &j) {
+    if (!j.is_object()) return std::nullopt;
+    auto str = [&j](const char *k) {
+        auto it = j.find(k);
+        return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    ScheduledRestart r;
+    r.schedule = str("schedule");
+    if (r.schedule.empty()) return std::nullopt;
+    r.role = str("role");
+    r.postgres_version = str("postgres_version");
+    auto p = j.find("restart_pending");
+    r.restart_pending = p != j.end() && p->is_boolean() && p->get<bool>();
+    return r;
+}
+
 bool parse_host_port(const std::string &text, HostPortForm form, std::string &host, int &port, std::string &why) {
     std::string h, p;
     if (!text.empty() && text[0] == '[') {

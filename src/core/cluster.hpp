@@ -32,6 +32,22 @@ struct Tags {
     }
 };
 
+// A restart a member has scheduled (POST /restart with "schedule"), as it
+// publishes it in its member znode and /patroni (Patroni's
+// "scheduled_restart"): the time and the conditions checked when it is due.
+struct ScheduledRestart {
+    std::string schedule;          // ISO 8601 (format_iso8601)
+    std::string role;              // "" = any
+    std::string postgres_version;  // "" = any
+    bool restart_pending = false;
+    Json to_json() const;
+    static std::optional<ScheduledRestart> from_json(const Json &j);  // nullopt unless {"schedule": string, ...}
+    bool operator==(const ScheduledRestart &o) const {
+        return schedule == o.schedule && role == o.role && postgres_version == o.postgres_version &&
+               restart_pending == o.restart_pending;
+    }
+};
+
 // One members/<name> znode (Patroni's member JSON).
 struct Member {
     std::string name;
@@ -48,6 +64,7 @@ struct Member {
     Tags tags;
     bool pause = false;
     bool pending_restart = false;  // Patroni's "pending_restart": a setting needs a restart
+    std::optional<ScheduledRestart> scheduled_restart;
     std::int64_t session = 0;  // ephemeralOwner of the znode (not part of the JSON)
 
     // host and port from conn_url ("" / 0 when unparsable)

@@ -53,6 +53,7 @@ std::vector<MemberRow> cluster_report(const ClusterView &c) {
         else if (r.lsn != 0) r.lag = c.status_optime > r.lsn ? c.status_optime - r.lsn : 0;
         r.tags = m->tags;
         r.pending_restart = m->pending_restart;
+        r.scheduled_restart = m->scheduled_restart;
         rows.push_back(std::move(r));
     }
     return rows;

@@ -39,6 +39,7 @@ struct MemberRow {
     std::optional<Lsn> lag;
     Tags tags;
     bool pending_restart = false;
+    std::optional<ScheduledRestart> scheduled_restart;
 
     // lag as Patroni's JSON has it: a number or "unknown".
     nlohmann::json lag_json() const;

@@ -296,6 +296,7 @@ json patroni_status_json(const NodeSnapshot &s) {
     if (!tags.empty()) r["tags"] = std::move(tags);
     if (!s.local.system_identifier.empty()) r["database_system_identifier"] = s.local.system_identifier;
     if (s.pending_restart || s.local.pending_restart) r["pending_restart"] = true;
+    if (s.scheduled_restart) r["scheduled_restart"] = s.scheduled_restart->to_json();
     r["patroni"] = json{{"version", s.version}, {"scope", s.scope}, {"name", s.name}};
     if (s.watchdog_failed) r["watchdog_failed"] = true;
     if (s.paused()) r["pause"] = true;
@@ -444,6 +445,7 @@ json cluster_json(const NodeSnapshot &snap) {
         json tags = row.tags.to_json();
         if (!tags.empty()) o["tags"] = std::move(tags);
         if (row.pending_restart) o["pending_restart"] = true;
+        if (row.scheduled_restart) o["scheduled_restart"] = row.scheduled_restart->to_json();
         // Patroni: no lag for the leader; "unknown" when a member reported no position.
         if (!row.is_leader) o["lag"] = row.lag_json();
         members.push_back(std::move(o));

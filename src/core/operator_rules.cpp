@@ -3,6 +3,7 @@
 
 #include "core/timeutil.hpp"
 
+#include <algorithm>
 #include <vector>
 
 namespace pgha {
@@ -18,7 +19,7 @@ constexpr CommandName kCommandNames[] = {
     {OperatorCommand::Pause, "pause"},                 {OperatorCommand::Resume, "resume"},
     {OperatorCommand::SetConfig, "set_config"},        {OperatorCommand::ReplaceConfig, "replace_config"},
     {OperatorCommand::Reload, "reload"},               {OperatorCommand::Restart, "restart"},
-    {OperatorCommand::Reinitialize, "reinitialize"},
+    {OperatorCommand::Reinitialize, "reinitialize"},   {OperatorCommand::CancelRestart, "cancel_restart"},
 };
 
 Refusal refuse(int status, const std::string &message) { return Refusal{status, message}; }
@@ -176,9 +177,11 @@ int postgres_version_to_int(const std::string &version) {
     return (parts[0] * 100 + parts[1]) * 100 + parts[2];
 }
 
-std::variant<Refusal, RestartRequest> parse_restart_request(const nlohmann::json &body) {
+std::variant<Refusal, RestartRequest> parse_restart_request(const nlohmann::json &body, std::int64_t now_epoch_s,
+                                                            bool paused) {
     RestartRequest r;
     if (!body.is_object()) return Refusal{400, "Bad request: the body must be a JSON object"};
+    if (paused && body.contains("schedule")) return Refusal{500, "Can't schedule restart in the paused state"};
     for (auto it = body.begin(); it != body.end(); ++it) {
         const std::string &k = it.key();
         const nlohmann::json &v = it.value();
@@ -193,6 +196,7 @@ std::variant<Refusal, RestartRequest> parse_restart_request(const nlohmann::json
                 return Refusal{400, "Invalid PostgreSQL version format: X.Y or X.Y.Z is accepted: " +
                                         (v.is_string() ? v.get<std::string>() : v.dump())};
             r.postgres_version = n;
+            r.postgres_version_text = v.get<std::string>();
         } else if (k == "timeout") {
             const bool ok = (v.is_number_integer() && v.get<long long>() > 0) ||
                             (v.is_number_float() && v.get<double>() > 0 && v.get<double>() < 1e9);
@@ -200,13 +204,47 @@ std::variant<Refusal, RestartRequest> parse_restart_request(const nlohmann::json
         } else if (k == "restart_pending") {
             r.restart_pending = true;  // Patroni: the key's presence
         } else if (k == "schedule") {
-            return Refusal{400, "scheduled restarts are not supported by pg_ha: restart when it is due "
-                                "(pg_hactl restart MEMBER, or POST /restart without schedule)"};
+            std::string err;
+            std::int64_t at = 0;
+            if (!v.is_string()) return Refusal{400, "Unable to parse scheduled timestamp: it must be a string"};
+            if (!parse_iso8601(v.get<std::string>(), at, err))
+                return Refusal{400, "Unable to parse scheduled timestamp (" + err +
+                                        "). It should be in an unambiguous format with a time zone, e.g. ISO 8601"};
+            if (at < now_epoch_s) return Refusal{422, "Cannot schedule restart in the past"};
+            r.schedule_epoch_s = at;
+            r.schedule = format_iso8601(at);
+            if (r.schedule.empty()) return Refusal{422, "Unable to parse scheduled timestamp: out of range"};
         } else {
             return Refusal{400, "Unknown filter for the scheduled restart: " + k};
         }
     }
     return r;
+}
+
+ScheduledRestart published(const RestartRequest &r) {
+    ScheduledRestart p;
+    p.schedule = r.schedule;
+    p.role = r.role;
+    p.postgres_version = r.postgres_version_text;
+    p.restart_pending = r.restart_pending;
+    return p;
+}
+
+ScheduledStep scheduled_restart_step(std::int64_t at_epoch_s, std::int64_t now_epoch_s, int loop_wait_s, bool paused) {
+    if (paused || now_epoch_s < at_epoch_s) return ScheduledStep::Wait;
+    // Patroni: stale when more than int(1.5 x loop_wait) late
+    if (now_epoch_s - at_epoch_s > (3 * static_cast<std::int64_t>(std::max(loop_wait_s, 1))) / 2)
+        return ScheduledStep::Stale;
+    return ScheduledStep::Run;
+}
+
+const char *to_string(ScheduledStep s) {
+    switch (s) {
+        case ScheduledStep::Wait: return "wait";
+        case ScheduledStep::Run: return "run";
+        case ScheduledStep::Stale: return "stale";
+    }
+    return "wait";
 }
 
 std::string restart_mismatch(const RestartRequest &r, bool is_primary, int server_version_num, bool pending_restart) {

@@ -26,10 +26,11 @@ enum class OperatorCommand {
     Reload,
     Restart,
     Reinitialize,
+    CancelRestart,  // DELETE /restart: drop this node's scheduled restart
 };
 // "switchover", "failover", "pause", "resume", "set_config", "replace_config",
-// "reload", "restart", "reinitialize" (the names the SQL request slot and the
-// REST paths use).
+// "reload", "restart", "reinitialize", "cancel_restart" (the names the SQL
+// request slot and the REST paths use).
 const char *to_string(OperatorCommand c);
 std::optional<OperatorCommand> parse_operator_command(const std::string &text);
 
@@ -116,12 +117,31 @@ struct RestartRequest {
     std::string role;              // "" = any; "primary" or "replica" ("master" = "primary")
     int postgres_version = 0;      // 0 = any; restart only if the running server is older
     bool restart_pending = false;  // restart only if a parameter change waits for it
+    std::string postgres_version_text;  // as the operator wrote it ("" = any)
+    // "schedule": restart at this time, not now (0 = now). The text is the
+    // canonical ISO 8601 form (format_iso8601).
+    std::int64_t schedule_epoch_s = 0;
+    std::string schedule;
 };
 
 // Validates the body of POST /restart (without pg_ha's own "member" key):
 // unknown keys, a bad role, version or timeout get 400 with Patroni's
-// wording; "schedule" gets 400 (scheduled restarts are not supported).
-std::variant<Refusal, RestartRequest> parse_restart_request(const nlohmann::json &body);
+// wording; a "schedule" that cannot be parsed or has no time zone gets 400,
+// one in the past 422, any schedule while the cluster is paused 500 (all
+// Patroni's codes and words).
+// What a member publishes of its scheduled restart.
+ScheduledRestart published(const RestartRequest &r);
+
+std::variant<Refusal, RestartRequest> parse_restart_request(const nlohmann::json &body, std::int64_t now_epoch_s,
+                                                            bool paused);
+
+// What a scheduled restart does on this loop (Patroni's
+// should_run_scheduled_action): Wait until it is due (and while paused), Run
+// when due, Stale when it was due more than 1.5 x loop_wait ago (the loop was
+// stuck: dropped with a warning rather than restarting at a surprising time).
+enum class ScheduledStep { Wait, Run, Stale };
+ScheduledStep scheduled_restart_step(std::int64_t at_epoch_s, std::int64_t now_epoch_s, int loop_wait_s, bool paused);
+const char *to_string(ScheduledStep s);
 
 // "" when this node matches the conditions, else why not (the answer is then
 // 503 "restart conditions are not satisfied", as Patroni's).

@@ -86,6 +86,7 @@ std::string encode_member(const Member &m) {
     if (!tags.empty()) j["tags"] = tags;
     if (m.pause) j["pause"] = true;
     if (m.pending_restart) j["pending_restart"] = true;
+    if (m.scheduled_restart) j["scheduled_restart"] = m.scheduled_restart->to_json();
     return json_text(j);
 }
 
@@ -115,6 +116,7 @@ std::optional<Member> decode_member(const std::string &name, const std::string &
     if (auto t = j->find("tags"); t != j->end()) m.tags = Tags::from_json(*t);
     if (auto p = j->find("pause"); p != j->end() && p->is_boolean()) m.pause = p->get<bool>();
     if (auto p = j->find("pending_restart"); p != j->end() && p->is_boolean()) m.pending_restart = p->get<bool>();
+    if (auto p = j->find("scheduled_restart"); p != j->end()) m.scheduled_restart = ScheduledRestart::from_json(*p);
     return m;
 }
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/cluster.hpp"
@@ -29,6 +30,7 @@ struct NodeSnapshot {
     std::string message;                  // the state machine's last message
     std::string sync_waiting;             // strict synchronous mode: why commits wait ("" = they do not)
     bool pending_restart = false;
+    std::optional<ScheduledRestart> scheduled_restart;
     bool watchdog_failed = false;
     bool failsafe_active = false;  // leading without ZooKeeper on the members' promises
     Tags tags;

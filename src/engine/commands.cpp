@@ -50,7 +50,7 @@ std::vector<std::shared_ptr<Command>> CommandQueue::drain() {
 }
 
 CommandDesk::CommandDesk(const EngineSettings &s, ClusterLink &link, LocalServer &local, Leadership &leadership,
-                         Outbox &out, Background &bg, PeerHttp http, Clock clock, Waker &waker)
+                         Outbox &out, Background &bg, PeerHttp http, Clock clock, Clock wall_clock, Waker &waker)
     : s_(s),
       link_(link),
       local_(local),
@@ -59,6 +59,7 @@ CommandDesk::CommandDesk(const EngineSettings &s, ClusterLink &link, LocalServer
       bg_(bg),
       http_(std::move(http)),
       clock_(std::move(clock)),
+      wall_clock_(std::move(wall_clock)),
       queue_(waker) {}
 
 void CommandDesk::adopt(std::shared_ptr<Command> c) {
@@ -94,6 +95,7 @@ void CommandDesk::intake_http() {
 }
 
 void CommandDesk::run(bool handover_active) {
+    run_scheduled_restart();
     const std::int64_t now = clock_();
     for (auto &c : commands_) {
         if (c->answered()) continue;
@@ -122,6 +124,7 @@ void CommandDesk::run(bool handover_active) {
 
 void CommandDesk::start(const std::shared_ptr<Command> &c) {
     c->stage = Command::Stage::Writing;
+    if (c->kind == OperatorCommand::CancelRestart) return cancel_restart(*c);  // local: no ZooKeeper needed
     if (!link_.dcs_ok()) {
         c->answer(503, std::string("ZooKeeper is not reachable from this node: cannot ") + to_string(c->kind));
         return;
@@ -136,6 +139,7 @@ void CommandDesk::start(const std::shared_ptr<Command> &c) {
         case OperatorCommand::Reload: start_reload(*c); return;
         case OperatorCommand::Restart:
         case OperatorCommand::Reinitialize: start_restart(c); return;
+        case OperatorCommand::CancelRestart: cancel_restart(*c); return;
     }
 }
 
@@ -148,7 +152,7 @@ void CommandDesk::start_switchover(const std::shared_ptr<Command> &cmd) {
     if (req.candidate.empty()) req.candidate = jstr(a, "member");
     req.scheduled_at = jstr(a, "scheduled_at");
     req.require_no_leader = a.contains("require_no_leader") && a["require_no_leader"] == true;
-    SwitchoverCheck check = check_switchover(link_.view(), req, std::time(nullptr));
+    SwitchoverCheck check = check_switchover(link_.view(), req, wall_now_s());
     if (const Refusal *r = std::get_if<Refusal>(&check)) return cmd->answer(r->http_status, r->message);
     const SwitchoverPlan &plan = std::get<SwitchoverPlan>(check);
     cmd->target = plan.target;
@@ -198,10 +202,18 @@ void CommandDesk::start_restart(const std::shared_ptr<Command> &keep) {
     conditions.erase("member");
     if (!reinit) {
         // POST /restart's conditions, checked where the restart happens (Patroni's codes)
-        auto parsed = parse_restart_request(conditions);
+        auto parsed = parse_restart_request(conditions, wall_now_s(), link_.view().config.pause);
         if (const Refusal *r = std::get_if<Refusal>(&parsed)) return c.answer(r->http_status, r->message);
+        const RestartRequest &req = std::get<RestartRequest>(parsed);
+        if ((member.empty() || member == s_.node_name) && req.schedule_epoch_s != 0) {
+            // Patroni checks the conditions when the restart is due, not now.
+            if (scheduled_) return c.answer(409, "Another restart is already scheduled");
+            scheduled_ = req;
+            out_.log("restart scheduled at " + req.schedule);
+            return c.answer(202, "Restart scheduled");
+        }
         if (member.empty() || member == s_.node_name) {
-            const std::string why = restart_mismatch(std::get<RestartRequest>(parsed), leadership_.is_leader(),
+            const std::string why = restart_mismatch(req, leadership_.is_leader(),
                                                      local_.sample().server_version, local_.pending_restart());
             if (!why.empty()) {
                 out_.log("not restarting: " + why);
@@ -209,21 +221,7 @@ void CommandDesk::start_restart(const std::shared_ptr<Command> &keep) {
             }
         }
     }
-    if (member.empty() || member == s_.node_name) {
-        if (reinit && leadership_.is_leader()) return c.answer(503, "I am the leader, can not reinitialize");
-        if (reinit) {
-            int fd = ::open((s_.data_dir + "/pg_ha.reinitialize").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-            if (fd < 0) return c.answer(503, "cannot mark the data directory for reinitialization");
-            ::close(fd);
-        }
-        out_.log(std::string(to_string(c.kind)) + " requested: shutting down; pg_hactl boot " +
-                 (reinit ? "clones a fresh copy from the leader" : "starts the server again"));
-        if (leadership_.is_leader())
-            out_.log("the leader restarts and keeps the leader lock: writes pause until it is back (a standby takes "
-                     "over only if it is not back within ttl)");
-        out_.shutdown = true;  // answering below delays the stop until the answer is out
-        return c.answer(200, reinit ? "reinitialize started" : "restarted successfully");
-    }
+    if (member.empty() || member == s_.node_name) return restart_now(&c, reinit);
     const Member *m = link_.view().member(member);
     if (!m) return c.answer(404, "member " + member + " does not exist");
     // Forward to the member's API off the loop.
@@ -238,6 +236,56 @@ void CommandDesk::start_restart(const std::shared_ptr<Command> &keep) {
             else keep->answer(static_cast<int>(rep[0].status), rep[0].body);
         };
     });
+}
+
+// Shut down for pg_hactl boot to start again (or clone afresh); `c` (if any)
+// is answered.
+void CommandDesk::restart_now(Command *c, bool reinit) {
+    if (reinit && leadership_.is_leader()) return c->answer(503, "I am the leader, can not reinitialize");
+    if (reinit) {
+        int fd = ::open((s_.data_dir + "/pg_ha.reinitialize").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0) return c->answer(503, "cannot mark the data directory for reinitialization");
+        ::close(fd);
+    }
+    out_.log(std::string(reinit ? "reinitialize" : c ? "restart" : "scheduled restart") +
+             " requested: shutting down; pg_hactl boot " +
+             (reinit ? "clones a fresh copy from the leader" : "starts the server again"));
+    if (leadership_.is_leader())
+        out_.log("the leader restarts and keeps the leader lock: writes pause until it is back (a standby takes "
+                 "over only if it is not back within ttl)");
+    scheduled_.reset();  // the restart it stood for happens now
+    out_.shutdown = true;  // answering below delays the stop until the answer is out
+    if (c) c->answer(200, reinit ? "reinitialize started" : "restarted successfully");
+}
+
+void CommandDesk::cancel_restart(Command &c) {
+    if (!scheduled_) return c.answer(404, "no restarts are scheduled");
+    out_.log("scheduled restart at " + scheduled_->schedule + " deleted");
+    scheduled_.reset();
+    c.answer(200, "scheduled restart deleted");
+}
+
+void CommandDesk::run_scheduled_restart() {
+    if (!scheduled_ || out_.shutdown) return;
+    const ClusterView &view = link_.view();
+    switch (scheduled_restart_step(scheduled_->schedule_epoch_s, wall_now_s(), view.config.loop_wait,
+                                   view.config.pause)) {
+        case ScheduledStep::Wait: return;
+        case ScheduledStep::Stale:
+            out_.log("WARNING: found a stale scheduled restart (" + scheduled_->schedule + "), cleaning up");
+            scheduled_.reset();
+            return;
+        case ScheduledStep::Run: break;
+    }
+    const std::string why = restart_mismatch(*scheduled_, leadership_.is_leader(), local_.sample().server_version,
+                                             local_.pending_restart());
+    if (!why.empty()) {
+        out_.log("scheduled restart at " + scheduled_->schedule + " cancelled: " + why);
+        scheduled_.reset();
+        return;
+    }
+    out_.log("scheduled restart at " + scheduled_->schedule + " is due");
+    restart_now(nullptr, false);
 }
 
 // Switchover/failover requests wait until the new leader accepts writes

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,7 +71,7 @@ class CommandQueue {
 class CommandDesk {
   public:
     CommandDesk(const EngineSettings &s, ClusterLink &link, LocalServer &local, Leadership &leadership, Outbox &out,
-                Background &bg, PeerHttp http, Clock clock, Waker &waker);
+                Background &bg, PeerHttp http, Clock clock, Clock wall_clock, Waker &waker);
 
     CommandQueue &queue() { return queue_; }
     // A request from a backend (SQL): id, JSON {"kind", "args", "timeout_ms"}, the caller's pid.
@@ -79,6 +80,10 @@ class CommandDesk {
     // Start, poll and time out commands. `handover_active`: our switchover is running.
     void run(bool handover_active);
     bool busy() const { return !commands_.empty(); }
+    // This node's scheduled restart (POST /restart with "schedule"), as published.
+    std::optional<ScheduledRestart> scheduled_restart() const {
+        return scheduled_ ? std::optional<ScheduledRestart>(published(*scheduled_)) : std::nullopt;
+    }
     const std::vector<int> &protected_pids() const { return protected_pids_; }
     // The newest answer to a SQL request.
     std::uint64_t reply_id() const { return reply_id_; }
@@ -92,6 +97,10 @@ class CommandDesk {
     void start_config(const std::shared_ptr<Command> &c);
     void start_reload(Command &c);
     void start_restart(const std::shared_ptr<Command> &c);
+    void cancel_restart(Command &c);
+    void restart_now(Command *c, bool reinit);
+    // Runs the scheduled restart when it is due (Patroni's evaluate_scheduled_restart).
+    void run_scheduled_restart();
     void poll(const std::shared_ptr<Command> &c, std::int64_t now, bool handover_active);
 
     const EngineSettings &s_;
@@ -102,13 +111,18 @@ class CommandDesk {
     Background &bg_;
     PeerHttp http_;
     Clock clock_;
+    Clock wall_clock_;  // ms since the epoch: scheduled switchovers and restarts
+    std::int64_t wall_now_s() const { return wall_clock_() / 1000; }
     CommandQueue queue_;
     std::vector<std::shared_ptr<Command>> commands_;
     std::uint64_t sql_request_seen_ = 0;
     std::uint64_t reply_id_ = 0;
     int reply_status_ = 0;
     std::string reply_message_;
-    std::vector<int> protected_pids_;  // SQL callers waiting for a switchover: not terminated
+    std::vector<int> protected_pids_;
+    // In memory only, as in Patroni: a restart of the server (and so of this
+    // worker) before it is due cancels it.
+    std::optional<RestartRequest> scheduled_;  // SQL callers waiting for a switchover: not terminated
 };
 
 }  // namespace pgha

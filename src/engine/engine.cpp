@@ -72,7 +72,7 @@ Engine::Engine(const EngineSettings &s, EngineDeps deps)
       link_(*zk_, s_, out_, clock_),
       local_(deps.sql(), s_, out_, clock_),
       leadership_(s_, link_, out_, bg_, http_, clock_),
-      desk_(s_, link_, local_, leadership_, out_, bg_, http_, clock_, waker_),
+      desk_(s_, link_, local_, leadership_, out_, bg_, http_, clock_, wall_clock_, waker_),
       handover_(s_.node_name, link_, local_, leadership_, out_, bg_, *bg_sql_, clock_),
       sync_(s_.node_name, link_, local_, out_, clock_),
       slots_(s_.node_name, link_, local_, out_, clock_),
@@ -418,6 +418,7 @@ NodeView Engine::node_view(const LocalState &ls) {
     v.watchdog_failed = leadership_.watchdog_failed();
     v.failsafe_active = leadership_.failsafe_active();
     v.pending_restart = local_.pending_restart();
+    v.scheduled_restart = desk_.scheduled_restart();
     v.cluster = &link_.view();
     return v;
 }

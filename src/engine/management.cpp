@@ -37,8 +37,7 @@ std::optional<HttpReply> ManagementApi::handle(const NodeSnapshot *snap, const H
                                          : OperatorCommand::Reinitialize;
         return command(k, j, 10000);
     }
-    // Scheduled restarts are not supported, so there is never one to cancel (Patroni's answer).
-    if (m == "DELETE" && p == "/restart") return text(404, "no restarts are scheduled");
+    if (m == "DELETE" && p == "/restart") return command(OperatorCommand::CancelRestart, nlohmann::json::object(), 10000);
     if ((m == "PATCH" || m == "PUT") && p == "/config") {
         nlohmann::json j = parse_object(req.body, false);
         if (!j.is_object()) return text(400, kNotObject);

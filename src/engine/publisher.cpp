@@ -26,6 +26,8 @@ nlohmann::json member_rows(const ClusterView &view) {
                            {"lag", r.is_leader ? nlohmann::json(0) : r.lag ? nlohmann::json(*r.lag) : nlohmann::json(nullptr)},
                            {"tags", r.tags.to_json()},
                            {"pending_restart", r.pending_restart},
+                           {"scheduled_restart", r.scheduled_restart ? nlohmann::json(r.scheduled_restart->schedule)
+                                                                     : nlohmann::json(nullptr)},
                            {"is_leader", r.is_leader}});
     return members;
 }
@@ -55,6 +57,7 @@ Member Publisher::member_row(const NodeView &v) const {
     m.tags = s_.tags;
     m.pause = v.cluster && v.cluster->config.pause;
     m.pending_restart = v.pending_restart;
+    m.scheduled_restart = v.scheduled_restart;
     return m;
 }
 
@@ -80,6 +83,7 @@ void Publisher::publish(const NodeView &v) {
     snap->watchdog_failed = v.watchdog_failed;
     snap->failsafe_active = v.failsafe_active;
     snap->pending_restart = v.pending_restart;
+    snap->scheduled_restart = v.scheduled_restart;
     snap->tags = s_.tags;
     snap->local = v.local;
     snap->cluster = view;
@@ -99,6 +103,7 @@ void Publisher::publish(const NodeView &v) {
                  {"dcs_ok", v.dcs_ok},
                  {"lease_remaining_ms", v.lease_remaining_ms},
                  {"pending_restart", v.pending_restart},
+                 {"scheduled_restart", v.scheduled_restart ? v.scheduled_restart->to_json() : nlohmann::json(nullptr)},
                  {"watchdog_failed", v.watchdog_failed},
                  {"message", v.message},
                  {"sync_waiting", v.sync_waiting},

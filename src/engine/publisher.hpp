@@ -34,6 +34,7 @@ struct NodeView {
     bool watchdog_failed = false;
     bool failsafe_active = false;
     bool pending_restart = false;
+    std::optional<ScheduledRestart> scheduled_restart;
     const ClusterView *cluster = nullptr;
 };
 

@@ -552,8 +552,8 @@ def test_restart_conditions_as_patroni(cluster):
     role, postgres_version or restart_pending does not match this node is
     answered 503 "restart conditions are not satisfied" and restarts nothing
     (before, {"role": "replica"} sent to the primary restarted the primary);
-    bad filters get 400 with Patroni's wording; DELETE /restart answers 404
-    (nothing is ever scheduled)."""
+    bad filters get 400 with Patroni's wording (a schedule in the past 422);
+    DELETE /restart with nothing scheduled answers 404."""
     c = cluster
     leader = c.node(c.leader_name())
     replica = next(n for n in c.nodes if n is not leader and n.is_replica())
@@ -567,7 +567,8 @@ def test_restart_conditions_as_patroni(cluster):
              (replica, {"restart_pending": True}, 503, "restart conditions are not satisfied"),
              (leader, {"role": "leader"}, 400, "PostgreSQL role should be either primary or replica"),
              (leader, {"force": True}, 400, "Unknown filter for the scheduled restart: force"),
-             (leader, {"schedule": "2030-01-01T00:00:00+00:00"}, 400, "scheduled restarts are not supported")]
+             (leader, {"schedule": "2020-01-01T00:00:00+00:00"}, 422, "Cannot schedule restart in the past"),
+             (leader, {"schedule": "2030-01-01T00:00:00"}, 400, "Unable to parse scheduled timestamp")]
     for node, body, want, text in cases:
         status, answer = node.http("POST", "/restart", body=body, headers=auth, timeout=20)
         check(status == want and text in answer, "POST /restart %s on %s: %s %s" % (body, node.name, status, answer), c)
@@ -578,6 +579,87 @@ def test_restart_conditions_as_patroni(cluster):
         check(n.postmaster_pid() == pids[n.name], "%s restarted: %s -> %s" % (n.name, pids[n.name],
                                                                           n.postmaster_pid()), c)
     check(c.leader_name() == leader.name and leader.is_primary(), "the leader changed", c)
+
+
+def iso_in(seconds):
+    return (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)).isoformat(
+        timespec="seconds")
+
+
+def test_scheduled_restart_as_patroni(cluster):
+    """Issue 12 item 4: POST /restart with "schedule" answers 202 and restarts
+    the member when it is due (409 for a second one); the member publishes it
+    (/patroni, its member znode: patronictl list's "Scheduled restart",
+    pg_hactl list); the conditions are checked when it is due (a replica-only
+    restart scheduled on the leader restarts nothing); DELETE /restart,
+    `patronictl flush ... restart` and `pg_hactl restart --cancel` cancel it.
+    patronictl restart --scheduled and pg_hactl restart --scheduled both
+    schedule."""
+    c = cluster
+    if not os.path.exists(PATRONICTL):
+        pytest.fail("%s is missing (Debian package patroni)" % PATRONICTL)
+    leader = c.node(c.leader_name())
+    replica = next(n for n in c.nodes if n is not leader and n.is_replica())
+    auth = harness.rest_auth_header(REST_USER, REST_PASSWORD)
+
+    def scheduled(node):
+        return (node.http_json("/patroni")[1] or {}).get("scheduled_restart")
+
+    # 1. patronictl schedules a restart of the replica; it is published and runs when due
+    pid = replica.postmaster_pid()
+    at = iso_in(8)
+    p = patronictl(c, "restart", c.scope, replica.name, "--scheduled", at, "--force")
+    check(p.returncode == 0 and "restart scheduled on member %s" % replica.name in p.stdout,
+          "patronictl restart --scheduled\n" + out(p), c)
+    status, answer = replica.http("POST", "/restart", body={"schedule": iso_in(60)}, headers=auth, timeout=10)
+    check(status == 409 and "Another restart is already scheduled" in answer, "second schedule: %s %s"
+          % (status, answer), c)
+    wait_for(lambda: (scheduled(replica) or {}).get("schedule", "")[:19] == at[:19], timeout=5, interval=0.2,
+             description="/patroni names the scheduled restart at %s" % at, state=lambda: scheduled(replica))
+    wait_for(lambda: "Scheduled restart" in patronictl(c, "list").stdout, timeout=3 * LOOP_WAIT + 5, interval=0.5,
+             description="patronictl list shows the scheduled restart")
+    lst = hactl(c, "list")
+    check("Restart of %s scheduled at" % replica.name in lst.stdout, "pg_hactl list\n" + out(lst), c)
+    check(replica.postmaster_pid() == pid, "%s restarted before it was due" % replica.name, c)
+    wait_for(lambda: replica.postmaster_pid() not in (None, pid), timeout=30, interval=0.3,
+             description="%s restarts when its scheduled restart is due" % replica.name)
+    c.wait_healthy(timeout=HEALTHY_TIMEOUT)
+    check(scheduled(replica) is None, "still scheduled after the restart: %s" % scheduled(replica), c)
+
+    # 2. conditions are checked when it is due: replica-only on the leader restarts nothing
+    lpid = leader.postmaster_pid()
+    status, answer = leader.http("POST", "/restart", body={"schedule": iso_in(3), "role": "replica"}, headers=auth,
+                                 timeout=10)
+    check(status == 202 and "Restart scheduled" in answer, "leader schedule: %s %s" % (status, answer), c)
+    wait_for(lambda: "cancelled: host role mismatch" in leader.log_path.read_text(errors="replace"),
+             timeout=3 + 3 * LOOP_WAIT + 5, interval=0.3,
+             description="the leader drops its replica-only scheduled restart when due")
+    wait_for(lambda: scheduled(leader) is None, timeout=5, interval=0.2, description="/patroni drops it")
+    check(leader.postmaster_pid() == lpid and c.leader_name() == leader.name, "the leader restarted", c)
+
+    # 3. cancelled three ways: DELETE /restart, patronictl flush, pg_hactl restart --cancel
+    rpid = replica.postmaster_pid()
+    status, answer = replica.http("POST", "/restart", body={"schedule": iso_in(12)}, headers=auth, timeout=10)
+    check(status == 202, "schedule: %s %s" % (status, answer), c)
+    status, answer = replica.http("DELETE", "/restart", headers=auth, timeout=10)
+    check(status == 200 and "scheduled restart deleted" in answer, "DELETE /restart: %s %s" % (status, answer), c)
+    status, answer = replica.http("DELETE", "/restart", headers=auth, timeout=10)
+    check(status == 404, "second DELETE /restart: %s %s" % (status, answer), c)
+    p = hactl(c, "restart", replica.name, "--scheduled", iso_in(12), "--force")
+    check(p.returncode == 0 and "Restart scheduled" in p.stdout, "pg_hactl restart --scheduled\n" + out(p), c)
+    wait_for(lambda: "scheduled_restart" in json.dumps(c.members().get(replica.name) or {}), timeout=3 * LOOP_WAIT + 5,
+             interval=0.3, description="the member znode names the scheduled restart")
+    p = patronictl(c, "flush", c.scope, replica.name, "restart", "--force")
+    check(p.returncode == 0, "patronictl flush restart\n" + out(p), c)
+    wait_for(lambda: scheduled(replica) is None, timeout=5, interval=0.2, description="flushed")
+    status, _ = replica.http("POST", "/restart", body={"schedule": iso_in(12)}, headers=auth, timeout=10)
+    check(status == 202, "third schedule: %s" % status, c)
+    p = hactl(c, "restart", replica.name, "--cancel", "--force")
+    check(p.returncode == 0 and "scheduled restart deleted" in p.stdout, "pg_hactl restart --cancel\n" + out(p), c)
+    wait_for(lambda: scheduled(replica) is None, timeout=5, interval=0.2, description="cancelled")
+    time.sleep(14)
+    for n, was in ((replica, rpid), (leader, lpid)):
+        check(n.postmaster_pid() == was, "%s restarted: %s -> %s" % (n.name, was, n.postmaster_pid()), c)
 
 
 def test_tag_changed_by_reload_takes_effect(cluster):

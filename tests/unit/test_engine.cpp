@@ -3,6 +3,8 @@
 // and a failed step at the C boundary (fail closed, error kept).
 #include <gtest/gtest.h>
 
+#include "core/timeutil.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -232,6 +234,85 @@ TEST_F(EngineTest, PendingRestartIsPublishedInTheMemberZnode) {
     EXPECT_TRUE(run({&n1}, [&] {
         return server.get(path("members/pg-1")).find("\"pending_restart\":true") != std::string::npos;
     }, 100)) << server.get(path("members/pg-1"));
+}
+
+// POST /restart with "schedule" (issue 12 item 4): published, run when due
+// with the conditions checked then, cancelled by DELETE /restart.
+TEST_F(EngineTest, ScheduledRestartIsPublishedRunWhenDueAndCancellable) {
+    server.put(path("leader"), "pg-2", 555);
+    server.put(path("members/pg-2"), member_json("pg-2", "primary", 5000), 555);
+    server.live_sessions.insert(555);
+    Node n1(server, clock, "pg-1", false, peers_behind(900));
+    ASSERT_TRUE(run({&n1}, [&] { return server.has(path("members/pg-1")); }, 100));
+    std::uint64_t id = 0;
+    auto request = [&](const std::string &kind, const std::string &args) {
+        SqlRequest req;
+        req.id = ++id;
+        req.json = "{\"kind\":\"" + kind + "\",\"args\":" + args + "}";
+        n1.step(req);
+        EXPECT_TRUE(run({&n1}, [&] { return n1.engine->desk().reply_id() == id; }, 50, 20));
+        return std::to_string(n1.engine->desk().reply_status()) + " " + n1.engine->desk().reply_message();
+    };
+    const std::int64_t wall_s = (clock.now + clock.wall_offset) / 1000;
+    const std::string at = format_iso8601(wall_s + 30);
+    EXPECT_EQ(request("restart", "{\"schedule\":\"" + at + "\",\"role\":\"replica\"}"), "202 Restart scheduled");
+    EXPECT_EQ(request("restart", "{\"schedule\":\"" + at + "\"}"), "409 Another restart is already scheduled");
+    EXPECT_FALSE(n1.last.shutdown);
+    // published in the member znode (patronictl list) and the status
+    EXPECT_TRUE(run({&n1}, [&] {
+        return server.get(path("members/pg-1")).find("\"scheduled_restart\":{\"role\":\"replica\",\"schedule\":\"" +
+                                                        at + "\"}") != std::string::npos;
+    }, 100)) << server.get(path("members/pg-1"));
+    // not before it is due
+    clock.now += 25000;
+    for (int i = 0; i < 20; ++i) n1.step();
+    EXPECT_FALSE(n1.last.shutdown);
+    // cancelled: nothing happens when it would have been due
+    EXPECT_EQ(request("cancel_restart", "{}"), "200 scheduled restart deleted");
+    EXPECT_EQ(request("cancel_restart", "{}"), "404 no restarts are scheduled");
+    EXPECT_TRUE(run({&n1}, [&] {
+        return server.get(path("members/pg-1")).find("scheduled_restart") == std::string::npos;
+    }, 100)) << server.get(path("members/pg-1"));
+    clock.now += 10000;
+    for (int i = 0; i < 20; ++i) n1.step();
+    EXPECT_FALSE(n1.last.shutdown);
+    // a condition that no longer holds when it is due: dropped, no restart
+    const std::int64_t now_s = (clock.now + clock.wall_offset) / 1000;
+    EXPECT_EQ(request("restart", "{\"schedule\":\"" + format_iso8601(now_s + 5) + "\",\"role\":\"primary\"}"),
+              "202 Restart scheduled");
+    clock.now += 6000;
+    for (int i = 0; i < 20; ++i) n1.step();
+    EXPECT_FALSE(n1.last.shutdown);
+    EXPECT_TRUE(n1.logged("cancelled: host role mismatch"));
+    EXPECT_FALSE(n1.engine->desk().scheduled_restart().has_value());
+    // and one that holds: the node shuts down for pg_hactl boot to start it again
+    EXPECT_EQ(request("restart", "{\"schedule\":\"" + format_iso8601(now_s + 15) + "\",\"role\":\"replica\"}"),
+              "202 Restart scheduled");
+    EXPECT_FALSE(n1.last.shutdown);
+    clock.now += 5000;
+    EXPECT_TRUE(run({&n1}, [&] { return n1.last.shutdown; }, 100, 50));
+    EXPECT_TRUE(n1.logged("is due"));
+}
+
+// A scheduled restart found too late (the loop was stuck) is dropped, not run.
+TEST_F(EngineTest, StaleScheduledRestartIsDropped) {
+    server.put(path("leader"), "pg-2", 555);
+    server.put(path("members/pg-2"), member_json("pg-2", "primary", 5000), 555);
+    server.live_sessions.insert(555);
+    Node n1(server, clock, "pg-1", false, peers_behind(900));
+    ASSERT_TRUE(run({&n1}, [&] { return server.has(path("members/pg-1")); }, 100));
+    SqlRequest req;
+    req.id = 1;
+    req.json = "{\"kind\":\"restart\",\"args\":{\"schedule\":\"" +
+               format_iso8601((clock.now + clock.wall_offset) / 1000 + 2) + "\"}}";
+    n1.step(req);
+    ASSERT_TRUE(run({&n1}, [&] { return n1.engine->desk().reply_id() == 1; }, 50, 20));
+    ASSERT_EQ(n1.engine->desk().reply_status(), 202);
+    clock.now += 10000;  // loop_wait 2: more than 3 s late is stale
+    n1.step();
+    EXPECT_FALSE(n1.last.shutdown);
+    EXPECT_TRUE(n1.logged("stale scheduled restart"));
+    EXPECT_FALSE(n1.engine->desk().scheduled_restart().has_value());
 }
 
 TEST_F(EngineTest, StandbyDoesNotTakeLockWhenPeerIsAhead) {

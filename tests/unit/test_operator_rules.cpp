@@ -59,7 +59,8 @@ SwitchoverPlan planned(const SwitchoverCheck &c) {
 TEST(OperatorCommand, NamesRoundTrip) {
     for (auto c : {OperatorCommand::Switchover, OperatorCommand::Failover, OperatorCommand::Pause,
                    OperatorCommand::Resume, OperatorCommand::SetConfig, OperatorCommand::ReplaceConfig,
-                   OperatorCommand::Reload, OperatorCommand::Restart, OperatorCommand::Reinitialize}) {
+                   OperatorCommand::Reload, OperatorCommand::Restart, OperatorCommand::Reinitialize,
+                   OperatorCommand::CancelRestart}) {
         auto back = parse_operator_command(to_string(c));
         ASSERT_TRUE(back.has_value()) << to_string(c);
         EXPECT_EQ(*back, c);
@@ -320,7 +321,7 @@ TEST(RestartConditions, PostgresVersionLikePatroni) {
 
 TEST(RestartConditions, BodyIsValidatedWithPatronisWording) {
     auto refused = [](const char *body) {
-        auto r = parse_restart_request(nlohmann::json::parse(body));
+        auto r = parse_restart_request(nlohmann::json::parse(body), kNow, false);
         const Refusal *x = std::get_if<Refusal>(&r);
         return x ? std::to_string(x->http_status) + " " + x->message : std::string("accepted");
     };
@@ -333,11 +334,52 @@ TEST(RestartConditions, BodyIsValidatedWithPatronisWording) {
     EXPECT_EQ(refused(R"({"timeout": 0})"), "400 Timeout should be a positive number of seconds");
     EXPECT_EQ(refused(R"({"timeout": "5"})"), "400 Timeout should be a positive number of seconds");
     EXPECT_EQ(refused(R"({"force": true})"), "400 Unknown filter for the scheduled restart: force");
-    EXPECT_EQ(refused(R"({"schedule": "2030-01-01T00:00:00+00:00"})").rfind("400 scheduled restarts are not supported", 0),
-              0u);
     EXPECT_EQ(refused("[]"), "400 Bad request: the body must be a JSON object");
-    auto r = std::get<RestartRequest>(parse_restart_request(nlohmann::json::parse(R"({"role": "master"})")));
+    auto r = std::get<RestartRequest>(parse_restart_request(nlohmann::json::parse(R"({"role": "master"})"), kNow, false));
     EXPECT_EQ(r.role, "primary");
+    EXPECT_EQ(r.schedule_epoch_s, 0);  // now
+}
+
+TEST(RestartConditions, ScheduleIsParsedAndRefusedAsPatroniDoes) {
+    auto parse = [](const std::string &body, bool paused = false) {
+        return parse_restart_request(nlohmann::json::parse(body), kNow, paused);
+    };
+    auto refused = [&](const std::string &body, bool paused = false) {
+        auto r = parse(body, paused);
+        const Refusal *x = std::get_if<Refusal>(&r);
+        return x ? std::to_string(x->http_status) + " " + x->message : std::string("accepted");
+    };
+    const std::string future = format_iso8601(kNow + 60);
+    auto r = std::get<RestartRequest>(parse(R"({"schedule": ")" + future + R"(", "role": "replica"})"));
+    EXPECT_EQ(r.schedule_epoch_s, kNow + 60);
+    EXPECT_EQ(r.schedule, future);
+    EXPECT_EQ(r.role, "replica");
+    // another zone, same instant, written back in UTC
+    auto z = std::get<RestartRequest>(parse(R"({"schedule": ")" + format_iso8601(kNow + 3600).substr(0, 19) +
+                                            R"(+01:00"})"));
+    EXPECT_EQ(z.schedule_epoch_s, kNow);
+    EXPECT_EQ(refused(R"({"schedule": ")" + format_iso8601(kNow - 1) + R"("})"), "422 Cannot schedule restart in the past");
+    EXPECT_EQ(refused(R"({"schedule": "2030-01-01T00:00:00"})").rfind("400 Unable to parse scheduled timestamp", 0), 0u);
+    EXPECT_EQ(refused(R"({"schedule": "tomorrow"})").rfind("400 Unable to parse scheduled timestamp", 0), 0u);
+    EXPECT_EQ(refused(R"({"schedule": 1896000000})").rfind("400 Unable to parse scheduled timestamp", 0), 0u);
+    EXPECT_EQ(refused(R"({"schedule": ")" + future + R"("})", true), "500 Can't schedule restart in the paused state");
+    EXPECT_EQ(refused("{}", true), "accepted");  // an immediate restart is allowed while paused
+}
+
+TEST(RestartConditions, ScheduledRestartRunsWhenDueAndIsDroppedWhenStale) {
+    const std::int64_t at = kNow;
+    EXPECT_EQ(scheduled_restart_step(at, at - 100, 10, false), ScheduledStep::Wait);
+    EXPECT_EQ(scheduled_restart_step(at, at - 1, 10, false), ScheduledStep::Wait);
+    EXPECT_EQ(scheduled_restart_step(at, at, 10, false), ScheduledStep::Run);
+    EXPECT_EQ(scheduled_restart_step(at, at + 15, 10, false), ScheduledStep::Run);   // int(1.5 x 10) late
+    EXPECT_EQ(scheduled_restart_step(at, at + 16, 10, false), ScheduledStep::Stale);
+    EXPECT_EQ(scheduled_restart_step(at, at + 1, 1, false), ScheduledStep::Run);
+    EXPECT_EQ(scheduled_restart_step(at, at + 2, 1, false), ScheduledStep::Stale);
+    EXPECT_EQ(scheduled_restart_step(at, at + 3, 0, false), ScheduledStep::Stale);  // loop_wait 0 counts as 1
+    // paused: kept, never run (Patroni runs no scheduled action while paused)
+    EXPECT_EQ(scheduled_restart_step(at, at, 10, true), ScheduledStep::Wait);
+    EXPECT_EQ(scheduled_restart_step(at, at + 100, 10, true), ScheduledStep::Wait);
+    EXPECT_STREQ(to_string(ScheduledStep::Stale), "stale");
 }
 
 TEST(RestartConditions, MatchesTheNodeAsPatroniDoes) {
