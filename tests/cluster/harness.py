@@ -1712,10 +1712,12 @@ class Cluster:
             conn.close()
 
     # -- diagnostics
-    def diagnostics(self, lines=40):
+    def diagnostics(self, lines=40, first=()):
         """Everything useful for a failure message: per node /patroni and log
-        tail, the znodes, ZooKeeper and HAProxy state."""
-        parts = [n.describe(lines) for n in self.nodes]
+        tail, the znodes, ZooKeeper and HAProxy state. The nodes named in
+        `first` come first (a CI excerpt of a long message keeps its start)."""
+        order = sorted(self.nodes, key=lambda n: n.name not in first)
+        parts = [n.describe(lines) for n in order]
         parts.append("=== znodes under %s" % self.zk_path())
         parts.append(self.dump_znodes())
         for zk in self.zookeepers:

@@ -65,10 +65,13 @@ def wait_quorum(c, leader, timeout):
         return (quorum_key(c) == (leader.name, standbys, len(standbys) - NODE_COUNT)
                 and leader.sql_value("SHOW synchronous_standby_names") == wanted_ssn(standbys)
                 and all(sync_states(leader).get(n) == "quorum" for n in standbys))
+    def state():
+        streaming = sync_states(leader)
+        return "sync key %s, ssn %r, pg_stat_replication %s\n%s" % (
+            quorum_key(c), leader.sql_value("SHOW synchronous_standby_names"), streaming,
+            c.diagnostics(60, first=[n for n in standbys if streaming.get(n) != "quorum"]))
     wait_for(ok, timeout=timeout, interval=0.3, description="quorum commit over %s on %s" % (standbys, leader.name),
-             state=lambda: "sync key %s, ssn %r, pg_stat_replication %s\n%s" % (
-                 quorum_key(c), leader.sql_value("SHOW synchronous_standby_names"), sync_states(leader),
-                 c.diagnostics(40)))
+             state=state)
 
 
 # --------------------------------------------------------------------------
