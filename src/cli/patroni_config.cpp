@@ -435,6 +435,14 @@ void Reader::dcs(const YAML::Node &n) {
                          "(pg_ha.dcs_shell_parameters = on, because its own file sets them)");
                 }
             }
+        // The node's own bootstrap.dcs sets pg_hba: this member writes pg_hba.conf
+        // from the config key, unless its postgresql section has a pg_hba of its own
+        // (Patroni: the local one wins; boot writes it at every start).
+        if (auto h = c.dcs["postgresql"].find("pg_hba"); h != c.dcs["postgresql"].end() && !h->is_null()) {
+            if (c.has_local_pg_hba)
+                warn("bootstrap.dcs.postgresql.pg_hba", "this member keeps its own postgresql.pg_hba (the local one wins)");
+            else set("pg_ha.dcs_pg_hba", "on");
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/node_settings.hpp"
+#include "core/patroni_parameters.hpp"
 
 namespace pgha {
 
@@ -169,6 +170,11 @@ DynamicConfig DynamicConfig::from_json(const json &j, std::vector<std::string> &
         read_bool(*pg, "use_slots", c.use_slots, errors);
         read_bool(*pg, "remove_data_directory_on_rewind_failure", c.remove_data_directory_on_rewind_failure,
                   errors);
+        if (auto hba = pg->find("pg_hba"); hba != pg->end() && !hba->is_null()) {
+            std::vector<std::string> lines;
+            std::string why;
+            if (!parse_pg_hba_lines(*hba, lines, why)) errors.push_back(why);
+        }
     }
     return c;
 }

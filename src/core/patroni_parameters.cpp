@@ -42,6 +42,47 @@ bool is_identifier(const std::string &s) {
 }
 }  // namespace
 
+bool parse_pg_hba_lines(const json &v, std::vector<std::string> &lines, std::string &why) {
+    lines.clear();
+    if (!v.is_array()) {
+        why = "postgresql.pg_hba must be a list of pg_hba.conf lines";
+        return false;
+    }
+    static const char *const kTypes[] = {"local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"};
+    bool record = false;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        const std::string at = "postgresql.pg_hba[" + std::to_string(i) + "]";
+        if (!v[i].is_string()) {
+            why = at + " must be a string";
+            return false;
+        }
+        const std::string line = v[i].get<std::string>();
+        for (unsigned char ch : line)
+            if (ch < 0x20 && ch != '\t') {
+                why = at + " contains a control character (one line per entry)";
+                return false;
+            }
+        std::size_t b = line.find_first_not_of(" \t");
+        if (b == std::string::npos || line[b] == '#') {
+            lines.push_back(line);
+            continue;
+        }
+        const std::string type = line.substr(b, line.find_first_of(" \t", b) - b);
+        if (std::find(std::begin(kTypes), std::end(kTypes), type) == std::end(kTypes)) {
+            why = at + ": \"" + type + "\" is not a pg_hba.conf record type (local, host, hostssl, hostnossl, "
+                  "hostgssenc, hostnogssenc; include directives are not accepted from ZooKeeper)";
+            return false;
+        }
+        record = true;
+        lines.push_back(line);
+    }
+    if (!record) {
+        why = "postgresql.pg_hba has no record: nobody could log in";
+        return false;
+    }
+    return true;
+}
+
 ClusterParameters cluster_parameters(const json &config, const std::set<std::string> &local_names, bool allow_shell,
                                      int server_version_num) {
     ClusterParameters out;

@@ -43,4 +43,13 @@ struct ClusterParameters {
 ClusterParameters cluster_parameters(const nlohmann::json &config, const std::set<std::string> &local_names,
                                      bool allow_shell, int server_version_num);
 
+// The config key's postgresql.pg_hba (Patroni: the whole pg_hba.conf, a
+// list of lines). True with `lines` when `v` is a list of strings each of
+// which is a comment or a record of a type PostgreSQL knows (local, host,
+// hostssl, hostnossl, hostgssenc, hostnogssenc) on one line; `include*`
+// directives are refused (they would read any file the server can), and so
+// is an empty list (no connection could log in). False with `why` otherwise.
+// PostgreSQL itself checks the rest when the member applies the lines.
+bool parse_pg_hba_lines(const nlohmann::json &v, std::vector<std::string> &lines, std::string &why);
+
 }  // namespace pgha

@@ -258,9 +258,40 @@ void Engine::apply_cluster_parameters() {
         if (!local_.set_parameters({kv}, error)) out_.log("cannot apply postgresql.parameters." + kv.first + ": " + error);
 }
 
+// The config key's postgresql.pg_hba becomes this member's pg_hba.conf when
+// pg_ha.dcs_pg_hba allows it (like shell parameters, an opening anyone who
+// can write the znode would otherwise have). Applied when it changes; a
+// failure is retried only when the key changes again.
+void Engine::apply_cluster_pg_hba() {
+    const ClusterView &view = link_.view();
+    if (!local_.probe_ok() || !view.config_present || !view.config.raw.is_object()) return;
+    const nlohmann::json *hba = nullptr;
+    if (auto pg = view.config.raw.find("postgresql"); pg != view.config.raw.end() && pg->is_object())
+        if (auto h = pg->find("pg_hba"); h != pg->end() && !h->is_null()) hba = &*h;
+    const std::string wanted = hba ? hba->dump() : std::string();
+    if (wanted == applied_pg_hba_) return;
+    applied_pg_hba_ = wanted;
+    if (!hba) return;  // taken out: pg_hba.conf stays as it is
+    std::vector<std::string> lines;
+    std::string error;
+    if (!parse_pg_hba_lines(*hba, lines, error)) {
+        out_.log("config key postgresql.pg_hba is not applied: " + error);
+        return;
+    }
+    if (!s_.dcs_pg_hba) {
+        out_.log("config key postgresql.pg_hba is not applied on this member: pg_ha.dcs_pg_hba is off");
+        return;
+    }
+    if (local_.write_pg_hba(lines, error))
+        out_.log("pg_hba.conf written from the config key's postgresql.pg_hba (" + std::to_string(lines.size()) +
+                 " lines) and reloaded");
+    else out_.log("config key postgresql.pg_hba is not applied: " + error);
+}
+
 void Engine::decide_and_act() {
     local_.probe();
     apply_cluster_parameters();
+    apply_cluster_pg_hba();
     LocalState ls = local_.state();
     leadership_.failsafe_tick(local_.role(), dcs_confirmed());
     Observation obs = observe(ls);

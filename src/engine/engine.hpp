@@ -107,6 +107,7 @@ class Engine {
     void record_promotion(const LocalState &ls);
     NodeView node_view(const LocalState &ls);
     void apply_cluster_parameters();
+    void apply_cluster_pg_hba();
 
     EngineSettings s_;
     Clock clock_;
@@ -139,6 +140,7 @@ class Engine {
     std::int64_t promote_requested_ms_ = 0;
     int history_written_tl_ = 0;
     std::string applied_parameters_;  // the config key's postgresql.parameters last applied (JSON text)
+    std::string applied_pg_hba_;      // the config key's postgresql.pg_hba last seen (JSON text, "" = none)
     std::uint64_t decisions_ = 0;
 };
 

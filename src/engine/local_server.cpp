@@ -257,6 +257,35 @@ bool LocalServer::reload(std::string &error) {
     return false;
 }
 
+bool LocalServer::write_pg_hba(const std::vector<std::string> &lines, std::string &error) {
+    std::string path;
+    if (!current_setting("hba_file", path) || path.empty()) {
+        error = "cannot read hba_file: " + conn_->error();
+        return false;
+    }
+    std::string before;
+    if (!read_text_file(path, before)) {
+        error = "cannot read " + path;
+        return false;
+    }
+    std::string text = "# written by pg_ha from the config key's postgresql.pg_hba; edits are overwritten\n";
+    for (const auto &l : lines) text += l + "\n";
+    if (text == before) return true;
+    if (!write_file_atomic(path, text, 0600, error)) return false;
+    // pg_hba_file_rules parses the file on disk as the postmaster would.
+    auto r = conn_->query(
+        "SELECT line_number, error FROM pg_catalog.pg_hba_file_rules WHERE error IS NOT NULL ORDER BY line_number "
+        "LIMIT 1");
+    std::string restore_error;
+    if (!r) error = "cannot check the new " + path + ": " + conn_->error();
+    else if (!r->empty()) error = "PostgreSQL refuses line " + (*r)[0][0] + " of the new pg_hba.conf: " + (*r)[0][1];
+    else return reload(error);
+    if (!write_file_atomic(path, before, 0600, restore_error))
+        error += "; and putting the previous file back failed: " + restore_error;
+    else error += "; the previous pg_hba.conf is kept";
+    return false;
+}
+
 void LocalServer::terminate_clients(const std::vector<int> &except) {
     conn_->query(std::string("SELECT pg_catalog.pg_terminate_backend(pid) ") + kOtherClients, {int_array(except)});
 }

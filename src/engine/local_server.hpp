@@ -82,6 +82,11 @@ class LocalServer {
     // The value this session runs with (after a reload it may lag a moment behind).
     bool current_setting(const std::string &name, std::string &value);
     bool reload(std::string &error);
+    // Writes these lines as the server's hba_file and reloads. PostgreSQL
+    // parses the new file first (pg_hba_file_rules): a line it refuses puts
+    // the previous file back and nothing is reloaded (a bad pg_hba.conf would
+    // keep the server from starting next time). False with `error` then.
+    bool write_pg_hba(const std::vector<std::string> &lines, std::string &error);
     // Switchover steps.
     void terminate_clients(const std::vector<int> &except);
     int count_clients(const std::vector<int> &except);  // -1 on error

@@ -62,7 +62,10 @@ def cluster(request, require_pg_ha):
     short ttl, pg-1 first). Healthy when handed out."""
     failures_before = request.session.testsfailed
     auth = "pg_ha.restapi_username = '%s'\npg_ha.restapi_password = '%s'" % (REST_USER, REST_PASSWORD)
-    c = harness.Cluster(extra_settings=auth, node_settings={NOFAILOVER: "pg_ha.nofailover = on"},
+    # pg_ha.dcs_pg_hba on pg-1 and pg-2 (test_config_key_pg_hba_...); off on pg-3
+    c = harness.Cluster(extra_settings=auth, node_settings={NOFAILOVER: "pg_ha.nofailover = on",
+                                                            "pg-1": "pg_ha.dcs_pg_hba = on",
+                                                            "pg-2": "pg_ha.dcs_pg_hba = on"},
                         dynamic_config={"ttl": TTL, "loop_wait": LOOP_WAIT, "retry_timeout": RETRY_TIMEOUT})
     try:
         c.start(nodes=False)
@@ -692,6 +695,58 @@ def test_tag_changed_by_reload_takes_effect(cluster):
         target.http("POST", "/reload", headers=auth, timeout=10)
     wait_for(lambda: not tags().get("nofailover"), timeout=3 * LOOP_WAIT + 10, interval=0.3,
              description="%s drops nofailover after the second reload" % target.name, state=tags)
+
+
+def test_config_key_pg_hba_is_applied_where_allowed_and_checked(cluster):
+    """Issue 12 item 3: the config key's postgresql.pg_hba becomes pg_hba.conf
+    (reloaded) on the members with pg_ha.dcs_pg_hba on (pg-1, pg-2) and not
+    on pg-3 (off: a log line says so). A line pg_ha refuses (include) is
+    refused by PATCH /config with 400 and changes nothing; a line PostgreSQL
+    refuses, written straight into ZooKeeper, keeps the previous file (a bad
+    pg_hba.conf would stop the server from starting) with a log line."""
+    c = cluster
+    marker = "pgha_hba_marker"
+    leader = c.node(c.leader_name())
+    auth = harness.rest_auth_header(REST_USER, REST_PASSWORD)
+    base = [ln for ln in (leader.data_dir / "pg_hba.conf").read_text().splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")]
+    wanted = base + ["host all %s 192.0.2.0/24 reject" % marker]
+
+    def rules(node):
+        return node.sql_value("SELECT count(*) FROM pg_hba_file_rules WHERE %s = ANY(user_name)", (marker,))
+
+    def logged(node, text):
+        return text in node.log_path.read_text(errors="replace")
+    before = c.zk_json("config")
+    try:
+        status, body = leader.http("PATCH", "/config", body={"postgresql": {"pg_hba": ["include /etc/passwd"]}},
+                                   headers=auth, timeout=10)
+        check(status == 400 and "include" in body and c.zk_json("config") == before,
+              "PATCH with an include line: %s %s" % (status, body), c)
+        status, body = leader.http("PATCH", "/config", body={"postgresql": {"pg_hba": wanted}}, headers=auth,
+                                   timeout=10)
+        check(status == 200, "PATCH /config pg_hba: %s %s" % (status, body), c)
+        allowed = [c.node("pg-1"), c.node("pg-2")]
+        wait_for(lambda: all(logged(n, "pg_hba.conf written from the config key") for n in allowed),
+                 timeout=3 * LOOP_WAIT + 10, interval=0.3, description="pg-1 and pg-2 write pg_hba.conf")
+        for n in allowed:
+            check(rules(n) == 1, "%s: the marker line is not in pg_hba.conf" % n.name, c)
+        pg3 = c.node(NOFAILOVER)
+        wait_for(lambda: logged(pg3, "pg_ha.dcs_pg_hba is off"), timeout=3 * LOOP_WAIT + 10, interval=0.3,
+                 description="pg-3 says why it does not apply pg_hba")
+        check(rules(pg3) == 0, "pg-3 applied pg_hba with pg_ha.dcs_pg_hba off", c)
+        # a line PostgreSQL refuses, written by someone else: the previous file stays
+        cfg = c.zk_json("config")
+        cfg["postgresql"]["pg_hba"] = base + ["host all all 10.0.0.0/33 md5"]
+        c.zk().set(c.zk_path("config"), json.dumps(cfg).encode())
+        wait_for(lambda: all(logged(n, "PostgreSQL refuses line") for n in allowed), timeout=3 * LOOP_WAIT + 10,
+                 interval=0.3, description="pg-1 and pg-2 refuse the bad line")
+        for n in allowed:
+            check(rules(n) == 1 and "10.0.0.0/33" not in (n.data_dir / "pg_hba.conf").read_text(),
+                  "%s did not keep its previous pg_hba.conf" % n.name, c)
+        check(leader.accepts_writes(), "the leader stopped taking writes", c)
+    finally:
+        c.zk().set(c.zk_path("config"), json.dumps(before).encode())
 
 
 def test_restart_and_reinit_need_credentials_and_work(cluster):

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/dynamic_config.hpp"
+#include "core/patroni_parameters.hpp"
 
 using namespace pgha;
 using nlohmann::json;
@@ -110,4 +111,39 @@ TEST(ConfigPatch, InvalidResultIsRefusedWithEveryError) {
     r = apply_config_patch(json("junk"), json{{"ttl", 30}}, false);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r.merged, json({{"ttl", 30}}));
+}
+
+// The config key's postgresql.pg_hba (issue 12 item 3): checked where it is
+// written (ha_set_config, PATCH /config, edit-config) and where it is applied.
+TEST(PgHbaLines, RecordsAndCommentsOnlyOneLineEach) {
+    std::vector<std::string> lines;
+    std::string why;
+    auto j = nlohmann::json::parse(R"(["# ours", "local all all peer", "host replication replicator 0.0.0.0/0 md5",
+                                       "  hostssl all all ::/0 scram-sha-256", ""])");
+    ASSERT_TRUE(parse_pg_hba_lines(j, lines, why)) << why;
+    EXPECT_EQ(lines.size(), 5u);
+    EXPECT_EQ(lines[3], "  hostssl all all ::/0 scram-sha-256");
+    auto refused = [&](const char *text) {
+        std::vector<std::string> out;
+        std::string w;
+        EXPECT_FALSE(parse_pg_hba_lines(nlohmann::json::parse(text), out, w)) << text;
+        return w;
+    };
+    EXPECT_EQ(refused(R"("host all all 0.0.0.0/0 md5")"), "postgresql.pg_hba must be a list of pg_hba.conf lines");
+    EXPECT_EQ(refused(R"(["local all all peer", 5])"), "postgresql.pg_hba[1] must be a string");
+    EXPECT_EQ(refused(R"(["local all all peer\nhost all all 0.0.0.0/0 trust"])"),
+              "postgresql.pg_hba[0] contains a control character (one line per entry)");
+    EXPECT_EQ(refused(R"(["include /etc/passwd"])").rfind("postgresql.pg_hba[0]: \"include\" is not a pg_hba.conf", 0), 0u);
+    EXPECT_EQ(refused(R"(["include_dir /tmp"])").rfind("postgresql.pg_hba[0]: \"include_dir\"", 0), 0u);
+    EXPECT_EQ(refused(R"(["hots all all 0.0.0.0/0 md5"])").rfind("postgresql.pg_hba[0]: \"hots\"", 0), 0u);
+    EXPECT_EQ(refused(R"([])"), "postgresql.pg_hba has no record: nobody could log in");
+    EXPECT_EQ(refused(R"(["# only a comment"])"), "postgresql.pg_hba has no record: nobody could log in");
+}
+
+TEST(PgHbaLines, InvalidPgHbaIsAConfigError) {
+    auto errs = config_errors(nlohmann::json::parse(R"({"postgresql": {"pg_hba": ["include x"]}})"));
+    ASSERT_EQ(errs.size(), 1u);
+    EXPECT_NE(errs[0].find("include"), std::string::npos);
+    EXPECT_TRUE(config_errors(nlohmann::json::parse(R"({"postgresql": {"pg_hba": ["local all all peer"]}})")).empty());
+    EXPECT_TRUE(config_errors(nlohmann::json::parse(R"({"postgresql": {"pg_hba": null}})")).empty());
 }

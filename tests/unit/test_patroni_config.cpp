@@ -293,3 +293,23 @@ zookeeper:
     EXPECT_NE(all(c.errors).find("zookeeper.auth_data"), std::string::npos);
     EXPECT_EQ(all(c.errors).find("nocolon"), std::string::npos) << "the credential is not echoed";
 }
+
+// bootstrap.dcs.postgresql.pg_hba: the member applies the config key's
+// pg_hba (pg_ha.dcs_pg_hba) unless its own postgresql.pg_hba wins.
+TEST(PatroniConfig, BootstrapDcsPgHbaTurnsOnDcsPgHbaUnlessLocalOneWins) {
+    const std::string dcs = R"(
+bootstrap:
+  dcs:
+    postgresql:
+      pg_hba: ["local all all peer", "host all all 0.0.0.0/0 scram-sha-256"]
+)";
+    PatroniConfig c = read_patroni_config(std::string(kMinimal) + dcs);
+    ASSERT_TRUE(c.ok()) << all(c.errors);
+    EXPECT_EQ(c.setting("pg_ha.dcs_pg_hba"), "on");
+    EXPECT_FALSE(has_warning(c, "bootstrap.dcs.postgresql.pg_hba")) << all(c.warnings);
+    PatroniConfig local = read_patroni_config(std::string(kMinimal) + "  pg_hba: [\"local all all trust\"]\n" + dcs);
+    ASSERT_TRUE(local.ok()) << all(local.errors);
+    EXPECT_EQ(local.setting("pg_ha.dcs_pg_hba"), "");
+    EXPECT_TRUE(has_warning(local, "bootstrap.dcs.postgresql.pg_hba")) << all(local.warnings);
+    EXPECT_EQ(read_patroni_config(kMinimal).setting("pg_ha.dcs_pg_hba"), "");
+}
