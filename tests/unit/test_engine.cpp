@@ -148,6 +148,12 @@ class EngineTest : public ::testing::Test {
         return false;
     }
     std::string path(const std::string &k) const { return std::string(kBase) + "/" + k; }
+    // pg-2 holds the lock on a live session (555) and publishes itself as primary.
+    void pg2_leads() {
+        server.put(path("leader"), "pg-2", 555);
+        server.put(path("members/pg-2"), member_json("pg-2", "primary", 5000), 555);
+        server.live_sessions.insert(555);
+    }
 };
 
 PeerHttp peers_behind(Lsn pos) {
@@ -224,9 +230,7 @@ TEST_F(EngineTest, AMemberZnodeIsWrittenInPlaceWhenTheViewLagsBehindOurWrite) {
 }
 
 TEST_F(EngineTest, PendingRestartIsPublishedInTheMemberZnode) {
-    server.put(path("leader"), "pg-2", 555);
-    server.put(path("members/pg-2"), member_json("pg-2", "primary", 5000), 555);
-    server.live_sessions.insert(555);
+    pg2_leads();
     Node n1(server, clock, "pg-1", false, peers_behind(900));
     ASSERT_TRUE(run({&n1}, [&] { return server.has(path("members/pg-1")); }, 100));
     EXPECT_EQ(server.get(path("members/pg-1")).find("pending_restart"), std::string::npos);
@@ -239,9 +243,7 @@ TEST_F(EngineTest, PendingRestartIsPublishedInTheMemberZnode) {
 // POST /restart with "schedule" (issue 12 item 4): published, run when due
 // with the conditions checked then, cancelled by DELETE /restart.
 TEST_F(EngineTest, ScheduledRestartIsPublishedRunWhenDueAndCancellable) {
-    server.put(path("leader"), "pg-2", 555);
-    server.put(path("members/pg-2"), member_json("pg-2", "primary", 5000), 555);
-    server.live_sessions.insert(555);
+    pg2_leads();
     Node n1(server, clock, "pg-1", false, peers_behind(900));
     ASSERT_TRUE(run({&n1}, [&] { return server.has(path("members/pg-1")); }, 100));
     std::uint64_t id = 0;
@@ -296,9 +298,7 @@ TEST_F(EngineTest, ScheduledRestartIsPublishedRunWhenDueAndCancellable) {
 
 // A scheduled restart found too late (the loop was stuck) is dropped, not run.
 TEST_F(EngineTest, StaleScheduledRestartIsDropped) {
-    server.put(path("leader"), "pg-2", 555);
-    server.put(path("members/pg-2"), member_json("pg-2", "primary", 5000), 555);
-    server.live_sessions.insert(555);
+    pg2_leads();
     Node n1(server, clock, "pg-1", false, peers_behind(900));
     ASSERT_TRUE(run({&n1}, [&] { return server.has(path("members/pg-1")); }, 100));
     SqlRequest req;
