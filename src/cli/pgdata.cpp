@@ -330,6 +330,11 @@ int pg_basebackup(const PgData &pg, const std::string &source_conninfo, const st
     return rc;
 }
 
+std::string server_setting(const PgData &pg, const std::string &name) {
+    return first_output_line(shell_quote(pg.program("postgres")) + " -D " + shell_quote(pg.dir) + " -C " +
+                             shell_quote(name));
+}
+
 bool restore_command_set(const PgData &pg) {
     // The value itself is not logged: it may carry an archive's credentials.
     return !first_output_line(shell_quote(pg.program("postgres")) + " -D " + shell_quote(pg.dir) +

@@ -90,6 +90,9 @@ struct RewindResult {
 // Whether the data directory's configuration sets restore_command
 // (postgres -C; false when that fails).
 bool restore_command_set(const PgData &pg);
+// The value the server would start with (`postgres -C NAME`); "" when unknown.
+// Not for secrets: callers may log it.
+std::string server_setting(const PgData &pg, const std::string &name);
 
 // pg_rewind --source-server (a conninfo without the password, which goes in
 // PGPASSWORD); dry_run: only find out. With --restore-target-wal when

@@ -42,6 +42,39 @@ bool is_identifier(const std::string &s) {
 }
 }  // namespace
 
+const std::vector<StandbyMinimum> &standby_minimum_parameters() {
+    static const std::vector<StandbyMinimum> kList = {
+        {"max_connections", "max_connections setting"},
+        {"max_worker_processes", "max_worker_processes setting"},
+        {"max_wal_senders", "max_wal_senders setting"},
+        {"max_prepared_transactions", "max_prepared_xacts setting"},
+        {"max_locks_per_transaction", "max_locks_per_xact setting"},
+    };
+    return kList;
+}
+
+std::vector<std::pair<std::string, std::string>> raise_to_primary_values(
+    const std::map<std::string, std::string> &configured, const std::map<std::string, std::string> &controldata) {
+    auto find = [](const std::map<std::string, std::string> &kv, const std::string &k) -> const std::string * {
+        auto it = kv.find(k);
+        return it == kv.end() ? nullptr : &it->second;
+    };
+    auto number = [](const std::string *text, long long &out) {
+        if (!text || text->empty() || text->size() > 12) return false;
+        for (char ch : *text)
+            if (ch < '0' || ch > '9') return false;
+        out = std::stoll(*text);
+        return true;
+    };
+    std::vector<std::pair<std::string, std::string>> raise;
+    for (const auto &p : standby_minimum_parameters()) {
+        long long want = 0, primary = 0;
+        if (!number(find(configured, p.guc), want) || !number(find(controldata, p.controldata_key), primary)) continue;
+        if (want < primary) raise.emplace_back(p.guc, std::to_string(primary));
+    }
+    return raise;
+}
+
 bool parse_pg_hba_lines(const json &v, std::vector<std::string> &lines, std::string &why) {
     lines.clear();
     if (!v.is_array()) {

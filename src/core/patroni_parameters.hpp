@@ -4,6 +4,7 @@
 #pragma once
 #include "core/no_postgres.hpp"
 
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -42,6 +43,24 @@ struct ClusterParameters {
 // skipped.
 ClusterParameters cluster_parameters(const nlohmann::json &config, const std::set<std::string> &local_names,
                                      bool allow_shell, int server_version_num);
+
+// Parameters a hot standby must run with at least the primary's values
+// (PostgreSQL refuses to replay otherwise), as GUC name and the key
+// pg_controldata prints the primary's value under, e.g. {"max_connections",
+// "max_connections setting"}.
+struct StandbyMinimum {
+    const char *guc;
+    const char *controldata_key;
+};
+const std::vector<StandbyMinimum> &standby_minimum_parameters();
+
+// What a standby starts with instead of its configured values (Patroni does
+// the same from pg_controldata): for each parameter above whose configured
+// value (`configured`: GUC -> the server's effective text, e.g. from
+// `postgres -C`) is below the value in the control file (the primary's, as
+// last replayed), the control file's value. Unparsable values are left alone.
+std::vector<std::pair<std::string, std::string>> raise_to_primary_values(
+    const std::map<std::string, std::string> &configured, const std::map<std::string, std::string> &controldata);
 
 // The config key's postgresql.pg_hba (Patroni: the whole pg_hba.conf, a
 // list of lines). True with `lines` when `v` is a list of strings each of

@@ -147,3 +147,26 @@ TEST(PgHbaLines, InvalidPgHbaIsAConfigError) {
     EXPECT_TRUE(config_errors(nlohmann::json::parse(R"({"postgresql": {"pg_hba": ["local all all peer"]}})")).empty());
     EXPECT_TRUE(config_errors(nlohmann::json::parse(R"({"postgresql": {"pg_hba": null}})")).empty());
 }
+
+// A standby starts with at least the primary's values (issue 12 item 3:
+// rolling changes of max_connections and friends).
+TEST(StandbyMinimums, RaisedToTheControlFilesValuesOnly) {
+    std::map<std::string, std::string> cd = {{"max_connections setting", "100"},
+                                             {"max_worker_processes setting", "8"},
+                                             {"max_wal_senders setting", "10"},
+                                             {"max_prepared_xacts setting", "5"},
+                                             {"max_locks_per_xact setting", "64"}};
+    std::map<std::string, std::string> conf = {{"max_connections", "50"},           // lowered: raised back
+                                               {"max_worker_processes", "16"},      // higher: kept
+                                               {"max_wal_senders", "10"},           // equal: kept
+                                               {"max_prepared_transactions", "0"},  // lower: raised
+                                               {"max_locks_per_transaction", ""}};  // unknown: left alone
+    auto r = raise_to_primary_values(conf, cd);
+    ASSERT_EQ(r.size(), 2u);
+    EXPECT_EQ(r[0], (std::pair<std::string, std::string>{"max_connections", "100"}));
+    EXPECT_EQ(r[1], (std::pair<std::string, std::string>{"max_prepared_transactions", "5"}));
+    cd["max_connections setting"] = "garbage";
+    EXPECT_EQ(raise_to_primary_values(conf, cd).size(), 1u);
+    EXPECT_TRUE(raise_to_primary_values(conf, {}).empty());
+    EXPECT_EQ(standby_minimum_parameters().size(), 5u);
+}
