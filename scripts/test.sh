@@ -46,7 +46,7 @@ leg_time() { echo "== $1 took $(( $(date +%s) - $2 )) s"; }
 
 cluster() {  # full | smoke | none
     case "$1" in
-        full) /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/cluster ;;
+        full) /usr/bin/python3 -m pytest -v -p no:cacheprovider --durations=40 tests/cluster ;;
         # shellcheck disable=SC2086
         smoke) /usr/bin/python3 -m pytest -v -p no:cacheprovider $SMOKE ;;
         # shellcheck disable=SC2086
