@@ -23,10 +23,12 @@
 
 #include "cli/commands.hpp"
 #include "cli/pgdata.hpp"
+#include "cli/stop.hpp"
 #include "core/cluster.hpp"
 #include "core/conninfo.hpp"
 #include "core/dynamic_config.hpp"
 #include "core/json_text.hpp"
+#include "core/operator_rules.hpp"
 #include "core/patroni_parameters.hpp"
 #include "core/patroni_codec.hpp"
 #include "core/settings_file.hpp"
@@ -151,7 +153,8 @@ void configure_follower(const NodeConfig &c, const Member &leader, bool use_slot
 
 // Files a copy from another node carries that are not ours.
 void remove_foreign_state(const NodeConfig &c) {
-    for (const char *f : {"/pg_ha.zksession", "/promote", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
+    for (const char *f : {"/pg_ha.zksession", "/pg_ha.restart", "/promote", "/recovery.signal"})
+        std::remove((c.pgdata + f).c_str());
     // The source's socket lock files when its sockets live in the data
     // directory (unix_socket_directories: "."): they name its postmaster.
     std::error_code ec;
@@ -386,7 +389,48 @@ enum class Rejoin { Started, Reclone };
 // Another member leads: make this node its standby, rewinding first when this
 // node was a primary or is behind on an older timeline (it may have WAL the
 // new leader never received).
+// primary_start_timeout 0: a primary that crashed (its control file was not
+// shut down) and still holds the lock with its saved session hands the lock
+// over instead of starting again, when another member can take it (Patroni:
+// "Primary crashed. Failing over."). Then it waits for that member to lead
+// (bounded), and rejoin_existing makes it a standby, rewinding if needed.
+void fail_over_after_crash(const NodeConfig &c, ZkSession &zk, ClusterStore &store) {
+    // The worker marks a restart it was asked for (POST /restart, pg_hactl
+    // restart, a scheduled one): the leader stops in immediate mode to keep
+    // its lock, and that is not a crash.
+    const bool requested = file_exists(c.pgdata + "/pg_ha.restart");
+    std::remove((c.pgdata + "/pg_ha.restart").c_str());
+    if (requested || file_exists(c.pgdata + "/standby.signal")) return;
+    const std::string state = controldata(pgdata_of(c))["Database cluster state"];
+    const bool crashed = state == "in production" || state == "in crash recovery" || state == "shutting down";
+    ClusterView v;
+    std::string err;
+    if (!crashed || !read_view(zk, store, v, err)) return;
+    const std::string target = crash_failover_target(v, c.name, crashed);
+    if (target.empty()) return;
+    const SavedSessionClose r = close_saved_session(c, c.pgdata);
+    if (!r.released_leader) {
+        info("primary_start_timeout is 0 but the crashed primary's session could not hand the lock over (" +
+             r.message + "): starting again");
+        return;
+    }
+    info("this primary crashed (cluster state \"" + state + "\") and primary_start_timeout is 0: " + r.message +
+         " so that " + target + " (or another eligible member) takes over; this node rejoins as a standby");
+    const std::int64_t until = ZkSession::steady_ms() + (v.config.ttl + 2 * v.config.loop_wait + 10) * 1000LL;
+    while (ZkSession::steady_ms() < until) {
+        ClusterView now;
+        if (read_view(zk, store, now, err) && now.leader && *now.leader != c.name) {
+            info(*now.leader + " took over");
+            return;
+        }
+        pause_ms(zk, 500);
+    }
+    info("nobody took the leader lock within " + std::to_string(v.config.ttl + 2 * v.config.loop_wait + 10) +
+         " s: starting with the existing data");
+}
+
 Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) {
+    fail_over_after_crash(c, zk, store);
     const PgData pg = pgdata_of(c);
     const std::int64_t deadline = ZkSession::steady_ms() + static_cast<std::int64_t>(c.timeout_s) * 1000;
     const std::int64_t history_wait_until = ZkSession::steady_ms() + 15000;
@@ -577,11 +621,33 @@ void write_cluster_parameters(const NodeConfig &c) {
     info("the config key's postgresql.parameters written to pg_ha.auto.conf: " + names);
 }
 
+// A standby must start with at least the primary's max_connections,
+// max_wal_senders, ... or PostgreSQL does not replay. During a rolling
+// decrease (the config key lowered, the standby restarted before the
+// primary) it starts with the primary's values from its control file, as
+// Patroni does; the worker then shows pending_restart, and a restart after
+// the primary's brings the standby down to the configured value.
+void raise_standby_minimums(const NodeConfig &c) {
+    const PgData pg = pgdata_of(c);
+    const auto cd = controldata(pg);
+    if (cd.empty()) return;
+    std::map<std::string, std::string> configured;
+    for (const auto &p : standby_minimum_parameters()) configured[p.guc] = server_setting(pg, p.guc);
+    const auto raise = raise_to_primary_values(configured, cd);
+    if (raise.empty()) return;
+    for (const auto &kv : raise)
+        info(kv.first + " is " + configured[kv.first] + " here but " + kv.second +
+             " on the primary (control file): this standby starts with " + kv.second +
+             " (a standby cannot replay with less); restart it after the primary to apply the lower value");
+    set_server_conf(pg, raise);
+}
+
 int cmd_boot(NodeConfig c) {
     int rc = boot_steps(c);
     const bool without_zk = rc == kBootWithoutZooKeeper;
     if (without_zk) rc = kExitOk;  // the read-only start: nothing to read from ZooKeeper
     if (rc == kExitOk && !without_zk && file_exists(c.pgdata + "/PG_VERSION")) write_cluster_parameters(c);
+    if (rc == kExitOk && file_exists(c.pgdata + "/standby.signal")) raise_standby_minimums(c);
     if (rc == kExitOk && c.patroni && c.patroni->has_local_pg_hba && file_exists(c.pgdata + "/PG_VERSION")) {
         // Patroni's local postgresql.pg_hba: the whole pg_hba.conf, at every start.
         std::string hba = "# written by pg_hactl boot from postgresql.pg_hba; edits are overwritten\n";

@@ -14,6 +14,52 @@
 
 namespace pgha::cli {
 
+SavedSessionClose close_saved_session(const NodeConfig &c, const std::string &pgdata) {
+    SavedSessionClose r;
+    const std::string file = session_file_path(pgdata);
+    ZkCredentials creds;
+    int timeout_ms = 30000;
+    if (!read_session_file(file, c.name, creds, timeout_ms)) {
+        r.message = "no saved ZooKeeper session of member " + c.name + ": nothing to hand over";
+        return r;
+    }
+    ZkSession zk;
+    zk.set_auth(c.zk_auth);
+    std::string err;
+    if (!std::getenv("PGHA_ZK_DEBUG")) zoo_set_debug_level(static_cast<ZooLogLevel>(0));
+    if (!zk.open(c.zk_hosts, timeout_ms, &creds, err)) {
+        r.outcome = SavedSessionClose::Unreachable;
+        r.message = "cannot reach ZooKeeper at " + c.zk_hosts + ": " + err + "; the leader lock expires after ttl";
+        return r;
+    }
+    zk_run_until(zk, [&] { return zk.connected() || zk.expired(); }, 10000);
+    if (zk.expired() || (zk.connected() && zk.session_id() != creds.session_id)) {
+        std::remove(file.c_str());
+        r.message = "ZooKeeper session 0x" + session_id_hex(creds.session_id) + " already expired: nothing to hand over";
+        return r;
+    }
+    if (!zk.connected()) {
+        r.outcome = SavedSessionClose::Unreachable;
+        r.message = "cannot connect to ZooKeeper at " + c.zk_hosts + " within 10 s; the leader lock expires after ttl";
+        return r;
+    }
+    // Which znodes the session owns, for the message only.
+    ClusterStore store(zk, c.ns, c.scope);
+    bool done = false, leader = false;
+    store.read(false, [&](bool ok, const ClusterView &v, const std::string &) {
+        done = true;
+        leader = ok && v.leader_owner == creds.session_id;
+    });
+    zk_run_until(zk, [&] { return done; }, 5000);
+    zk.close();
+    std::remove(file.c_str());
+    r.outcome = SavedSessionClose::Closed;
+    r.released_leader = leader;
+    r.message = "closed ZooKeeper session 0x" + session_id_hex(creds.session_id) +
+                (leader ? ": released the leader lock" : ": member " + c.name + " left the cluster");
+    return r;
+}
+
 int cmd_stop(const StopOptions &o) {
     if (o.mode != "smart" && o.mode != "fast" && o.mode != "immediate")
         fail(kExitUsage, "--mode must be smart, fast or immediate, not \"" + o.mode + "\"");
@@ -40,42 +86,9 @@ int cmd_stop(const StopOptions &o) {
         return kExitOk;
     }
 
-    const std::string file = session_file_path(o.pgdata);
-    ZkCredentials creds;
-    int timeout_ms = 30000;
-    if (!read_session_file(file, c.name, creds, timeout_ms)) {
-        info("no saved ZooKeeper session of member " + c.name + ": nothing to hand over");
-        return kExitOk;
-    }
-    ZkSession zk;
-    zk.set_auth(c.zk_auth);
-    std::string err;
-    if (!std::getenv("PGHA_ZK_DEBUG")) zoo_set_debug_level(static_cast<ZooLogLevel>(0));
-    if (!zk.open(c.zk_hosts, timeout_ms, &creds, err))
-        fail(kExitUnreachable, "cannot reach ZooKeeper at " + c.zk_hosts + ": " + err +
-                                   "; the leader lock expires after ttl");
-    zk_run_until(zk, [&] { return zk.connected() || zk.expired(); }, 10000);
-    if (zk.expired() || (zk.connected() && zk.session_id() != creds.session_id)) {
-        std::remove(file.c_str());
-        info("ZooKeeper session 0x" + session_id_hex(creds.session_id) + " already expired: nothing to hand over");
-        return kExitOk;
-    }
-    if (!zk.connected())
-        fail(kExitUnreachable, "cannot connect to ZooKeeper at " + c.zk_hosts +
-                                   " within 10 s; the leader lock expires after ttl");
-    // Which znodes the session owns, for the message only.
-    ClusterStore store(zk, c.ns, c.scope);
-    bool done = false, leader = false;
-    store.read(false, [&](bool ok, const ClusterView &v, const std::string &) {
-        done = true;
-        leader = ok && v.leader_owner == creds.session_id;
-    });
-    zk_run_until(zk, [&] { return done; }, 5000);
-    zk.close();
-    std::remove(file.c_str());
-    info("closed ZooKeeper session 0x" + session_id_hex(creds.session_id) +
-         (leader ? ": released the leader lock; a standby with the shutdown checkpoint takes over now"
-                 : ": member " + c.name + " left the cluster"));
+    const SavedSessionClose r = close_saved_session(c, o.pgdata);
+    if (r.outcome == SavedSessionClose::Unreachable) fail(kExitUnreachable, r.message);
+    info(r.message + (r.released_leader ? "; a standby with the shutdown checkpoint takes over now" : ""));
     return kExitOk;
 }
 

@@ -28,4 +28,15 @@ struct StopOptions {
 
 int cmd_stop(const StopOptions &o);
 
+// Resumes the node's saved ZooKeeper session (the session file in `pgdata`)
+// and closes it: its leader and member znodes go at once. Shared by
+// `pg_hactl stop` and boot's failover after a crash (primary_start_timeout 0).
+struct SavedSessionClose {
+    enum Outcome { Nothing, Closed, Unreachable } outcome = Nothing;  // Nothing: no file, or already expired
+    bool released_leader = false;
+    std::string message;
+};
+struct NodeConfig;
+SavedSessionClose close_saved_session(const NodeConfig &c, const std::string &pgdata);
+
 }  // namespace pgha::cli

@@ -78,6 +78,12 @@ std::string choose_switchover_target(const ClusterView &c, const std::string &le
     return switchover_ineligibility(c, leader, target);
 }
 
+std::string crash_failover_target(const ClusterView &view, const std::string &me, bool crashed_primary) {
+    if (!crashed_primary || view.config.master_start_timeout != 0 || view.config.pause) return std::string();
+    if (!view.leader || *view.leader != me) return std::string();
+    return best_switchover_candidate(view, me);
+}
+
 SwitchoverCheck check_switchover(const ClusterView &view, const SwitchoverRequest &req, std::int64_t now_epoch_s) {
     const std::string kind = req.failover ? "failover" : "switchover";
     const std::string leader = view.leader.value_or("");

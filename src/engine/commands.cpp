@@ -242,11 +242,13 @@ void CommandDesk::start_restart(const std::shared_ptr<Command> &keep) {
 // is answered.
 void CommandDesk::restart_now(Command *c, bool reinit) {
     if (reinit && leadership_.is_leader()) return c->answer(503, "I am the leader, can not reinitialize");
-    if (reinit) {
-        int fd = ::open((s_.data_dir + "/pg_ha.reinitialize").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd < 0) return c->answer(503, "cannot mark the data directory for reinitialization");
-        ::close(fd);
-    }
+    // pg_ha.restart tells pg_hactl boot that the server stopped on request,
+    // not in a crash (the leader stops in immediate mode to keep its lock):
+    // primary_start_timeout 0 must not hand the lock over for a restart.
+    int fd = ::open((s_.data_dir + (reinit ? "/pg_ha.reinitialize" : "/pg_ha.restart")).c_str(),
+                    O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 && reinit) return c->answer(503, "cannot mark the data directory for reinitialization");
+    if (fd >= 0) ::close(fd);
     out_.log(std::string(reinit ? "reinitialize" : c ? "restart" : "scheduled restart") +
              " requested: shutting down; pg_hactl boot " +
              (reinit ? "clones a fresh copy from the leader" : "starts the server again"));

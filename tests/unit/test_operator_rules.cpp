@@ -429,3 +429,29 @@ TEST(CloneMember, ClonefromMemberElseTheLeader) {
     ClusterView empty;
     EXPECT_EQ(empty.clone_member("pg-1"), nullptr);
 }
+
+// ---- primary_start_timeout 0 (issue 12 item 5) ------------------------------------------
+
+TEST(CrashFailover, OnlyWithTimeoutZeroTheLockAndSomeoneToTakeOver) {
+    ClusterView v = cluster();
+    v.config.master_start_timeout = 0;
+    EXPECT_EQ(crash_failover_target(v, "pg-1", true), "pg-2");  // the most advanced eligible member
+    EXPECT_EQ(crash_failover_target(v, "pg-1", false), "") << "shut down cleanly: start again";
+    EXPECT_EQ(crash_failover_target(v, "pg-2", true), "") << "not the leader";
+    ClusterView waits = v;
+    waits.config.master_start_timeout = 300;  // Patroni's default: start again
+    EXPECT_EQ(crash_failover_target(waits, "pg-1", true), "");
+    ClusterView paused = v;
+    paused.config.pause = true;
+    EXPECT_EQ(crash_failover_target(paused, "pg-1", true), "");
+    ClusterView nobody = v;
+    for (auto &m : nobody.members)
+        if (m.name != "pg-1") m.tags.nofailover = true;
+    EXPECT_EQ(crash_failover_target(nobody, "pg-1", true), "") << "nobody to fail over to: start again";
+    ClusterView one = v;
+    one.members[1].state = "stopped";
+    EXPECT_EQ(crash_failover_target(one, "pg-1", true), "pg-3");
+    ClusterView leaderless = v;
+    leaderless.leader.reset();
+    EXPECT_EQ(crash_failover_target(leaderless, "pg-1", true), "");
+}
