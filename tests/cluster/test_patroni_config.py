@@ -38,17 +38,22 @@ exec psql "$1" -v ON_ERROR_STOP=1 -c "CREATE TABLE post_init_ran (url_had_passwo
 """
 
 
-def node_yaml(text, i, node):
-    """postgres<i>.yml for `node` from the user's postgres0.yml (text edits only)."""
+def node_yaml(text, i, node, post_init=True):
+    """postgres<i>.yml for `node` from the user's postgres0.yml (text edits only;
+    `post_init`: name the test's script, see POST_INIT)."""
     y = text.replace("name: postgresql0", "name: postgresql%d" % i)
     y = y.replace("  connect_address: 0.0.0.0:8008", "  connect_address: %s:8008" % node.ip)
     y = y.replace("connect_address: pg-test-1:5432", "connect_address: %s:5432" % node.ip)
     y = y.replace("data_dir: /var/lib/postgresql/data/postgresql0", "data_dir: %s" % node.data_dir)
     y = re.sub(r"bin_dir: /usr/lib/postgresql/\d+/bin", "bin_dir: %s" % PG_BIN, y)
     y = y.replace("device: /dev/watchdog", "device: %s" % (node.dir / "no-watchdog"))
-    y = y.replace("  # post_init: /usr/local/bin/setup_cluster.sh",
-                  "  post_init: %s" % (node.dir.parent / "post_init.sh"))
-    for must in ("postgresql%d" % i, str(node.data_dir), "%s:5432" % node.ip, "post_init: /"):
+    # /tmp is one directory for every "host" of the test
+    y = y.replace("pgpass: /tmp/pgpass0", "pgpass: %s" % (node.dir / "pgpass"))
+    if post_init:
+        y = y.replace("  # post_init: /usr/local/bin/setup_cluster.sh",
+                      "  post_init: %s" % (node.dir.parent / "post_init.sh"))
+    for must in ("postgresql%d" % i, str(node.data_dir), "%s:5432" % node.ip, str(node.dir / "pgpass")) + \
+            (("post_init: /",) if post_init else ()):
         assert must in y, "the user's postgres0.yml changed shape: %s not substituted" % must
     return y
 
