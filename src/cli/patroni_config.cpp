@@ -411,14 +411,8 @@ void Reader::dcs(const YAML::Node &n) {
                                                 "use_pg_rewind", "use_slots",       "remove_data_directory_on_rewind_failure",
                                                 "pause",         "postgresql",      "master_start_timeout",
                                                 "primary_start_timeout"};
-    for (auto &[k, v] : c.dcs.items()) {
-        if (!acted.count(k))
-            warn("bootstrap.dcs." + k, "written to the config key, but pg_ha does not act on it");
-        else if ((k == "master_start_timeout" || k == "primary_start_timeout") &&
-                 !((v.is_number() && v == 0) || (v.is_string() && v == "0")))
-            warn("bootstrap.dcs." + k, "pg_ha waits up to ttl for a crashed primary (the lock lives with its "
-                                      "ZooKeeper session); only 0 (fail over at once) changes that");
-    }
+    for (auto &[k, v] : c.dcs.items())
+        if (!acted.count(k)) warn("bootstrap.dcs." + k, "written to the config key, but pg_ha does not act on it");
     if (c.dcs.contains("postgresql") && c.dcs["postgresql"].is_object()) {
         static const std::set<std::string> pg_acted = {"parameters", "use_pg_rewind", "use_slots",
                                                        "remove_data_directory_on_rewind_failure", "pg_hba"};

@@ -43,6 +43,7 @@ const char *to_string(ActionKind k) {
         case ActionKind::ClearFailover: return "clear_failover";
         case ActionKind::WriteFailsafe: return "write_failsafe";
         case ActionKind::DeleteFailsafe: return "delete_failsafe";
+        case ActionKind::ReleaseLeader: return "release_leader";
     }
     return "unknown";
 }
@@ -160,10 +161,24 @@ void decide_as_leader(const Observation &obs, Decision &d) {
             d.message = "promoting: I (" + obs.me + ") hold the leader lock";
             d.actions.push_back(act(ActionKind::Promote));
             return;
-        case LocalRole::Recovering:
+        case LocalRole::Recovering: {
             d.role = PublishedRole::Primary;
+            // primary_start_timeout: a crashed primary recovering for longer
+            // gives the lock up when someone can take over (Patroni's "failed
+            // to start primary within ... Releasing the leader lock"). It is
+            // not writable yet; once it is, it holds no lock and no lease.
+            const std::string target = crash_failover_target(obs.cluster, obs.me, true, obs.recovering_s);
+            if (!target.empty()) {
+                d.is_leader = false;
+                d.message = "crash recovery has taken " + std::to_string(obs.recovering_s) +
+                            " s, primary_start_timeout is " + std::to_string(cfg.master_start_timeout) +
+                            " s: releasing the leader lock (" + target + " can take over)";
+                d.actions.push_back(act(ActionKind::ReleaseLeader));
+                return;
+            }
             d.message = "crash recovery in progress, keeping the leader lock";
             return;
+        }
         case LocalRole::Stopped:
             d.role = PublishedRole::Uninitialized;
             d.message = "PostgreSQL is not running, holding the leader lock";

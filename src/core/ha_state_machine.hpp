@@ -62,6 +62,10 @@ struct Observation {
     bool failover_due = true;
     // Seconds this standby's WAL receiver has not been streaming (0 = it is).
     int not_streaming_s = 0;
+    // Seconds the local server has been Recovering (crash recovery after a
+    // crash, as this worker saw it; 0 when not Recovering). Holding the lock,
+    // past primary_start_timeout it is given up (Patroni's rule).
+    int recovering_s = 0;
     // Another live node runs under our name (it owns our member znode, or a
     // leader znode naming us): "" when not, else the message. Such a node
     // takes no action at all: deleting "our" stale lock would be deleting the
@@ -85,6 +89,7 @@ enum class ActionKind {
     ClearFailover,       // delete the `failover` key (done, or not possible: reason in message)
     WriteFailsafe,       // failsafe_mode: write `failsafe` = failsafe_members(view)
     DeleteFailsafe,      // failsafe_mode is off: remove a `failsafe` key left behind
+    ReleaseLeader,       // recovery outlasted primary_start_timeout: delete our `leader` znode
 };
 const char *to_string(ActionKind k);
 

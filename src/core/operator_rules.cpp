@@ -78,8 +78,10 @@ std::string choose_switchover_target(const ClusterView &c, const std::string &le
     return switchover_ineligibility(c, leader, target);
 }
 
-std::string crash_failover_target(const ClusterView &view, const std::string &me, bool crashed_primary) {
-    if (!crashed_primary || view.config.master_start_timeout != 0 || view.config.pause) return std::string();
+std::string crash_failover_target(const ClusterView &view, const std::string &me, bool crashed_primary,
+                                  int recovering_s) {
+    if (!crashed_primary || view.config.pause || recovering_s < 0 || view.config.master_start_timeout > recovering_s)
+        return std::string();
     if (!view.leader || *view.leader != me) return std::string();
     return best_switchover_candidate(view, me);
 }

@@ -111,14 +111,17 @@ struct SwitchoverAssessment {
 SwitchoverAssessment assess_switchover(const ClusterView &view, OperatorCommand kind, const std::string &old_leader,
                                        const std::string &target, bool key_seen, bool primary_answers_200);
 
-// Patroni's primary_start_timeout 0 ("Primary crashed. Failing over."): the
-// member a primary that crashed (`crashed_primary`: its control file says it
-// was running as a primary, not shut down) hands its lock to instead of
-// starting again. "" = start again: primary_start_timeout is not 0, the
+// Patroni's primary_start_timeout: the member a primary that crashed hands
+// its lock to once it has been recovering for `recovering_s` seconds, at
+// least primary_start_timeout (0: at once, "Primary crashed. Failing over.";
+// pg_hactl boot asks with 0 before starting a primary whose control file says
+// it was not shut down, the worker asks every loop while the server is in
+// crash recovery). "" = keep the lock: not crashed, not yet timed out, the
 // cluster is paused, `me` does not hold the lock, or nobody can take over
 // (the switchover rules: running, not nofailover, within
 // maximum_lag_on_failover, the synchronous rules).
-std::string crash_failover_target(const ClusterView &view, const std::string &me, bool crashed_primary);
+std::string crash_failover_target(const ClusterView &view, const std::string &me, bool crashed_primary,
+                                  int recovering_s = 0);
 
 // ---- POST /restart conditions (Patroni's do_POST_restart / restart_matches) ----
 

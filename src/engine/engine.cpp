@@ -204,6 +204,7 @@ Observation Engine::observe(const LocalState &ls) {
     if (view.config.failsafe_mode) obs.failsafe_leader = leadership_.failsafe_box().active(now);
     if (!leadership_.is_leader()) obs.cannot_lead = leadership_.cannot_lead();
     obs.not_streaming_s = local_.not_streaming_s();
+    obs.recovering_s = local_.recovering_s();
     if (obs.dcs_ok) obs.name_conflict = link_.name_conflict();
     if (view.failover && !view.failover->scheduled_at.empty()) {
         std::int64_t when = 0;
@@ -398,6 +399,13 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                     if (d.failover_refused) out_.log(d.message);
                     link_.clear_failover();
                 }
+                break;
+            case ActionKind::ReleaseLeader:
+                if (leadership_.is_leader() || view.leader == s_.node_name) {
+                    out_.log(d.message);
+                    link_.remove("leader");
+                }
+                leadership_.drop();
                 break;
             case ActionKind::EnsureSlots:  // SlotKeeper::tick, after the actions
                 break;

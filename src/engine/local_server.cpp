@@ -97,6 +97,16 @@ int LocalServer::not_streaming_s() {
     return static_cast<int>((now - streaming_seen_ms_) / 1000);
 }
 
+int LocalServer::recovering_s() {
+    const std::int64_t now = clock_();
+    if (role() != LocalRole::Recovering) {
+        recovering_since_ms_.reset();
+        return 0;
+    }
+    if (!recovering_since_ms_) recovering_since_ms_ = now;
+    return static_cast<int>((now - *recovering_since_ms_) / 1000);
+}
+
 void LocalServer::follow(const Member &leader, bool use_slots) {
     const std::int64_t now = clock_();
     if (now - last_follow_ms_ < 5000) return;

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -58,6 +59,8 @@ class LocalServer {
     LocalState state() const;
     // Seconds this standby's WAL receiver has not been streaming (0 when it does or we are not a standby).
     int not_streaming_s();
+    // Seconds the server has been Recovering as this worker saw it (0 = it is not).
+    int recovering_s();
 
     // Point replication at `leader` (set_parameters), at most every 5 s.
     void follow(const Member &leader, bool use_slots);
@@ -110,6 +113,7 @@ class LocalServer {
     LocalRole last_role_ = LocalRole::Stopped;
     std::int64_t last_follow_ms_ = 0;
     std::int64_t streaming_seen_ms_ = 0;
+    std::optional<std::int64_t> recovering_since_ms_;  // first loop that saw Recovering
 };
 
 }  // namespace pgha

@@ -125,7 +125,7 @@ def test_users_patroni_files_bring_up_a_cluster(make_cluster, require_pg_ha):
         settings = n.config_file.read_text()
         assert "pg_ha.node_name = 'postgresql%d'" % c.nodes.index(n) in settings
         # every unsupported key named, by its YAML path
-        for key in ("postgresql.pgpass", "bootstrap.dcs.master_start_timeout"):
+        for key in ("postgresql.pgpass",):
             assert re.search(r"warning: .*postgres\d\.yml: %s:" % re.escape(key), logs[n.name]), (n.name, key)
         assert "rep-pass" not in logs[n.name] and "grespost" not in logs[n.name], n.name
 

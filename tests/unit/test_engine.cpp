@@ -355,6 +355,33 @@ TEST_F(EngineTest, ReadsFromAFollowerCutOffFromTheLeaderDoNotRenewTheLease) {
     EXPECT_TRUE(run({&n1}, [&] { return n1.last.fence; }, 100)) << "and the leader fences";
 }
 
+// primary_start_timeout: a leader whose server crashed and has been
+// recovering for that long gives the lock up (pg-2 can take over); before
+// that it keeps it.
+TEST_F(EngineTest, CrashRecoveryPastPrimaryStartTimeoutReleasesTheLock) {
+    server.put(path("config"), "{\"ttl\":10,\"loop_wait\":2,\"retry_timeout\":2,\"primary_start_timeout\":5}");
+    server.put(path("members/pg-2"), member_json("pg-2", "replica", 1000), 555);
+    server.live_sessions.insert(555);
+    Node n1(server, clock, "pg-1", true, peers_behind(0));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader && n1.last.lease_deadline_ms > clock.now; }, 100));
+    // The server crashed and runs crash recovery (in recovery, no standby.signal).
+    n1.local.in_recovery = true;
+    const std::int64_t crash = clock.now;
+    ASSERT_FALSE(run({&n1}, [&] { return !server.has(path("leader")); }, 90)) << "kept for 4.5 s";
+    EXPECT_EQ(server.get(path("leader")), "pg-1");
+    EXPECT_TRUE(n1.last.is_leader);
+    ASSERT_TRUE(run({&n1}, [&] { return !server.has(path("leader")); }, 40));
+    EXPECT_GE(clock.now - crash, 5000);
+    EXPECT_LE(clock.now - crash, 5000 + 2100);
+    EXPECT_TRUE(n1.logged("primary_start_timeout is 5 s: releasing the leader lock (pg-2 can take over)"));
+    EXPECT_FALSE(n1.last.is_leader);
+    EXPECT_EQ(n1.last.lease_deadline_ms, 0) << "no lease once the lock is given up";
+    // Recovery ends: a primary without the lock, pg-2 leads: it fences.
+    pg2_leads();
+    n1.local.in_recovery = false;
+    EXPECT_TRUE(run({&n1}, [&] { return n1.last.fence; }, 100));
+}
+
 TEST_F(EngineTest, SwitchoverHandsTheLockToTheCandidate) {
     server.put(path("members/pg-2"), member_json("pg-2", "replica", 1000), 555);
     server.live_sessions.insert(555);

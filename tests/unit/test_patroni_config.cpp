@@ -132,7 +132,7 @@ TEST(PatroniConfig, UsersOwnFilesTranslate) {
 
         // what pg_ha does not use is named, by its path
         EXPECT_TRUE(has_warning(c, "postgresql.pgpass")) << all(c.warnings);
-        EXPECT_TRUE(has_warning(c, "bootstrap.dcs.master_start_timeout")) << all(c.warnings);
+        EXPECT_FALSE(has_warning(c, "bootstrap.dcs.master_start_timeout")) << all(c.warnings);  // acted on
         EXPECT_TRUE(has_warning(c, "restapi.connect_address")) << all(c.warnings);  // 0.0.0.0:8008
         EXPECT_FALSE(has_warning(c, "tags.nofailover"));
         EXPECT_FALSE(has_warning(c, "bootstrap.dcs.ttl"));

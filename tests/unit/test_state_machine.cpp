@@ -145,6 +145,47 @@ TEST(StateMachine, RecoveringPrimaryKeepsLockWithoutActing) {
     EXPECT_FALSE(d.has(ActionKind::Demote));
 }
 
+TEST(StateMachine, RecoveringPrimaryReleasesTheLockAfterPrimaryStartTimeout) {
+    auto o = base(LocalRole::Recovering);
+    o.cluster.leader = "pg-1";
+    o.cluster.leader_owner = 42;
+    o.cluster.config.master_start_timeout = 300;
+    o.recovering_s = 299;
+    auto d = decide(o);
+    EXPECT_TRUE(d.is_leader);
+    EXPECT_FALSE(d.has(ActionKind::ReleaseLeader));
+    o.recovering_s = 300;
+    d = decide(o);
+    EXPECT_TRUE(d.has(ActionKind::ReleaseLeader));
+    EXPECT_FALSE(d.is_leader);
+    EXPECT_EQ(d.message, "crash recovery has taken 300 s, primary_start_timeout is 300 s: releasing the leader lock "
+                         "(pg-2 can take over)");
+    EXPECT_EQ(d.role, PublishedRole::Primary);
+    // 0: at once
+    o.cluster.config.master_start_timeout = 0;
+    o.recovering_s = 0;
+    EXPECT_TRUE(decide(o).has(ActionKind::ReleaseLeader));
+    // not while paused
+    o.cluster.config.pause = true;
+    EXPECT_FALSE(decide(o).has(ActionKind::ReleaseLeader));
+    o.cluster.config.pause = false;
+    // not when nobody can take over (not running, nofailover)
+    o.cluster.members[1].state = "stopped";
+    o.cluster.members[2].tags.nofailover = true;
+    d = decide(o);
+    EXPECT_FALSE(d.has(ActionKind::ReleaseLeader));
+    EXPECT_TRUE(d.is_leader);
+    o.cluster.members[2].tags.nofailover = false;
+    EXPECT_TRUE(decide(o).has(ActionKind::ReleaseLeader));
+    // a standby (standby.signal) is never "recovering"
+    auto s = base(LocalRole::Standby);
+    s.cluster.leader = "pg-1";
+    s.cluster.leader_owner = 42;
+    s.cluster.config.master_start_timeout = 0;
+    s.recovering_s = 1000;
+    EXPECT_FALSE(decide(s).has(ActionKind::ReleaseLeader));
+}
+
 TEST(StateMachine, HealthiestStandbyTakesFreeLock) {
     auto o = base(LocalRole::Standby);
     o.cluster.status_optime = 1000;
