@@ -97,6 +97,9 @@ in_root() {
         mount -t tmpfs -o mode=755 tmpfs "$r/run"
         mkdir -p "$r/run/netns" "$r/run/postgresql"
         [ -z "${PGROOT_SRC:-}" ] || { mkdir -p "$r/src/pg_ha"; mount --bind "$PGROOT_SRC" "$r/src/pg_ha"; }
+        [ -z "${PGROOT_USER_DEPLOYMENT:-}" ] || {
+            mkdir -p "$r/src/shared/user-deployment"
+            mount --bind "$PGROOT_USER_DEPLOYMENT" "$r/src/shared/user-deployment"; }
         cp /etc/resolv.conf "$r/etc/resolv.conf" 2>/dev/null || true
         exec chroot "$r" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
             HOME=/root LANG=C.UTF-8 TERM=dumb ${PGROOT_ENV:-} "$@"' sh "$root" "$@"
@@ -139,6 +142,9 @@ case "$cmd" in
             val=$(printenv "$v" || true)
             [ -z "$val" ] || env_pass="$env_pass $v=$val"
         done
+        # the user's files (../shared/user-deployment) at the same place relative to the tree
+        user_dir=${PGHA_USER_DEPLOYMENT:-$tree/../shared/user-deployment}
+        [ -d "$user_dir" ] && export PGROOT_USER_DEPLOYMENT=$user_dir
         PGROOT_ENV=$env_pass PGROOT_SRC=$(sync_tree) in_root /bin/sh -c 'cd /src/pg_ha && exec "$@"' sh "$@" ;;
     remove) rm -rf "$root" "$root.src" "$root.debootstrap.log" ;;
     *) usage ;;

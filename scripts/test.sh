@@ -31,7 +31,9 @@ SMOKE17="$SMOKE
 tests/cluster/test_sync.py
 tests/cluster/test_bootstrap_security.py
 tests/cluster/test_settings_file.py
-tests/cluster/test_pause_fencing.py"
+tests/cluster/test_pause_fencing.py
+tests/cluster/test_patroni_config.py
+tests/cluster/test_migration.py"
 
 mode=host major=""
 case "${1:-}" in

@@ -181,25 +181,34 @@ def test_patroni_cluster_migrates_to_pg_ha_member_by_member(make_cluster, requir
             w.wait_more(50, "after %s moved to pg_ha" % node.name)
         assert c.leader_name() == "postgresql0" and not runs_pg_ha(c.nodes[0])
 
-        # -- 2. the switchover: Patroni's leader hands over to a pg_ha member
+        # -- 2. the switchover: Patroni's leader hands over to a pg_ha member, in synchronous
+        # mode to the synchronous standby (Patroni refuses any other: "candidate name does not
+        # match with sync_standby")
+        def sync_standby():
+            k = c.zk_json("sync")
+            name = ((k or {}).get("sync_standby") or "") if isinstance(k, dict) else ""
+            return next((n for n in c.nodes[1:] if n.member == name), None)
+        target = wait_for(sync_standby, timeout=60, interval=0.5,
+                          description="Patroni's leader to name a pg_ha member its synchronous standby")
         ctl = c.base_dir / "patronictl.yml"
         ctl.write_text("scope: batman\nnamespace: /service/\nzookeeper:\n  hosts: [%s]\n"
                        % ", ".join("'%s'" % z.address for z in c.zookeepers))
         t_switch = time.monotonic()
         p = harness.run(["patronictl", "-c", ctl, "switchover", "--leader", "postgresql0",
-                         "--candidate", "postgresql1", "--force"], check=False, timeout=120)
-        assert p.returncode == 0, p.stdout + p.stderr
-        wait_for(lambda: c.leader_name() == "postgresql1" and c.nodes[1].accepts_writes(), timeout=120,
-                 interval=0.2, description="pg_ha's postgresql1 to lead after the switchover")
-        wait_for(lambda: c.nodes[0].streams_from(c.nodes[1]), timeout=120, interval=0.5,
-                 description="Patroni's postgresql0 to follow pg_ha's postgresql1")
+                         "--candidate", target.member, "--force"], check=False, timeout=120)
+        print(p.stdout + p.stderr)
+        assert p.returncode == 0 and "Successfully switched over" in p.stdout, p.stdout + p.stderr
+        wait_for(lambda: c.leader_name() == target.member and target.accepts_writes(), timeout=120,
+                 interval=0.2, description="pg_ha's %s to lead after the switchover" % target.member)
+        wait_for(lambda: c.nodes[0].streams_from(target), timeout=120, interval=0.5,
+                 description="Patroni's postgresql0 to follow pg_ha's %s" % target.member)
         w.wait_more(50, "after the switchover")
 
         # -- 3. the old leader: stop Patroni, start pg_ha
         stop_patroni(c.nodes[0])
         start_pg_ha(c.nodes[0])
         new_primary = c.wait_healthy(timeout=TIMEOUT)
-        assert new_primary is c.nodes[1], new_primary
+        assert new_primary is target, new_primary
         wait_for(lambda: all(runs_pg_ha(n) for n in c.nodes), timeout=60, interval=0.5,
                  description="pg_ha on every member")
         w.wait_more(50, "with every member on pg_ha")

@@ -25,7 +25,9 @@ import pytest
 
 from harness import PG_BIN, wait_for
 
-USER_DIR = Path(os.environ.get("PGHA_USER_DEPLOYMENT", "/work/shared/user-deployment"))
+# ../shared/user-deployment beside the tree (as in CI), or $PGHA_USER_DEPLOYMENT
+USER_DIR = Path(os.environ.get("PGHA_USER_DEPLOYMENT",
+                               Path(__file__).resolve().parents[3] / "shared" / "user-deployment"))
 TIMEOUT = float(os.environ.get("PGHA_TEST_BOOTSTRAP_TIMEOUT", 300))
 
 POST_INIT = """#!/bin/sh

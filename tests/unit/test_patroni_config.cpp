@@ -2,6 +2,7 @@
 // core/patroni_parameters: which of the config key's parameters a member applies.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -17,8 +18,10 @@ using nlohmann::json;
 
 namespace {
 
-// The user's deployment (read at test time, never copied into the repository).
-const char *kUserDir = "/work/shared/user-deployment";
+// The user's deployment (read at test time, never copied into the repository):
+// ../shared/user-deployment beside the tree, or $PGHA_USER_DEPLOYMENT.
+const std::string kUserDir = std::getenv("PGHA_USER_DEPLOYMENT") ? std::getenv("PGHA_USER_DEPLOYMENT")
+                                                                   : PGHA_USER_DEPLOYMENT_DIR;
 
 std::string read_text(const std::string &path) {
     std::ifstream f(path);
@@ -30,7 +33,7 @@ std::string read_text(const std::string &path) {
 // postgresN.yml as the user's README describes the other nodes: they differ
 // in name and the two connect addresses.
 std::string user_node_yaml(int n) {
-    std::string y = read_text(std::string(kUserDir) + "/postgres0.yml");
+    std::string y = read_text(kUserDir + "/postgres0.yml");
     if (y.empty() || n == 0) return y;
     y = std::regex_replace(y, std::regex("name: postgresql0"), "name: postgresql" + std::to_string(n));
     y = std::regex_replace(y, std::regex("connect_address: pg-test-1:5432"),
