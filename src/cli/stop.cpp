@@ -2,6 +2,11 @@
 
 #include <zookeeper/zookeeper.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
@@ -67,19 +72,42 @@ int cmd_stop(const StopOptions &o) {
     const NodeConfig c = load_node_config(o.config);
     const PgData pg{o.pgdata, find_bindir(o.pgdata)};
 
-    if (file_exists(o.pgdata + "/postmaster.pid")) {
+    const std::string pidfile = o.pgdata + "/postmaster.pid";
+    bool killed = false;
+    if (file_exists(pidfile)) {
         info("stopping PostgreSQL (" + o.mode + ")");
+        const long pid = std::atol(read_file(pidfile).c_str());
         const int rc = run(shell_quote(pg.program("pg_ctl")) + " -D " + shell_quote(pg.dir) + " -m " + o.mode +
-                           " -w -t " + std::to_string(o.timeout_s) + " stop");
+                           " -W stop");
         if (rc != 0)
             fail(kExitFailed, "pg_ctl stop failed (exit " + std::to_string(rc) +
                                   "); the ZooKeeper session and any leader lock stay (they expire after ttl)");
+        // pg_ctl -w would wait for postmaster.pid to go, which a killed postmaster
+        // (primary_stop_timeout, see src/pg/worker.cpp) leaves behind.
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(o.timeout_s);
+        while (file_exists(pidfile) && !(killed = pid > 0 && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) {
+            if (std::chrono::steady_clock::now() >= until)
+                fail(kExitFailed, "PostgreSQL did not stop within " + std::to_string(o.timeout_s) +
+                                      " s; the ZooKeeper session and any leader lock stay (they expire after ttl)");
+            usleep(100 * 1000);
+        }
     } else {
         info("PostgreSQL is not running in " + o.pgdata);
     }
+    if (killed) {
+        // As Patroni after its primary_stop_timeout: the lock goes now. Every
+        // acknowledged commit is on a synchronous standby; what only this
+        // node has is rewound when it rejoins.
+        info("the postmaster was killed before it stopped (primary_stop_timeout in synchronous mode, see the "
+             "server log): handing the leader lock over now");
+        const SavedSessionClose r = close_saved_session(c, o.pgdata);
+        if (r.outcome == SavedSessionClose::Unreachable) fail(kExitUnreachable, r.message);
+        info(r.message);
+        return kExitOk;
+    }
     auto cd = controldata(pg);
     const std::string state = cd["Database cluster state"];
-    if (file_exists(o.pgdata + "/postmaster.pid")) fail(kExitFailed, "PostgreSQL runs again in " + o.pgdata);
+    if (file_exists(pidfile)) fail(kExitFailed, "PostgreSQL runs again in " + o.pgdata);
     if (state != "shut down" && state != "shut down in recovery") {
         info("not a clean shutdown (cluster state \"" + state +
              "\"): the session is left to expire after ttl, so a restart within ttl keeps the leader lock");

@@ -129,6 +129,8 @@ DynamicConfig DynamicConfig::from_json(const json &j, std::vector<std::string> &
     if (read_int(j, "maximum_lag_on_failover", 0, INT64_MAX, v, errors)) c.maximum_lag_on_failover = v;
     if (read_int(j, "master_start_timeout", 0, 86400, v, errors)) c.master_start_timeout = static_cast<int>(v);
     if (read_int(j, "primary_start_timeout", 0, 86400, v, errors)) c.master_start_timeout = static_cast<int>(v);
+    if (read_int(j, "master_stop_timeout", 0, 86400, v, errors)) c.primary_stop_timeout = static_cast<int>(v);
+    if (read_int(j, "primary_stop_timeout", 0, 86400, v, errors)) c.primary_stop_timeout = static_cast<int>(v);
     if (auto sm = j.find("synchronous_mode"); sm != j.end() && sm->is_string() && sm->get<std::string>() == "quorum") {
         c.synchronous_mode = true;
         c.synchronous_mode_quorum = true;

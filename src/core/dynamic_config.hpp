@@ -18,6 +18,7 @@ struct DynamicConfig {
     int retry_timeout = 10;   // seconds a DCS/PostgreSQL operation may be retried
     std::int64_t maximum_lag_on_failover = 1048576;  // bytes
     int master_start_timeout = 300;
+    int primary_stop_timeout = 0;  // seconds a stopping primary may take in synchronous mode; 0: no limit
     bool synchronous_mode = false;         // "on", true or "quorum"
     bool synchronous_mode_quorum = false;  // "quorum": quorum commit (ANY k)
     bool synchronous_mode_strict = false;

@@ -78,6 +78,10 @@ std::string choose_switchover_target(const ClusterView &c, const std::string &le
     return switchover_ineligibility(c, leader, target);
 }
 
+int primary_stop_kill_after_s(const DynamicConfig &cfg, bool local_primary) {
+    return local_primary && cfg.synchronous_mode && cfg.primary_stop_timeout > 0 ? cfg.primary_stop_timeout : 0;
+}
+
 std::string crash_failover_target(const ClusterView &view, const std::string &me, bool crashed_primary,
                                   int recovering_s) {
     if (!crashed_primary || view.config.pause || recovering_s < 0 || view.config.master_start_timeout > recovering_s)

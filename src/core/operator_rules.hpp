@@ -123,6 +123,13 @@ SwitchoverAssessment assess_switchover(const ClusterView &view, OperatorCommand 
 std::string crash_failover_target(const ClusterView &view, const std::string &me, bool crashed_primary,
                                   int recovering_s = 0);
 
+// Patroni's primary_stop_timeout: how long a primary's shutdown may take
+// before its postmaster is killed (SIGKILL), in seconds; 0 = no limit. Only
+// in synchronous mode (Patroni's rule: there a shutdown can wait for a
+// standby that does not answer, and every acknowledged commit is on a
+// synchronous standby anyway).
+int primary_stop_kill_after_s(const DynamicConfig &cfg, bool local_primary);
+
 // ---- POST /restart conditions (Patroni's do_POST_restart / restart_matches) ----
 
 struct RestartRequest {

@@ -508,6 +508,7 @@ StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk
     r.shutdown = out_.shutdown && now >= out_.shutdown_not_before_ms &&
                  (!desk_.busy() || now >= out_.shutdown_requested_ms + 5000);
     r.shutdown_immediate = out_.shutdown_immediate;
+    r.stop_kill_after_s = primary_stop_kill_after_s(link_.view().config, local_.role() == LocalRole::Primary);
     return r;
 }
 

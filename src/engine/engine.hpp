@@ -68,6 +68,7 @@ struct StepResult {
     bool fence = false;
     bool shutdown = false;
     bool shutdown_immediate = false;
+    int stop_kill_after_s = 0;  // primary_stop_timeout in effect (primary_stop_kill_after_s)
     bool is_leader = false;
     bool sync_strict_waiting = false;  // strict synchronous mode has no synchronous standby
 };

@@ -65,6 +65,7 @@ struct PgHaEngine {
     std::string reply_message;
     bool last_fence = false;
     bool last_shutdown = false;
+    int last_stop_kill_after_s = 0;
     bool last_leader = false;
     std::int64_t last_deadline = 0;
     // After a failed step, no lease until a whole decision succeeded again.
@@ -134,6 +135,7 @@ void fail_closed(PgHaEngine *e, const std::string &what, PgHaOutputs *out) noexc
         out->fence = e->last_fence;
         out->shutdown = e->last_shutdown;
         out->shutdown_immediate = false;
+        out->stop_kill_after_s = e->last_stop_kill_after_s;
         out->reply_id = 0;
         out->status_json = nullptr;
         hold_closed(e, out);
@@ -227,6 +229,7 @@ void pgha_engine_step(PgHaEngine *engine, const PgHaLocal *local, bool zk_readab
             out->fence = r.fence;
             out->shutdown = r.shutdown;
             out->shutdown_immediate = r.shutdown_immediate;
+            out->stop_kill_after_s = r.stop_kill_after_s;
             out->reply_id = engine->impl->desk().reply_id();
             out->reply_status = engine->impl->desk().reply_status();
             out->reply_message = engine->reply_message.c_str();
@@ -246,6 +249,7 @@ void pgha_engine_step(PgHaEngine *engine, const PgHaLocal *local, bool zk_readab
             if (engine->forced_fence) out->fence = out->shutdown = true;
             engine->last_fence = out->fence;
             engine->last_shutdown = out->shutdown;
+            engine->last_stop_kill_after_s = out->stop_kill_after_s;
             if (engine->failures == 0) {
                 engine->last_leader = r.is_leader;
                 engine->last_deadline = r.lease_deadline_ms;

@@ -57,6 +57,7 @@ typedef struct PgHaOutputs
 	bool		sync_strict_waiting;	/* strict synchronous mode has no synchronous standby */
 	bool		shutdown;			/* shut the postmaster down (after fencing) */
 	bool		shutdown_immediate; /* ... without a shutdown checkpoint (after a switchover) */
+	int			stop_kill_after_s;	/* primary_stop_timeout in effect now (0: none); see worker_exit */
 	uint64_t	reply_id;			/* answer to request `reply_id` (0 = none yet) */
 	int			reply_status;		/* HTTP-style status: 200/202 ok, 4xx refused, 503 failed */
 	const char *reply_message;

@@ -64,6 +64,88 @@ pgha_register_worker(void)
 	RegisterBackgroundWorker(&worker);
 }
 
+/* primary_stop_timeout in effect at the last step (0: none) */
+static int	stop_kill_after_s = 0;
+
+/*
+ * Patroni's primary_stop_timeout (synchronous mode): a fast shutdown of a
+ * primary can wait for a standby that does not answer (the walsenders wait
+ * for it to confirm the shutdown checkpoint, up to wal_sender_timeout). The
+ * worker is told to exit when the shutdown begins, so it leaves a guard
+ * behind: a shell (exec'd at once, so it holds no shared memory) that kills
+ * the postmaster with SIGKILL if, `seconds` later, the same postmaster (PID
+ * and start time) is still shutting down (postmaster.pid says "stopping").
+ * Only when the postmaster is shutting down now: a worker terminated for
+ * any other reason leaves no guard.
+ */
+static void
+leave_stop_guard(int seconds)
+{
+	char		status[64] = "";
+	char		starttime[32] = "";
+	char		path[64];
+	char		script[2048];
+	FILE	   *f;
+	pid_t		child;
+
+	f = fopen("postmaster.pid", "r");
+	if (f == NULL)
+		return;
+	for (int line = 1; line <= 8 && fgets(status, sizeof(status), f) != NULL; line++)
+		if (line == 8)
+			break;
+	fclose(f);
+	if (strncmp(status, "stopping", 8) != 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int) PostmasterPid);
+	f = fopen(path, "r");
+	if (f != NULL)
+	{
+		char		buf[1024];
+		size_t		n = fread(buf, 1, sizeof(buf) - 1, f);
+		char	   *p;
+		int			field = 2;	/* buf after "pid (comm)" starts at field 3 */
+
+		fclose(f);
+		buf[n] = '\0';
+		p = strrchr(buf, ')');
+		while (p != NULL && *p != '\0' && field < 22)
+		{
+			p = strchr(p + 1, ' ');
+			field++;
+		}
+		if (p != NULL && field == 22)
+			sscanf(p + 1, "%31[0-9]", starttime);
+	}
+	if (starttime[0] == '\0')
+		return;
+	snprintf(script, sizeof(script),
+			 "sleep %d; "
+			 "[ \"$(sed -n 8p '%s/postmaster.pid' 2>/dev/null)\" = stopping ] || exit 0; "
+			 "[ \"$(sed -n 1p '%s/postmaster.pid' 2>/dev/null)\" = %d ] || exit 0; "
+			 "[ \"$(sed 's/.*) //' /proc/%d/stat 2>/dev/null | cut -d' ' -f20)\" = %s ] || exit 0; "
+			 "echo \"pg_ha: the shutdown took longer than primary_stop_timeout (%d s) in synchronous mode: "
+			 "killing the postmaster (PID %d) with SIGKILL\" >&2; "
+			 "kill -KILL %d",
+			 seconds, DataDir, DataDir, (int) PostmasterPid, (int) PostmasterPid, starttime, seconds,
+			 (int) PostmasterPid, (int) PostmasterPid);
+	ereport(LOG, (errmsg("pg_ha: the server is shutting down in synchronous mode: the postmaster will be killed if it "
+						 "has not stopped within primary_stop_timeout (%d s)", seconds)));
+	fflush(NULL);
+	child = fork();
+	if (child == 0)
+	{
+		/* no PostgreSQL code from here on: exec at once */
+		char	   *argv[] = {(char *) "sh", (char *) "-c", script, NULL};
+
+		setsid();
+		execv("/bin/sh", argv);
+		_exit(127);
+	}
+	if (child < 0)
+		ereport(LOG, (errmsg("pg_ha: cannot start the primary_stop_timeout guard: %m")));
+}
+
 /* Revoke the lease before anything else, then leave ZooKeeper. */
 static void
 worker_exit(int code, Datum arg)
@@ -74,6 +156,8 @@ worker_exit(int code, Datum arg)
 		pg_atomic_write_u32(&pgha_shared->sync_strict_waiting, 0);
 		pgha_shared->worker_latch = NULL;
 	}
+	if (stop_kill_after_s > 0)
+		leave_stop_guard(stop_kill_after_s);
 	if (engine)
 	{
 		/* a clean stop (code 0 or SIGTERM) releases the leader lock at once */
@@ -215,6 +299,7 @@ apply_outputs(const PgHaOutputs *out)
 	}
 
 	give_reply(out);
+	stop_kill_after_s = out->stop_kill_after_s;
 
 	if (out->shutdown)
 	{

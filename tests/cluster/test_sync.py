@@ -545,3 +545,45 @@ def test_a_commit_waiting_for_the_sync_standby_is_never_acknowledged_after_the_l
     check(new.sql_value("SELECT count(*) FROM sync_t WHERE id = %s", (LEASE_ID,)) == 0,
           "the unacknowledged row is on the new primary", c)
     wait_sync(c, new, old, timeout=REJOIN_TIMEOUT)
+
+
+def test_primary_stop_timeout_kills_a_shutdown_that_waits_for_the_sync_standby(cluster):
+    """Issue 12 item 5, Patroni's primary_stop_timeout: the primary's link to
+    its synchronous standby is cut, so a fast shutdown waits for the standby
+    to confirm the shutdown checkpoint (up to wal_sender_timeout, 60 s).
+    With primary_stop_timeout 3 the worker's guard kills the postmaster after
+    3 s, and `pg_hactl stop` hands the leader lock over at once."""
+    c = cluster
+    old = c.wait_for_primary(timeout=60)
+    standby = c.node("pg-2" if old.name == "pg-1" else "pg-1")
+    wait_sync(c, old, standby, timeout=REJOIN_TIMEOUT)
+    assert old.sql_value("SHOW wal_sender_timeout") == "1min"
+    c.set_dynamic_config({"primary_stop_timeout": 3})
+    # the worker has the new config key after its next read (a loop)
+    time.sleep(2 * LOOP_WAIT + 1)
+    old.stop_supervisor()   # a host stopped for good: nothing starts PostgreSQL again
+    log_before = len(old.log_path.read_text(errors="replace"))
+    try:
+        standby.host.isolate(peers=[old.host])
+        t0 = time.monotonic()
+        p = old.host.exec(["runuser", "-u", "postgres", "--", str(harness.PG_HACTL), "stop", "--config",
+                           str(old.config_file), "--pgdata", str(old.data_dir)], timeout=120, check=False)
+        took = time.monotonic() - t0
+        log = old.log_path.read_text(errors="replace")[log_before:]
+        print("pg_hactl stop of %s with its sync standby cut off: %.1f s (primary_stop_timeout 3 s, "
+              "wal_sender_timeout 60 s)" % (old.name, took))
+        check(p.returncode == 0 and "the postmaster was killed before it stopped" in p.stderr,
+              "pg_hactl stop: rc=%s\n%s%s" % (p.returncode, p.stdout, p.stderr), c)
+        check("within primary_stop_timeout (3 s)" in log and "killing the postmaster" in log,
+              "no guard in the log:\n" + log[-3000:], c)
+        check(3 <= took <= 3 + 6, "the stop took %.1f s" % took, c)
+        check("released the leader lock" in p.stderr, p.stderr, c)
+    finally:
+        standby.host.heal()
+        cfg = c.dynamic_config()
+        cfg.pop("primary_stop_timeout", None)
+        c.set_dynamic_config(cfg, replace=True)
+    wait_for(lambda: old.supervisor is None or old.supervisor.poll() is not None, timeout=10, interval=0.1,
+             description="%s's old reaper to exit" % old.name)
+    old.start_host()
+    c.wait_healthy(timeout=REJOIN_TIMEOUT)

@@ -455,3 +455,30 @@ TEST(CrashFailover, OnlyWithTimeoutZeroTheLockAndSomeoneToTakeOver) {
     leaderless.leader.reset();
     EXPECT_EQ(crash_failover_target(leaderless, "pg-1", true), "");
 }
+
+TEST(CrashFailover, AfterPrimaryStartTimeoutOfRecovery) {
+    ClusterView v = cluster();
+    v.config.master_start_timeout = 300;
+    EXPECT_EQ(crash_failover_target(v, "pg-1", true, 299), "");
+    EXPECT_EQ(crash_failover_target(v, "pg-1", true, 300), "pg-2");
+    EXPECT_EQ(crash_failover_target(v, "pg-1", true, -1), "") << "a clock that went back";
+}
+
+TEST(PrimaryStopTimeout, OnlyForAPrimaryInSynchronousMode) {
+    std::vector<std::string> errors;
+    DynamicConfig c = DynamicConfig::from_json(nlohmann::json::parse(R"({"primary_stop_timeout": 7})"), errors);
+    ASSERT_TRUE(errors.empty());
+    EXPECT_EQ(c.primary_stop_timeout, 7);
+    EXPECT_EQ(primary_stop_kill_after_s(c, true), 0) << "asynchronous: Patroni's rule, no limit";
+    c.synchronous_mode = true;
+    EXPECT_EQ(primary_stop_kill_after_s(c, true), 7);
+    EXPECT_EQ(primary_stop_kill_after_s(c, false), 0) << "a standby is never killed";
+    c.primary_stop_timeout = 0;
+    EXPECT_EQ(primary_stop_kill_after_s(c, true), 0);
+    // master_stop_timeout (Patroni < 3) too; a bad value is an error and changes nothing
+    EXPECT_EQ(DynamicConfig::from_json(nlohmann::json::parse(R"({"master_stop_timeout": 9})"), errors)
+                  .primary_stop_timeout, 9);
+    auto bad = DynamicConfig::from_json(nlohmann::json::parse(R"({"primary_stop_timeout": "soon"})"), errors);
+    EXPECT_EQ(bad.primary_stop_timeout, 0);
+    EXPECT_FALSE(errors.empty());
+}
