@@ -153,7 +153,7 @@ void configure_follower(const NodeConfig &c, const Member &leader, bool use_slot
 
 // Files a copy from another node carries that are not ours.
 void remove_foreign_state(const NodeConfig &c) {
-    for (const char *f : {"/pg_ha.zksession", "/pg_ha.restart", "/promote", "/recovery.signal"})
+    for (const char *f : {"/pg_ha.zksession", "/pg_ha.restart", "/pg_ha.start_timeout", "/promote", "/recovery.signal"})
         std::remove((c.pgdata + f).c_str());
     // The source's socket lock files when its sockets live in the data
     // directory (unix_socket_directories: "."): they name its postmaster.
@@ -398,8 +398,16 @@ void fail_over_after_crash(const NodeConfig &c, ZkSession &zk, ClusterStore &sto
     // The worker marks a restart it was asked for (POST /restart, pg_hactl
     // restart, a scheduled one): the leader stops in immediate mode to keep
     // its lock, and that is not a crash.
-    const bool requested = file_exists(c.pgdata + "/pg_ha.restart");
-    std::remove((c.pgdata + "/pg_ha.restart").c_str());
+    // A restart with a "timeout" leaves it for the next worker (pg_ha.start_timeout).
+    const std::string marker = c.pgdata + "/" + kRestartMarkerFile;
+    const std::string start_timeout = c.pgdata + "/" + kStartTimeoutFile;
+    const bool requested = file_exists(marker);
+    if (requested && restart_marker_timeout(read_file(marker)) > 0) {
+        if (std::rename(marker.c_str(), start_timeout.c_str()) != 0) std::remove(marker.c_str());
+    } else {
+        std::remove(marker.c_str());
+        std::remove(start_timeout.c_str());
+    }
     if (requested || file_exists(c.pgdata + "/standby.signal")) return;
     const std::string state = controldata(pgdata_of(c))["Database cluster state"];
     const bool crashed = state == "in production" || state == "in crash recovery" || state == "shutting down";

@@ -706,6 +706,7 @@ int cmd_restart(const OperatorSettings &s, const RestartOptions &o) {
     }
     nlohmann::json body = nlohmann::json::object();
     if (o.pending) body["restart_pending"] = true;
+    if (o.timeout_s > 0) body["timeout"] = o.timeout_s;
     if (!o.role.empty() && o.role != "any") body["role"] = o.role;
     if (!o.scheduled.empty() && o.scheduled != "now") {
         // the one parser of timestamps (the members check it again)

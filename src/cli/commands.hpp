@@ -95,6 +95,7 @@ struct RestartOptions {
     bool force = false;
     std::string scheduled;  // "" / "now" = now; else ISO 8601 with a time zone (POST /restart "schedule")
     bool cancel = false;    // DELETE /restart: drop the members' scheduled restarts
+    int timeout_s = 0;      // POST /restart "timeout" (0: none): the restarted primary's start timeout
 };
 int cmd_restart(const OperatorSettings &s, const RestartOptions &o);
 

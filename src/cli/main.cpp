@@ -47,7 +47,7 @@ void usage() {
                  "  history      [--format table|json]\n"
                  "  show-config  [--format yaml|json]\n"
                  "  edit-config  (--set KEY=VALUE ... | --file FILE | --file -) [--replace] [--force]\n"
-                 "  restart      [MEMBER ...] [--pending] [--role primary|replica|any] [--scheduled TIME | --cancel] [--force]\n"
+                 "  restart      [MEMBER ...] [--pending] [--role primary|replica|any] [--scheduled TIME | --cancel] [--timeout S] [--force]\n"
                  "  reinit       MEMBER [--force]\n"
                  "Every command reads the settings file given by --config FILE (or $PGHA_CONFIG_FILE):\n"
                  "pg_ha.scope, pg_ha.namespace, pg_ha.zookeeper_hosts, and for the REST API\n"
@@ -143,6 +143,10 @@ int main(int argc, char **argv) {
     restart->add_option("--scheduled", ro.scheduled,
                         "restart at this time (ISO 8601 with a time zone, e.g. 2026-12-24T03:00:00+00:00), not now");
     restart->add_flag("--cancel", ro.cancel, "cancel the members' scheduled restarts instead");
+    restart->add_option("--timeout", ro.timeout_s,
+                        "seconds a restarted primary may take to start before another member takes over "
+                        "(POST /restart \"timeout\"; default: primary_start_timeout)")
+        ->check(CLI::Range(1, 86400));
     restart->add_flag("--force", ro.force, "do not ask for confirmation");
     auto *reinit = app.add_subcommand("reinit", "re-clone a replica from the leader (via its REST API)");
     reinit->add_option("member", member, "member name")->required();

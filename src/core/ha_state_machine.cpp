@@ -167,11 +167,13 @@ void decide_as_leader(const Observation &obs, Decision &d) {
             // gives the lock up when someone can take over (Patroni's "failed
             // to start primary within ... Releasing the leader lock"). It is
             // not writable yet; once it is, it holds no lock and no lease.
-            const std::string target = crash_failover_target(obs.cluster, obs.me, true, obs.recovering_s);
+            const std::string target =
+                crash_failover_target(obs.cluster, obs.me, true, obs.recovering_s, obs.start_timeout_s);
             if (!target.empty()) {
                 d.is_leader = false;
-                d.message = "crash recovery has taken " + std::to_string(obs.recovering_s) +
-                            " s, primary_start_timeout is " + std::to_string(cfg.master_start_timeout) +
+                d.message = "crash recovery has taken " + std::to_string(obs.recovering_s) + " s, " +
+                            (obs.start_timeout_s ? "the restart's timeout is " + std::to_string(*obs.start_timeout_s)
+                                                 : "primary_start_timeout is " + std::to_string(cfg.master_start_timeout)) +
                             " s: releasing the leader lock (" + target + " can take over)";
                 d.actions.push_back(act(ActionKind::ReleaseLeader));
                 return;

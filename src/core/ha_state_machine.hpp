@@ -66,6 +66,9 @@ struct Observation {
     // crash, as this worker saw it; 0 when not Recovering). Holding the lock,
     // past primary_start_timeout it is given up (Patroni's rule).
     int recovering_s = 0;
+    // primary_start_timeout for this start when a restart request set one
+    // (POST /restart "timeout"); unset: the config key's.
+    std::optional<int> start_timeout_s;
     // Another live node runs under our name (it owns our member znode, or a
     // leader znode naming us): "" when not, else the message. Such a node
     // takes no action at all: deleting "our" stale lock would be deleting the

@@ -1,9 +1,12 @@
 #include "core/operator_rules.hpp"
+
+#include <cmath>
 #include "core/sync_rules.hpp"
 
 #include "core/timeutil.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace pgha {
@@ -82,10 +85,21 @@ int primary_stop_kill_after_s(const DynamicConfig &cfg, bool local_primary) {
     return local_primary && cfg.synchronous_mode && cfg.primary_stop_timeout > 0 ? cfg.primary_stop_timeout : 0;
 }
 
+std::string restart_marker_text(int timeout_s) {
+    return timeout_s > 0 ? "timeout=" + std::to_string(timeout_s) + "\n" : std::string();
+}
+
+int restart_marker_timeout(const std::string &text) {
+    if (text.rfind("timeout=", 0) != 0) return 0;
+    const std::string digits = text.substr(8, text.find_first_not_of("0123456789", 8) - 8);
+    if (digits.empty() || digits.size() > 9) return 0;
+    return std::stoi(digits);
+}
+
 std::string crash_failover_target(const ClusterView &view, const std::string &me, bool crashed_primary,
-                                  int recovering_s) {
-    if (!crashed_primary || view.config.pause || recovering_s < 0 || view.config.master_start_timeout > recovering_s)
-        return std::string();
+                                  int recovering_s, std::optional<int> start_timeout_s) {
+    const int timeout = start_timeout_s.value_or(view.config.master_start_timeout);
+    if (!crashed_primary || view.config.pause || recovering_s < 0 || timeout > recovering_s) return std::string();
     if (!view.leader || *view.leader != me) return std::string();
     return best_switchover_candidate(view, me);
 }
@@ -213,6 +227,8 @@ std::variant<Refusal, RestartRequest> parse_restart_request(const nlohmann::json
             const bool ok = (v.is_number_integer() && v.get<long long>() > 0) ||
                             (v.is_number_float() && v.get<double>() > 0 && v.get<double>() < 1e9);
             if (!ok) return Refusal{400, "Timeout should be a positive number of seconds"};
+            r.timeout_s = v.is_number_integer() ? static_cast<int>(std::min<long long>(v.get<long long>(), 999999999))
+                                                : static_cast<int>(std::ceil(v.get<double>()));
         } else if (k == "restart_pending") {
             r.restart_pending = true;  // Patroni: the key's presence
         } else if (k == "schedule") {

@@ -120,8 +120,10 @@ SwitchoverAssessment assess_switchover(const ClusterView &view, OperatorCommand 
 // cluster is paused, `me` does not hold the lock, or nobody can take over
 // (the switchover rules: running, not nofailover, within
 // maximum_lag_on_failover, the synchronous rules).
+// `start_timeout_s` replaces the config key's primary_start_timeout when set
+// (a restart's "timeout").
 std::string crash_failover_target(const ClusterView &view, const std::string &me, bool crashed_primary,
-                                  int recovering_s = 0);
+                                  int recovering_s = 0, std::optional<int> start_timeout_s = std::nullopt);
 
 // Patroni's primary_stop_timeout: how long a primary's shutdown may take
 // before its postmaster is killed (SIGKILL), in seconds; 0 = no limit. Only
@@ -141,7 +143,19 @@ struct RestartRequest {
     // canonical ISO 8601 form (format_iso8601).
     std::int64_t schedule_epoch_s = 0;
     std::string schedule;
+    // "timeout": primary_start_timeout for the restarted server (seconds,
+    // rounded up; 0 = the config key's), Patroni's "fail over if the start
+    // takes longer". Carried to the next worker in the pg_ha.restart marker.
+    int timeout_s = 0;
 };
+
+// The pg_ha.restart marker the worker writes for pg_hactl boot: empty, or
+// "timeout=N" (the restart's start timeout); boot moves one with a timeout to
+// pg_ha.start_timeout for the next worker. The text is written and read here only.
+inline constexpr const char *kRestartMarkerFile = "pg_ha.restart";
+inline constexpr const char *kStartTimeoutFile = "pg_ha.start_timeout";
+std::string restart_marker_text(int timeout_s);
+int restart_marker_timeout(const std::string &text);  // 0 when none or unreadable
 
 // Validates the body of POST /restart (without pg_ha's own "member" key):
 // unknown keys, a bad role, version or timeout get 400 with Patroni's

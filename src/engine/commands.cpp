@@ -200,11 +200,13 @@ void CommandDesk::start_restart(const std::shared_ptr<Command> &keep) {
     std::string member = jstr(c.args, "member");
     nlohmann::json conditions = c.args.is_object() ? c.args : nlohmann::json::object();
     conditions.erase("member");
+    int timeout_s = 0;
     if (!reinit) {
         // POST /restart's conditions, checked where the restart happens (Patroni's codes)
         auto parsed = parse_restart_request(conditions, wall_now_s(), link_.view().config.pause);
         if (const Refusal *r = std::get_if<Refusal>(&parsed)) return c.answer(r->http_status, r->message);
         const RestartRequest &req = std::get<RestartRequest>(parsed);
+        timeout_s = req.timeout_s;
         if ((member.empty() || member == s_.node_name) && req.schedule_epoch_s != 0) {
             // Patroni checks the conditions when the restart is due, not now.
             if (scheduled_) return c.answer(409, "Another restart is already scheduled");
@@ -221,7 +223,7 @@ void CommandDesk::start_restart(const std::shared_ptr<Command> &keep) {
             }
         }
     }
-    if (member.empty() || member == s_.node_name) return restart_now(&c, reinit);
+    if (member.empty() || member == s_.node_name) return restart_now(&c, reinit, timeout_s);
     const Member *m = link_.view().member(member);
     if (!m) return c.answer(404, "member " + member + " does not exist");
     // Forward to the member's API off the loop.
@@ -240,15 +242,22 @@ void CommandDesk::start_restart(const std::shared_ptr<Command> &keep) {
 
 // Shut down for pg_hactl boot to start again (or clone afresh); `c` (if any)
 // is answered.
-void CommandDesk::restart_now(Command *c, bool reinit) {
+void CommandDesk::restart_now(Command *c, bool reinit, int timeout_s) {
     if (reinit && leadership_.is_leader()) return c->answer(503, "I am the leader, can not reinitialize");
     // pg_ha.restart tells pg_hactl boot that the server stopped on request,
     // not in a crash (the leader stops in immediate mode to keep its lock):
     // primary_start_timeout 0 must not hand the lock over for a restart.
-    int fd = ::open((s_.data_dir + (reinit ? "/pg_ha.reinitialize" : "/pg_ha.restart")).c_str(),
+    // Its text carries the restart's "timeout" (the next start's primary_start_timeout).
+    int fd = ::open((s_.data_dir + (reinit ? "/pg_ha.reinitialize" : std::string("/") + kRestartMarkerFile)).c_str(),
                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0 && reinit) return c->answer(503, "cannot mark the data directory for reinitialization");
-    if (fd >= 0) ::close(fd);
+    if (fd >= 0) {
+        const std::string text = reinit ? std::string() : restart_marker_text(timeout_s);
+        if (!text.empty() && ::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+            out_.log("cannot record the restart's timeout in pg_ha.restart: the config key's primary_start_timeout "
+                     "applies");
+        ::close(fd);
+    }
     out_.log(std::string(reinit ? "reinitialize" : c ? "restart" : "scheduled restart") +
              " requested: shutting down; pg_hactl boot " +
              (reinit ? "clones a fresh copy from the leader" : "starts the server again"));
@@ -287,7 +296,7 @@ void CommandDesk::run_scheduled_restart() {
         return;
     }
     out_.log("scheduled restart at " + scheduled_->schedule + " is due");
-    restart_now(nullptr, false);
+    restart_now(nullptr, false, scheduled_->timeout_s);
 }
 
 // Switchover/failover requests wait until the new leader accepts writes

@@ -98,7 +98,7 @@ class CommandDesk {
     void start_reload(Command &c);
     void start_restart(const std::shared_ptr<Command> &c);
     void cancel_restart(Command &c);
-    void restart_now(Command *c, bool reinit);
+    void restart_now(Command *c, bool reinit, int timeout_s = 0);
     // Runs the scheduled restart when it is due (Patroni's evaluate_scheduled_restart).
     void run_scheduled_restart();
     void poll(const std::shared_ptr<Command> &c, std::int64_t now, bool handover_active);

@@ -205,6 +205,7 @@ Observation Engine::observe(const LocalState &ls) {
     if (!leadership_.is_leader()) obs.cannot_lead = leadership_.cannot_lead();
     obs.not_streaming_s = local_.not_streaming_s();
     obs.recovering_s = local_.recovering_s();
+    obs.start_timeout_s = local_.start_timeout_s();
     if (obs.dcs_ok) obs.name_conflict = link_.name_conflict();
     if (view.failover && !view.failover->scheduled_at.empty()) {
         std::int64_t when = 0;

@@ -2,9 +2,11 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "core/conninfo.hpp"
+#include "core/operator_rules.hpp"
 #include "core/patroni_codec.hpp"
 #include "core/server_conf.hpp"
 #include "core/sql_literal.hpp"
@@ -105,6 +107,25 @@ int LocalServer::recovering_s() {
     }
     if (!recovering_since_ms_) recovering_since_ms_ = now;
     return static_cast<int>((now - *recovering_since_ms_) / 1000);
+}
+
+std::optional<int> LocalServer::start_timeout_s() {
+    const std::string path = s_.data_dir + "/" + kStartTimeoutFile;
+    if (!start_timeout_read_) {
+        start_timeout_read_ = true;
+        std::ifstream f(path);
+        std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        if (const int t = restart_marker_timeout(text); t > 0) {
+            start_timeout_s_ = t;
+            out_.log("this start's primary_start_timeout is the restart's timeout: " + std::to_string(t) + " s");
+        }
+    }
+    const LocalRole r = role();
+    if (start_timeout_s_ && r != LocalRole::Recovering && r != LocalRole::Stopped) {
+        start_timeout_s_.reset();
+        std::remove(path.c_str());
+    }
+    return start_timeout_s_;
 }
 
 void LocalServer::follow(const Member &leader, bool use_slots) {

@@ -61,6 +61,10 @@ class LocalServer {
     int not_streaming_s();
     // Seconds the server has been Recovering as this worker saw it (0 = it is not).
     int recovering_s();
+    // The restart's "timeout" for this start (pg_ha.start_timeout, left by
+    // pg_hactl boot from the pg_ha.restart marker); forgotten, and the file
+    // removed, once the server is out of recovery or a standby.
+    std::optional<int> start_timeout_s();
 
     // Point replication at `leader` (set_parameters), at most every 5 s.
     void follow(const Member &leader, bool use_slots);
@@ -114,6 +118,8 @@ class LocalServer {
     std::int64_t last_follow_ms_ = 0;
     std::int64_t streaming_seen_ms_ = 0;
     std::optional<std::int64_t> recovering_since_ms_;  // first loop that saw Recovering
+    bool start_timeout_read_ = false;
+    std::optional<int> start_timeout_s_;
 };
 
 }  // namespace pgha

@@ -667,6 +667,29 @@ def test_scheduled_restart_as_patroni(cluster):
         check(n.postmaster_pid() == was, "%s restarted: %s -> %s" % (n.name, was, n.postmaster_pid()), c)
 
 
+def test_restart_timeout_is_the_restarted_primarys_start_timeout(cluster):
+    """Issue 12 item 4, POST /restart "timeout" (`pg_hactl restart --timeout`):
+    the worker marks the restart with it, pg_hactl boot hands it on
+    (pg_ha.start_timeout), and the next worker uses it instead of
+    primary_start_timeout for that start only: the file is gone once the
+    server is up. A quick start keeps the lock."""
+    c = cluster
+    leader = c.node(c.leader_name())
+    pid = leader.postmaster_pid()
+    before = len(leader.log_path.read_text(errors="replace"))
+    p = hactl(c, "restart", leader.name, "--timeout", "45", "--force")
+    check(p.returncode == 0, "pg_hactl restart --timeout\n" + out(p), c)
+    wait_for(lambda: leader.postmaster_pid() not in (None, pid) and leader.is_primary(), timeout=90, interval=0.5,
+             description="%s restarted and primary again" % leader.name, state=c.diagnostics)
+    log = leader.log_path.read_text(errors="replace")[before:]
+    check("this start's primary_start_timeout is the restart's timeout: 45 s" in log,
+          "no start timeout from the restart in the log:\n" + log[-3000:], c)
+    check(c.leader_name() == leader.name, "the lock moved: %s" % c.leader_name(), c)
+    wait_for(lambda: not (leader.data_dir / "pg_ha.start_timeout").exists(), timeout=10, interval=0.2,
+             description="pg_ha.start_timeout removed once the server is up")
+    check(not (leader.data_dir / "pg_ha.restart").exists(), "pg_ha.restart left behind", c)
+
+
 def test_tag_changed_by_reload_takes_effect(cluster):
     """Issue 12 item 7: pg_ha.nofailover added to a replica's settings file
     and reloaded (POST /reload) is published within a loop, and a switchover

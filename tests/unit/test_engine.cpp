@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include <unistd.h>
 #include <stdexcept>
@@ -82,14 +84,14 @@ struct Node {
     bool promoted = false;
 
     Node(FakeZkServer &server, ManualClock &clock, const std::string &name, bool primary, PeerHttp http,
-         int margin_ms = 2000) {
+         int margin_ms = 2000, const std::string &data_dir = "/nonexistent-pg-ha-test") {
         s.scope = "batman";
         s.ns = "/service";
         s.node_name = name;
         s.zookeeper_hosts = "zk:2181";
         s.connect_address = "10.0.0." + name.substr(3) + ":5432";
         s.api_connect_address = "10.0.0." + name.substr(3) + ":8008";
-        s.data_dir = "/nonexistent-pg-ha-test";
+        s.data_dir = data_dir;
         s.watchdog_mode = kWatchdogOff;
         s.lease_safety_margin = margin_ms;
         EngineDeps deps;
@@ -380,6 +382,48 @@ TEST_F(EngineTest, CrashRecoveryPastPrimaryStartTimeoutReleasesTheLock) {
     pg2_leads();
     n1.local.in_recovery = false;
     EXPECT_TRUE(run({&n1}, [&] { return n1.last.fence; }, 100));
+}
+
+// POST /restart {"timeout": N}: the marker pg_hactl boot hands on makes N
+// the next start's primary_start_timeout, for that start only.
+TEST_F(EngineTest, ARestartsTimeoutIsTheNextStartsPrimaryStartTimeout) {
+    char tmpl[] = "/tmp/pgha-engine-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    const std::string dir = tmpl;
+    server.put(path("members/pg-2"), member_json("pg-2", "replica", 1000), 555);
+    server.live_sessions.insert(555);
+    auto slurp = [](const std::string &p) {
+        std::ifstream f(p);
+        return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    };
+    {
+        Node n1(server, clock, "pg-1", true, peers_behind(0), 2000, dir);
+        ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader; }, 100));
+        SqlRequest req;
+        req.id = 1;
+        req.json = R"({"kind":"restart","args":{"timeout":2}})";
+        n1.step(req);
+        ASSERT_TRUE(run({&n1}, [&] { return n1.engine->desk().reply_id() == 1; }, 50, 20));
+        EXPECT_EQ(n1.engine->desk().reply_status(), 200);
+        EXPECT_EQ(slurp(dir + "/pg_ha.restart"), "timeout=2\n");
+        server.expire(n1.zk->session_id());  // (the real restart resumes it; here a new session takes the lock)
+    }
+    // boot moved it: the next worker starts in crash recovery and holds the lock
+    ASSERT_EQ(std::rename((dir + "/pg_ha.restart").c_str(), (dir + "/pg_ha.start_timeout").c_str()), 0);
+    Node n2(server, clock, "pg-1", true, peers_behind(0), 2000, dir);
+    n2.local.in_recovery = true;
+    ASSERT_TRUE(run({&n2}, [&] { return n2.zk->session_id() != 0; }, 50));
+    server.put(path("leader"), "pg-1", n2.zk->session_id());
+    ASSERT_TRUE(run({&n2}, [&] { return n2.last.is_leader; }, 100));
+    const std::int64_t t0 = clock.now;
+    ASSERT_TRUE(run({&n2}, [&] { return !server.has(path("leader")); }, 200));
+    EXPECT_LE(clock.now - t0, 2000 + 2100) << "the config key says 300 s";
+    EXPECT_TRUE(n2.logged("this start's primary_start_timeout is the restart's timeout: 2 s"));
+    EXPECT_TRUE(n2.logged("the restart's timeout is 2 s: releasing the leader lock (pg-2 can take over)"));
+    // out of recovery: the file is gone (the next start uses the config key again)
+    n2.local.in_recovery = false;
+    EXPECT_TRUE(run({&n2}, [&] { return !std::ifstream(dir + "/pg_ha.start_timeout").good(); }, 100));
+    std::filesystem::remove_all(dir);
 }
 
 TEST_F(EngineTest, SwitchoverHandsTheLockToTheCandidate) {

@@ -340,6 +340,25 @@ TEST(RestartConditions, BodyIsValidatedWithPatronisWording) {
     EXPECT_EQ(r.schedule_epoch_s, 0);  // now
 }
 
+TEST(RestartConditions, TimeoutIsTheNextStartsPrimaryStartTimeout) {
+    auto parse = [](const char *body) { return parse_restart_request(nlohmann::json::parse(body), kNow, false); };
+    EXPECT_EQ(std::get<RestartRequest>(parse(R"({"timeout": 30})")).timeout_s, 30);
+    EXPECT_EQ(std::get<RestartRequest>(parse(R"({"timeout": 2.5})")).timeout_s, 3) << "rounded up";
+    EXPECT_EQ(std::get<RestartRequest>(parse(R"({})")).timeout_s, 0);
+    for (const char *bad : {R"({"timeout": 0})", R"({"timeout": -3})", R"({"timeout": "30"})"})
+        EXPECT_EQ(std::get<Refusal>(parse(bad)).http_status, 400) << bad;
+    // carried to the next worker in the marker file
+    EXPECT_EQ(restart_marker_text(0), "");
+    EXPECT_EQ(restart_marker_timeout(restart_marker_text(45)), 45);
+    for (const char *bad : {"", "timeout=", "timeout=abc", "timeout=99999999999", "x=5", " timeout=5"})
+        EXPECT_EQ(restart_marker_timeout(bad), 0) << bad;
+    // and used instead of the config key's primary_start_timeout
+    ClusterView v = cluster();
+    v.config.master_start_timeout = 300;
+    EXPECT_EQ(crash_failover_target(v, "pg-1", true, 9, 10), "");
+    EXPECT_EQ(crash_failover_target(v, "pg-1", true, 10, 10), "pg-2");
+}
+
 TEST(RestartConditions, ScheduleIsParsedAndRefusedAsPatroniDoes) {
     auto parse = [](const std::string &body, bool paused = false) {
         return parse_restart_request(nlohmann::json::parse(body), kNow, paused);
