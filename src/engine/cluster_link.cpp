@@ -140,12 +140,17 @@ bool ClusterLink::take_session_expired() {
     return e;
 }
 
-void ClusterLink::start_read(bool leading) {
-    read_requested_ = false;
+int ClusterLink::read_period_ms(bool leading) const {
     int period = (view_.config_present ? view_.config.loop_wait : 10) * 1000;
     // A leader renews its lease more often than loop_wait: every third of the session timeout.
     if (leading && zk_.negotiated_timeout_ms() > 0) period = std::min(period, zk_.negotiated_timeout_ms() / 3);
-    next_read_ms_ = clock_() + period;
+    return period;
+}
+
+void ClusterLink::start_read(bool leading) {
+    read_requested_ = false;
+    read_started_ms_ = clock_();
+    next_read_ms_ = read_started_ms_ + read_period_ms(leading);
     // A leader's renewal starts with a sync: only answers that went through
     // the ZooKeeper leader extend the lease (a follower cut off from it keeps
     // answering reads until syncLimit x tickTime).
@@ -168,6 +173,10 @@ void ClusterLink::on_read(bool ok, const ClusterView &v, const std::string &err)
     view_ = v;
     view_ok_ = true;
     ++view_seq_;
+    // The first read of a worker scheduled the next one before it knew
+    // loop_wait (10 s): a restarted leader (or one in crash recovery, whose
+    // primary_start_timeout counts) must not wait that long for its second loop.
+    next_read_ms_ = std::min(next_read_ms_, read_started_ms_ + read_period_ms(leading_));
     dcs_last_seen_ = std::time(nullptr);
     if (view_.config_present && view_.config.ttl * 1000 != requested_timeout_ms_ && !leading_) {
         // A session's timeout is fixed when it is created: start a new one

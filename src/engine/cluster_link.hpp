@@ -87,6 +87,7 @@ class ClusterLink {
     void save_session();
     bool load_session(ZkCredentials &c, int &timeout_ms) const;
     void start_read(bool leading);
+    int read_period_ms(bool leading) const;
     void on_read(bool ok, const ClusterView &v, const std::string &err);
     void reset_session(const std::string &why);
 
@@ -104,6 +105,7 @@ class ClusterLink {
     std::int64_t dcs_last_seen_ = 0;
     bool read_requested_ = true;
     std::int64_t next_read_ms_ = 0;
+    std::int64_t read_started_ms_ = 0;
     std::int64_t retry_ms_ = 0;
     bool base_ensured_ = false, base_pending_ = false;
     std::int64_t saved_session_ = 0;

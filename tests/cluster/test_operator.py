@@ -22,10 +22,12 @@ in Patroni). The patronictl test warns if the old leader's answer to POST
 /switchover is ever cut short by its own shutdown (fixed: the server waits
 500 ms after the last answer before it stops).
 """
+import contextlib
 import datetime
 import json
 import os
 import pty
+import signal
 import subprocess
 import threading
 import time
@@ -665,6 +667,64 @@ def test_scheduled_restart_as_patroni(cluster):
     time.sleep(14)
     for n, was in ((replica, rpid), (leader, lpid)):
         check(n.postmaster_pid() == was, "%s restarted: %s -> %s" % (n.name, was, n.postmaster_pid()), c)
+
+
+def test_primary_start_timeout_hands_the_lock_over_during_a_long_crash_recovery(cluster):
+    """Issue 12 item 5, primary_start_timeout other than 0: the leader's
+    PostgreSQL crashes (immediate stop), pg_hactl boot starts it again (the
+    container's restart policy) and it runs crash recovery, which the test
+    holds up (SIGSTOP of the startup process). The worker, started with the
+    postmaster and resuming the session that holds the lock, releases it once
+    recovery has taken primary_start_timeout (3 s), a standby takes over, and
+    the old leader, once its recovery ends, holds no lock and rejoins as a
+    standby. (After a backend crash PostgreSQL starts the worker only when
+    recovery is over: the lock then lasts while the session does, ttl.)"""
+    c = cluster
+    old = c.node(c.leader_name())
+    c.set_dynamic_config({"primary_start_timeout": 3})
+    time.sleep(2 * LOOP_WAIT + 1)
+    # WAL since the last checkpoint, so that crash recovery lasts long enough to be caught
+    old.sql("CHECKPOINT")
+    old.sql("DROP TABLE IF EXISTS pst_t")
+    old.sql("CREATE TABLE pst_t AS SELECT g FROM generate_series(1, 1500000) g")
+    before = len(old.log_path.read_text(errors="replace"))
+    stopped = []
+    try:
+        for attempt in range(3):
+            old.restart_postgres(mode="immediate")
+            deadline = time.monotonic() + 20
+            while not stopped and time.monotonic() < deadline:
+                pids = old.process_pids("postgres: startup")
+                for pid in pids:
+                    os.kill(pid, signal.SIGSTOP)
+                stopped = pids
+                time.sleep(0.002)
+            if stopped:
+                break
+            wait_for(lambda: old.is_primary(), timeout=30, interval=0.2, description="%s back" % old.name)
+        check(stopped, "never caught the startup process of %s in crash recovery" % old.name, c)
+        t0 = time.monotonic()
+        new = wait_for(lambda: c.leader_name() not in (None, old.name) and c.leader_name(), timeout=3 + 4 * LOOP_WAIT + 15,
+                       interval=0.1, description="another member to lead while %s recovers" % old.name,
+                       state=c.diagnostics)
+        took = time.monotonic() - t0
+        log = old.log_path.read_text(errors="replace")[before:]
+        print("crash recovery held up on %s: %s leads %.1f s after the startup process stopped "
+              "(primary_start_timeout 3 s)" % (old.name, new, took))
+        check("primary_start_timeout is 3 s: releasing the leader lock" in log, log[-3000:], c)
+        # 3 s of recovery, a loop (2 s) to see it, the standby's race and promotion (4.2 s measured;
+        # 10 s, ttl, when a restarted worker's second loop came only after 10 s)
+        check(took <= 3 + LOOP_WAIT + 3, "%s led only %.1f s after the recovery stopped" % (new, took), c)
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        cfg = c.dynamic_config()
+        cfg.pop("primary_start_timeout", None)
+        c.set_dynamic_config(cfg, replace=True)
+    wait_for(lambda: old.streams_from(c.node(new)), timeout=120, interval=0.5,
+             description="%s to rejoin as a standby of %s" % (old.name, new), state=c.diagnostics)
+    c.wait_healthy(timeout=120)
 
 
 def test_restart_timeout_is_the_restarted_primarys_start_timeout(cluster):
