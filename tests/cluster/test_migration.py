@@ -18,17 +18,17 @@ streaming, no data copied (same system identifier, the writer's rows from
 before the migration on every member), no acknowledged row lost, and the
 writer's outages: one longer than a second at most (the switchover), and how
 long it was (printed; the closing note quotes it)."""
+import contextlib
 import os
 import signal
 import threading
 import time
 
 import psycopg2
-import pytest
 
 import harness
 from harness import wait_for
-from test_patroni_config import USER_DIR, chown_postgres, node_yaml
+from test_patroni_config import chown_postgres, node_yaml, users_file_and_cluster
 
 TIMEOUT = float(os.environ.get("PGHA_TEST_BOOTSTRAP_TIMEOUT", 300))
 PASSWORD = "grespost"   # the user's postgresql.authentication.superuser
@@ -59,12 +59,9 @@ class ProxyWriter:
                 time.sleep(0.01)
             except psycopg2.Error as e:
                 self.failures.append((time.monotonic(), str(e).strip()[:160]))
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except Exception:  # noqa: BLE001
-                        pass
-                    conn = None
+                with contextlib.suppress(Exception):
+                    conn.close()
+                conn = None
                 next_id += 1   # its answer was lost: it may or may not be there, never reuse it
                 time.sleep(0.05)
         if conn is not None:
@@ -129,12 +126,7 @@ def runs_pg_ha(node):
 
 
 def test_patroni_cluster_migrates_to_pg_ha_member_by_member(make_cluster, require_pg_ha):
-    src = USER_DIR / "postgres0.yml"
-    if not src.exists():
-        pytest.skip("%s is not here" % src)
-    text = src.read_text()
-    c = make_cluster(scope="batman", namespace="/service")
-    c.start_zookeeper()
+    text, c = users_file_and_cluster(make_cluster)
     for i, node in enumerate(c.nodes):
         node.dir.mkdir(parents=True, exist_ok=True)
         chown_postgres(node.dir)

@@ -708,6 +708,7 @@ def test_primary_start_timeout_hands_the_lock_over_during_a_long_crash_recovery(
                        interval=0.1, description="another member to lead while %s recovers" % old.name,
                        state=c.diagnostics)
         took = time.monotonic() - t0
+        SWITCHED_TO.append(new)   # a leader change this module's history test counts
         log = old.log_path.read_text(errors="replace")[before:]
         print("crash recovery held up on %s: %s leads %.1f s after the startup process stopped "
               "(primary_start_timeout 3 s)" % (old.name, new, took))

@@ -66,13 +66,19 @@ def chown_postgres(path):
     os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
-def test_users_patroni_files_bring_up_a_cluster(make_cluster, require_pg_ha):
+def users_file_and_cluster(make_cluster):
+    """(the user's postgres0.yml text, a 3-node cluster of its scope with ZooKeeper running);
+    skips when the user's files are not beside the tree."""
     src = USER_DIR / "postgres0.yml"
     if not src.exists():
         pytest.skip("%s is not here" % src)
-    text = src.read_text()
     c = make_cluster(scope="batman", namespace="/service")
     c.start_zookeeper()
+    return src.read_text(), c
+
+
+def test_users_patroni_files_bring_up_a_cluster(make_cluster, require_pg_ha):
+    text, c = users_file_and_cluster(make_cluster)
     script = c.base_dir / "post_init.sh"
     script.write_text(POST_INIT % {"count": c.base_dir / "post_init.count"})
     os.chmod(script, 0o755)
