@@ -63,9 +63,10 @@ struct Observation {
     // Seconds this standby's WAL receiver has not been streaming (0 = it is).
     int not_streaming_s = 0;
     // Seconds the local server has been Recovering (crash recovery after a
-    // crash, as this worker saw it; 0 when not Recovering). Holding the lock,
-    // past primary_start_timeout it is given up (Patroni's rule).
-    int recovering_s = 0;
+    // crash, as this worker saw it; -1 when not, also while a standby is
+    // being promoted). Holding the lock, past primary_start_timeout it is
+    // given up (Patroni's rule).
+    int recovering_s = -1;
     // primary_start_timeout for this start when a restart request set one
     // (POST /restart "timeout"); unset: the config key's.
     std::optional<int> start_timeout_s;

@@ -101,9 +101,16 @@ int LocalServer::not_streaming_s() {
 
 int LocalServer::recovering_s() {
     const std::int64_t now = clock_();
-    if (role() != LocalRole::Recovering) {
+    const LocalRole r = role();
+    // A standby being promoted is in recovery without standby.signal until
+    // its startup process ends: that is a promotion, not a crash recovery,
+    // and primary_start_timeout must not count it (with 0 a new leader would
+    // give its lock up while it promotes).
+    if (r == LocalRole::Standby) promoting_ = true;
+    else if (r != LocalRole::Recovering) promoting_ = false;
+    if (r != LocalRole::Recovering || promoting_) {
         recovering_since_ms_.reset();
-        return 0;
+        return -1;
     }
     if (!recovering_since_ms_) recovering_since_ms_ = now;
     return static_cast<int>((now - *recovering_since_ms_) / 1000);

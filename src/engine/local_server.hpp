@@ -59,7 +59,8 @@ class LocalServer {
     LocalState state() const;
     // Seconds this standby's WAL receiver has not been streaming (0 when it does or we are not a standby).
     int not_streaming_s();
-    // Seconds the server has been Recovering as this worker saw it (0 = it is not).
+    // Seconds the server has been in crash recovery as this worker saw it
+    // (-1: it is not; a promotion is not).
     int recovering_s();
     // The restart's "timeout" for this start (pg_ha.start_timeout, left by
     // pg_hactl boot from the pg_ha.restart marker); forgotten, and the file
@@ -118,6 +119,7 @@ class LocalServer {
     std::int64_t last_follow_ms_ = 0;
     std::int64_t streaming_seen_ms_ = 0;
     std::optional<std::int64_t> recovering_since_ms_;  // first loop that saw Recovering
+    bool promoting_ = false;  // Recovering came after Standby: a promotion
     bool start_timeout_read_ = false;
     std::optional<int> start_timeout_s_;
 };

@@ -426,6 +426,29 @@ TEST_F(EngineTest, ARestartsTimeoutIsTheNextStartsPrimaryStartTimeout) {
     std::filesystem::remove_all(dir);
 }
 
+// A standby being promoted is in recovery without standby.signal for a
+// moment: with primary_start_timeout 0 it must not give its new lock up.
+TEST_F(EngineTest, APromotionIsNotACrashRecoveryForPrimaryStartTimeout) {
+    server.put(path("config"), "{\"ttl\":10,\"loop_wait\":2,\"retry_timeout\":2,\"primary_start_timeout\":0}");
+    server.put(path("members/pg-2"), member_json("pg-2", "replica", 900), 555);
+    server.live_sessions.insert(555);
+    Node n1(server, clock, "pg-1", false, peers_behind(900));
+    bool promoting = false;
+    ASSERT_TRUE(run({&n1}, [&] {
+        if (n1.last.promote) promoting = true;
+        return promoting;
+    }, 200));
+    // the promotion is under way: standby.signal is gone, the startup process still runs
+    n1.local.in_recovery = true;
+    n1.local.standby_signal = false;
+    for (int i = 0; i < 100; ++i) {
+        n1.step();
+        clock.now += 50;
+    }
+    EXPECT_EQ(server.get(path("leader")), "pg-1");
+    EXPECT_FALSE(n1.logged("releasing the leader lock"));
+}
+
 TEST_F(EngineTest, SwitchoverHandsTheLockToTheCandidate) {
     server.put(path("members/pg-2"), member_json("pg-2", "replica", 1000), 555);
     server.live_sessions.insert(555);

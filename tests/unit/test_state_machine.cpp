@@ -165,6 +165,10 @@ TEST(StateMachine, RecoveringPrimaryReleasesTheLockAfterPrimaryStartTimeout) {
     o.cluster.config.master_start_timeout = 0;
     o.recovering_s = 0;
     EXPECT_TRUE(decide(o).has(ActionKind::ReleaseLeader));
+    // -1: not a crash recovery (a standby being promoted is in recovery too)
+    o.recovering_s = -1;
+    EXPECT_FALSE(decide(o).has(ActionKind::ReleaseLeader));
+    o.recovering_s = 0;
     // not while paused
     o.cluster.config.pause = true;
     EXPECT_FALSE(decide(o).has(ActionKind::ReleaseLeader));
