@@ -123,14 +123,6 @@ void Engine::wait_interest(int &zk_fd, bool &zk_read, bool &zk_write, int &wake_
     link_.wait_interest(zk_fd, zk_read, zk_write, timeout_ms);
     wake_fd = waker_.fd();
     if (handover_.active() || desk_.busy()) timeout_ms = std::min<long>(timeout_ms, 10);
-    // A promotion under way: nothing wakes the worker when it ends, so look
-    // every 20 ms; the role change then publishes at once (take_role_change),
-    // and /primary answers 200 a loop sooner. (The old leader of a switchover
-    // stays up, fenced, until it hears that: a shorter window for background
-    // WAL past the fork point, which would cost it a pg_rewind.)
-    if (promote_requested_ms_ != 0 && clock_() - promote_requested_ms_ < 10000 &&
-        local_.role() != LocalRole::Primary)
-        timeout_ms = std::min<long>(timeout_ms, 20);
     if (bg_.pending() > 0 && api_ == nullptr) timeout_ms = 0;  // inline jobs (tests) signal nothing
     timeout_ms = std::max<long>(0, std::min<long>(timeout_ms, 1000));
 }

@@ -449,32 +449,6 @@ TEST_F(EngineTest, APromotionIsNotACrashRecoveryForPrimaryStartTimeout) {
     EXPECT_FALSE(n1.logged("releasing the leader lock"));
 }
 
-// While a promotion it asked for is under way, the worker looks every 20 ms
-// (nothing wakes it when the promotion ends); back to the normal wait once it is a primary.
-TEST_F(EngineTest, APromotionUnderWayIsWatchedClosely) {
-    server.put(path("members/pg-2"), member_json("pg-2", "replica", 900), 555);
-    server.live_sessions.insert(555);
-    Node n1(server, clock, "pg-1", false, peers_behind(900));
-    ASSERT_TRUE(run({&n1}, [&] { return n1.promoted; }, 200));
-    auto timeout = [&] {
-        int fd = -1, wake = -1;
-        bool r = false, w = false;
-        long t = -1;
-        n1.engine->wait_interest(fd, r, w, wake, t);
-        return t;
-    };
-    n1.local.in_recovery = true;  // the startup process still runs; standby.signal is gone
-    n1.local.standby_signal = false;
-    n1.step();
-    EXPECT_LE(timeout(), 20);
-    n1.local.in_recovery = false;  // promoted
-    for (int i = 0; i < 20; ++i) {
-        n1.step();
-        clock.now += 50;
-    }
-    EXPECT_GT(timeout(), 20);
-}
-
 TEST_F(EngineTest, SwitchoverHandsTheLockToTheCandidate) {
     server.put(path("members/pg-2"), member_json("pg-2", "replica", 1000), 555);
     server.live_sessions.insert(555);
