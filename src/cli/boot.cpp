@@ -153,8 +153,8 @@ void configure_follower(const NodeConfig &c, const Member &leader, bool use_slot
 
 // Files a copy from another node carries that are not ours.
 void remove_foreign_state(const NodeConfig &c) {
-    for (const char *f : {"/pg_ha.zksession", "/pg_ha.restart", "/pg_ha.start_timeout", "/promote", "/recovery.signal"})
-        std::remove((c.pgdata + f).c_str());
+    for (const char *f : {"pg_ha.zksession", kRestartMarkerFile, kStartTimeoutFile, "promote", "recovery.signal"})
+        std::remove((c.pgdata + "/" + f).c_str());
     // The source's socket lock files when its sockets live in the data
     // directory (unix_socket_directories: "."): they name its postmaster.
     std::error_code ec;

@@ -84,13 +84,16 @@ int cmd_stop(const StopOptions &o) {
                                   "); the ZooKeeper session and any leader lock stay (they expire after ttl)");
         // pg_ctl -w would wait for postmaster.pid to go, which a killed postmaster
         // (primary_stop_timeout, see src/pg/worker.cpp) leaves behind.
+        // A postmaster that exits removes the file first: gone while the file stays means killed.
+        const auto gone = [pid] { return pid > 0 && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH; };
         const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(o.timeout_s);
-        while (file_exists(pidfile) && !(killed = pid > 0 && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) {
+        while (file_exists(pidfile) && !gone()) {
             if (std::chrono::steady_clock::now() >= until)
                 fail(kExitFailed, "PostgreSQL did not stop within " + std::to_string(o.timeout_s) +
                                       " s; the ZooKeeper session and any leader lock stay (they expire after ttl)");
             usleep(100 * 1000);
         }
+        killed = file_exists(pidfile);
     } else {
         info("PostgreSQL is not running in " + o.pgdata);
     }

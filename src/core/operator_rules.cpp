@@ -1,8 +1,6 @@
 #include "core/operator_rules.hpp"
 
-#include <cmath>
 #include "core/sync_rules.hpp"
-
 #include "core/timeutil.hpp"
 
 #include <algorithm>
