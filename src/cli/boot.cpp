@@ -481,10 +481,13 @@ Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) 
             pause_ms(zk, 1000);
             continue;
         }
-        // Stopped without a shutdown checkpoint right after handing over (fast
-        // switchover): if the local WAL ends at or before the point where the
-        // leader's timeline forked from ours, there is nothing to rewind.
-        if (was_primary && cd["Database cluster state"] == "in production") {
+        // A primary that handed over (a switchover: stopped cleanly, the new
+        // leader promoted after our shutdown checkpoint) or stopped without a
+        // shutdown checkpoint: if the local WAL ends at or before the point
+        // where the leader's timeline forked from ours, there is nothing to
+        // rewind.
+        if (was_primary &&
+            (cd["Database cluster state"] == "in production" || cd["Database cluster state"] == "shut down")) {
             Lsn end = local_wal_end(pg, cd, local_tl);
             Lsn fork = 0;
             for (const auto &h : v.history)

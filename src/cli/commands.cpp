@@ -46,8 +46,9 @@ namespace {
 
 constexpr int kZkConnectMs = 10000;
 constexpr int kZkOpMs = 10000;
-// The leader answers a switchover once the candidate accepts writes (it
-// gives up after 35 s); allow for that plus the transfer.
+// A member answers a switchover once the lock moved (the old leader) or the
+// candidate accepts writes (any other; it gives up after 35 s); allow for that
+// plus the transfer.
 constexpr int kSwitchoverHttpMs = 45000;
 constexpr int kProbeHttpMs = 3000;
 constexpr int kActionHttpMs = 15000;
@@ -317,8 +318,8 @@ int cmd_list(const OperatorSettings &s, const std::string &format) {
 
 namespace {
 
-// After a lost answer: wait (bounded) until core/operator_rules says the
-// switchover happened (the new leader's /primary answers 200), went to
+// After a lost answer, or the old leader's (given when the lock moved): wait
+// (bounded) until core/operator_rules says the switchover happened (the new leader's /primary answers 200), went to
 // another member, or did not happen.
 int await_new_leader(const OperatorSettings &s, Dcs &dcs, OperatorCommand kind, const std::string &old_leader,
                      const std::string &candidate) {
@@ -442,6 +443,11 @@ int cmd_switchover(const OperatorSettings &s, const SwitchoverOptions &o) {
             note("pg_hactl: no answer from " + m->name + " (" + rep[0].error + "); checking the outcome in ZooKeeper");
             return await_new_leader(s, dcs, command, leader, o.candidate);
         }
+        // An old leader answers once the lock moved (it stops right after;
+        // the new leader promotes once it has that server's shutdown
+        // checkpoint): wait here until the new leader accepts writes.
+        if (rep[0].status == 200 && plan.scheduled_at.empty() && m->name == leader)
+            return await_new_leader(s, dcs, command, leader, o.candidate);
         return report_reply(rep[0], kind, s);
     }
     fail(kExitUnreachable, "no member's REST API answered (tried " + tried + ")");

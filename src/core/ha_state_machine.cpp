@@ -157,6 +157,16 @@ void decide_as_leader(const Observation &obs, Decision &d) {
                 d.message = "paused: holding the leader lock as a standby, not promoting";
                 return;
             }
+            if (const FailoverRequest *f = obs.cluster.failover ? &*obs.cluster.failover : nullptr;
+                f && !f->leader.empty() && f->leader != obs.me && obs.streaming &&
+                obs.leader_for_ms < kHandoverStreamWaitMs) {
+                // Handed the lock by a switchover: let the old leader's clean
+                // shutdown end our stream first (bounded), see kHandoverStreamWaitMs.
+                d.message = "holding the leader lock: waiting for " + f->leader +
+                            "'s stream to end with its shutdown checkpoint before promoting";
+                d.recheck_soon = true;
+                return;
+            }
             // We won the race (or were handed the lock): promote in place now.
             d.message = "promoting: I (" + obs.me + ") hold the leader lock";
             d.actions.push_back(act(ActionKind::Promote));

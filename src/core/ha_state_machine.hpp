@@ -62,6 +62,11 @@ struct Observation {
     bool failover_due = true;
     // Seconds this standby's WAL receiver has not been streaming (0 = it is).
     int not_streaming_s = 0;
+    // This standby's WAL receiver is streaming right now.
+    bool streaming = false;
+    // Milliseconds since this node took the leader lock (0 when it does not
+    // hold it, or has just taken it).
+    std::int64_t leader_for_ms = 0;
     // Seconds the local server has been Recovering (crash recovery after a
     // crash, as this worker saw it; -1 when not, also while a standby is
     // being promoted). Holding the lock, past primary_start_timeout it is
@@ -109,6 +114,14 @@ struct Action {
 enum class PublishedRole { Primary, Replica, Uninitialized };
 const char *to_string(PublishedRole r);  // Patroni's words: primary, replica, uninitialized
 
+// A switchover's new leader holds the lock but does not promote while it
+// still streams from the old leader, for at most this long: the old leader
+// shuts down cleanly once it sees the lock move, and its walsender ends the
+// stream only after this standby flushed everything, the shutdown checkpoint
+// included. Promoting after that forks the new timeline past the old
+// leader's last record, so it rejoins without pg_rewind.
+constexpr std::int64_t kHandoverStreamWaitMs = 5000;
+
 struct Decision {
     // Role published to members/<me> and the API: primary, replica, uninitialized
     PublishedRole role = PublishedRole::Uninitialized;
@@ -119,6 +132,9 @@ struct Decision {
     // another leader, or the switchover is not possible): `message` says why
     // and deserves a log line. False when the key is cleared because it is done.
     bool failover_refused = false;
+    // The decision waits for something no event announces (the end of the
+    // old leader's stream): decide again within a few milliseconds.
+    bool recheck_soon = false;
 
     bool has(ActionKind k) const;
     const Action *find(ActionKind k) const;

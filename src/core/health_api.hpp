@@ -36,9 +36,16 @@ struct HttpRequestView {
 };
 
 struct HttpReply {
+    HttpReply() = default;
+    HttpReply(int s, std::string type, std::string text)
+        : status(s), content_type(std::move(type)), body(std::move(text)) {}
+
     int status = 200;
     std::string content_type;  // "" when the body is empty
     std::string body;
+    // Called once the reply was written to the socket, or its connection
+    // closed before that (on the server's event thread; must not block).
+    std::function<void()> on_sent;
 };
 
 // Extension point for the management endpoints (POST /switchover, /failover,

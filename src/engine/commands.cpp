@@ -31,7 +31,6 @@ void Command::answer(int status, const std::string &message) {
     if (*answered_) return;
     *answered_ = true;
     if (done_) done_(status, message);
-    if (after_answer) after_answer();
 }
 
 void CommandQueue::push(std::shared_ptr<Command> c) {
@@ -63,9 +62,6 @@ CommandDesk::CommandDesk(const EngineSettings &s, ClusterLink &link, LocalServer
       queue_(waker) {}
 
 void CommandDesk::adopt(std::shared_ptr<Command> c) {
-    // An HTTP thread still has to write the answer: do not stop the server
-    // under it (e.g. the old leader after a switchover).
-    c->after_answer = [this] { out_.hold_shutdown_until(clock_() + 500); };
     commands_.push_back(std::move(c));
 }
 
@@ -87,7 +83,9 @@ void CommandDesk::take_sql_request(std::uint64_t id, const std::string &json, in
     nlohmann::json args = j.contains("args") && j["args"].is_object() ? j["args"] : nlohmann::json::object();
     int timeout = j.contains("timeout_ms") && j["timeout_ms"].is_number_integer() ? j["timeout_ms"].get<int>() : 30000;
     if (pid > 0) protected_pids_.push_back(pid);
-    adopt(std::make_shared<Command>(*kind, args, clock_() + std::max(1000, timeout), reply));
+    auto c = std::make_shared<Command>(*kind, args, clock_() + std::max(1000, timeout), reply);
+    c->caller_pid = pid;
+    adopt(std::move(c));
 }
 
 void CommandDesk::intake_http() {
@@ -97,6 +95,9 @@ void CommandDesk::intake_http() {
 void CommandDesk::run(bool handover_active) {
     run_scheduled_restart();
     const std::int64_t now = clock_();
+    delivering_.erase(std::remove_if(delivering_.begin(), delivering_.end(),
+                                     [&](const Delivery &d) { return now >= d.until_ms || d.cmd->delivered(); }),
+                      delivering_.end());
     for (auto &c : commands_) {
         if (c->answered()) continue;
         switch (c->stage) {
@@ -117,9 +118,23 @@ void CommandDesk::run(bool handover_active) {
         }
         if (!c->answered() && now > c->deadline_ms) c->answer(503, std::string(to_string(c->kind)) + " status unknown: timed out");
     }
+    for (auto &c : commands_)
+        if (c->answered()) delivering_.push_back({c, now + 500});
     commands_.erase(std::remove_if(commands_.begin(), commands_.end(), [](const auto &c) { return c->answered(); }),
                     commands_.end());
     if (commands_.empty()) protected_pids_.clear();
+}
+
+bool CommandDesk::holds_shutdown() {
+    const std::int64_t now = clock_();
+    delivering_.erase(std::remove_if(delivering_.begin(), delivering_.end(),
+                                     [&](const Delivery &d) {
+                                         if (now >= d.until_ms || d.cmd->delivered()) return true;
+                                         // SQL: the result is on its way once the caller's statement ended.
+                                         return d.cmd->caller_pid > 0 && !local_.backend_active(d.cmd->caller_pid);
+                                     }),
+                      delivering_.end());
+    return !commands_.empty() || !delivering_.empty();
 }
 
 void CommandDesk::start(const std::shared_ptr<Command> &c) {
@@ -307,7 +322,11 @@ void CommandDesk::poll(const std::shared_ptr<Command> &cmd, std::int64_t now, bo
     c.next_probe_ms = now + 50;
     const ClusterView &view = link_.view();
     if (view.failover) c.key_seen = true;
-    SwitchoverAssessment a = assess_switchover(view, c.kind, c.old_leader, c.target, c.key_seen, false);
+    // This node stops (the old leader, demoted): it cannot wait for the new
+    // leader's /primary, which comes only after our stream ended (the new
+    // leader promotes once it has our shutdown checkpoint). The lock moved:
+    // that is the answer, as Patroni gives it.
+    SwitchoverAssessment a = assess_switchover(view, c.kind, c.old_leader, c.target, c.key_seen, out_.shutdown);
     switch (a.progress) {
         case SwitchoverProgress::Done:
         case SwitchoverProgress::Diverted: return c.answer(200, a.message);

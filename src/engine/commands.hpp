@@ -6,6 +6,7 @@
 
 #include "core/no_postgres.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -36,11 +37,15 @@ class Command {
     // The first call wins; later ones are ignored.
     void answer(int status, const std::string &message);
     bool answered() const { return *answered_; }
+    // The answer reached the caller (HTTP: written to the socket, or the
+    // connection closed). Any thread.
+    void mark_delivered() { delivered_->store(true, std::memory_order_release); }
+    bool delivered() const { return delivered_->load(std::memory_order_acquire); }
 
     const OperatorCommand kind;
     const nlohmann::json args;
     const std::int64_t deadline_ms;
-    std::function<void()> after_answer;  // set by the desk
+    int caller_pid = 0;  // SQL: the backend waiting for the answer (delivered once it is not running a statement)
 
     // progress (desk only)
     enum class Stage { New, Validating, Writing, Waiting } stage = Stage::New;
@@ -53,6 +58,7 @@ class Command {
   private:
     AnswerFn done_;
     std::shared_ptr<bool> answered_ = std::make_shared<bool>(false);
+    std::shared_ptr<std::atomic<bool>> delivered_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 // HTTP threads push, the loop drains; the waker wakes the loop.
@@ -80,6 +86,11 @@ class CommandDesk {
     // Start, poll and time out commands. `handover_active`: our switchover is running.
     void run(bool handover_active);
     bool busy() const { return !commands_.empty(); }
+    // Commands in progress, or answered but maybe not delivered yet (each for
+    // at most 500 ms after its answer): the server must not stop under them
+    // (e.g. the old leader after a switchover).
+    bool holds_shutdown();
+    bool delivering() const { return !delivering_.empty(); }
     // This node's scheduled restart (POST /restart with "schedule"), as published.
     std::optional<ScheduledRestart> scheduled_restart() const {
         return scheduled_ ? std::optional<ScheduledRestart>(published(*scheduled_)) : std::nullopt;
@@ -120,6 +131,11 @@ class CommandDesk {
     int reply_status_ = 0;
     std::string reply_message_;
     std::vector<int> protected_pids_;
+    struct Delivery {
+        std::shared_ptr<Command> cmd;
+        std::int64_t until_ms;
+    };
+    std::vector<Delivery> delivering_;  // answered, delivery not seen yet
     // In memory only, as in Patroni: a restart of the server (and so of this
     // worker) before it is due cancels it.
     std::optional<RestartRequest> scheduled_;  // SQL callers waiting for a switchover: not terminated

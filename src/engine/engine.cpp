@@ -122,7 +122,11 @@ void Engine::shutdown(bool release) {
 void Engine::wait_interest(int &zk_fd, bool &zk_read, bool &zk_write, int &wake_fd, long &timeout_ms) {
     link_.wait_interest(zk_fd, zk_read, zk_write, timeout_ms);
     wake_fd = waker_.fd();
-    if (handover_.active() || desk_.busy()) timeout_ms = std::min<long>(timeout_ms, 10);
+    if (handover_.active() || desk_.busy() || desk_.delivering() || recheck_soon_) timeout_ms = std::min<long>(timeout_ms, 10);
+    // A promotion under way: the worker wakes the startup process every step
+    // (see StepResult::promoting), and the end of the promotion is seen
+    // (nothing announces it) and published at once.
+    if (promoting(clock_())) timeout_ms = std::min<long>(timeout_ms, 20);
     if (bg_.pending() > 0 && api_ == nullptr) timeout_ms = 0;  // inline jobs (tests) signal nothing
     timeout_ms = std::max<long>(0, std::min<long>(timeout_ms, 1000));
 }
@@ -204,6 +208,8 @@ Observation Engine::observe(const LocalState &ls) {
     if (view.config.failsafe_mode) obs.failsafe_leader = leadership_.failsafe_box().active(now);
     if (!leadership_.is_leader()) obs.cannot_lead = leadership_.cannot_lead();
     obs.not_streaming_s = local_.not_streaming_s();
+    obs.streaming = local_.sample().walreceiver_streaming;
+    obs.leader_for_ms = leadership_.leader_for_ms();
     obs.recovering_s = local_.recovering_s();
     obs.start_timeout_s = local_.start_timeout_s();
     if (obs.dcs_ok) obs.name_conflict = link_.name_conflict();
@@ -309,6 +315,7 @@ void Engine::decide_and_act() {
     if (d.message != message_) out_.log(d.message);
     message_ = d.message;
     role_ = d.role;
+    recheck_soon_ = d.recheck_soon;
     leadership_.adopt(d, obs.dcs_ok);
     execute(d, obs);  // without ZooKeeper decide() asks for nothing but fencing
     sync_.tick(obs.dcs_ok && d.is_leader && obs.role == LocalRole::Primary && leadership_.lease_valid() &&
@@ -485,6 +492,7 @@ StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk
         desk_.intake_http();
     }
     if (bg_.pending() > 0) bg_.drain();
+    if (recheck_soon_) link_.request_decision();  // on the view we have: nothing announces what we wait for
     if (link_.take_decision_due()) {
         if (link_.dcs_ok()) leadership_.on_fresh_view();  // the lock, not failsafe, counts again
         decide_and_act();
@@ -502,12 +510,14 @@ StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk
     r.sync_strict_waiting = !sync_.waiting().empty();
     r.promote = out_.promote;
     out_.promote = false;
+    r.promoting = promoting(clock_());
+    r.flush_wal = out_.flush_wal;
+    out_.flush_wal = false;
     r.is_leader = leadership_.is_leader();
     // Leave a moment for answers to waiting callers before stopping (the
     // node is fenced meanwhile).
     if (out_.shutdown && out_.shutdown_requested_ms == 0) out_.shutdown_requested_ms = now;
-    r.shutdown = out_.shutdown && now >= out_.shutdown_not_before_ms &&
-                 (!desk_.busy() || now >= out_.shutdown_requested_ms + 5000);
+    r.shutdown = out_.shutdown && (now >= out_.shutdown_requested_ms + 5000 || !desk_.holds_shutdown());
     r.shutdown_immediate = out_.shutdown_immediate;
     r.stop_kill_after_s = primary_stop_kill_after_s(link_.view().config, local_.role() == LocalRole::Primary);
     return r;

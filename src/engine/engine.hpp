@@ -65,6 +65,13 @@ struct StepResult {
     std::int64_t lease_deadline_ms = 0;
     bool lease_enforced = true;
     bool promote = false;
+    // A promotion we asked for is under way (at most 10 s): the worker wakes
+    // the startup process every step. Asked for right after a stream ended
+    // (a switchover's old leader stopped, a failed primary), the startup
+    // process takes the request and then still sleeps wal_retrieve_retry_interval
+    // (5 s by default) before it finishes recovery; a wake ends that sleep.
+    bool promoting = false;
+    bool flush_wal = false;  // Outbox::flush_wal
     bool fence = false;
     bool shutdown = false;
     bool shutdown_immediate = false;
@@ -138,7 +145,11 @@ class Engine {
 
     PublishedRole role_ = PublishedRole::Uninitialized;
     std::string message_;
+    bool recheck_soon_ = false;  // the last decision waits for something no event announces
     std::int64_t promote_requested_ms_ = 0;
+    bool promoting(std::int64_t now) const {
+        return promote_requested_ms_ != 0 && now - promote_requested_ms_ < 10000 && local_.role() != LocalRole::Primary;
+    }
     int history_written_tl_ = 0;
     std::string applied_parameters_;  // the config key's postgresql.parameters last applied (JSON text)
     std::string applied_pg_hba_;      // the config key's postgresql.pg_hba last seen (JSON text, "" = none)

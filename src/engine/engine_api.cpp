@@ -109,6 +109,8 @@ void hold_closed(PgHaEngine *e, PgHaOutputs *out) {
     out->lease_deadline_ms = 0;
     out->lease_enforced = true;
     out->promote = false;
+    out->promoting = false;
+    out->flush_wal = false;
     out->sync_strict_waiting = false;  // no lease: the lease refuses the commits
     if (e->leader_at_failure && now >= e->deadline_at_failure && !e->forced_fence) {
         e->forced_fence = true;
@@ -226,6 +228,8 @@ void pgha_engine_step(PgHaEngine *engine, const PgHaLocal *local, bool zk_readab
             out->lease_enforced = r.lease_enforced;
             out->sync_strict_waiting = r.sync_strict_waiting;
             out->promote = r.promote;
+            out->promoting = r.promoting;
+            out->flush_wal = r.flush_wal;
             out->fence = r.fence;
             out->shutdown = r.shutdown;
             out->shutdown_immediate = r.shutdown_immediate;

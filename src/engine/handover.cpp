@@ -61,11 +61,15 @@ void Handover::catch_up(const std::vector<int> &protected_pids) {
     Lsn got = 0;
     std::string err;
     if (!local_.wal_positions(target_, lsn_, got, err)) return abort("cannot read the WAL positions: " + err);
+    if (got < lsn_) out_.flush_wal = true;
     if (got >= lsn_ && lsn_ != 0) {
         out_.log("switchover: " + target_ + " has all WAL up to " + format_lsn(lsn_) + "; releasing the leader lock");
         link_.remove("leader");
         leadership_.drop();
-        out_.shutdown_immediate = true;  // no shutdown checkpoint after the candidate's fork point
+        // Once the target holds the lock this node shuts down cleanly (Demote):
+        // the walsenders end their streams only after the standbys flushed
+        // the shutdown checkpoint, and the target promotes after that (see
+        // kHandoverStreamWaitMs), so nothing of ours lies past its fork point.
         phase_ = Phase::Released;
         deadline_ms_ = now + 15000;
         return;
@@ -81,7 +85,6 @@ void Handover::released() {
         out_.log("switchover: " + target_ + " did not take the leader lock within 15 s");
         phase_ = Phase::Idle;
         out_.fence = false;
-        out_.shutdown_immediate = false;
         link_.clear_failover();
     }
 }

@@ -209,7 +209,10 @@ void Leadership::adopt(const Decision &d, bool dcs_ok) {
     bool was = is_leader_;
     is_leader_ = d.is_leader;
     if (!is_leader_ && !d.has(ActionKind::AcquireLeader)) box_.release();
-    if (is_leader_ && !was) out_.log("this node (" + s_.node_name + ") now holds the leader lock");
+    if (is_leader_ && !was) {
+        leader_since_ms_ = clock_();
+        out_.log("this node (" + s_.node_name + ") now holds the leader lock");
+    }
     if (!is_leader_ && was) out_.log("this node (" + s_.node_name + ") no longer holds the leader lock");
 }
 

@@ -86,6 +86,8 @@ class Leadership {
     Leadership(const EngineSettings &s, ClusterLink &link, Outbox &out, Background &bg, PeerHttp http, Clock clock);
 
     bool is_leader() const { return is_leader_; }
+    // Milliseconds since this node took the lock (0 when it does not hold it).
+    std::int64_t leader_for_ms() const { return is_leader_ ? clock_() - leader_since_ms_ : 0; }
     // The lease formula (0 = no lease).
     std::int64_t lease_deadline() const;
     bool lease_valid() const { return lease_deadline() > clock_(); }
@@ -133,6 +135,7 @@ class Leadership {
     PeerHttp http_;
     Clock clock_;
     bool is_leader_ = false;
+    std::int64_t leader_since_ms_ = 0;
     std::int64_t lease_floor_ms_ = 0;  // answers to requests sent before this do not count
     std::int64_t last_wall_ms_ = 0, last_clock_ms_ = 0;
     FailsafeBox box_;

@@ -328,6 +328,12 @@ void LocalServer::terminate_clients(const std::vector<int> &except) {
     conn_->query(std::string("SELECT pg_catalog.pg_terminate_backend(pid) ") + kOtherClients, {int_array(except)});
 }
 
+bool LocalServer::backend_active(int pid) {
+    auto r = conn_->query("SELECT 1 FROM pg_catalog.pg_stat_activity WHERE pid = $1 AND state = 'active'",
+                          {std::to_string(pid)});
+    return r && !r->empty();
+}
+
 int LocalServer::count_clients(const std::vector<int> &except) {
     auto r = conn_->query(std::string("SELECT count(*) ") + kOtherClients, {int_array(except)});
     if (!r || r->empty() || (*r)[0].empty()) return -1;

@@ -59,6 +59,9 @@ class LocalServer {
     LocalState state() const;
     // Seconds this standby's WAL receiver has not been streaming (0 when it does or we are not a standby).
     int not_streaming_s();
+    // The backend `pid` is running a statement (false when it is idle, gone,
+    // or the question fails).
+    bool backend_active(int pid);
     // Seconds the server has been in crash recovery as this worker saw it
     // (-1: it is not; a promotion is not).
     int recovering_s();

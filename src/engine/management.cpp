@@ -76,7 +76,9 @@ HttpReply ManagementApi::command(OperatorCommand kind, const nlohmann::json &arg
     if (fut.wait_for(std::chrono::milliseconds(timeout_ms + 3000)) != std::future_status::ready)
         return text(503, std::string(to_string(kind)) + " status unknown: no answer from the HA loop");
     auto r = fut.get();
-    return text(r.first, r.second);
+    HttpReply reply = text(r.first, r.second);
+    reply.on_sent = [c] { c->mark_delivered(); };
+    return reply;
 }
 
 }  // namespace pgha

@@ -6,7 +6,6 @@
 
 #include "core/no_postgres.hpp"
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -16,10 +15,14 @@ namespace pgha {
 struct Outbox {
     std::vector<std::string> logs;  // this step's log lines (cleared every step)
     bool promote = false;           // request promotion now (one-shot)
+    // Flush the WAL written so far (one-shot). A switchover's catch-up: the
+    // abort records of the terminated clients are not flushed by anyone but
+    // the WAL writer (wal_writer_delay, 200 ms), and walsenders send only
+    // flushed WAL.
+    bool flush_wal = false;
     bool fence = false;             // refuse connections and writes (sticky until cleared)
     bool shutdown = false;          // shut the postmaster down once allowed (sticky)
     bool shutdown_immediate = false;
-    std::int64_t shutdown_not_before_ms = 0;  // an HTTP answer is still being written
     std::int64_t shutdown_requested_ms = 0;
 
     void log(std::string line) { logs.push_back(std::move(line)); }
@@ -28,7 +31,6 @@ struct Outbox {
     // we cannot reach do not hold the postmaster (and the read-only restart)
     // for wal_sender_timeout.
     void fence_and_stop_now() { fence = shutdown = shutdown_immediate = true; }
-    void hold_shutdown_until(std::int64_t ms) { shutdown_not_before_ms = std::max(shutdown_not_before_ms, ms); }
 };
 
 }  // namespace pgha

@@ -356,6 +356,7 @@ bool ApiServer::start_events(const std::string &host, int port, const std::strin
         r.status = out.reply.status;
         r.content_type = std::move(out.reply.content_type);
         r.body = std::move(out.reply.body);
+        r.on_sent = std::move(out.reply.on_sent);
         if (out.challenge) r.headers.emplace_back("WWW-Authenticate", kBasicAuthChallenge);
         return r;
     };

@@ -218,6 +218,7 @@ struct EventServer::Conn {
     EventRequest req;
     std::size_t body_len = 0;
     std::uint32_t events = 0;
+    std::function<void()> on_sent;  // of the reply being written
     SSL *ssl = nullptr;  // TLS: owns the two memory BIOs below
     BIO *rbio = nullptr;  // bytes from the socket, for OpenSSL to decrypt
     BIO *wbio = nullptr;  // bytes OpenSSL wants sent
@@ -227,6 +228,13 @@ struct EventServer::Conn {
     Conn &operator=(const Conn &) = delete;
     ~Conn() {
         if (ssl) SSL_free(ssl);
+        sent();  // closed before (or after) the reply was written: nobody waits any longer
+    }
+    void sent() {
+        if (!on_sent) return;
+        auto f = std::move(on_sent);
+        on_sent = nullptr;
+        f();
     }
 };
 
@@ -457,7 +465,7 @@ void EventServer::slow_worker() {
         try {
             reply = handler_(job.req);
         } catch (...) {
-            reply = EventReply{500, std::string(), std::string(), {}};
+            reply = EventReply{500, std::string(), std::string(), {}, {}};
         }
         {
             std::lock_guard<std::mutex> g(mu_);
@@ -643,7 +651,7 @@ void EventServer::try_parse(Conn &c, std::int64_t now) {
         if (end == std::string::npos || end + skip > limits_.max_header_bytes) {
             if (c.in.size() > limits_.max_header_bytes || (end != std::string::npos)) {
                 c.close_after = true;
-                respond(c, EventReply{431, "text/plain", "request header fields too large\n", {}}, now);
+                respond(c, EventReply{431, "text/plain", "request header fields too large\n", {}, {}}, now);
             }
             return;
         }
@@ -652,7 +660,7 @@ void EventServer::try_parse(Conn &c, std::int64_t now) {
         c.in.erase(0, end + skip);
         if (bad != 0) {
             c.close_after = true;
-            respond(c, EventReply{bad, "text/plain", std::string(reason(bad)) + "\n", {}}, now);
+            respond(c, EventReply{bad, "text/plain", std::string(reason(bad)) + "\n", {}, {}}, now);
             return;
         }
         c.req.remote_addr = c.remote;
@@ -661,26 +669,26 @@ void EventServer::try_parse(Conn &c, std::int64_t now) {
                 SSL_get0_peer_certificate(c.ssl) != nullptr && SSL_get_verify_result(c.ssl) == X509_V_OK;
         if (c.req.header("transfer-encoding")) {
             c.close_after = true;
-            respond(c, EventReply{411, "text/plain", "chunked request bodies are not supported\n", {}}, now);
+            respond(c, EventReply{411, "text/plain", "chunked request bodies are not supported\n", {}, {}}, now);
             return;
         }
         c.body_len = 0;
         const std::size_t cl_count = c.req.header_count("content-length");
         if (cl_count > 1) {
             c.close_after = true;
-            respond(c, EventReply{400, "text/plain", "Bad Request\n", {}}, now);
+            respond(c, EventReply{400, "text/plain", "Bad Request\n", {}, {}}, now);
             return;
         }
         if (const std::string *cl = c.req.header("content-length")) {
             if (cl->empty() || cl->size() > 12 || !std::all_of(cl->begin(), cl->end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
                 c.close_after = true;
-                respond(c, EventReply{400, "text/plain", "Bad Request\n", {}}, now);
+                respond(c, EventReply{400, "text/plain", "Bad Request\n", {}, {}}, now);
                 return;
             }
             c.body_len = static_cast<std::size_t>(std::stoull(*cl));
             if (c.body_len > limits_.max_body_bytes) {
                 c.close_after = true;
-                respond(c, EventReply{413, "text/plain", "Payload Too Large\n", {}}, now);
+                respond(c, EventReply{413, "text/plain", "Payload Too Large\n", {}, {}}, now);
                 return;
             }
         }
@@ -719,7 +727,7 @@ void EventServer::try_parse(Conn &c, std::int64_t now) {
         if (jobs_.size() >= std::max<std::size_t>(1, limits_.slow_queue)) {
             lk.unlock();
             c.close_after = true;
-            respond(c, EventReply{503, "application/json", "{\"error\": \"too many management requests\"}", {}}, now);
+            respond(c, EventReply{503, "application/json", "{\"error\": \"too many management requests\"}", {}, {}}, now);
             return;
         }
         jobs_.push_back(Job{c.id, std::move(c.req)});
@@ -734,7 +742,7 @@ void EventServer::try_parse(Conn &c, std::int64_t now) {
     try {
         reply = handler_(c.req);
     } catch (...) {
-        reply = EventReply{500, std::string(), std::string(), {}};
+        reply = EventReply{500, std::string(), std::string(), {}, {}};
     }
     respond(c, std::move(reply), now);
 }
@@ -743,6 +751,7 @@ void EventServer::respond(Conn &c, EventReply reply, std::int64_t now) {
     const bool head = c.req.method == "HEAD";
     std::string &o = c.out;
     o.clear();
+    c.on_sent = std::move(reply.on_sent);
     o += "HTTP/1.1 " + std::to_string(reply.status) + " " + reason(reply.status) + "\r\n";
     if (!reply.content_type.empty()) o += "Content-Type: " + reply.content_type + "\r\n";
     for (const auto &h : reply.headers) o += h.first + ": " + h.second + "\r\n";
@@ -786,6 +795,7 @@ void EventServer::flush(Conn &c, std::int64_t now) {
 }
 
 void EventServer::finish_request(Conn &c, std::int64_t now) {
+    c.sent();
     if (c.close_after) {
         if (c.ssl) {
             SSL_shutdown(c.ssl);  // close_notify, best effort
@@ -835,7 +845,10 @@ void EventServer::collect_done(std::int64_t now) {
     }
     for (Done &d : done) {
         auto it = conns_.find(d.conn_id);
-        if (it == conns_.end()) continue;  // closed meanwhile
+        if (it == conns_.end()) {  // closed meanwhile
+            if (d.reply.on_sent) d.reply.on_sent();
+            continue;
+        }
         respond(*it->second, std::move(d.reply), now);
     }
 }

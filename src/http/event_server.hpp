@@ -78,6 +78,7 @@ struct EventReply {
     std::string content_type;
     std::string body;
     std::vector<std::pair<std::string, std::string>> headers;  // extra header fields
+    std::function<void()> on_sent;  // written, or the connection closed first (event thread; must not block)
 };
 
 // Parses one request head (request line and header fields, without the

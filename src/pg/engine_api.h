@@ -53,10 +53,12 @@ typedef struct PgHaOutputs
 	int64_t		lease_deadline_ms;	/* pgha_monotonic_ms() (core/monotonic.h); 0 = no lease */
 	bool		lease_enforced;		/* false only with pg_ha.lease_enforcement = off (also while paused) */
 	bool		promote;			/* request promotion now */
+	bool		flush_wal;			/* flush the WAL written so far (a switchover's catch-up) */
+	bool		promoting;			/* a promotion we asked for is under way: wake the startup process */
 	bool		fence;				/* refuse connections and writes from now on */
 	bool		sync_strict_waiting;	/* strict synchronous mode has no synchronous standby */
 	bool		shutdown;			/* shut the postmaster down (after fencing) */
-	bool		shutdown_immediate; /* ... without a shutdown checkpoint (after a switchover) */
+	bool		shutdown_immediate; /* ... without a shutdown checkpoint (fenced without ZooKeeper) */
 	int			stop_kill_after_s;	/* primary_stop_timeout in effect now (0: none); see worker_exit */
 	uint64_t	reply_id;			/* answer to request `reply_id` (0 = none yet) */
 	int			reply_status;		/* HTTP-style status: 200/202 ok, 4xx refused, 503 failed */

@@ -283,6 +283,10 @@ apply_outputs(const PgHaOutputs *out)
 
 	if (out->promote)
 		request_promotion();
+	if (out->promoting && RecoveryInProgress())
+		WakeupRecovery();
+	if (out->flush_wal && !RecoveryInProgress())
+		XLogFlush(GetXLogInsertRecPtr());
 
 	if (out->status_json)
 	{
@@ -305,8 +309,8 @@ apply_outputs(const PgHaOutputs *out)
 	{
 		if (out->shutdown_immediate)
 		{
-			/* after a switchover: no shutdown checkpoint past the new leader's fork point */
-			ereport(LOG, (errmsg("pg_ha: requesting an immediate shutdown to rejoin as a standby of the new leader")));
+			/* fenced without ZooKeeper: walsenders to standbys we cannot reach must not hold the stop */
+			ereport(LOG, (errmsg("pg_ha: requesting an immediate shutdown to rejoin as a standby")));
 			kill(PostmasterPid, SIGQUIT);
 		}
 		else

@@ -379,7 +379,7 @@ TEST(ApiLimits, OutOfFdsPausesAcceptInsteadOfSpinning) {
         l,
         [&](const EventRequest &) {
             for (int i = 0; i < 1000 && !release.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-            return EventReply{200, "text/plain", "ok\n", {}};
+            return EventReply{200, "text/plain", "ok\n", {}, {}};
         },
         [](const EventRequest &) { return true; });
     std::string error;

@@ -33,6 +33,7 @@ struct SqlScript {
     bool throw_all = false;
     Lsn insert_lsn = 5000, standby_flush = 5000;
     bool pending_restart = false;  // pg_settings.pending_restart somewhere
+    bool caller_active = false;    // pg_stat_activity: the SQL caller still runs its statement
 };
 
 class FakeSql final : public SqlConn {
@@ -46,6 +47,8 @@ class FakeSql final : public SqlConn {
             return SqlRows{{format_lsn(s_.insert_lsn), format_lsn(s_.standby_flush)}};
         if (sql.find("pending_restart") != std::string::npos) return SqlRows{{s_.pending_restart ? "1" : "0"}};
         if (sql.find("count(*)") != std::string::npos) return SqlRows{{"0"}};
+        if (sql.find("state = 'active'") != std::string::npos)
+            return s_.caller_active ? SqlRows{{"1"}} : SqlRows{};
         return SqlRows{};
     }
     const std::string &error() const override { return err_; }
@@ -452,12 +455,11 @@ TEST_F(EngineTest, APromotionIsNotACrashRecoveryForPrimaryStartTimeout) {
 TEST_F(EngineTest, SwitchoverHandsTheLockToTheCandidate) {
     server.put(path("members/pg-2"), member_json("pg-2", "replica", 1000), 555);
     server.live_sessions.insert(555);
+    // pg-2's /primary never answers 200 here: it promotes only after our
+    // stream ended, i.e. after we stopped.
     Node n1(server, clock, "pg-1", true, [](const std::vector<PeerRequest> &reqs, int) {
         std::vector<PeerReply> out;
-        for (const auto &r : reqs) {
-            const bool primary = r.url.size() >= 8 && r.url.compare(r.url.size() - 8, 8, "/primary") == 0;
-            out.push_back(PeerReply{r.name, true, primary ? 200 : 503, "", "", 0});
-        }
+        for (const auto &r : reqs) out.push_back(PeerReply{r.name, true, 503, "", "", 0});
         return out;
     });
     ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader; }, 100));
@@ -468,21 +470,48 @@ TEST_F(EngineTest, SwitchoverHandsTheLockToTheCandidate) {
     n1.step(req);
     ASSERT_TRUE(run({&n1}, [&] { return !server.has(path("leader")); }, 200, 20));
     EXPECT_TRUE(n1.last.fence) << "writes are fenced before the lock is released";
-    EXPECT_TRUE(n1.last.shutdown_immediate);
     EXPECT_FALSE(n1.engine->leadership().is_leader());
     EXPECT_EQ(n1.engine->leadership().lease_deadline(), 0);
     // The key named the candidate; the SQL caller was not terminated.
     EXPECT_TRUE(std::any_of(n1.sql.ran.begin(), n1.sql.ran.end(),
                             [](auto &q) { return q.find("pg_terminate_backend") != std::string::npos; }));
     EXPECT_TRUE(n1.logged("switchover to pg-2"));
-    // pg-2 takes the lock: the old leader answers the caller and stops.
+    // pg-2 takes the lock: the old leader answers the caller at once (it
+    // cannot wait for pg-2's /primary) ...
+    n1.sql.caller_active = true;
     server.put(path("leader"), "pg-2", 555);
     ASSERT_TRUE(run({&n1}, [&] { return n1.engine->desk().reply_id() == 7; }, 100, 20));
     EXPECT_EQ(n1.engine->desk().reply_status(), 200) << n1.engine->desk().reply_message();
     EXPECT_EQ(n1.engine->desk().reply_message(), "Successfully switched over to \"pg-2\"");
-    // ... and the old leader, fenced all along, stops once the answer is out.
+    // ... does not stop while the caller has not got it (bounded) ...
+    run({&n1}, [&] { return n1.last.shutdown; }, 10, 20);
+    EXPECT_FALSE(n1.last.shutdown) << "stopped under the SQL caller still receiving its answer";
+    n1.sql.caller_active = false;
+    // ... and then stops cleanly: its walsenders end the streams only once
+    // the standbys have the shutdown checkpoint, and pg-2 promotes after that.
     ASSERT_TRUE(run({&n1}, [&] { return n1.last.shutdown; }, 100, 20));
     EXPECT_TRUE(n1.last.fence);
+    EXPECT_FALSE(n1.last.shutdown_immediate) << "no shutdown checkpoint: the candidate would fork before our end";
+}
+
+TEST_F(EngineTest, AnAnswerNotDeliveredHoldsTheStopAtMostHalfASecond) {
+    server.put(path("members/pg-2"), member_json("pg-2", "replica", 1000), 555);
+    server.live_sessions.insert(555);
+    Node n1(server, clock, "pg-1", true, peers_behind(0));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader; }, 100));
+    SqlRequest req;
+    req.id = 9;
+    req.json = "{\"kind\":\"switchover\",\"args\":{\"candidate\":\"pg-2\"}}";
+    req.pid = 4243;
+    n1.sql.caller_active = true;  // and it never stops: a stuck client
+    n1.step(req);
+    ASSERT_TRUE(run({&n1}, [&] { return !server.has(path("leader")); }, 200, 20));
+    server.put(path("leader"), "pg-2", 555);
+    ASSERT_TRUE(run({&n1}, [&] { return n1.engine->desk().reply_id() == 9; }, 100, 20));
+    const std::int64_t answered = clock.now;
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.shutdown; }, 200, 20));
+    EXPECT_GE(clock.now - answered, 400);
+    EXPECT_LE(clock.now - answered, 700);
 }
 
 TEST_F(EngineTest, SwitchoverWithoutCandidateNamesTheChosenMember) {

@@ -135,6 +135,43 @@ TEST(StateMachine, StandbyHoldingLockPromotes) {
     EXPECT_FALSE(decide(o).has(ActionKind::Promote));
 }
 
+TEST(StateMachine, SwitchoverCandidateWaitsForTheOldLeadersStreamToEnd) {
+    auto o = base(LocalRole::Standby);
+    o.cluster.leader = "pg-1";
+    o.cluster.leader_owner = 42;
+    o.cluster.failover = FailoverRequest{"pg-2", "pg-1", ""};
+    o.streaming = true;
+    o.leader_for_ms = 0;
+    // Handed the lock and still streaming from pg-2, which stops cleanly now:
+    // no promotion until its shutdown checkpoint is here and the stream ended.
+    auto d = decide(o);
+    EXPECT_TRUE(d.is_leader);
+    EXPECT_FALSE(d.has(ActionKind::Promote));
+    EXPECT_TRUE(d.recheck_soon);
+    EXPECT_NE(d.message.find("pg-2's stream to end"), std::string::npos) << d.message;
+    o.leader_for_ms = kHandoverStreamWaitMs - 1;
+    EXPECT_FALSE(decide(o).has(ActionKind::Promote));
+    // The stream ended: promote.
+    o.streaming = false;
+    d = decide(o);
+    EXPECT_TRUE(d.has(ActionKind::Promote));
+    EXPECT_FALSE(d.recheck_soon);
+    // Still streaming, but the wait is over (the old leader does not stop):
+    // promote anyway (it rejoins with pg_rewind).
+    o.streaming = true;
+    o.leader_for_ms = kHandoverStreamWaitMs;
+    EXPECT_TRUE(decide(o).has(ActionKind::Promote));
+    // A failover without an old leader (it is gone), or a key naming us as
+    // the leader: nothing to wait for.
+    o.leader_for_ms = 0;
+    o.cluster.failover = FailoverRequest{"", "pg-1", ""};
+    EXPECT_TRUE(decide(o).has(ActionKind::Promote));
+    o.cluster.failover = FailoverRequest{"pg-1", "pg-1", ""};
+    EXPECT_TRUE(decide(o).has(ActionKind::Promote));
+    o.cluster.failover.reset();
+    EXPECT_TRUE(decide(o).has(ActionKind::Promote));
+}
+
 TEST(StateMachine, RecoveringPrimaryKeepsLockWithoutActing) {
     auto o = base(LocalRole::Recovering);
     o.cluster.leader = "pg-1";
