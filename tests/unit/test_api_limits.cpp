@@ -465,3 +465,41 @@ TEST(ApiLimits, OutOfFdsPausesAcceptInsteadOfSpinning) {
     EXPECT_EQ(srv.requests_served(), static_cast<std::uint64_t>(kClients));
     srv.stop();
 }
+
+// A management reply reports when it reached the socket (the old leader of a
+// switchover stops its server only then), and also when its client left
+// before it was ready (nobody waits for it any longer).
+TEST(ApiLimits, ManagementReplyReportsItsDelivery) {
+    ApiServerOptions o;
+    o.allow_unauthenticated = true;
+    std::atomic<int> sent{0};
+    std::atomic<int> delay_ms{0};
+    LimitsServer s(o, [&](const NodeSnapshot *, const HttpRequestView &) -> std::optional<HttpReply> {
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
+        HttpReply r{200, "text/plain", "done"};
+        r.on_sent = [&sent] { ++sent; };
+        return r;
+    });
+    const std::string req = "POST /restart HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+    {
+        // Written: reported while the (keep-alive) connection is still open.
+        const int fd = connect_to(s.port());
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+        std::string got;
+        for (int i = 0; i < 100 && got.find("done") == std::string::npos; ++i) got += read_all(fd, 20);
+        EXPECT_NE(got.find("HTTP/1.1 200"), std::string::npos) << got;
+        for (int i = 0; i < 100 && sent.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        EXPECT_EQ(sent.load(), 1);
+        ::close(fd);
+    }
+    // The client went away while the reply was being prepared.
+    delay_ms = 300;
+    const int fd = connect_to(s.port());
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ::close(fd);
+    for (int i = 0; i < 200 && sent.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_EQ(sent.load(), 2);
+}
