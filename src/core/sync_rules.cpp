@@ -322,9 +322,15 @@ SyncPlan plan_sync(const SyncInput &in) {
         p.step = SyncStep::WriteKey;
         p.key.leader = in.me;
         p.key.sync_standby = keep;
-        if (p.message.empty())
+        if (p.message.empty()) {
+            std::string why;
+            for (const auto &n : key_set)
+                if (!contains(target, n))
+                    if (const std::string problem = sync_candidate_problem(in, n); !problem.empty())
+                        why += (why.empty() ? " (" : "; ") + problem;
             p.message = "synchronous standbys " + list_or_none(key_set) + " -> " + list_or_none(target) +
-                        ": removing from the sync key first";
+                        ": removing from the sync key first" + (why.empty() ? "" : why + ")");
+        }
         return p;
     }
     // 2. The server waits for exactly the target set.

@@ -149,23 +149,25 @@ def test_degrade_when_the_sync_standby_dies_and_recover(cluster):
     wait_sync(c, p1, p2, timeout=30)
     p2.kill_host()
     t_kill = time.monotonic()
-    conn = p1.connect()
-    conn.autocommit = True
     try:
-        with conn.cursor() as cur:
-            cur.execute("SET statement_timeout = '60s'")
-            cur.execute("INSERT INTO sync_t VALUES (-1)")   # waits for pg-2 until the degrade
+        conn = p1.connect()
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET statement_timeout = '60s'")
+                cur.execute("INSERT INTO sync_t VALUES (-1)")   # waits for pg-2 until the degrade
+        finally:
+            conn.close()
+        waited = time.monotonic() - t_kill
+        print("commit resumed %.1fs after the sync standby died" % waited)
+        check(waited <= DEGRADE_BOUND, "the commit waited %.1fs, more than %ds" % (waited, DEGRADE_BOUND), c)
+        check(waited >= LOOP_WAIT * 0.5, "the commit did not wait at all (%.1fs): was pg-2 synchronous?" % waited, c)
+        wait_for(lambda: sync_key(c) == ("pg-1", []), timeout=10, interval=0.2,
+                 description="sync key without standbys", state=lambda: sync_key(c))
+        check(NOSYNC not in sync_key(c)[1] and sync_states(p1).get(NOSYNC) == "async",
+              "nosync %s became synchronous: %s %s" % (NOSYNC, sync_key(c), sync_states(p1)), c)
     finally:
-        conn.close()
-    waited = time.monotonic() - t_kill
-    print("commit resumed %.1fs after the sync standby died" % waited)
-    check(waited <= DEGRADE_BOUND, "the commit waited %.1fs, more than %ds" % (waited, DEGRADE_BOUND), c)
-    check(waited >= LOOP_WAIT * 0.5, "the commit did not wait at all (%.1fs): was pg-2 synchronous?" % waited, c)
-    wait_for(lambda: sync_key(c) == ("pg-1", []), timeout=10, interval=0.2, description="sync key without standbys",
-             state=lambda: sync_key(c))
-    check(NOSYNC not in sync_key(c)[1] and sync_states(p1).get(NOSYNC) == "async",
-          "nosync %s became synchronous: %s %s" % (NOSYNC, sync_key(c), sync_states(p1)), c)
-    p2.start_host()
+        p2.start_host()   # also after a failure: the module's next tests need pg-2
     wait_sync(c, p1, p2, timeout=REJOIN_TIMEOUT)
 
 
