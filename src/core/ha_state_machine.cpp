@@ -206,7 +206,13 @@ void decide_with_other_leader(const Observation &obs, Decision &d) {
         case LocalRole::Primary:
         case LocalRole::Recovering:
             d.role = PublishedRole::Primary;
-            if (c.config.pause) {
+            // Paused, a primary is not demoted, except the one that handed the
+            // lock over in an operator's switchover (the `failover` key names
+            // it as the leader and the holder as the candidate): it stops
+            // cleanly as in an unpaused switchover, and the new leader, which
+            // waits for the end of its stream, promotes.
+            if (c.config.pause &&
+                !(c.failover && c.failover->leader == obs.me && c.failover->candidate == leader)) {
                 d.message = "paused: " + leader + " holds the leader lock but this node runs as primary; not demoting";
                 return;
             }

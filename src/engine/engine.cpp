@@ -116,7 +116,9 @@ void Engine::shutdown(bool release) {
     // shutdown checkpoint is written, so the lock goes at once. To move the
     // primary with no write refused, use a switchover.
     // A standby's clean stop leaves the cluster at once.
-    link_.shutdown(release, leadership_.is_leader() && !handover_.active());
+    // A demoted node (Outbox::keep_session_on_exit) comes back at once as a
+    // standby and resumes its session.
+    link_.shutdown(release, (leadership_.is_leader() && !handover_.active()) || out_.keep_session_on_exit);
 }
 
 void Engine::wait_interest(int &zk_fd, bool &zk_read, bool &zk_write, int &wake_fd, long &timeout_ms) {
@@ -385,6 +387,7 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                                        " holds the leader lock; refusing writes and shutting down to rejoin as a standby");
                     if (a.target.empty()) out_.fence_and_stop_now();  // no ZooKeeper: see Outbox
                     else out_.fence_and_stop();
+                    out_.keep_session_on_exit = true;
                 }
                 break;
             case ActionKind::Follow:

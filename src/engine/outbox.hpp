@@ -24,6 +24,11 @@ struct Outbox {
     bool shutdown = false;          // shut the postmaster down once allowed (sticky)
     bool shutdown_immediate = false;
     std::int64_t shutdown_requested_ms = 0;
+    // Demoted: the node stops to come straight back through pg_hactl boot as
+    // a standby. Its ZooKeeper session (and so its member znode) is kept for
+    // the next worker to resume, as across a restart: a member that vanished
+    // for the seconds of its rejoin was "not a member" to a switchover then.
+    bool keep_session_on_exit = false;
 
     void log(std::string line) { logs.push_back(std::move(line)); }
     void fence_and_stop() { fence = shutdown = true; }

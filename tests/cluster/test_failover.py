@@ -222,9 +222,13 @@ def test_host_loss_failover_haproxy_and_rewind_rejoin(make_cluster):
         wait_streaming(c, other, new, timeout=60)
         t_follow = time.monotonic()
 
+        # The new leader records its promotion once the checkpoint after it is
+        # done (off its loop): moments after it accepts writes.
+        wait_for(lambda: isinstance(c.zk_json("history"), list) and c.zk_json("history")
+                 and c.zk_json("history")[-1][0] == tl_old, timeout=10, interval=0.1,
+                 description="the history znode to record timeline %d" % tl_old,
+                 state=lambda: c.zk_json("history"))
         history = c.zk_json("history")
-        check(isinstance(history, list) and history and history[-1][0] == tl_old,
-              "history znode %r has no entry for timeline %d" % (history, tl_old), c)
         if len(history[-1]) >= 5:
             check(history[-1][4] == new.name, "history names %r, new leader %s" % (history[-1][4], new.name), c)
 

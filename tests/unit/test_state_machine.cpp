@@ -103,6 +103,13 @@ TEST(StateMachine, PausedPrimaryDoesNotDemote) {
     o.cluster.leader = "pg-2";
     o.cluster.config.pause = true;
     EXPECT_FALSE(decide(o).has(ActionKind::Demote));
+    // ... unless it handed the lock to pg-2 in an operator's switchover.
+    o.cluster.failover = FailoverRequest{"pg-1", "pg-2", ""};
+    EXPECT_TRUE(decide(o).has(ActionKind::Demote));
+    o.cluster.failover = FailoverRequest{"pg-1", "pg-3", ""};  // not to the holder
+    EXPECT_FALSE(decide(o).has(ActionKind::Demote));
+    o.cluster.failover = FailoverRequest{"pg-3", "pg-2", ""};  // someone else's
+    EXPECT_FALSE(decide(o).has(ActionKind::Demote));
 }
 
 TEST(StateMachine, StandbyFollowsLeaderItIsNotConnectedTo) {
