@@ -1,3 +1,10 @@
+// The HTTP API's event loop: one epoll thread owns every connection (accept,
+// parse, TLS, write, deadlines, eviction) and hands management requests to a
+// bounded pool. Kept in one file on purpose (a little over 900 lines): the
+// connection state (Conn) and its transitions are private to this loop, and
+// splitting parsing or TLS out would expose Conn to other translation units.
+// The request-head parser, the one part usable alone, is already separate in
+// the header (parse_request_head) and fuzzed by tests/fuzz/fuzz_health_api.cpp.
 #include "core/no_postgres.hpp"
 
 #include "http/event_server.hpp"

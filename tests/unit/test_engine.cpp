@@ -76,6 +76,15 @@ std::string replica_status(Lsn pos) {
            std::to_string(pos) + ",\"replayed_location\":" + std::to_string(pos) + "}}";
 }
 
+// A SQL switchover request as ha_switchover() queues it.
+SqlRequest sql_switchover(std::uint64_t id, const std::string &args, int pid = 0) {
+    SqlRequest req;
+    req.id = id;
+    req.json = "{\"kind\":\"switchover\",\"args\":" + args + "}";
+    req.pid = pid;
+    return req;
+}
+
 struct Node {
     EngineSettings s;
     SqlScript sql;
@@ -463,10 +472,7 @@ TEST_F(EngineTest, SwitchoverHandsTheLockToTheCandidate) {
         return out;
     });
     ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader; }, 100));
-    SqlRequest req;
-    req.id = 7;
-    req.json = "{\"kind\":\"switchover\",\"args\":{\"candidate\":\"pg-2\"}}";
-    req.pid = 4242;
+    SqlRequest req = sql_switchover(7, "{\"candidate\":\"pg-2\"}", 4242);
     n1.step(req);
     ASSERT_TRUE(run({&n1}, [&] { return !server.has(path("leader")); }, 200, 20));
     EXPECT_TRUE(n1.last.fence) << "writes are fenced before the lock is released";
@@ -499,10 +505,7 @@ TEST_F(EngineTest, AnAnswerNotDeliveredHoldsTheStopAtMostHalfASecond) {
     server.live_sessions.insert(555);
     Node n1(server, clock, "pg-1", true, peers_behind(0));
     ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader; }, 100));
-    SqlRequest req;
-    req.id = 9;
-    req.json = "{\"kind\":\"switchover\",\"args\":{\"candidate\":\"pg-2\"}}";
-    req.pid = 4243;
+    SqlRequest req = sql_switchover(9, "{\"candidate\":\"pg-2\"}", 4243);
     n1.sql.caller_active = true;  // and it never stops: a stuck client
     n1.step(req);
     ASSERT_TRUE(run({&n1}, [&] { return !server.has(path("leader")); }, 200, 20));
@@ -519,9 +522,7 @@ TEST_F(EngineTest, SwitchoverWithoutCandidateNamesTheChosenMember) {
     server.live_sessions.insert(555);
     Node n1(server, clock, "pg-1", true, peers_behind(0));
     ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader; }, 100));
-    SqlRequest req;
-    req.id = 8;
-    req.json = "{\"kind\":\"switchover\",\"args\":{}}";
+    SqlRequest req = sql_switchover(8, "{}");
     n1.step(req);
     ASSERT_TRUE(run({&n1}, [&] { return server.has(path("failover")) || !server.has(path("leader")); }, 100, 20));
     if (server.has(path("failover"))) {
