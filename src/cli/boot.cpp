@@ -462,12 +462,22 @@ Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) 
             return Rejoin::Started;
         }
         const Member *leader = v.leader_member();
-        const bool standby = file_exists(c.pgdata + "/standby.signal");
         auto cd = controldata(pg);
+        const std::string cluster_state = cd["Database cluster state"];
+        const bool signal = file_exists(c.pgdata + "/standby.signal");
         const int local_tl = controldata_timeline(cd);
-        const bool was_primary = !standby;
-        const bool older_timeline = leader && leader->timeline > 0 && local_tl > 0 && local_tl < leader->timeline;
-        if (leader && !was_primary && !older_timeline) {
+        const bool was_primary = !is_standby_directory(cluster_state, signal);
+        const RejoinPath path = rejoin_path(cluster_state, signal, local_tl, leader ? leader->timeline : 0);
+        if (leader && path == RejoinPath::Follow) {
+            configure_follower(c, *leader, v.config.use_slots);
+            return Rejoin::Started;
+        }
+        if (leader && path == RejoinPath::FollowCrashed) {
+            info("this standby did not shut down cleanly (state \"" + cluster_state + "\") and is on timeline " +
+                 std::to_string(local_tl) + ", " + leader->name + " leads on timeline " +
+                 std::to_string(leader->timeline) + ": starting it as " + leader->name +
+                 "'s standby (its standby recovery fetches what the local WAL lacks); if its WAL went past the "
+                 "switch point it cannot follow, and it is rewound once stopped cleanly");
             configure_follower(c, *leader, v.config.use_slots);
             return Rejoin::Started;
         }
@@ -486,8 +496,7 @@ Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) 
         // shutdown checkpoint: if the local WAL ends at or before the point
         // where the leader's timeline forked from ours, there is nothing to
         // rewind.
-        if (was_primary &&
-            (cd["Database cluster state"] == "in production" || cd["Database cluster state"] == "shut down")) {
+        if (path == RejoinPath::CheckPrimaryWal) {
             Lsn end = local_wal_end(pg, cd, local_tl);
             Lsn fork = 0;
             for (const auto &h : v.history)

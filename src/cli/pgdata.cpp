@@ -253,20 +253,32 @@ Lsn local_wal_end(const PgData &pg, const std::map<std::string, std::string> &cd
 
 // Crash recovery in single-user mode, so that pg_controldata's checkpoint is
 // the end of the local WAL and pg_rewind accepts the directory (PostgreSQL
-// refuses to rewind a target that was not shut down cleanly). Signal files go
-// first: a standby cannot run in single-user mode; boot writes them again.
+// refuses to rewind a target that was not shut down cleanly). Only for a
+// primary's directory: crash recovery of a standby's ("in archive recovery")
+// would end its recovery on the old timeline, without the archive or the
+// leader for WAL its pg_wal lacks (boot starts such a standby as a standby,
+// rejoin_path). Signal files are set aside while it runs (a standby cannot
+// run in single-user mode) and put back if it fails, so that a failure leaves
+// the directory as it found it.
 void ensure_clean_shutdown(const PgData &pg) {
     auto cd = controldata(pg);
     const std::string state = cd["Database cluster state"];
     if (state == "shut down" || state == "shut down in recovery") return;
+    if (state == "in archive recovery")
+        fail(kExitFailed, "the data directory is a standby's that did not shut down cleanly (state \"" + state +
+                              "\"): crash recovery in single-user mode would end its recovery; the data directory is kept");
     info("the data directory was not shut down cleanly (state \"" + state + "\"): running crash recovery in single-user mode");
-    for (const char *f : {"/standby.signal", "/recovery.signal"}) std::remove((pg.dir + f).c_str());
+    std::vector<std::string> set_aside;
+    for (const char *f : {"/standby.signal", "/recovery.signal"})
+        if (std::remove((pg.dir + f).c_str()) == 0) set_aside.push_back(pg.dir + f);
     std::string out;
     int rc = run_capture(shell_quote(pg.program("postgres")) + " --single -F -D " + shell_quote(pg.dir) +
                              " -c shared_preload_libraries= -c archive_mode=off template1 < /dev/null",
                          out);
-    if (rc != 0)
+    if (rc != 0) {
+        for (const auto &f : set_aside) write_file(f, "");
         fail(kExitFailed, "crash recovery in single-user mode failed (exit " + std::to_string(rc) + "); the data directory is kept");
+    }
 }
 
 void initdb(const PgData &pg, const std::string &superuser, const std::string &password) {

@@ -280,4 +280,31 @@ std::string restart_mismatch(const RestartRequest &r, bool is_primary, int serve
     return std::string();
 }
 
+bool is_standby_directory(const std::string &cluster_state, bool standby_signal) {
+    return standby_signal || cluster_state == "in archive recovery" || cluster_state == "shut down in recovery";
+}
+
+RejoinPath rejoin_path(const std::string &cluster_state, bool standby_signal, int local_tl, int leader_tl) {
+    const bool older = leader_tl > 0 && local_tl > 0 && local_tl < leader_tl;
+    if (is_standby_directory(cluster_state, standby_signal)) {
+        if (!older) return RejoinPath::Follow;
+        if (cluster_state == "in archive recovery") return RejoinPath::FollowCrashed;
+        if (cluster_state == "shut down in recovery") return RejoinPath::Rewind;
+        // standby.signal beside a primary's control file (written by a boot
+        // whose server never started): the primary's rules.
+    }
+    if (cluster_state == "in production" || cluster_state == "shut down") return RejoinPath::CheckPrimaryWal;
+    return RejoinPath::Rewind;
+}
+
+const char *to_string(RejoinPath p) {
+    switch (p) {
+        case RejoinPath::Follow: return "follow";
+        case RejoinPath::FollowCrashed: return "follow-crashed";
+        case RejoinPath::CheckPrimaryWal: return "check-primary-wal";
+        case RejoinPath::Rewind: return "rewind";
+    }
+    return "rewind";
+}
+
 }  // namespace pgha

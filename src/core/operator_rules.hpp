@@ -125,6 +125,29 @@ SwitchoverAssessment assess_switchover(const ClusterView &view, OperatorCommand 
 std::string crash_failover_target(const ClusterView &view, const std::string &me, bool crashed_primary,
                                   int recovering_s = 0, std::optional<int> start_timeout_s = std::nullopt);
 
+// How pg_hactl boot brings back an existing data directory while another
+// member leads, from pg_controldata's "Database cluster state", whether
+// standby.signal exists and the timelines (0 = unknown).
+//   Follow          a standby directory on the leader's timeline: follow it.
+//   FollowCrashed   a standby directory that did not shut down cleanly ("in
+//                   archive recovery": a crashed standby, or a rewind whose
+//                   server never started), on an older timeline: start it as
+//                   the leader's standby. PostgreSQL's standby recovery reads
+//                   what its pg_wal lacks from the leader; crash recovery in
+//                   single-user mode would end recovery on the old timeline
+//                   and reads a segment of the new timeline whose start the
+//                   walreceiver never wrote. If it went past the fork it
+//                   cannot follow, and the worker restarts it through boot
+//                   (then shut down cleanly) to rewind.
+//   CheckPrimaryWal a primary's directory ("in production", "shut down"):
+//                   rewind only if its WAL ends after the leader's fork.
+//   Rewind          pg_rewind (a primary's directory that is not shut down is
+//                   first recovered in single-user mode).
+enum class RejoinPath { Follow, FollowCrashed, CheckPrimaryWal, Rewind };
+bool is_standby_directory(const std::string &cluster_state, bool standby_signal);
+RejoinPath rejoin_path(const std::string &cluster_state, bool standby_signal, int local_tl, int leader_tl);
+const char *to_string(RejoinPath p);
+
 // Patroni's primary_stop_timeout: how long a primary's shutdown may take
 // before its postmaster is killed (SIGKILL), in seconds; 0 = no limit. Only
 // in synchronous mode (Patroni's rule: there a shutdown can wait for a

@@ -164,6 +164,15 @@ def test_primary_and_one_voter_die_together_the_others_elect_and_lose_nothing(cl
     print("%s and %s died; %s took over after %.1fs (voters %s, quorum %s), %d acknowledged, %d lost" % (
         old.name, victim.name, new.name, took, voters, quorum, len(w.acked), len(lost)))
     check(not lost, "%d acknowledged ids missing on %s: %s" % (len(lost), new.name, lost[:10]), c)
+    victim_log = harness.log_size(victim)
     old.start_host()
     victim.start_host()
     wait_quorum(c, new, timeout=REJOIN_TIMEOUT)
+    # The victim was a standby killed mid-recovery, now behind on an older
+    # timeline: it rejoins as a standby. Crash recovery in single-user mode
+    # would end its recovery on the old timeline (and once read a segment of
+    # the new timeline whose start the walreceiver never wrote: "could not
+    # locate a valid checkpoint record", a boot loop).
+    said = harness.log_since(victim, victim_log)
+    check("single-user mode" not in said and "did not shut down cleanly" in said,
+          "%s (a crashed standby) did not rejoin as a standby:\n%s" % (victim.name, said[-3000:]), c)

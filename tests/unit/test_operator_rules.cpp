@@ -501,3 +501,42 @@ TEST(PrimaryStopTimeout, OnlyForAPrimaryInSynchronousMode) {
     EXPECT_EQ(bad.primary_stop_timeout, 0);
     EXPECT_FALSE(errors.empty());
 }
+
+TEST(RejoinPath, EveryStateSignalAndTimeline) {
+    // The control file's states (pg_controldata), with and without standby.signal.
+    const char *states[] = {"starting up", "shut down", "shut down in recovery", "shutting down",
+                            "in crash recovery", "in archive recovery", "in production", "unrecognized status code"};
+    for (const char *st : states) {
+        const std::string s = st;
+        for (bool signal : {false, true}) {
+            for (int local : {0, 3, 4}) {
+                const RejoinPath p = rejoin_path(s, signal, local, 4);
+                const bool older = local == 3;
+                const bool standby_dir = signal || s == "in archive recovery" || s == "shut down in recovery";
+                SCOPED_TRACE(s + (signal ? " + standby.signal" : "") + ", local timeline " + std::to_string(local));
+                EXPECT_EQ(is_standby_directory(s, signal), standby_dir);
+                if (standby_dir && !older) {
+                    EXPECT_EQ(p, RejoinPath::Follow);
+                } else if (standby_dir && s == "in archive recovery") {
+                    // never crash recovery in single-user mode for a standby
+                    EXPECT_EQ(p, RejoinPath::FollowCrashed);
+                } else if (standby_dir && s == "shut down in recovery") {
+                    EXPECT_EQ(p, RejoinPath::Rewind);
+                } else if (s == "in production" || s == "shut down") {
+                    EXPECT_EQ(p, RejoinPath::CheckPrimaryWal);
+                } else {
+                    EXPECT_EQ(p, RejoinPath::Rewind);
+                }
+            }
+        }
+    }
+    // The shape of the CI failure: a standby killed with its primary, a
+    // previous boot's single-user attempt having removed standby.signal.
+    EXPECT_EQ(rejoin_path("in archive recovery", false, 3, 4), RejoinPath::FollowCrashed);
+    EXPECT_EQ(rejoin_path("in archive recovery", true, 2, 4), RejoinPath::FollowCrashed);
+    // A rewound directory whose server never started: the leader's timeline.
+    EXPECT_EQ(rejoin_path("in archive recovery", false, 4, 4), RejoinPath::Follow);
+    // The leader's timeline unknown: nothing says it is older.
+    EXPECT_EQ(rejoin_path("in archive recovery", true, 3, 0), RejoinPath::Follow);
+    EXPECT_STREQ(to_string(RejoinPath::FollowCrashed), "follow-crashed");
+}
