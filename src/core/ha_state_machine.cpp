@@ -237,6 +237,8 @@ void decide_with_other_leader(const Observation &obs, Decision &d) {
                 d.message = "cannot follow " + leader + ": unparsable conn_url '" + lm->conn_url + "'";
                 return;
             }
+            d.retry_stream = !obs.streaming && obs.not_streaming_s < kStreamRetryWindowS && lm->state == "running" &&
+                             lm->role == "primary";
             if (obs.local.upstream_host != host || obs.local.upstream_port != port) {
                 if (c.config.pause) {
                     d.message = "paused: not re-pointing replication to " + leader;

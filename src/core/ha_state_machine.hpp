@@ -135,12 +135,23 @@ struct Decision {
     // The decision waits for something no event announces (the end of the
     // old leader's stream): decide again within a few milliseconds.
     bool recheck_soon = false;
+    // A standby whose stream ended retries only every
+    // wal_retrieve_retry_interval (5 s by default). While the leader it
+    // follows runs as a primary and the stream has been down for less than
+    // kStreamRetryWindowS, the worker wakes its startup process every
+    // kStreamRetryEveryMs, so that it retries at once: a rejoin, a new
+    // leader, a leader back from a restart. Past the window the server's own
+    // pace resumes (a leader that keeps refusing the stream is not hammered).
+    bool retry_stream = false;
 
     bool has(ActionKind k) const;
     const Action *find(ActionKind k) const;
 };
 
 Decision decide(const Observation &obs);
+
+inline constexpr int kStreamRetryEveryMs = 500;
+inline constexpr int kStreamRetryWindowS = 30;
 
 // failsafe_mode: the members the leader lists in the `failsafe` key (every
 // member that published an api_url, the leader included).

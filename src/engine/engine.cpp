@@ -15,6 +15,10 @@
 #include "core/timeutil.hpp"
 
 namespace pgha {
+
+// A change members/<me> shows is decided on (and published) at most this often.
+constexpr std::int64_t kPublishChangeEveryMs = 250;
+
 namespace {
 
 ApiServerOptions api_options(const EngineSettings &s) {
@@ -129,6 +133,10 @@ void Engine::wait_interest(int &zk_fd, bool &zk_read, bool &zk_write, int &wake_
     // (see StepResult::promoting), and the end of the promotion is seen
     // (nothing announces it) and published at once.
     if (promoting(clock_())) timeout_ms = std::min<long>(timeout_ms, 20);
+    if (publish_due_)
+        timeout_ms = std::min<long>(timeout_ms, std::max<long>(1, publish_decided_ms_ + kPublishChangeEveryMs - clock_()));
+    if (retry_stream_ && !local_.sample().walreceiver_streaming)
+        timeout_ms = std::min<long>(timeout_ms, std::max<long>(1, stream_retry_ms_ + kStreamRetryEveryMs - clock_()));
     if (bg_.pending() > 0 && api_ == nullptr) timeout_ms = 0;  // inline jobs (tests) signal nothing
     timeout_ms = std::max<long>(0, std::min<long>(timeout_ms, 1000));
 }
@@ -318,6 +326,7 @@ void Engine::decide_and_act() {
     message_ = d.message;
     role_ = d.role;
     recheck_soon_ = d.recheck_soon;
+    retry_stream_ = d.retry_stream;
     leadership_.adopt(d, obs.dcs_ok);
     execute(d, obs);  // without ZooKeeper decide() asks for nothing but fencing
     sync_.tick(obs.dcs_ok && d.is_leader && obs.role == LocalRole::Primary && leadership_.lease_valid() &&
@@ -473,6 +482,13 @@ NodeView Engine::node_view(const LocalState &ls) {
     return v;
 }
 
+// Only while the server still is a standby whose WAL receiver does not
+// stream: the decision is a loop old, the sample is this step's.
+bool Engine::stream_retry_due(std::int64_t now) const {
+    return retry_stream_ && local_.role() == LocalRole::Standby && !local_.sample().walreceiver_streaming &&
+           now - stream_retry_ms_ >= kStreamRetryEveryMs;
+}
+
 StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk_readable, bool zk_writable,
                         bool woken) {
     out_.logs.clear();
@@ -496,6 +512,12 @@ StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk
     }
     if (bg_.pending() > 0) bg_.drain();
     if (recheck_soon_) link_.request_decision();  // on the view we have: nothing announces what we wait for
+    if (local_.take_published_change()) publish_due_ = true;
+    if (publish_due_ && now - publish_decided_ms_ >= kPublishChangeEveryMs) {
+        link_.request_decision();  // probes, publishes members/<me> if it changed
+        publish_due_ = false;
+        publish_decided_ms_ = now;
+    }
     if (link_.take_decision_due()) {
         if (link_.dcs_ok()) leadership_.on_fresh_view();  // the lock, not failsafe, counts again
         decide_and_act();
@@ -514,6 +536,10 @@ StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk
     r.promote = out_.promote;
     out_.promote = false;
     r.promoting = promoting(clock_());
+    if (stream_retry_due(now)) {
+        r.retry_stream = true;
+        stream_retry_ms_ = now;
+    }
     r.flush_wal = out_.flush_wal;
     out_.flush_wal = false;
     r.is_leader = leadership_.is_leader();

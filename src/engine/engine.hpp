@@ -71,6 +71,9 @@ struct StepResult {
     // process takes the request and then still sleeps wal_retrieve_retry_interval
     // (5 s by default) before it finishes recovery; a wake ends that sleep.
     bool promoting = false;
+    // Decision::retry_stream: wake the startup process now, so that a standby
+    // whose stream ended retries at once (at most every kStreamRetryEveryMs).
+    bool retry_stream = false;
     bool flush_wal = false;  // Outbox::flush_wal
     bool fence = false;
     bool shutdown = false;
@@ -146,6 +149,13 @@ class Engine {
     PublishedRole role_ = PublishedRole::Uninitialized;
     std::string message_;
     bool recheck_soon_ = false;  // the last decision waits for something no event announces
+    bool retry_stream_ = false;  // the last decision's retry_stream
+    // LocalServer::take_published_change said so: decide (on the view we
+    // have) within kPublishChangeEveryMs, at most that often.
+    bool publish_due_ = false;
+    std::int64_t publish_decided_ms_ = 0;
+    std::int64_t stream_retry_ms_ = 0;  // when the startup process was last woken for it
+    bool stream_retry_due(std::int64_t now) const;
     std::int64_t promote_requested_ms_ = 0;
     bool promoting(std::int64_t now) const {
         return promote_requested_ms_ != 0 && now - promote_requested_ms_ < 10000 && local_.role() != LocalRole::Primary;

@@ -110,6 +110,7 @@ void hold_closed(PgHaEngine *e, PgHaOutputs *out) {
     out->lease_enforced = true;
     out->promote = false;
     out->promoting = false;
+    out->retry_stream = false;
     out->flush_wal = false;
     out->sync_strict_waiting = false;  // no lease: the lease refuses the commits
     if (e->leader_at_failure && now >= e->deadline_at_failure && !e->forced_fence) {
@@ -229,6 +230,7 @@ void pgha_engine_step(PgHaEngine *engine, const PgHaLocal *local, bool zk_readab
             out->sync_strict_waiting = r.sync_strict_waiting;
             out->promote = r.promote;
             out->promoting = r.promoting;
+            out->retry_stream = r.retry_stream;
             out->flush_wal = r.flush_wal;
             out->fence = r.fence;
             out->shutdown = r.shutdown;

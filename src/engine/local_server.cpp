@@ -48,6 +48,21 @@ bool LocalServer::take_role_change() {
     return true;
 }
 
+bool LocalServer::take_published_change() {
+    const LocalRole r = role();
+    const auto key = std::make_tuple(r, sample_.hot_standby_active, sample_.walreceiver_streaming, sample_.timeline);
+    const bool changed = key != published_key_;
+    published_key_ = key;
+    // A standby that accepts connections although the last probe failed:
+    // probe again, once a second (not a primary's: one that refuses
+    // connections, e.g. at max_connections, must not get more attempts).
+    const std::int64_t now = clock_();
+    const bool retry_probe = r == LocalRole::Standby && sample_.hot_standby_active && !probe_ok_ &&
+                             now - probe_retry_ms_ >= 1000;
+    if (retry_probe) probe_retry_ms_ = now;
+    return changed || retry_probe;
+}
+
 void LocalServer::probe() {
     auto rows = conn_->query(
         "SELECT application_name, coalesce(host(client_addr), ''), state, sync_state, "

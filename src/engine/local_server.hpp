@@ -16,6 +16,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/cluster.hpp"
@@ -51,6 +52,13 @@ class LocalServer {
     // The role differs from the one seen at the previous call (promotion
     // finished, recovery ended, ...).
     bool take_role_change();
+    // What members/<me> shows of the server changed since the last call (the
+    // role, hot standby accepting connections, the WAL receiver streaming,
+    // the timeline), or a hot standby accepts connections while the last
+    // probe said it did not (once a second): worth a decision now rather
+    // than a loop later (a rejoined standby is published "running" and
+    // "streaming" as soon as it is, and a switchover to it is accepted).
+    bool take_published_change();
     // One round trip: proves the server accepts connections and reads the walsenders.
     void probe();
     bool probe_ok() const { return probe_ok_; }
@@ -122,7 +130,9 @@ class LocalServer {
     std::int64_t last_follow_ms_ = 0;
     std::int64_t streaming_seen_ms_ = 0;
     std::optional<std::int64_t> recovering_since_ms_;  // first loop that saw Recovering
-    bool promoting_ = false;  // Recovering came after Standby: a promotion
+    bool promoting_ = false;
+    std::tuple<LocalRole, bool, bool, int> published_key_{LocalRole::Stopped, false, false, 0};
+    std::int64_t probe_retry_ms_ = 0;  // Recovering came after Standby: a promotion
     bool start_timeout_read_ = false;
     std::optional<int> start_timeout_s_;
 };

@@ -55,6 +55,7 @@ typedef struct PgHaOutputs
 	bool		promote;			/* request promotion now */
 	bool		flush_wal;			/* flush the WAL written so far (a switchover's catch-up) */
 	bool		promoting;			/* a promotion we asked for is under way: wake the startup process */
+	bool		retry_stream;		/* a standby's stream ended: wake the startup process to retry now */
 	bool		fence;				/* refuse connections and writes from now on */
 	bool		sync_strict_waiting;	/* strict synchronous mode has no synchronous standby */
 	bool		shutdown;			/* shut the postmaster down (after fencing) */

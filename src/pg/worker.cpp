@@ -283,7 +283,7 @@ apply_outputs(const PgHaOutputs *out)
 
 	if (out->promote)
 		request_promotion();
-	if (out->promoting && RecoveryInProgress())
+	if ((out->promoting || out->retry_stream) && RecoveryInProgress())
 		WakeupRecovery();
 	if (out->flush_wal && !RecoveryInProgress())
 		XLogFlush(GetXLogInsertRecPtr());

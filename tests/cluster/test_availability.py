@@ -446,6 +446,45 @@ def test_switchover_right_after_leader_restart(cluster):
     switchover_without_candidate(c, "sql", during=break_streams_until_fenced)
 
 
+def test_switchover_to_a_member_right_after_it_rejoined(cluster):
+    """Issue 14 item 2: a restarted standby is published "running" as soon as
+    it accepts connections (it was "starting" for a whole loop_wait while it
+    already streamed, and a switchover to it was refused with 412 "is not
+    running"). The standby is restarted, and a switchover naming it is asked
+    for the moment the leader sees it stream."""
+    c = cluster
+    wait_members_running(c)
+    p = c.primary()
+    s = c.node(next(n for n in ELIGIBLE if n != p.name))
+    pm = s.postmaster_pid()
+    s.restart_postgres("fast")  # the supervisor starts it again
+    wait_for(lambda: s.postmaster_pid() not in (None, pm), timeout=60, interval=0.05,
+             description="%s's postmaster restarted" % s.name, state=c.diagnostics)
+    t0 = time.monotonic()
+    wait_for(lambda: s.streams_from(p), timeout=60, interval=0.02,
+             description="%s to stream from %s again" % (s.name, p.name), state=c.diagnostics)
+    t_stream = time.monotonic() - t0
+    published = (c.members().get(s.name) or {}).get("state")
+    wait_for(lambda: (c.members().get(s.name) or {}).get("state") == "running", timeout=30, interval=0.02,
+             description="%s's member znode to say running" % s.name, state=c.diagnostics)
+    t_running = time.monotonic() - t0
+    line = ("rejoined standby %s: streaming %.2f s after its postmaster, member znode said %r then, running "
+            "%.2f s after its postmaster (loop_wait %s s)" % (s.name, t_stream, published, t_running,
+                                                             c.dynamic_config().get("loop_wait", LOOP_WAIT)))
+    TIMINGS.append(line)
+    print("\n" + line)
+    # Asked for at once: the leader reads the cluster before it checks.
+    got = sql_as(p, "SELECT ha_switchover('%s')" % s.name)[0][0]
+    assert got == s.name, (got, line)
+    wait_for(lambda: c.leader_name() == s.name and s.is_primary() and s.accepts_writes(), timeout=SWITCH_BOUND,
+             interval=0.1, description="%s to lead" % s.name, state=c.diagnostics)
+    assert t_running - t_stream < 1.0, "the member znode said running %.2f s after the stream: %s" % (
+        t_running - t_stream, line)
+    wait_for(lambda: p.streams_from(s), timeout=HEALTHY_TIMEOUT, interval=0.5,
+             description="%s to stream from %s" % (p.name, s.name), state=c.diagnostics)
+    wait_members_running(c)
+
+
 # --------------------------------------------------------------------------
 # clean stop of the primary
 

@@ -865,3 +865,70 @@ TEST_F(EngineTest, OwnEarlierSessionAtTheSameAddressIsNoConflict) {
     ASSERT_TRUE(run({&n1}, [&] { return server.owner(path("members/pg-1")) == n1.zk->session_id(); }, 100));
     EXPECT_FALSE(n1.logged("another node runs as member"));
 }
+
+// A standby that lost its stream while the leader runs is woken every
+// kStreamRetryEveryMs (not PostgreSQL's 5 s wal_retrieve_retry_interval),
+// and the worker's wait never outlasts the next wake; streaming again, or
+// once the decision says the window is over, it stops.
+TEST_F(EngineTest, AStandbyWithoutItsStreamIsWokenToRetryEveryHalfSecond) {
+    pg2_leads();
+    Node n1(server, clock, "pg-1", false, nullptr);
+    n1.local.primary_conninfo = "host=10.0.0.2 port=5432 user=replicator";
+    n1.local.walreceiver_streaming = false;
+    int wakes = 0;
+    for (int i = 0; i < 30; ++i) {  // 3 s
+        if (n1.step().retry_stream) ++wakes;
+        int fd = -1, wake_fd = -1;
+        bool r = false, w = false;
+        long timeout = 1000;
+        n1.engine->wait_interest(fd, r, w, wake_fd, timeout);
+        if (wakes > 0) {  // once the first decision is in
+            EXPECT_LE(timeout, kStreamRetryEveryMs);
+        }
+        clock.now += 100;
+    }
+    EXPECT_GE(wakes, 5);
+    EXPECT_LE(wakes, 7);
+    n1.local.walreceiver_streaming = true;
+    wakes = 0;
+    for (int i = 0; i < 20; ++i) {
+        if (n1.step().retry_stream) ++wakes;
+        clock.now += 100;
+    }
+    EXPECT_EQ(wakes, 0) << "streaming: nothing to retry";
+}
+
+// Issue 14 item 2: a rejoined standby is published "running" (and
+// "streaming") as soon as it accepts connections, not a loop_wait later;
+// a switchover to it in that window was refused with "is not running".
+TEST_F(EngineTest, ARejoinedStandbyIsPublishedRunningAndStreamingAsSoonAsItIs) {
+    server.put(path("config"), "{\"ttl\":30,\"loop_wait\":10,\"retry_timeout\":10}");
+    pg2_leads();
+    Node n1(server, clock, "pg-1", false, nullptr);
+    n1.local.primary_conninfo = "host=10.0.0.2 port=5432 user=replicator";
+    n1.local.hot_standby_active = false;
+    n1.local.walreceiver_streaming = false;
+    n1.sql.fail_all = true;  // not accepting connections yet
+    auto published = [&] {
+        std::string err;
+        return decode_member("pg-1", server.get(path("members/pg-1")), err).value_or(Member{});
+    };
+    ASSERT_TRUE(run({&n1}, [&] { return server.has(path("members/pg-1")); }, 20, 50));
+    EXPECT_EQ(published().state, "starting");
+    run({&n1}, [] { return false; }, 40, 50);  // 2 s: the first loop's reads are done
+    ASSERT_EQ(published().state, "starting");
+    // Consistent: hot standby accepts connections, and the stream is up.
+    n1.local.hot_standby_active = true;
+    n1.local.walreceiver_streaming = true;
+    n1.sql.fail_all = false;
+    const std::int64_t t0 = clock.now;
+    ASSERT_TRUE(run({&n1}, [&] { return published().state == "running"; }, 40, 50))
+        << server.get(path("members/pg-1"));
+    EXPECT_LE(clock.now - t0, 300) << "a change is published within 250 ms, not at the next loop (10 s)";
+    EXPECT_EQ(published().replication_state, "streaming");
+    // The stream breaks: published at once too.
+    n1.local.walreceiver_streaming = false;
+    const std::int64_t t1 = clock.now;
+    ASSERT_TRUE(run({&n1}, [&] { return published().replication_state != "streaming"; }, 40, 50));
+    EXPECT_LE(clock.now - t1, 300);
+}

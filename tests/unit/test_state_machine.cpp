@@ -621,3 +621,43 @@ TEST(StateMachine, OwnedLeaderZnodeWithForeignContentIsRepairedNotObeyed) {
     d = decide(o);
     EXPECT_FALSE(d.is_leader);
 }
+
+// A standby whose stream ended is woken to retry at once while the leader
+// runs as a primary, within kStreamRetryWindowS of losing the stream.
+TEST(StateMachine, StandbyRetriesItsStreamAtOnceWhileTheLeaderRuns) {
+    auto o = base(LocalRole::Standby);
+    o.cluster.leader = "pg-2";
+    o.cluster.members[1].role = "primary";
+    o.local.upstream_host = "10.0.0.2";
+    o.local.upstream_port = 5432;
+    o.streaming = false;
+    o.not_streaming_s = 1;
+    auto d = decide(o);
+    EXPECT_TRUE(d.retry_stream) << d.message;
+    EXPECT_FALSE(d.has(ActionKind::Follow));
+    o.local.upstream_host = "10.0.0.9";  // re-pointed this loop: retry as well
+    d = decide(o);
+    EXPECT_TRUE(d.has(ActionKind::Follow));
+    EXPECT_TRUE(d.retry_stream);
+    o.local.upstream_host = "10.0.0.2";
+    o.streaming = true;
+    EXPECT_FALSE(decide(o).retry_stream) << "streaming: nothing to retry";
+    o.streaming = false;
+    o.not_streaming_s = kStreamRetryWindowS;
+    EXPECT_FALSE(decide(o).retry_stream) << "past the window: the server's own pace";
+    o.not_streaming_s = 1;
+    o.cluster.members[1].state = "starting";
+    EXPECT_FALSE(decide(o).retry_stream) << "the leader does not run: nothing to connect to";
+    o.cluster.members[1].state = "running";
+    o.cluster.members[1].role = "replica";  // holds the lock, not promoted yet
+    EXPECT_FALSE(decide(o).retry_stream);
+    o.cluster.members[1].role = "primary";
+    for (LocalRole r : {LocalRole::Primary, LocalRole::Recovering, LocalRole::Stopped}) {
+        auto p = o;
+        p.role = r;
+        EXPECT_FALSE(decide(p).retry_stream) << to_string(r);
+    }
+    auto none = o;
+    none.cluster.leader.reset();
+    EXPECT_FALSE(decide(none).retry_stream) << "no leader to stream from";
+}
