@@ -472,15 +472,6 @@ Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) 
             configure_follower(c, *leader, v.config.use_slots);
             return Rejoin::Started;
         }
-        if (leader && path == RejoinPath::FollowCrashed) {
-            info("this standby did not shut down cleanly (state \"" + cluster_state + "\") and is on timeline " +
-                 std::to_string(local_tl) + ", " + leader->name + " leads on timeline " +
-                 std::to_string(leader->timeline) + ": starting it as " + leader->name +
-                 "'s standby (its standby recovery fetches what the local WAL lacks); if its WAL went past the "
-                 "switch point it cannot follow, and it is rewound once stopped cleanly");
-            configure_follower(c, *leader, v.config.use_slots);
-            return Rejoin::Started;
-        }
         // A rewind needs the leader up and running as a primary.
         if (!leader || leader->state != "running" || leader->role != "primary") {
             if (ZkSession::steady_ms() > deadline)
@@ -493,10 +484,11 @@ Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) 
         }
         // A primary that handed over (a switchover: stopped cleanly, the new
         // leader promoted after our shutdown checkpoint) or stopped without a
-        // shutdown checkpoint: if the local WAL ends at or before the point
-        // where the leader's timeline forked from ours, there is nothing to
-        // rewind.
-        if (path == RejoinPath::CheckPrimaryWal) {
+        // shutdown checkpoint, or a standby that did not shut down cleanly:
+        // if the local WAL ends at or before the point where the leader's
+        // timeline forked from ours (and, for a standby, so does what it
+        // replayed: its minimum recovery point), there is nothing to rewind.
+        if (path == RejoinPath::CheckPrimaryWal || path == RejoinPath::FollowCrashed) {
             Lsn end = local_wal_end(pg, cd, local_tl);
             Lsn fork = 0;
             for (const auto &h : v.history)
@@ -508,20 +500,28 @@ Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) 
                 pause_ms(zk, 200);
                 continue;
             }
-            if (end != 0 && fork != 0 && end <= fork) {
+            const auto replayed = parse_lsn(cd["Minimum recovery ending location"]);
+            const bool replayed_ok = path == RejoinPath::CheckPrimaryWal || (replayed && *replayed <= fork);
+            if (end != 0 && fork != 0 && end <= fork && replayed_ok) {
                 info("local WAL ends at " + format_lsn(end) + ", at or before " + leader->name + "'s switch point " +
                      format_lsn(fork) + " on timeline " + std::to_string(local_tl) + ": no rewind needed");
+                if (path == RejoinPath::FollowCrashed)
+                    info("this standby did not shut down cleanly (state \"" + cluster_state +
+                         "\"): it starts as " + leader->name + "'s standby, whose recovery reads what the local WAL "
+                         "lacks from the leader (never crash recovery in single-user mode, which would end it)");
                 for (const char *f : {"/promote", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
                 configure_follower(c, *leader, v.config.use_slots);
                 return Rejoin::Started;
             }
             if (end != 0 && fork != 0)
-                info("local WAL ends at " + format_lsn(end) + ", after the switch point " + format_lsn(fork) + ": rewinding");
+                info("local WAL ends at " + format_lsn(end) + (replayed ? ", replayed to " + format_lsn(*replayed) : "") +
+                     ", switch point " + format_lsn(fork) + ": rewinding");
         }
         info(std::string("this node ") + (was_primary ? "was a primary" : "is a standby on timeline " + std::to_string(local_tl)) +
              " and " + leader->name + " now leads on timeline " + std::to_string(leader->timeline) +
              ": checking for divergence with pg_rewind");
-        ensure_clean_shutdown(pg);
+        if (was_primary) ensure_clean_shutdown(pg);
+        else ensure_clean_standby_shutdown(pg);
         cd = controldata(pg);
         const std::string local_end = cd["Latest checkpoint location"];
         std::string host;

@@ -281,6 +281,32 @@ void ensure_clean_shutdown(const PgData &pg) {
     }
 }
 
+// A standby's directory that did not shut down cleanly, made acceptable to
+// pg_rewind ("shut down in recovery") the way PostgreSQL itself treats it: a
+// start in standby mode on its own timeline (local WAL, and the archive if
+// restore_command is set; no primary, no network, no pg_ha worker, hot
+// standby off so that pg_ctl sees it ready once recovery started) and a fast
+// stop, whose restartpoint marks the control file. Unlike crash recovery in
+// single-user mode it never ends recovery, so it writes no WAL of its own.
+void ensure_clean_standby_shutdown(const PgData &pg) {
+    const std::string state = controldata(pg)["Database cluster state"];
+    if (state == "shut down" || state == "shut down in recovery") return;
+    info("the standby's data directory was not shut down cleanly (state \"" + state +
+         "\"): starting it in standby mode on its own timeline, then stopping it cleanly");
+    if (!file_exists(pg.dir + "/standby.signal")) write_file(pg.dir + "/standby.signal", "");
+    const std::string ctl = shell_quote(pg.program("pg_ctl")) + " -D " + shell_quote(pg.dir);
+    const int started = run(ctl + " start -w -t 120 -o " +
+                            shell_quote("-c hot_standby=off -c primary_conninfo= -c primary_slot_name= "
+                                        "-c recovery_target_timeline=current -c listen_addresses= "
+                                        "-c shared_preload_libraries= -c archive_mode=off"));
+    const int stopped = run(ctl + " stop -m fast -w -t 120");
+    const std::string after = controldata(pg)["Database cluster state"];
+    if (after != "shut down in recovery" && after != "shut down")
+        fail(kExitFailed, "could not stop the standby's data directory cleanly (pg_ctl start exit " +
+                              std::to_string(started) + ", stop exit " + std::to_string(stopped) + ", state \"" +
+                              after + "\"); the data directory is kept");
+}
+
 void initdb(const PgData &pg, const std::string &superuser, const std::string &password) {
     const std::string pwfile = pg.dir + ".pwfile";
     write_file(pwfile, password.empty() ? "postgres\n" : password + "\n");

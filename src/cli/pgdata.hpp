@@ -64,6 +64,9 @@ Lsn local_wal_end(const PgData &pg, const std::map<std::string, std::string> &cd
 // Crash recovery in single-user mode when the directory was not shut down
 // cleanly, so that pg_rewind accepts it. Throws when recovery fails.
 void ensure_clean_shutdown(const PgData &pg);
+// The same for a standby's directory ("in archive recovery"): a start in
+// standby mode on its own timeline and a fast stop. Throws when it fails.
+void ensure_clean_standby_shutdown(const PgData &pg);
 
 // initdb with pg_ha's options (UTF8, C.UTF-8, checksums, peer/scram-sha-256). Throws.
 void initdb(const PgData &pg, const std::string &superuser, const std::string &password);

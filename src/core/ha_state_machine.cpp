@@ -257,7 +257,12 @@ void decide_with_other_leader(const Observation &obs, Decision &d) {
                 d.message = "cannot follow " + leader + ": not streaming for " + std::to_string(obs.not_streaming_s) +
                             " s and still on timeline " + std::to_string(obs.local.timeline) + " (the leader is on " +
                             std::to_string(lm->timeline) + "); restarting through pg_hactl boot to rewind";
-                d.actions.push_back(act(ActionKind::Demote));
+                // Named: a clean (fast) stop, which pg_rewind accepts as it
+                // is ("shut down in recovery"); the immediate one is for a
+                // primary cut off from ZooKeeper.
+                Action a = act(ActionKind::Demote);
+                a.target = leader;
+                d.actions.push_back(a);
                 return;
             }
             d.message = "no action: I am (" + obs.me + ") a secondary and I am following a leader (" + leader + ")";

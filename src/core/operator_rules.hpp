@@ -131,14 +131,16 @@ std::string crash_failover_target(const ClusterView &view, const std::string &me
 //   Follow          a standby directory on the leader's timeline: follow it.
 //   FollowCrashed   a standby directory that did not shut down cleanly ("in
 //                   archive recovery": a crashed standby, or a rewind whose
-//                   server never started), on an older timeline: start it as
-//                   the leader's standby. PostgreSQL's standby recovery reads
-//                   what its pg_wal lacks from the leader; crash recovery in
-//                   single-user mode would end recovery on the old timeline
-//                   and reads a segment of the new timeline whose start the
-//                   walreceiver never wrote. If it went past the fork it
-//                   cannot follow, and the worker restarts it through boot
-//                   (then shut down cleanly) to rewind.
+//                   server never started), on an older timeline. If its WAL
+//                   ends, and its minimum recovery point lies, at or before
+//                   the leader's switch point, it starts as the leader's
+//                   standby (PostgreSQL's standby recovery reads what its
+//                   pg_wal lacks from the leader). Otherwise it is started in
+//                   standby mode on its own timeline and stopped cleanly,
+//                   then rewound. Never crash recovery in single-user mode:
+//                   that ends recovery on the old timeline, without the
+//                   archive or the leader, and once read a segment of the new
+//                   timeline whose start the walreceiver never wrote.
 //   CheckPrimaryWal a primary's directory ("in production", "shut down"):
 //                   rewind only if its WAL ends after the leader's fork.
 //   Rewind          pg_rewind (a primary's directory that is not shut down is

@@ -5,6 +5,9 @@ ZooKeeper comes back as a read-only standby (issue 9 item 9). Timings: ttl 10 / 
 retry_timeout 2. Each test asserts with the split-brain checker."""
 import time
 
+import pytest
+
+import harness
 from harness import wait_for
 from splitbrain import SplitBrainChecker
 from test_failover import FAST, LOOP_WAIT, TTL, check, start_cluster, wait_new_leader, wait_streaming
@@ -68,12 +71,20 @@ def test_failsafe_standby_restart_keeps_its_promise(make_cluster):
     sb.check()
 
 
-def test_fenced_primary_comes_back_read_only_and_follows(make_cluster):
+@pytest.mark.parametrize("then", ["heal", "power_cut_then_heal"])
+def test_fenced_primary_comes_back_read_only_and_follows(make_cluster, then):
     """Issue 9 item 9: the primary is cut off from everything (the test
     process still reaches it). It fences and shuts down; pg_hactl boot cannot
     reach ZooKeeper, so it starts the data directory as a read-only standby:
     reads are served, writes refused, /replica answers 200, while still cut
-    off. Healed, it follows (rewinding if needed) the new leader."""
+    off. Healed, it follows (rewinding if needed) the new leader.
+    power_cut_then_heal: the read-only standby's host is killed while cut off
+    (its data directory: a standby's, not shut down cleanly, with WAL past
+    the new timeline's switch point). pg_hactl boot starts it in standby mode
+    on its own timeline, stops it cleanly and rewinds it; crash recovery in
+    single-user mode would end its recovery, and following the leader as it
+    is fails at every start ("requested timeline 2 does not contain minimum
+    recovery point")."""
     c = start_cluster(make_cluster)
     old = c.node("pg-1")
     with SplitBrainChecker(c) as sb, c.leader_watch() as lw:
@@ -106,9 +117,26 @@ def test_fenced_primary_comes_back_read_only_and_follows(make_cluster):
         check(replica, "/replica on the read-only fenced node did not answer 200", c)
         print("fenced primary: read-only standby %.1fs after the cut (new leader %s at %.1fs)"
               % (t_back - t_cut, new.name, t_elect - t_cut))
+        log_at = harness.log_size(old)
+        if then == "power_cut_then_heal":
+            old.kill_host()
         old.host.heal()
+        if then == "power_cut_then_heal":
+            old.start_host()
         t_heal = time.monotonic()
         wait_streaming(c, old, new)
+        since = harness.log_since(old, log_at)
+        check("single-user mode" not in since, "a standby's directory went through single-user crash recovery", c)
+        if then == "power_cut_then_heal":
+            # Its WAL usually goes past the switch point (the writer's last
+            # commits, never acknowledged): then a clean standby stop and
+            # pg_rewind; else it simply follows.
+            clean_stop = "starting it in standby mode on its own timeline" in since
+            check((clean_stop and "running: '" in since and "pg_rewind" in since) or "no rewind needed" in since,
+                  "the killed read-only standby rejoined neither through a clean standby stop and pg_rewind nor "
+                  "as a follower:\n" + since[-3000:], c)
+            print("killed read-only standby: %s" % ("clean standby stop, then pg_rewind" if clean_stop
+                                                    else "no rewind needed"))
         print("fenced primary: streaming from %s %.1fs after the heal" % (new.name, time.monotonic() - t_heal))
         check(not sb.acks_after(old, t_elect), "%s acknowledged writes after the election" % old.name, c,
               sb.summary)

@@ -592,6 +592,8 @@ TEST(StateMachine, StandbyStuckOnAnOldTimelineRestartsToRewind) {
     auto d = decide(o);
     ASSERT_TRUE(d.has(ActionKind::Demote)) << d.message;
     EXPECT_NE(d.message.find("rewind"), std::string::npos);
+    // a named demotion stops cleanly: pg_rewind takes "shut down in recovery"
+    EXPECT_EQ(d.find(ActionKind::Demote)->target, "pg-2");
     o.not_streaming_s = 5;  // just reconnecting
     EXPECT_FALSE(decide(o).has(ActionKind::Demote));
     o.not_streaming_s = 45;
