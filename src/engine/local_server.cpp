@@ -32,7 +32,23 @@ std::string int_array(const std::vector<int> &v) {
 LocalServer::LocalServer(std::unique_ptr<SqlConn> conn, const EngineSettings &s, Outbox &out, Clock clock)
     : conn_(std::move(conn)), s_(s), out_(out), clock_(std::move(clock)) {}
 
-void LocalServer::observe(const LocalSample &sample) { sample_ = sample; }
+// A WAL receiver that connects to a leader whose timeline forked before our
+// position streams for a few milliseconds ("End of WAL reached on timeline
+// 1") every retry: such blips are not streaming. Only a stream seen for at
+// least kSteadyStreamMs counts for not_streaming_s() (the "cannot follow"
+// rule and the stream retry window); what is published is the sample.
+void LocalServer::observe(const LocalSample &sample) {
+    sample_ = sample;
+    const std::int64_t now = clock_();
+    if (!sample_.walreceiver_streaming || role() != LocalRole::Standby) {
+        stream_started_ms_ = 0;
+        steady_streaming_ = false;
+    } else {
+        if (stream_started_ms_ == 0) stream_started_ms_ = now;
+        steady_streaming_ = now - stream_started_ms_ >= kSteadyStreamMs;
+    }
+    if (role() != LocalRole::Standby || steady_streaming_ || streaming_seen_ms_ == 0) streaming_seen_ms_ = now;
+}
 
 LocalRole LocalServer::role() const {
     if (sample_.server_version == 0) return LocalRole::Stopped;
@@ -109,8 +125,7 @@ LocalState LocalServer::state() const {
 
 int LocalServer::not_streaming_s() {
     const std::int64_t now = clock_();
-    if (role() != LocalRole::Standby || sample_.walreceiver_streaming || streaming_seen_ms_ == 0)
-        streaming_seen_ms_ = now;
+    if (role() != LocalRole::Standby || steady_streaming_ || streaming_seen_ms_ == 0) streaming_seen_ms_ = now;
     return static_cast<int>((now - streaming_seen_ms_) / 1000);
 }
 

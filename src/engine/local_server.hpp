@@ -128,7 +128,10 @@ class LocalServer {
     std::vector<WalSender> replication_;
     LocalRole last_role_ = LocalRole::Stopped;
     std::int64_t last_follow_ms_ = 0;
-    std::int64_t streaming_seen_ms_ = 0;
+    std::int64_t streaming_seen_ms_ = 0;  // the last step with a steady stream (observe())
+    std::int64_t stream_started_ms_ = 0;  // the WAL receiver streams since (0: it does not)
+    bool steady_streaming_ = false;       // ... for at least kSteadyStreamMs
+    static constexpr std::int64_t kSteadyStreamMs = 1000;
     std::optional<std::int64_t> recovering_since_ms_;  // first loop that saw Recovering
     bool promoting_ = false;
     std::tuple<LocalRole, bool, bool, int> published_key_{LocalRole::Stopped, false, false, 0};

@@ -932,3 +932,45 @@ TEST_F(EngineTest, ARejoinedStandbyIsPublishedRunningAndStreamingAsSoonAsItIs) {
     ASSERT_TRUE(run({&n1}, [&] { return published().replication_state != "streaming"; }, 40, 50));
     EXPECT_LE(clock.now - t1, 300);
 }
+
+// A standby whose timeline forked before its position: every retry of its
+// WAL receiver streams for a few milliseconds and ends ("End of WAL reached
+// on timeline 1"). Those blips are not streaming: after 30 s it restarts
+// through pg_hactl boot to be rewound (a fast stop: named demotion), even
+// while it is woken to retry every 500 ms. (With every blip counted, the
+// 500 ms retries kept the rule from ever firing: a CI run's fenced primary
+// never rejoined.)
+TEST_F(EngineTest, WalReceiverBlipsDoNotHideAStandbyThatCannotFollow) {
+    server.put(path("leader"), "pg-2", 555);
+    Member m;
+    m.name = "pg-2";
+    m.role = "primary";
+    m.state = "running";
+    m.conn_url = "postgres://10.0.0.2:5432/postgres";
+    m.api_url = "http://10.0.0.2:8008/patroni";
+    m.xlog_location = 5000;
+    m.timeline = 2;  // it promoted: a new timeline
+    server.put(path("members/pg-2"), encode_member(m), 555);
+    server.live_sessions.insert(555);
+    Node n1(server, clock, "pg-1", false, nullptr);
+    n1.local.primary_conninfo = "host=10.0.0.2 port=5432 user=replicator";
+    n1.local.hot_standby_active = true;
+    bool demoted = false;
+    int blips = 0;
+    for (int i = 0; i < 900 && !demoted; ++i) {  // 45 s of 50 ms steps
+        // a blip of one step every 500 ms (each woken retry)
+        n1.local.walreceiver_streaming = i % 10 == 0;
+        blips += n1.local.walreceiver_streaming ? 1 : 0;
+        n1.step();
+        demoted = n1.last.shutdown || n1.logged("cannot follow pg-2");
+        clock.now += 50;
+    }
+    EXPECT_TRUE(demoted) << "still waiting after " << blips << " blips";
+    EXPECT_TRUE(n1.logged("cannot follow pg-2"));
+    for (int i = 0; i < 20 && !n1.last.shutdown; ++i) {
+        n1.step();
+        clock.now += 50;
+    }
+    EXPECT_TRUE(n1.last.shutdown);
+    EXPECT_FALSE(n1.last.shutdown_immediate) << "a standby stops cleanly";
+}
