@@ -508,7 +508,7 @@ Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) 
                 if (path == RejoinPath::FollowCrashed)
                     info("this standby did not shut down cleanly (state \"" + cluster_state +
                          "\"): it starts as " + leader->name + "'s standby, whose recovery reads what the local WAL "
-                         "lacks from the leader (never crash recovery in single-user mode, which would end it)");
+                         "lacks from the leader (no crash recovery of its own, which would end it)");
                 for (const char *f : {"/promote", "/recovery.signal"}) std::remove((c.pgdata + f).c_str());
                 configure_follower(c, *leader, v.config.use_slots);
                 return Rejoin::Started;
