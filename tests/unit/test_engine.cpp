@@ -58,7 +58,7 @@ class FakeSql final : public SqlConn {
     std::string err_ = "scripted error";
 };
 
-std::string member_json(const std::string &name, const std::string &role, Lsn pos) {
+std::string member_json(const std::string &name, const std::string &role, Lsn pos, int timeline = 1) {
     Member m;
     m.name = name;
     m.role = role;
@@ -66,7 +66,7 @@ std::string member_json(const std::string &name, const std::string &role, Lsn po
     m.conn_url = "postgres://10.0.0." + name.substr(3) + ":5432/postgres";
     m.api_url = "http://10.0.0." + name.substr(3) + ":8008/patroni";
     m.xlog_location = pos;
-    m.timeline = 1;
+    m.timeline = timeline;
     if (role == "replica") m.replication_state = "streaming";
     return encode_member(m);
 }
@@ -942,15 +942,7 @@ TEST_F(EngineTest, ARejoinedStandbyIsPublishedRunningAndStreamingAsSoonAsItIs) {
 // never rejoined.)
 TEST_F(EngineTest, WalReceiverBlipsDoNotHideAStandbyThatCannotFollow) {
     server.put(path("leader"), "pg-2", 555);
-    Member m;
-    m.name = "pg-2";
-    m.role = "primary";
-    m.state = "running";
-    m.conn_url = "postgres://10.0.0.2:5432/postgres";
-    m.api_url = "http://10.0.0.2:8008/patroni";
-    m.xlog_location = 5000;
-    m.timeline = 2;  // it promoted: a new timeline
-    server.put(path("members/pg-2"), encode_member(m), 555);
+    server.put(path("members/pg-2"), member_json("pg-2", "primary", 5000, 2), 555);  // promoted: timeline 2
     server.live_sessions.insert(555);
     Node n1(server, clock, "pg-1", false, nullptr);
     n1.local.primary_conninfo = "host=10.0.0.2 port=5432 user=replicator";
