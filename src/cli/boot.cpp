@@ -514,7 +514,8 @@ Rejoin rejoin_existing(const NodeConfig &c, ZkSession &zk, ClusterStore &store) 
                 return Rejoin::Started;
             }
             if (end != 0 && fork != 0)
-                info("local WAL ends at " + format_lsn(end) + (replayed ? ", replayed to " + format_lsn(*replayed) : "") +
+                info("local WAL ends at " + format_lsn(end) +
+                     (path == RejoinPath::FollowCrashed && replayed ? ", replayed to " + format_lsn(*replayed) : "") +
                      ", switch point " + format_lsn(fork) + ": rewinding");
         }
         info(std::string("this node ") + (was_primary ? "was a primary" : "is a standby on timeline " + std::to_string(local_tl)) +
