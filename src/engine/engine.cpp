@@ -135,7 +135,7 @@ void Engine::wait_interest(int &zk_fd, bool &zk_read, bool &zk_write, int &wake_
     if (promoting(clock_())) timeout_ms = std::min<long>(timeout_ms, 20);
     if (publish_due_)
         timeout_ms = std::min<long>(timeout_ms, std::max<long>(1, publish_decided_ms_ + kPublishChangeEveryMs - clock_()));
-    if (retry_stream_ && !local_.sample().walreceiver_streaming)
+    if (stream_retry_wanted())
         timeout_ms = std::min<long>(timeout_ms, std::max<long>(1, stream_retry_ms_ + kStreamRetryEveryMs - clock_()));
     if (bg_.pending() > 0 && api_ == nullptr) timeout_ms = 0;  // inline jobs (tests) signal nothing
     timeout_ms = std::max<long>(0, std::min<long>(timeout_ms, 1000));
@@ -484,9 +484,8 @@ NodeView Engine::node_view(const LocalState &ls) {
 
 // Only while the server still is a standby whose WAL receiver does not
 // stream: the decision is a loop old, the sample is this step's.
-bool Engine::stream_retry_due(std::int64_t now) const {
-    return retry_stream_ && local_.role() == LocalRole::Standby && !local_.sample().walreceiver_streaming &&
-           now - stream_retry_ms_ >= kStreamRetryEveryMs;
+bool Engine::stream_retry_wanted() const {
+    return retry_stream_ && local_.role() == LocalRole::Standby && !local_.sample().walreceiver_streaming;
 }
 
 StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk_readable, bool zk_writable,
@@ -536,7 +535,7 @@ StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk
     r.promote = out_.promote;
     out_.promote = false;
     r.promoting = promoting(clock_());
-    if (stream_retry_due(now)) {
+    if (stream_retry_wanted() && now - stream_retry_ms_ >= kStreamRetryEveryMs) {
         r.retry_stream = true;
         stream_retry_ms_ = now;
     }

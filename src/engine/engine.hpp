@@ -155,7 +155,7 @@ class Engine {
     bool publish_due_ = false;
     std::int64_t publish_decided_ms_ = 0;
     std::int64_t stream_retry_ms_ = 0;  // when the startup process was last woken for it
-    bool stream_retry_due(std::int64_t now) const;
+    bool stream_retry_wanted() const;
     std::int64_t promote_requested_ms_ = 0;
     bool promoting(std::int64_t now) const {
         return promote_requested_ms_ != 0 && now - promote_requested_ms_ < 10000 && local_.role() != LocalRole::Primary;

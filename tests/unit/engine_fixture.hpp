@@ -172,17 +172,20 @@ class EngineTest : public ::testing::Test {
     }
 };
 
+// A peer's 200 answer to `r` with `body`.
+inline PeerReply answered(const PeerRequest &r, std::string body) {
+    PeerReply rep;
+    rep.name = r.name;
+    rep.ok = true;
+    rep.status = 200;
+    rep.body = std::move(body);
+    return rep;
+}
+
 inline PeerHttp peers_behind(Lsn pos) {
     return [pos](const std::vector<PeerRequest> &reqs, int) {
         std::vector<PeerReply> out;
-        for (const auto &r : reqs) {
-            PeerReply rep;
-            rep.name = r.name;
-            rep.ok = true;
-            rep.status = 200;
-            rep.body = replica_status(pos);
-            out.push_back(rep);
-        }
+        for (const auto &r : reqs) out.push_back(answered(r, replica_status(pos)));
         return out;
     };
 }

@@ -465,17 +465,8 @@ PeerHttp peers_accepting(int *posts, int promise_ms = 10000) {
     return [posts, promise_ms](const std::vector<PeerRequest> &reqs, int) {
         std::vector<PeerReply> out;
         for (const auto &r : reqs) {
-            PeerReply rep;
-            rep.name = r.name;
-            rep.ok = true;
-            rep.status = 200;
-            if (r.method == "POST") {
-                ++*posts;
-                rep.body = failsafe_accepted_body(promise_ms);
-            } else {
-                rep.body = replica_status(0);
-            }
-            out.push_back(rep);
+            if (r.method == "POST") ++*posts;
+            out.push_back(answered(r, r.method == "POST" ? failsafe_accepted_body(promise_ms) : replica_status(0)));
         }
         return out;
     };
