@@ -26,6 +26,7 @@
 #include "cli/stop.hpp"
 #include "core/cluster.hpp"
 #include "core/conninfo.hpp"
+#include "core/failover_slots.hpp"
 #include "core/dynamic_config.hpp"
 #include "core/json_text.hpp"
 #include "core/operator_rules.hpp"
@@ -132,13 +133,7 @@ void leader_address(const Member &leader, std::string &host, int &port) {
 }
 
 std::string primary_conninfo(const NodeConfig &c, const std::string &host, int port) {
-    return build_conninfo({{"user", c.repl_user},
-                           {"password", c.repl_password},
-                           {"host", host},
-                           {"port", std::to_string(port)},
-                           {"application_name", c.name},
-                           {"sslmode", "prefer"},
-                           {"connect_timeout", "5"}});
+    return replication_conninfo(c.repl_user, c.repl_password, host, port, c.name);
 }
 
 void configure_follower(const NodeConfig &c, const Member &leader, bool use_slots) {
@@ -624,11 +619,10 @@ void write_cluster_parameters(const NodeConfig &c) {
     if (!v.config_present) return;
     std::string major = read_file(c.pgdata + "/PG_VERSION");
     const int version = std::atoi(major.c_str()) * 10000;
-    const ClusterParameters cp = cluster_parameters(v.config.raw, c.local_parameters, c.dcs_shell_parameters, version);
+    std::vector<std::string> keep, removed;
+    const ClusterParameters cp = member_parameters(v.config, c.local_parameters, c.dcs_shell_parameters, version, keep);
     for (const auto &why : cp.skipped) info("config key postgresql.parameters." + why);
     // Parameters no longer in the config key (or now set locally) leave pg_ha.auto.conf.
-    std::vector<std::string> keep, removed;
-    for (const auto &kv : cp.apply) keep.push_back(kv.first);
     if (!remove_other_server_conf_keys(c.pgdata, keep, removed, err)) die(err);
     if (!removed.empty()) {
         std::string list;

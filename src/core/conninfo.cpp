@@ -249,4 +249,16 @@ void parse_conninfo_host_port(const std::string &conninfo, std::string &host, in
     if (port == 0) port = 5432;
 }
 
+std::string replication_conninfo(const std::string &user, const std::string &password, const std::string &host,
+                                 int port, const std::string &member_name) {
+    return build_conninfo({{"user", user},
+                           {"password", password},
+                           {"host", host},
+                           {"port", std::to_string(port)},
+                           {"dbname", "postgres"},
+                           {"application_name", member_name},
+                           {"sslmode", "prefer"},
+                           {"connect_timeout", "5"}});
+}
+
 }  // namespace pgha

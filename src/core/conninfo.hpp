@@ -26,6 +26,14 @@ std::string conninfo_quote(const std::string &value);
 // (host, port, user, password, dbname, application_name, ...).
 std::string build_conninfo(const ConninfoPairs &kv);
 
+// The primary_conninfo of a standby (pg_hactl boot and the worker write the
+// same): the replication role, the leader's host and port, this member's name
+// as application_name (synchronous_standby_names names it), and dbname
+// "postgres", which physical replication ignores and PostgreSQL 17's slot
+// sync worker needs (core/failover_slots).
+std::string replication_conninfo(const std::string &user, const std::string &password, const std::string &host,
+                                 int port, const std::string &member_name);
+
 // Parses a conninfo as libpq does: "key = value" pairs separated by
 // whitespace, values bare (backslash escapes the next character) or in single
 // quotes (backslash escapes inside), or a postgres:// / postgresql:// URI.

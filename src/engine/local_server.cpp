@@ -172,13 +172,8 @@ void LocalServer::follow(const Member &leader, bool use_slots) {
     std::string host;
     int port = 0;
     if (!parse_conn_url(leader.conn_url, host, port)) return;
-    const std::string conninfo = build_conninfo({{"user", s_.replication_user},
-                                                 {"password", s_.replication_password},
-                                                 {"host", host},
-                                                 {"port", std::to_string(port)},
-                                                 {"application_name", s_.node_name},
-                                                 {"sslmode", "prefer"},
-                                                 {"connect_timeout", "5"}});
+    const std::string conninfo =
+        replication_conninfo(s_.replication_user, s_.replication_password, host, port, s_.node_name);
     std::vector<std::pair<std::string, std::string>> params{{"primary_conninfo", conninfo}};
     if (use_slots) params.emplace_back("primary_slot_name", slot_name_for_member(s_.node_name));
     std::string error;

@@ -72,6 +72,23 @@ TEST(Conninfo, HostilePasswordRoundTripsThroughLibpq) {
     EXPECT_EQ(port, 5433);
 }
 
+// The standby's primary_conninfo (pg_hactl boot and the worker share it):
+// libpq reads every field back, and it names a database (PostgreSQL 17's slot
+// sync worker refuses a primary_conninfo without one).
+TEST(Conninfo, ReplicationConninfoNamesTheMemberAndADatabase) {
+    const std::string ci = replication_conninfo("repl", "pw'x", "10.0.0.3", 5432, "pg-2");
+    std::string error;
+    auto libpq = libpq_parse(ci, error);
+    ASSERT_TRUE(error.empty()) << error;
+    EXPECT_EQ(libpq["user"], "repl");
+    EXPECT_EQ(libpq["password"], "pw'x");
+    EXPECT_EQ(libpq["host"], "10.0.0.3");
+    EXPECT_EQ(libpq["port"], "5432");
+    EXPECT_EQ(libpq["application_name"], "pg-2");
+    EXPECT_EQ(libpq["dbname"], "postgres");
+    EXPECT_EQ(libpq["connect_timeout"], "5");
+}
+
 TEST(Conninfo, EmptyValuesAreLeftOut) {
     // An unquoted empty value would swallow the next pair ("password= host=x"
     // is a password of "host=x" to libpq); left out, libpq uses its default.
