@@ -109,6 +109,7 @@ json DynamicConfig::to_json() const {
     j["failsafe_mode"] = failsafe_mode;
     j["use_pg_rewind"] = use_pg_rewind;
     j["use_slots"] = use_slots;
+    j["logical_slot_failover"] = logical_slot_failover;
     j["remove_data_directory_on_rewind_failure"] = remove_data_directory_on_rewind_failure;
     if (pause) j["pause"] = true; else j.erase("pause");
     return j;
@@ -143,6 +144,7 @@ DynamicConfig DynamicConfig::from_json(const json &j, std::vector<std::string> &
     read_bool(j, "pause", c.pause, errors);
     read_bool(j, "failsafe_mode", c.failsafe_mode, errors);
     read_bool(j, "remove_data_directory_on_rewind_failure", c.remove_data_directory_on_rewind_failure, errors);
+    read_bool(j, "logical_slot_failover", c.logical_slot_failover, errors);
     if (auto t = j.find("member_slots_ttl"); t != j.end() && !t->is_null()) {
         int secs = 0;
         std::string why;

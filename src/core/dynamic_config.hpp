@@ -32,6 +32,10 @@ struct DynamicConfig {
     int member_slots_ttl = 1800;           // seconds a departed member's slot is kept (Patroni 4); 0: drop at once
     std::vector<IgnoreSlot> ignore_slots;  // slots pg_ha never drops
     std::set<std::string> permanent_slots; // the `slots` key's physical slots (created, kept)
+    // PostgreSQL 17+: keep failover logical slots on the standbys
+    // (core/failover_slots: sync_replication_slots, hot_standby_feedback,
+    // synchronized_standby_slots).
+    bool logical_slot_failover = true;
     nlohmann::json raw = nlohmann::json::object();  // the whole znode, unknown keys kept
     // What from_json adjusted as Patroni does (a timing below its minimum,
     // loop_wait + 2*retry_timeout > ttl), one warning each; `raw` keeps the

@@ -1,5 +1,6 @@
 #include "engine/engine.hpp"
 
+#include "core/failover_slots.hpp"
 #include "core/patroni_parameters.hpp"
 #include "core/json_text.hpp"
 
@@ -241,6 +242,10 @@ void Engine::apply_cluster_parameters() {
     std::string wanted = "{}";
     if (auto pg = view.config.raw.find("postgresql"); pg != view.config.raw.end() && pg->is_object())
         if (auto p = pg->find("parameters"); p != pg->end()) wanted = p->dump();
+    // While failover logical slots are kept, their parameters are pg_ha's,
+    // not the config key's: turning that on or off applies again.
+    const int version = local_.sample().server_version;
+    if (failover_slots_active(version, view.config)) wanted += " +failover slots";
     if (wanted == applied_parameters_) return;  // (empty at start: the first pass always runs)
     std::set<std::string> local;
     std::string error;
@@ -249,13 +254,11 @@ void Engine::apply_cluster_parameters() {
         return;
     }
     applied_parameters_ = wanted;
-    const ClusterParameters cp =
-        cluster_parameters(view.config.raw, local, s_.dcs_shell_parameters, local_.sample().server_version);
+    std::vector<std::string> keep, removed;
+    const ClusterParameters cp = member_parameters(view.config, local, s_.dcs_shell_parameters, version, keep);
     for (const auto &why : cp.skipped) out_.log("config key postgresql.parameters." + why);
     // Parameters taken out of the config key (or now set locally) go back to
     // the server's default or the local value.
-    std::vector<std::string> keep, removed;
-    for (const auto &kv : cp.apply) keep.push_back(kv.first);
     if (!local_.remove_other_parameters(keep, removed, error)) {
         out_.log("cannot remove parameters no longer in the config key: " + error);
         applied_parameters_.clear();  // try again next loop

@@ -9,8 +9,10 @@ SlotKeeper::SlotKeeper(const std::string &me, ClusterLink &link, LocalServer &lo
 
 void SlotKeeper::tick(bool run, bool leading, Lsn write_lsn) {
     const ClusterView &view = link_.view();
+    if (!run) listed_ = false;
     if (!run || !view.config.use_slots) {
         if (!leading) retain_.clear();
+        if (run) keep_failover_settings(view);  // inactive without use_slots
         return;
     }
     const std::int64_t now = clock_();
@@ -28,8 +30,15 @@ void SlotKeeper::tick(bool run, bool leading, Lsn write_lsn) {
     }
     // Seen now, even between runs: a departed member's ttl counts from its last loop.
     for (const auto &m : in.member_slots) last_seen_[m.first] = now;
-    if (key == last_key_ && now - last_run_ms_ < 5000) return;
+    if (key == last_key_ && now - last_run_ms_ < 5000) {
+        keep_failover_settings(view);
+        return;
+    }
     if (!local_.list_slots(in.existing)) return;
+    physical_.clear();
+    for (const auto &row : in.existing)
+        if (row.type == "physical") physical_.insert(row.name);
+    listed_ = true;
     last_key_ = key;
     last_run_ms_ = now;
     in.retain_from_status = view.status_retain_slots;
@@ -42,6 +51,42 @@ void SlotKeeper::tick(bool run, bool leading, Lsn write_lsn) {
     retain_ = leading ? p.retain : std::vector<std::string>{};
     if (leading && p.retain != view.status_retain_slots)
         link_.set_or_create("status", encode_status(write_lsn, p.retain));
+    keep_failover_settings(view);
+}
+
+// The settings of failover logical slots, written when they change (the list
+// follows the members that may be promoted). Nothing is written before this
+// node's slots were listed once, so the list never names a slot that is not here.
+void SlotKeeper::keep_failover_settings(const ClusterView &view) {
+    FailoverSlotInputs in;
+    in.server_version = local_.sample().server_version;
+    in.me = me_;
+    in.view = &view;
+    in.physical_slots = physical_;
+    const FailoverSlotPlan p = plan_failover_slots(in);
+    if (!p.active) {
+        if (owned_) out_.log("failover logical slots: settings no longer kept by pg_ha (" + p.inactive_why + ")");
+        owned_ = false;
+        failover_applied_.clear();
+        return;
+    }
+    if (!listed_ || p.params == failover_applied_) return;
+    const std::int64_t now = clock_();
+    if (failover_tried_ms_ >= 0 && now - failover_tried_ms_ < 5000) return;
+    std::string error;
+    if (!local_.set_parameters(p.params, error)) {
+        failover_tried_ms_ = now;
+        out_.log("failover logical slots: cannot set hot_standby_feedback, sync_replication_slots and "
+                 "synchronized_standby_slots: " + error);
+        return;
+    }
+    failover_tried_ms_ = -1;
+    if (!owned_) out_.log("failover logical slots: hot_standby_feedback and sync_replication_slots on");
+    for (const auto &kv : p.params)
+        if (kv.first == "synchronized_standby_slots")
+            out_.log("failover logical slots: synchronized_standby_slots = '" + kv.second + "'");
+    owned_ = true;
+    failover_applied_ = p.params;
 }
 
 }  // namespace pgha

@@ -2,7 +2,9 @@
 // slot for every member and publishes the ones it keeps (`status`
 // retain_slots); every node drops slots unused longer than member_slots_ttl
 // and moves a standby's member slots forward. The rules are in
-// core/slot_rules; this part runs them against the server.
+// core/slot_rules; this part runs them against the server. It also keeps
+// the settings of PostgreSQL 17's failover logical slots
+// (core/failover_slots), whose list names those physical slots.
 //
 // Thread affinity: the worker's loop only.
 #pragma once
@@ -11,10 +13,12 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "core/cluster.hpp"
+#include "core/failover_slots.hpp"
 #include "engine/cluster_link.hpp"
 #include "engine/deps.hpp"
 #include "engine/local_server.hpp"
@@ -32,8 +36,9 @@ class SlotKeeper {
     void tick(bool run, bool leading, Lsn write_lsn);
     // What the leader keeps, for every write of the status key.
     const std::vector<std::string> &retain() const { return retain_; }
-
   private:
+    void keep_failover_settings(const ClusterView &view);
+
     std::string me_;
     ClusterLink &link_;
     LocalServer &local_;
@@ -43,6 +48,11 @@ class SlotKeeper {
     std::int64_t last_run_ms_ = 0;
     std::vector<std::string> retain_;
     std::string last_key_;  // role + member slots of the last run
+    std::set<std::string> physical_;  // physical slots on this node at the last listing
+    bool listed_ = false;             // physical_ was read since the server last ran
+    bool owned_ = false;  // the settings were written (failover slots active)
+    ConfParams failover_applied_;     // what keep_failover_settings last wrote
+    std::int64_t failover_tried_ms_ = -1;  // last failed write (retried after 5 s)
 };
 
 }  // namespace pgha

@@ -36,12 +36,16 @@ struct SqlScript {
     Lsn insert_lsn = 5000, standby_flush = 5000;
     bool pending_restart = false;  // pg_settings.pending_restart somewhere
     bool caller_active = false;    // pg_stat_activity: the SQL caller still runs its statement
+    SqlRows slots;                 // pg_replication_slots rows (list_slots' columns)
+    // Set: pg_file_settings says every parameter asked about is set last in
+    // <conf_dir>/pg_ha.auto.conf (as with pg_hactl boot's include line).
+    std::string conf_dir;
 };
 
 class FakeSql final : public SqlConn {
   public:
     explicit FakeSql(SqlScript &s) : s_(s) {}
-    std::optional<SqlRows> query(const std::string &sql, const std::vector<std::string> &) override {
+    std::optional<SqlRows> query(const std::string &sql, const std::vector<std::string> &params) override {
         s_.ran.push_back(sql);
         if (s_.throw_all) throw std::runtime_error("scripted failure in " + sql.substr(0, 20));
         if (s_.fail_all) return std::nullopt;
@@ -51,6 +55,17 @@ class FakeSql final : public SqlConn {
         if (sql.find("count(*)") != std::string::npos) return SqlRows{{"0"}};
         if (sql.find("state = 'active'") != std::string::npos)
             return s_.caller_active ? SqlRows{{"1"}} : SqlRows{};
+        if (sql.find("slot_name, slot_type") != std::string::npos) return s_.slots;
+        if (!s_.conf_dir.empty() && sql.find("DISTINCT ON (name)") != std::string::npos && !params.empty()) {
+            SqlRows rows;  // params[0]: "{name,name}"
+            std::string names = params[0].substr(1, params[0].size() - 2);
+            for (std::size_t at = 0; at <= names.size();) {
+                const std::size_t comma = std::min(names.find(',', at), names.size());
+                rows.push_back({names.substr(at, comma - at), s_.conf_dir + "/pg_ha.auto.conf"});
+                at = comma + 1;
+            }
+            return rows;
+        }
         return SqlRows{};
     }
     const std::string &error() const override { return err_; }
