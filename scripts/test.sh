@@ -9,8 +9,9 @@
 #                                missing): build, pg_regress, the 17 selection ($SMOKE17)
 #   scripts/test.sh --pg 18      inside a Debian sid root with PostgreSQL 18:
 #                                build, pg_regress, the cluster smoke ($SMOKE)
-#   scripts/test.sh --matrix     15 on the host, then 17, then 18 (the roots are
-#                                created in the background while 15 runs)
+#   scripts/test.sh --matrix     15 on the host, the whole cluster suite on 15
+#                                and on 17 side by side, then 18 (the roots are
+#                                created while the host builds and tests units)
 #   SKIP_DEPS=1                  skip apt-get on the host
 #   PGHA_CLUSTER=full|smoke|smoke17|none overrides the cluster selection of a --pg leg
 # The units are PostgreSQL-free (core/no_postgres.hpp) and run on the host leg only.
@@ -33,7 +34,8 @@ tests/cluster/test_bootstrap_security.py
 tests/cluster/test_settings_file.py
 tests/cluster/test_pause_fencing.py
 tests/cluster/test_patroni_config.py
-tests/cluster/test_migration.py"
+tests/cluster/test_migration.py
+tests/cluster/test_logical_failover.py"
 
 mode=host major=""
 case "${1:-}" in
@@ -106,21 +108,33 @@ case "$mode" in
         cluster "${PGHA_CLUSTER:-full}" || status=$?
         exit $status ;;
     matrix)
-        # The roots are mostly downloads: build them while the host leg runs,
-        # then compile pg_ha in them at the lowest priority (one job), so the
-        # legs below only install and test.
+        # The roots are mostly downloads: build them while the host leg builds
+        # and runs its units, fuzz targets and pg_regress, then compile pg_ha
+        # in them at the lowest priority (one job). The whole cluster suite
+        # then runs on 15 (the host) and on 17 side by side (each its own
+        # network, PGHA_NET_ID 1 and 2: the tests mostly wait on timeouts, so
+        # two suites share 2 cores), then the 18 smoke.
         mkdir -p .cache
         ( for m in 17 18; do nice -n 19 bash scripts/pgroot.sh create $m || exit 1; done
           for m in 17 18; do nice -n 19 bash scripts/pgroot.sh run $m nice -n 19 make -j1 >/dev/null || exit 1; done
         ) >.cache/pgroot-create.log 2>&1 &
         roots=$!
         status=0
-        bash scripts/test.sh || status=$?
+        PGHA_CLUSTER=none bash scripts/test.sh || status=$?
         t0=$(date +%s)
         wait "$roots" || { cat .cache/pgroot-create.log; exit 1; }
         cat .cache/pgroot-create.log
         leg_time "waiting for the root file systems" "$t0"
-        SKIP_DEPS=1 bash scripts/test.sh --pg 17 || status=$?
+        t0=$(date +%s)
+        echo "== cluster suites side by side: [15] the host, [17] Debian 13"
+        ( set -o pipefail; export PGHA_NET_ID=1; cluster full 2>&1 | sed -u 's/^/[15] /' ) &
+        host_suite=$!
+        ( set -o pipefail; export PGHA_NET_ID=2 PGHA_CLUSTER=full SKIP_DEPS=1; bash scripts/test.sh --pg 17 2>&1 \
+              | sed -u 's/^/[17] /' ) &
+        pg17_suite=$!
+        wait "$host_suite" || status=$?
+        wait "$pg17_suite" || status=$?
+        leg_time "the 15 and 17 cluster suites" "$t0"
         SKIP_DEPS=1 bash scripts/test.sh --pg 18 || status=$?
         exit $status ;;
 esac
