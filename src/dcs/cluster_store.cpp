@@ -29,22 +29,47 @@ struct ReadPass {
     }
 };
 
-void finish_pass(const std::shared_ptr<ReadPass> &p) {
-    if (--p->pending > 0) return;
-    *p->reading_flag = false;
-    if (p->failed) {
-        p->cb(false, p->view, p->error);
-        return;
+ZkStat stat_of(const std::map<std::string, ZkStat> &stats, const std::string &key) {
+    auto it = stats.find(key);
+    return it == stats.end() ? ZkStat{} : it->second;
+}
+
+}  // namespace
+
+const std::vector<std::string> &cluster_keys() {
+    static const std::vector<std::string> keys{"leader", "initialize", "config", "sync",
+                                               "failover", "status", "history", "failsafe"};
+    return keys;
+}
+
+void add_member(ClusterView &v, const std::string &name, const std::string &data, const ZkStat &st) {
+    std::string err;
+    auto m = decode_member(name, data, err);
+    if (m && st.ephemeral_owner == 0) {
+        // pg_ha and Patroni create members as ephemeral znodes: a persistent
+        // one has no live session behind it and is never a clone, rewind or
+        // failover source (issue 10 item 1).
+        v.warnings.push_back("member znode \"" + name +
+                             "\" is not ephemeral (no ZooKeeper session owns it): ignored; it was not written by a "
+                             "running member");
+    } else if (m) {
+        m->session = st.ephemeral_owner;
+        v.members.push_back(*m);
+    } else {
+        v.warnings.push_back(err);
     }
-    ClusterView &v = p->view;
+}
+
+void assemble_view(ClusterView &v, const std::map<std::string, std::string> &raw,
+                   const std::map<std::string, ZkStat> &stats) {
     auto take = [&](const char *key) -> const std::string * {
-        auto it = p->raw.find(key);
-        return it == p->raw.end() ? nullptr : &it->second;
+        auto it = raw.find(key);
+        return it == raw.end() ? nullptr : &it->second;
     };
     std::string err;
     if (auto *s = take("leader")) {
         v.leader = *s;
-        v.leader_owner = p->stats["leader"].ephemeral_owner;
+        v.leader_owner = stat_of(stats, "leader").ephemeral_owner;
         if (s->empty()) v.leader.reset();
     }
     if (auto *s = take("initialize")) v.initialize = *s;
@@ -56,14 +81,14 @@ void finish_pass(const std::shared_ptr<ReadPass> &p) {
         } else {
             v.config = DynamicConfig::from_json(j, errors);
             v.config_present = true;
-            v.config_version = p->stats["config"].version;
+            v.config_version = stat_of(stats, "config").version;
         }
         for (auto &e : errors) v.warnings.push_back("config: " + e);
     }
     if (auto *s = take("sync")) {
         err.clear();
         v.sync = decode_sync(*s, err);
-        v.sync_version = p->stats["sync"].version;
+        v.sync_version = stat_of(stats, "sync").version;
         if (!err.empty()) v.warnings.push_back(err);
     }
     if (auto *s = take("failover")) {
@@ -90,7 +115,19 @@ void finish_pass(const std::shared_ptr<ReadPass> &p) {
         if (!err.empty()) v.warnings.push_back(err);
     }
     std::sort(v.members.begin(), v.members.end(), [](const Member &a, const Member &b) { return a.name < b.name; });
-    p->cb(true, v, "");
+}
+
+namespace {
+
+void finish_pass(const std::shared_ptr<ReadPass> &p) {
+    if (--p->pending > 0) return;
+    *p->reading_flag = false;
+    if (p->failed) {
+        p->cb(false, p->view, p->error);
+        return;
+    }
+    assemble_view(p->view, p->raw, p->stats);
+    p->cb(true, p->view, "");
 }
 
 }  // namespace
@@ -123,9 +160,8 @@ void ClusterStore::read(bool watch, ReadCb cb) {
             return;
         }
         std::set<std::string> present(nodes.begin(), nodes.end());
-        for (const char *key : {"leader", "initialize", "config", "sync", "failover", "status", "history", "failsafe"}) {
-            if (!present.count(key)) continue;
-            std::string k = key;
+        for (const std::string &k : cluster_keys()) {
+            if (!present.count(k)) continue;
             // watches where a change must wake us at once
             bool w = watch && (k == "leader" || k == "config" || k == "failover" || k == "sync");
             ++p->pending;
@@ -150,23 +186,7 @@ void ClusterStore::read(bool watch, ReadCb cb) {
                         int src2 = zk_.get(path("members/" + name), false,
                                            [p, name](int rc, const std::string &data, const ZkStat &st) {
                                                if (rc == ZOK) {
-                                                   std::string err;
-                                                   auto m = decode_member(name, data, err);
-                                                   if (m && st.ephemeral_owner == 0) {
-                                                       // pg_ha and Patroni create members as ephemeral
-                                                       // znodes: a persistent one has no live session
-                                                       // behind it and is never a clone, rewind or
-                                                       // failover source (issue 10 item 1).
-                                                       p->view.warnings.push_back(
-                                                           "member znode \"" + name +
-                                                           "\" is not ephemeral (no ZooKeeper session owns it): "
-                                                           "ignored; it was not written by a running member");
-                                                   } else if (m) {
-                                                       m->session = st.ephemeral_owner;
-                                                       p->view.members.push_back(*m);
-                                                   } else {
-                                                       p->view.warnings.push_back(err);
-                                                   }
+                                                   add_member(p->view, name, data, st);
                                                } else if (rc != ZNONODE) {
                                                    p->fail(rc, "read member " + name);
                                                }

@@ -5,6 +5,8 @@
 #include "core/no_postgres.hpp"
 
 #include <functional>
+#include <map>
+#include <vector>
 #include <memory>
 #include <string>
 
@@ -12,6 +14,17 @@
 #include "dcs/zk_client.hpp"
 
 namespace pgha {
+
+// The keys under /<namespace>/<scope>/ besides members/: leader, initialize,
+// config, sync, failover, status, history, failsafe.
+const std::vector<std::string> &cluster_keys();
+// members/<name> (its data and stat) into the view: decoded, or a warning
+// for data that is not a member or a znode no session owns.
+void add_member(ClusterView &v, const std::string &name, const std::string &data, const ZkStat &st);
+// The other keys (raw data and stats by key name) into the view; members
+// sorted by name. One reading of Patroni's layout for every reader.
+void assemble_view(ClusterView &v, const std::map<std::string, std::string> &raw,
+                   const std::map<std::string, ZkStat> &stats);
 
 class ClusterStore {
   public:

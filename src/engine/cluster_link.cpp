@@ -12,7 +12,10 @@
 namespace pgha {
 ClusterLink::ClusterLink(ZkClient &zk, const EngineSettings &s, Outbox &out, Clock clock)
     : zk_(zk), s_(s), out_(out), clock_(std::move(clock)), store_(zk, s.ns, s.scope) {
-    zk_.set_watcher([this](const std::string &) { read_requested_ = true; });
+    zk_.set_watcher([this](const std::string &path) {
+        cache_.changed(path);
+        read_requested_ = true;
+    });
     // EngineSettings::validate() refused bad values before the engine was built.
     ZkAuth auth;
     std::string err;
@@ -60,6 +63,7 @@ void ClusterLink::reset_session(const std::string &why) {
     if (!why.empty()) out_.log(why);
     std::remove(s_.session_file().c_str());
     zk_.close();
+    cache_.changed("");  // the watches went with the session
     base_ensured_ = base_pending_ = false;
     view_ok_ = false;
     saved_session_ = 0;
@@ -97,6 +101,7 @@ void ClusterLink::ensure_session(std::int64_t now) {
         return;
     }
     if (resume) out_.log("resuming ZooKeeper session 0x" + session_id_hex(creds.session_id));
+    cache_.changed("");
     read_requested_ = true;
 }
 
@@ -115,7 +120,7 @@ void ClusterLink::pump(bool readable, bool writable, bool leading) {
                 if (rc != ZOK) out_.log("cannot create the cluster's znodes: " + zk_error_text(rc));
             });
         }
-        if (!store_.reading() && (read_requested_ || now >= next_read_ms_)) start_read(leading);
+        if (!cache_.reading() && (read_requested_ || now >= next_read_ms_)) start_read(leading);
     } else if (now >= next_read_ms_) {
         // No ZooKeeper: still observe, decide (the lease runs out on its own) and publish.
         force_blind_decision();
@@ -155,7 +160,7 @@ void ClusterLink::start_read(bool leading) {
     // the ZooKeeper leader extend the lease (a follower cut off from it keeps
     // answering reads until syncLimit x tickTime).
     if (leading) zk_.sync(store_.base(), [](int) {});
-    store_.read(true, [this](bool ok, const ClusterView &v, const std::string &err) { on_read(ok, v, err); });
+    cache_.read(read_started_ms_, [this](bool ok, const ClusterView &v, const std::string &err) { on_read(ok, v, err); });
 }
 
 void ClusterLink::on_read(bool ok, const ClusterView &v, const std::string &err) {
@@ -283,7 +288,7 @@ void ClusterLink::wait_interest(int &fd, bool &read, bool &write, long &timeout_
         timeout = in.timeout_ms;
     }
     timeout = next_read_ms_ > now ? std::min<long>(timeout, static_cast<long>(next_read_ms_ - now)) : 0;
-    if (read_requested_ && zk_.connected() && !store_.reading()) timeout = 0;
+    if (read_requested_ && zk_.connected() && !cache_.reading()) timeout = 0;
     timeout_ms = timeout;
 }
 

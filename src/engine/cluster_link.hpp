@@ -16,6 +16,7 @@
 #include <string>
 
 #include "core/cluster.hpp"
+#include "dcs/cluster_cache.hpp"
 #include "dcs/cluster_store.hpp"
 #include "dcs/zk_client.hpp"
 #include "engine/deps.hpp"
@@ -49,7 +50,7 @@ class ClusterLink {
     bool view_ok() const { return view_ok_; }
     bool dcs_ok() const { return view_ok_ && zk_.connected(); }
     bool connected() const { return zk_.connected(); }
-    bool reading() const { return store_.reading(); }
+    bool reading() const { return cache_.reading(); }
     std::uint64_t view_seq() const { return view_seq_; }
     std::int64_t dcs_last_seen() const { return dcs_last_seen_; }
     std::int64_t session_id() const { return zk_.session_id(); }
@@ -96,6 +97,7 @@ class ClusterLink {
     Outbox &out_;
     Clock clock_;
     ClusterStore store_;
+    ClusterCache cache_{zk_, store_};  // the reads (watches; after store_)
     ClusterView view_;
     bool view_ok_ = false;
     bool decision_due_ = false;

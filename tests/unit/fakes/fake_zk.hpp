@@ -156,7 +156,8 @@ class FakeZk final : public ZkClient {
     }
     int get(const std::string &path, bool watch, GetCb cb) override {
         return submit([this, path, watch, cb] {
-            if (watch) watch_path(path);
+            // As ZooKeeper: a read of a missing znode leaves no watch (only exists() would).
+            if (watch && server_.has(path)) watch_path(path);
             auto it = server_.nodes.find(path);
             if (it == server_.nodes.end()) return cb(ZNONODE, "", ZkStat{});
             ZkStat st;
@@ -194,7 +195,7 @@ class FakeZk final : public ZkClient {
     }
     int children(const std::string &path, bool watch, ChildrenCb cb) override {
         return submit([this, path, watch, cb] {
-            if (watch) watch_path(path);
+            if (watch && server_.has(path)) watch_path(path);
             if (!server_.has(path)) return cb(ZNONODE, {});
             cb(ZOK, server_.children(path));
         });

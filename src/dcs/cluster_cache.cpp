@@ -1,0 +1,192 @@
+#include "dcs/cluster_cache.hpp"
+
+#include <zookeeper/zookeeper.h>
+
+#include <algorithm>
+#include <iterator>
+#include <memory>
+
+namespace pgha {
+
+namespace {
+const char *const kBaseList = "/";          // the scope's children
+const char *const kMemberList = "members/";  // members/'s children
+}  // namespace
+
+struct ClusterCache::Pass {
+    ClusterStore::ReadCb cb;
+    int pending = 0;
+    bool failed = false;
+    std::string error;
+    std::set<std::string> requested;  // keys and members/<name> read in this pass
+
+    void fail(int rc, const std::string &what) {
+        if (!failed) error = what + ": " + zk_error_text(rc);
+        failed = true;
+    }
+};
+
+void ClusterCache::changed(const std::string &path) {
+    const std::string &base = store_.base();
+    if (path.empty() || path.compare(0, base.size(), base) != 0) {
+        all_ = true;  // a session event (or a path we never watched): read everything
+        return;
+    }
+    if (path.size() == base.size()) {
+        marked_.insert(kBaseList);
+        return;
+    }
+    if (path[base.size()] != '/') {
+        all_ = true;
+        return;
+    }
+    const std::string rel = path.substr(base.size() + 1);
+    if (rel == "members") marked_.insert(kMemberList);
+    else if (rel.rfind("members/", 0) == 0 && rel.size() > 8 && rel.find('/', 8) == std::string::npos)
+        marked_.insert(rel);
+    else if (std::find(cluster_keys().begin(), cluster_keys().end(), rel) != cluster_keys().end())
+        marked_.insert(rel);
+    else
+        all_ = true;
+}
+
+void ClusterCache::read(std::int64_t now_ms, ClusterStore::ReadCb cb) {
+    auto p = std::make_shared<Pass>();
+    p->cb = std::move(cb);
+    p->pending = 1;  // held until every request of this call is queued
+    reading_ = true;
+    last_requests_ = 0;
+    if (all_ || now_ms - full_at_ms_ >= kFullReadEveryMs) {
+        all_ = false;
+        full_at_ms_ = now_ms;
+        marked_.clear();
+        keys_.clear();
+        members_.clear();
+        members_listed_ = false;
+        list_base(p);
+    } else {
+        std::set<std::string> todo;
+        todo.swap(marked_);
+        get_key(p, "leader");
+        for (const auto &m : todo) {
+            if (m == kBaseList) list_base(p);
+            else if (m == kMemberList) list_members(p);
+            else if (m.rfind("members/", 0) == 0) get_member(p, m.substr(8));
+            else get_key(p, m);
+        }
+    }
+    finish(p);
+}
+
+void ClusterCache::list_base(const std::shared_ptr<Pass> &p) {
+    ++p->pending;
+    ++last_requests_;
+    const int rc = zk_.children(store_.base(), true, [this, p](int rc, const std::vector<std::string> &names) {
+        if (rc == ZNONODE) {  // nothing written yet (and no watch set): read everything next time
+            keys_.clear();
+            members_.clear();
+            members_listed_ = false;
+            all_ = true;
+        } else if (rc != ZOK) {
+            p->fail(rc, "list " + store_.base());
+        } else {
+            const std::set<std::string> present(names.begin(), names.end());
+            for (auto it = keys_.begin(); it != keys_.end();)
+                it = present.count(it->first) ? std::next(it) : keys_.erase(it);
+            for (const auto &k : cluster_keys())
+                if (present.count(k) && !keys_.count(k)) get_key(p, k);
+            if (!present.count("members")) {
+                members_.clear();
+                members_listed_ = false;
+            } else if (!members_listed_) {
+                list_members(p);
+            }
+        }
+        finish(p);
+    });
+    if (rc != ZOK) {
+        p->fail(rc, "list " + store_.base());
+        finish(p);
+    }
+}
+
+void ClusterCache::list_members(const std::shared_ptr<Pass> &p) {
+    if (!p->requested.insert(kMemberList).second) return;
+    ++p->pending;
+    ++last_requests_;
+    const int rc = zk_.children(store_.path("members"), true, [this, p](int rc, const std::vector<std::string> &names) {
+        if (rc == ZNONODE) {
+            members_.clear();
+            members_listed_ = false;
+        } else if (rc != ZOK) {
+            p->fail(rc, "list members");
+        } else {
+            members_listed_ = true;
+            const std::set<std::string> present(names.begin(), names.end());
+            for (auto it = members_.begin(); it != members_.end();)
+                it = present.count(it->first) ? std::next(it) : members_.erase(it);
+            for (const auto &name : names)
+                if (!members_.count(name)) get_member(p, name);
+        }
+        finish(p);
+    });
+    if (rc != ZOK) {
+        p->fail(rc, "list members");
+        finish(p);
+    }
+}
+
+void ClusterCache::get_key(const std::shared_ptr<Pass> &p, const std::string &key) {
+    if (!p->requested.insert(key).second) return;
+    ++p->pending;
+    ++last_requests_;
+    const int rc = zk_.get(store_.path(key), true, [this, p, key](int rc, const std::string &data, const ZkStat &st) {
+        if (rc == ZOK) keys_[key] = Entry{data, st};
+        else if (rc == ZNONODE) keys_.erase(key);
+        else p->fail(rc, "read " + key);
+        finish(p);
+    });
+    if (rc != ZOK) {
+        p->fail(rc, "read " + key);
+        finish(p);
+    }
+}
+
+void ClusterCache::get_member(const std::shared_ptr<Pass> &p, const std::string &name) {
+    if (!p->requested.insert("members/" + name).second) return;
+    ++p->pending;
+    ++last_requests_;
+    const int rc = zk_.get(store_.path("members/" + name), true,
+                           [this, p, name](int rc, const std::string &data, const ZkStat &st) {
+                               if (rc == ZOK) members_[name] = Entry{data, st};
+                               else if (rc == ZNONODE) members_.erase(name);
+                               else p->fail(rc, "read member " + name);
+                               finish(p);
+                           });
+    if (rc != ZOK) {
+        p->fail(rc, "read member " + name);
+        finish(p);
+    }
+}
+
+void ClusterCache::finish(const std::shared_ptr<Pass> &p) {
+    if (--p->pending > 0) return;
+    reading_ = false;
+    if (p->failed) {
+        all_ = true;  // what the failed requests would have re-armed is unknown: start over
+        p->cb(false, ClusterView{}, p->error);
+        return;
+    }
+    ClusterView v;
+    std::map<std::string, std::string> raw;
+    std::map<std::string, ZkStat> stats;
+    for (const auto &[k, e] : keys_) {
+        raw[k] = e.data;
+        stats[k] = e.stat;
+    }
+    for (const auto &[name, e] : members_) add_member(v, name, e.data, e.stat);
+    assemble_view(v, raw, stats);
+    p->cb(true, v, "");
+}
+
+}  // namespace pgha

@@ -1,0 +1,80 @@
+// The engine's reads of the cluster, kept current by watches (issue 14 item
+// 4): ZooKeeper load of an idle cluster at or below Patroni's, instead of
+// every member re-reading every znode every loop.
+//
+// The first pass reads everything and leaves a watch on every znode it read
+// (the scope's children, members/'s children, each key, each member). A
+// watch is ZooKeeper's one-time notice that the znode (or the list) changed:
+// changed() marks it, and the next pass reads again only what was marked,
+// plus `leader` every pass (issued after a leader's renewal sync, so a leader
+// never decides on an older leader znode than before), and takes the rest
+// from the cache. A watch is set again by the read that follows its notice.
+//
+// Everything is read again (the cache dropped) after a session event (a
+// reconnect, a new session: path "" in changed()), after a failed pass, and
+// every kFullReadEveryMs as a safety net. ZooKeeper delivers a watch's notice
+// before any answer that shows the change, so a pass never mixes a newer
+// znode it read with an older one it took from the cache without a notice
+// for it being on its way.
+//
+// Thread affinity: the thread that drives the ZkClient (callbacks run in
+// its process()).
+#pragma once
+
+#include "core/no_postgres.hpp"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "core/cluster.hpp"
+#include "dcs/cluster_store.hpp"
+#include "dcs/zk_client.hpp"
+
+namespace pgha {
+
+class ClusterCache {
+  public:
+    static constexpr std::int64_t kFullReadEveryMs = 300000;
+
+    ClusterCache(ZkClient &zk, const ClusterStore &store) : zk_(zk), store_(store) {}
+    ClusterCache(const ClusterCache &) = delete;
+    ClusterCache &operator=(const ClusterCache &) = delete;
+
+    // A watch's notice (the znode's full path), or "" for a session event.
+    void changed(const std::string &path);
+    // One pass; `cb` is called exactly once (inside ZkClient::process(), or
+    // at once when a request cannot be queued).
+    void read(std::int64_t now_ms, ClusterStore::ReadCb cb);
+    bool reading() const { return reading_; }
+    // Requests the last pass sent (diagnostics and tests).
+    int last_requests() const { return last_requests_; }
+
+  private:
+    struct Entry {
+        std::string data;
+        ZkStat stat;
+    };
+    struct Pass;
+    void get_key(const std::shared_ptr<Pass> &p, const std::string &key);
+    void get_member(const std::shared_ptr<Pass> &p, const std::string &name);
+    void list_base(const std::shared_ptr<Pass> &p);
+    void list_members(const std::shared_ptr<Pass> &p);
+    void finish(const std::shared_ptr<Pass> &p);
+
+    ZkClient &zk_;
+    const ClusterStore &store_;
+    std::map<std::string, Entry> keys_;     // cluster_keys() present
+    std::map<std::string, Entry> members_;  // members/<name>
+    // Marked by notices: a key name, "members/<name>", kBaseList or kMemberList.
+    std::set<std::string> marked_;
+    bool all_ = true;  // read everything at the next pass
+    bool members_listed_ = false;  // members/'s children were read (their watch is set)
+    bool reading_ = false;
+    std::int64_t full_at_ms_ = 0;
+    int last_requests_ = 0;
+};
+
+}  // namespace pgha
