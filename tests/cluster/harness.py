@@ -98,6 +98,13 @@ PG_BIN = Path(os.environ.get("PGHA_PG_BINDIR") or _pg_config("bindir") or "/none
 PG_HA_SO = Path(os.environ.get("PGHA_PG_PKGLIBDIR") or _pg_config("pkglibdir") or str(PG_BIN.parent / "lib")) / "pg_ha.so"
 PG_HACTL = Path(os.environ.get("PGHA_TEST_HACTL", "/usr/local/bin/pg_hactl"))  # the pg_hactl the tests run
 
+
+def pg_major():
+    """The major version of the PostgreSQL under test (15, 17, 18, ...)."""
+    out = subprocess.run([str(PG_BIN / "postgres"), "--version"], capture_output=True, text=True,
+                         timeout=10).stdout
+    return int(re.search(r"(\d+)", out.split("(PostgreSQL)")[-1]).group(1))
+
 PG_PORT = 5432
 API_PORT = 8008
 # The REST API refuses unsafe methods without credentials (issue 10): every

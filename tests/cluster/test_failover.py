@@ -187,8 +187,11 @@ def test_host_loss_failover_haproxy_and_rewind_rejoin(make_cluster):
     rejoins through pg_rewind. The old primary is first cut from its standbys
     (ZooKeeper still reachable) and commits rows they never receive, so it has
     diverged and rewind is required. Timings: ttl 10 / loop_wait 2 /
-    retry_timeout 2 (module docstring); failover expected within ~ttl."""
-    c = start_cluster(make_cluster, haproxy=True)
+    retry_timeout 2 (module docstring); failover expected within ~ttl.
+    On 17+ every node also writes WAL summaries (summarize_wal, for incremental
+    backups): pg_rewind and pg_basebackup must not trip over pg_wal/summaries."""
+    summaries = harness.pg_major() >= 17
+    c = start_cluster(make_cluster, haproxy=True, extra_settings="summarize_wal = on" if summaries else "")
     old = c.node("pg-1")
     standbys = [n for n in c.nodes if n is not old]
     c.haproxy.wait_routing(old, readers=standbys, timeout=HAPROXY_TIMEOUT, state=c.diagnostics)
@@ -198,6 +201,10 @@ def test_host_loss_failover_haproxy_and_rewind_rejoin(make_cluster):
         wait_for(lambda s=s: s.sql_value("select count(*) from failover_t") == 1, timeout=30, interval=0.3,
                  description="row replicated to %s" % s.name, state=c.diagnostics)
     tl_old = old.timeline()
+    if summaries:
+        old.sql("CHECKPOINT")
+        wait_for(lambda: old.sql_value("SELECT count(*) FROM pg_catalog.pg_available_wal_summaries()") > 0,
+                 timeout=30, interval=0.5, description="WAL summaries on %s" % old.name)
     # A restore_command in the old primary's configuration: its rewind may
     # fetch WAL from the archive (--restore-target-wal; none is needed here,
     # and `false` finds nothing, as an empty archive would).

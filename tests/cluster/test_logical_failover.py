@@ -20,7 +20,6 @@ import psycopg2
 import harness
 from harness import wait_for
 from test_failover import FAILOVER_TIMEOUT, check, start_cluster, wait_new_leader, wait_streaming
-from test_pg_versions import _major
 
 SLOT = "app_orders"
 INSERT = re.compile(r"^table public\.orders: INSERT: id\[integer\]:(\d+)")
@@ -78,7 +77,7 @@ def _walreceiver_pid(node):
 
 
 def test_logical_slot_survives_failover_and_its_consumer_reads_every_change_once(make_cluster, require_pg_ha):
-    major = _major()
+    major = harness.pg_major()
     c = start_cluster(make_cluster, extra_settings="wal_level = logical")
     old = c.node("pg-1")
     standbys = [n for n in c.nodes if n is not old]

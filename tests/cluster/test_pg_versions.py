@@ -4,9 +4,7 @@ directory, never with ALTER SYSTEM: with allow_alter_system = off (17+) a
 failover still re-points the remaining standby. The file is pg_ha's (mode
 0600), included last from postgresql.conf, and postgresql.auto.conf carries
 none of its keys."""
-import re
 import stat
-import subprocess
 import time
 
 import harness
@@ -18,14 +16,8 @@ def _settings_of(node, name):
                           "WHERE name = %s AND applied", (name,))
 
 
-def _major():
-    out = subprocess.run([str(harness.PG_BIN / "postgres"), "--version"], capture_output=True, text=True,
-                         timeout=10).stdout
-    return int(re.search(r"(\d+)", out.split("(PostgreSQL)")[-1]).group(1))
-
-
 def test_failover_repoints_standby_without_alter_system(make_cluster, require_pg_ha):
-    major = _major()
+    major = harness.pg_major()
     # ALTER SYSTEM forbidden everywhere where PostgreSQL can (17+).
     c = start_cluster(make_cluster, extra_settings="allow_alter_system = off" if major >= 17 else "")
     old = c.node("pg-1")
