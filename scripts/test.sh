@@ -108,33 +108,46 @@ case "$mode" in
         cluster "${PGHA_CLUSTER:-full}" || status=$?
         exit $status ;;
     matrix)
-        # The roots are mostly downloads: build them while the host leg builds
-        # and runs its units, fuzz targets and pg_regress, then compile pg_ha
-        # in them at the lowest priority (one job). The whole cluster suite
-        # then runs on 15 (the host) and on 17 side by side (each its own
-        # network, PGHA_NET_ID 1 and 2: the tests mostly wait on timeouts, so
-        # two suites share 2 cores), then the 18 smoke.
+        # The roots are mostly downloads: each is built, and pg_ha compiled in
+        # it at the lowest priority (one job), while the host builds and runs
+        # its units, fuzz targets and pg_regress. Then the whole cluster suite
+        # runs on 15 (the host) at once, and on 17 as soon as its root is
+        # ready, side by side (each its own network, PGHA_NET_ID 1 and 2: the
+        # tests mostly wait on timeouts, so two suites share 2 cores); then the
+        # 18 smoke.
         mkdir -p .cache
-        ( for m in 17 18; do nice -n 19 bash scripts/pgroot.sh create $m || exit 1; done
-          for m in 17 18; do nice -n 19 bash scripts/pgroot.sh run $m nice -n 19 make -j1 >/dev/null || exit 1; done
-        ) >.cache/pgroot-create.log 2>&1 &
-        roots=$!
+        # Each root job leaves its exit status in .cache/pgroot-M.rc (the legs
+        # below run in subshells, which cannot `wait` for it).
+        for m in 17 18; do
+            rm -f .cache/pgroot-$m.rc
+            ( rc=0
+              { nice -n 19 bash scripts/pgroot.sh create $m &&
+                nice -n 19 bash scripts/pgroot.sh run $m nice -n 19 make -j1 >/dev/null; } || rc=$?
+              echo $rc >.cache/pgroot-$m.rc ) >.cache/pgroot-$m.log 2>&1 &
+        done
+        # Waits (at most 40 min) for root $1; its log; false when it failed.
+        wait_root() {
+            local i
+            for i in $(seq 2400); do [ -s ".cache/pgroot-$1.rc" ] && break; sleep 1; done
+            cat ".cache/pgroot-$1.log"
+            [ "$(cat ".cache/pgroot-$1.rc" 2>/dev/null)" = 0 ] || { echo "== the $1 root failed"; return 1; }
+        }
         status=0
         PGHA_CLUSTER=none bash scripts/test.sh || status=$?
         t0=$(date +%s)
-        wait "$roots" || { cat .cache/pgroot-create.log; exit 1; }
-        cat .cache/pgroot-create.log
-        leg_time "waiting for the root file systems" "$t0"
-        t0=$(date +%s)
-        echo "== cluster suites side by side: [15] the host, [17] Debian 13"
+        echo "== cluster suites side by side: [15] the host (now), [17] Debian 13 (when its root is ready)"
         ( set -o pipefail; export PGHA_NET_ID=1; cluster full 2>&1 | sed -u 's/^/[15] /' ) &
         host_suite=$!
-        ( set -o pipefail; export PGHA_NET_ID=2 PGHA_CLUSTER=full SKIP_DEPS=1; bash scripts/test.sh --pg 17 2>&1 \
-              | sed -u 's/^/[17] /' ) &
+        ( set -o pipefail
+          wait_root 17 || exit 1
+          leg_time "waiting for the 17 root" "$t0"
+          export PGHA_NET_ID=2 PGHA_CLUSTER=full SKIP_DEPS=1
+          bash scripts/test.sh --pg 17 2>&1 | sed -u 's/^/[17] /' ) &
         pg17_suite=$!
         wait "$host_suite" || status=$?
         wait "$pg17_suite" || status=$?
         leg_time "the 15 and 17 cluster suites" "$t0"
+        wait_root 18 || exit 1
         SKIP_DEPS=1 bash scripts/test.sh --pg 18 || status=$?
         exit $status ;;
 esac
