@@ -136,35 +136,27 @@ void ClusterCache::list_members(const std::shared_ptr<Pass> &p) {
     }
 }
 
-void ClusterCache::get_key(const std::shared_ptr<Pass> &p, const std::string &key) {
-    if (!p->requested.insert(key).second) return;
-    ++p->pending;
-    ++last_requests_;
-    const int rc = zk_.get(store_.path(key), true, [this, p, key](int rc, const std::string &data, const ZkStat &st) {
-        if (rc == ZOK) keys_[key] = Entry{data, st};
-        else if (rc == ZNONODE) keys_.erase(key);
-        else p->fail(rc, "read " + key);
-        finish(p);
-    });
-    if (rc != ZOK) {
-        p->fail(rc, "read " + key);
-        finish(p);
-    }
-}
+void ClusterCache::get_key(const std::shared_ptr<Pass> &p, const std::string &key) { get_entry(p, keys_, key, key); }
 
 void ClusterCache::get_member(const std::shared_ptr<Pass> &p, const std::string &name) {
-    if (!p->requested.insert("members/" + name).second) return;
+    get_entry(p, members_, "members/" + name, name);
+}
+
+// Reads <base>/`rel` (with a watch) into `into`[`name`]; a missing znode leaves it.
+void ClusterCache::get_entry(const std::shared_ptr<Pass> &p, std::map<std::string, Entry> &into, const std::string &rel,
+                             const std::string &name) {
+    if (!p->requested.insert(rel).second) return;
     ++p->pending;
     ++last_requests_;
-    const int rc = zk_.get(store_.path("members/" + name), true,
-                           [this, p, name](int rc, const std::string &data, const ZkStat &st) {
-                               if (rc == ZOK) members_[name] = Entry{data, st};
-                               else if (rc == ZNONODE) members_.erase(name);
-                               else p->fail(rc, "read member " + name);
+    const int rc = zk_.get(store_.path(rel), true,
+                           [this, p, &into, rel, name](int rc, const std::string &data, const ZkStat &st) {
+                               if (rc == ZOK) into[name] = Entry{data, st};
+                               else if (rc == ZNONODE) into.erase(name);
+                               else p->fail(rc, "read " + rel);
                                finish(p);
                            });
     if (rc != ZOK) {
-        p->fail(rc, "read member " + name);
+        p->fail(rc, "read " + rel);
         finish(p);
     }
 }

@@ -60,6 +60,8 @@ class ClusterCache {
     struct Pass;
     void get_key(const std::shared_ptr<Pass> &p, const std::string &key);
     void get_member(const std::shared_ptr<Pass> &p, const std::string &name);
+    void get_entry(const std::shared_ptr<Pass> &p, std::map<std::string, Entry> &into, const std::string &rel,
+                   const std::string &name);
     void list_base(const std::shared_ptr<Pass> &p);
     void list_members(const std::shared_ptr<Pass> &p);
     void finish(const std::shared_ptr<Pass> &p);

@@ -1,32 +1,15 @@
 // dcs/cluster_cache: the engine's reads kept current by watches. Each pass
 // gives the view a full read gives (ClusterStore::read), with the requests
 // limited to the leader znode and what a watch reported.
-#include "core/no_postgres.hpp"
+#include "engine_fixture.hpp"  // member_json, the in-memory ZooKeeper
 
-#include <gtest/gtest.h>
-
-#include "core/patroni_codec.hpp"
 #include "dcs/cluster_cache.hpp"
 #include "dcs/cluster_store.hpp"
-#include "fakes/fake_zk.hpp"
 
-using namespace pgha;
-using namespace pgha::test;
 
 namespace {
 
-const std::string kBase = "/service/batman";
-
-std::string member(const std::string &name, const std::string &role, Lsn pos) {
-    Member m;
-    m.name = name;
-    m.role = role;
-    m.state = "running";
-    m.conn_url = "postgres://10.0.0." + name.substr(3) + ":5432/postgres";
-    m.api_url = "http://10.0.0." + name.substr(3) + ":8008/patroni";
-    m.xlog_location = pos;
-    return encode_member(m);
-}
+const std::string kCacheBase = kBase;
 
 class ClusterCacheTest : public ::testing::Test {
   protected:
@@ -40,11 +23,11 @@ class ClusterCacheTest : public ::testing::Test {
         std::string err;
         ASSERT_TRUE(zk.open("zk:2181", 10000, nullptr, err));
         zk.set_watcher([this](const std::string &p) { cache.changed(p); });
-        server.put(kBase + "/initialize", "7000");
-        server.put(kBase + "/config", "{\"ttl\":10,\"loop_wait\":2}");
-        server.put(kBase + "/leader", "pg-1", 501);
-        server.put(kBase + "/members/pg-1", member("pg-1", "primary", 5000), 501);
-        server.put(kBase + "/members/pg-2", member("pg-2", "replica", 4000), 502);
+        server.put(kCacheBase + "/initialize", "7000");
+        server.put(kCacheBase + "/config", "{\"ttl\":10,\"loop_wait\":2}");
+        server.put(kCacheBase + "/leader", "pg-1", 501);
+        server.put(kCacheBase + "/members/pg-1", member_json("pg-1", "primary", 5000), 501);
+        server.put(kCacheBase + "/members/pg-2", member_json("pg-2", "replica", 4000), 502);
         server.live_sessions.insert(501);
         server.live_sessions.insert(502);
     }
@@ -105,7 +88,7 @@ TEST_F(ClusterCacheTest, AnIdlePassReadsOnlyTheLeaderZnode) {
 TEST_F(ClusterCacheTest, AChangedMemberIsReadAgainAloneAndEveryLaterChangeToo) {
     pass();
     for (Lsn pos : {4100, 4200, 4300}) {  // the watch is set again by each read
-        server.put(kBase + "/members/pg-2", member("pg-2", "replica", pos), 502);
+        server.put(kCacheBase + "/members/pg-2", member_json("pg-2", "replica", pos), 502);
         const ClusterView v = pass();
         EXPECT_EQ(cache.last_requests(), 2) << "leader + members/pg-2";
         EXPECT_EQ(v.member("pg-2")->position(), pos);
@@ -115,8 +98,8 @@ TEST_F(ClusterCacheTest, AChangedMemberIsReadAgainAloneAndEveryLaterChangeToo) {
 
 TEST_F(ClusterCacheTest, KeysAndMembersThatComeAndGoAreSeen) {
     pass();
-    server.put(kBase + "/failover", "{\"leader\":\"pg-1\",\"member\":\"pg-2\"}");
-    server.put(kBase + "/members/pg-3", member("pg-3", "replica", 3000), 503);
+    server.put(kCacheBase + "/failover", "{\"leader\":\"pg-1\",\"member\":\"pg-2\"}");
+    server.put(kCacheBase + "/members/pg-3", member_json("pg-3", "replica", 3000), 503);
     server.live_sessions.insert(503);
     ClusterView v = pass();
     ASSERT_TRUE(v.failover);
@@ -126,7 +109,7 @@ TEST_F(ClusterCacheTest, KeysAndMembersThatComeAndGoAreSeen) {
     // The leader's session ends: its leader and member znodes go.
     server.expire(501);
     std::string err;
-    zk.remove(kBase + "/failover", -1, [](int) {});
+    zk.remove(kCacheBase + "/failover", -1, [](int) {});
     v = pass();
     v = pass();  // (the remove ran in the first pass's process())
     EXPECT_FALSE(v.leader);
@@ -134,7 +117,7 @@ TEST_F(ClusterCacheTest, KeysAndMembersThatComeAndGoAreSeen) {
     EXPECT_FALSE(v.failover);
     EXPECT_EQ(text(v), text(full()));
     // A new leader.
-    server.put(kBase + "/leader", "pg-2", 502);
+    server.put(kCacheBase + "/leader", "pg-2", 502);
     v = pass();
     EXPECT_EQ(v.leader.value_or(""), "pg-2");
     EXPECT_EQ(v.leader_owner, 502);
@@ -143,15 +126,15 @@ TEST_F(ClusterCacheTest, KeysAndMembersThatComeAndGoAreSeen) {
 
 TEST_F(ClusterCacheTest, ChangedDataOfEveryKeyIsSeen) {
     pass();
-    server.put(kBase + "/config", "{\"ttl\":20,\"loop_wait\":2}");
-    server.put(kBase + "/sync", "{\"leader\":\"pg-1\",\"sync_standby\":\"pg-2\"}");
-    server.put(kBase + "/status", "{\"optime\":6000}");
+    server.put(kCacheBase + "/config", "{\"ttl\":20,\"loop_wait\":2}");
+    server.put(kCacheBase + "/sync", "{\"leader\":\"pg-1\",\"sync_standby\":\"pg-2\"}");
+    server.put(kCacheBase + "/status", "{\"optime\":6000}");
     ClusterView v = pass();
     EXPECT_EQ(v.config.ttl, 20);
     EXPECT_EQ(v.sync.sync_standby, std::vector<std::string>{"pg-2"});
     EXPECT_EQ(v.status_optime, 6000u);
     EXPECT_EQ(text(v), text(full()));
-    server.put(kBase + "/sync", "{\"leader\":\"pg-1\",\"sync_standby\":null}");
+    server.put(kCacheBase + "/sync", "{\"leader\":\"pg-1\",\"sync_standby\":null}");
     v = pass();
     EXPECT_TRUE(v.sync.sync_standby.empty());
     EXPECT_EQ(v.sync_version, 1);
@@ -203,8 +186,8 @@ TEST_F(ClusterCacheTest, NoClusterYetIsReadAgainUntilItExists) {
         return view;
     };
     EXPECT_TRUE(once().members.empty());
-    empty.put(kBase + "/members/pg-1", member("pg-1", "replica", 1), 0);
-    empty.put(kBase + "/initialize", "42");
+    empty.put(kCacheBase + "/members/pg-1", member_json("pg-1", "replica", 1), 0);
+    empty.put(kCacheBase + "/initialize", "42");
     const ClusterView v = once();  // no watch could be set on a missing scope: read everything
     EXPECT_EQ(v.initialize.value_or(""), "42");
     EXPECT_FALSE(v.warnings.empty()) << "pg-1's znode is persistent: a warning, not a member";
