@@ -1667,7 +1667,7 @@ class Cluster:
     def health_report(self, nodes=None):
         """(ok, primary, details): one primary answering /primary and accepting
         connections, every other node answering /replica, in recovery, and
-        streaming from the primary."""
+        streaming from the primary, and every node's member znode present."""
         nodes = self._resolve(nodes)
         details = {}
         prim = [n for n in nodes if n.is_primary()]
@@ -1687,6 +1687,15 @@ class Cluster:
         details["pg_stat_replication"] = rows
         streaming = {r["client_addr"] for r in rows if r["state"] == "streaming"}
         if not {n.ip for n in others} <= streaming:
+            return False, p, details
+        # Every node registered: a /replica answer can come before the worker's
+        # member znode (a node's boot hands its session over to the worker).
+        try:
+            details["registered"] = {n.name: self.zk_get("members/" + n.name) is not None for n in nodes}
+        except Exception as exc:  # noqa: BLE001
+            details["registered"] = _describe(exc)
+            return False, p, details
+        if not all(details["registered"].values()):
             return False, p, details
         return True, p, details
 
