@@ -56,19 +56,21 @@ def digest_id(user, password):
 OUR_ACL = ACL(Permissions.ALL, Id("digest", digest_id(ZK_USER, ZK_PASSWORD)))
 MON_ACL = ACL(Permissions.READ, Id("digest", digest_id(MON_USER, MON_PASSWORD)))
 
-# Debian's patronictl 3.0.2 with Patroni >= 3.3's zookeeper.auth_data.
+# Debian 12's patronictl 3.0.2 given Patroni >= 3.3's zookeeper.auth_data; a
+# Patroni that has it (Debian 13's 4.0.7, in the 17 leg) runs as it is.
 PATRONICTL_AUTH_DATA = r"""
-import sys
+import inspect, sys
 import patroni.dcs.zookeeper as z
 from patroni.ctl import ctl
-_zk_init, _client_init, _auth = z.ZooKeeper.__init__, z.PatroniKazooClient.__init__, []
-def zk_init(self, config):
-    _auth[:] = list(config.get('auth_data', {}).items())
-    _zk_init(self, config)
-def client_init(self, *a, **kw):
-    kw.setdefault('auth_data', list(_auth))
-    _client_init(self, *a, **kw)
-z.ZooKeeper.__init__, z.PatroniKazooClient.__init__ = zk_init, client_init
+if 'auth_data' not in inspect.getsource(z.ZooKeeper.__init__):
+    _zk_init, _client_init, _auth = z.ZooKeeper.__init__, z.PatroniKazooClient.__init__, []
+    def zk_init(self, config, *rest):
+        _auth[:] = list(config.get('auth_data', {}).items())
+        _zk_init(self, config, *rest)
+    def client_init(self, *a, **kw):
+        kw.setdefault('auth_data', list(_auth))
+        _client_init(self, *a, **kw)
+    z.ZooKeeper.__init__, z.PatroniKazooClient.__init__ = zk_init, client_init
 sys.argv[0] = 'patronictl'
 sys.exit(ctl())
 """
