@@ -64,7 +64,7 @@ FailoverSlotPlan plan_failover_slots(const FailoverSlotInputs &in) {
     std::sort(slots.begin(), slots.end());
     std::string list;
     for (const auto &s : slots) list += (list.empty() ? "" : ",") + s;
-    p.params = {{"hot_standby_feedback", "on"}, {"sync_replication_slots", "on"}, {"synchronized_standby_slots", list}};
+    p.params = {{"hot_standby_feedback", "on"}, {"sync_replication_slots", in.wal_level_logical ? "on" : "off"}, {"synchronized_standby_slots", list}};
     return p;
 }
 

@@ -2,7 +2,8 @@
 // created with failover = true on the primary is copied to the standbys by
 // their slot sync worker, so it exists, at the position its consumer
 // confirmed, on whichever standby is promoted. PostgreSQL needs, on every
-// standby that may be promoted: sync_replication_slots = on,
+// standby that may be promoted: sync_replication_slots = on (with
+// wal_level = logical; off otherwise, see FailoverSlotInputs),
 // hot_standby_feedback = on, a physical slot on the primary
 // (primary_slot_name: use_slots) and a dbname in primary_conninfo (pg_ha's
 // conninfo always names one, core/conninfo's replication_conninfo); and, on
@@ -55,6 +56,10 @@ struct FailoverSlotInputs {
     std::string me;
     const ClusterView *view = nullptr;  // members, sync key, config
     std::set<std::string> physical_slots;  // physical slots on this node
+    // wal_level = logical here: without it PostgreSQL's slot sync worker
+    // cannot run (and logs so every few seconds), so sync_replication_slots
+    // stays off; there is no logical slot to copy anyway.
+    bool wal_level_logical = false;
 };
 
 struct FailoverSlotPlan {

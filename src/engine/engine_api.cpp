@@ -49,6 +49,7 @@ LocalSample sample_from_c(const PgHaLocal &l) {
     s.walreceiver_streaming = l.walreceiver_streaming;
     s.primary_conninfo = s_or(l.primary_conninfo);
     s.postmaster_start_time = l.postmaster_start_time;
+    s.wal_level_logical = l.wal_level_logical;
     return s;
 }
 

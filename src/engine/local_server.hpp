@@ -40,6 +40,7 @@ struct LocalSample {
     bool walreceiver_streaming = false;
     std::string primary_conninfo;
     std::int64_t postmaster_start_time = 0;
+    bool wal_level_logical = false;  // wal_level = logical (slot synchronization needs it)
 };
 
 class LocalServer {

@@ -63,6 +63,7 @@ void SlotKeeper::keep_failover_settings(const ClusterView &view) {
     in.me = me_;
     in.view = &view;
     in.physical_slots = physical_;
+    in.wal_level_logical = local_.sample().wal_level_logical;
     const FailoverSlotPlan p = plan_failover_slots(in);
     if (!p.active) {
         if (owned_) out_.log("failover logical slots: settings no longer kept by pg_ha (" + p.inactive_why + ")");
@@ -81,10 +82,9 @@ void SlotKeeper::keep_failover_settings(const ClusterView &view) {
         return;
     }
     failover_tried_ms_ = -1;
-    if (!owned_) out_.log("failover logical slots: hot_standby_feedback and sync_replication_slots on");
-    for (const auto &kv : p.params)
-        if (kv.first == "synchronized_standby_slots")
-            out_.log("failover logical slots: synchronized_standby_slots = '" + kv.second + "'");
+    std::string line;
+    for (const auto &kv : p.params) line += (line.empty() ? "" : ", ") + kv.first + " = '" + kv.second + "'";
+    out_.log("failover logical slots: " + line);
     owned_ = true;
     failover_applied_ = p.params;
 }

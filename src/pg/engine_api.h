@@ -32,6 +32,7 @@ typedef struct PgHaLocal
 	bool		walreceiver_streaming;
 	const char *primary_conninfo;	/* current GUC value, may be NULL */
 	int64_t		postmaster_start_time;	/* epoch seconds */
+	bool		wal_level_logical;	/* wal_level = logical */
 	/* an operator request from a backend (SQL), 0 = none; see pg_ha_shared.h */
 	uint64_t	request_id;
 	const char *request_json;

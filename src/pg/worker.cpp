@@ -175,6 +175,7 @@ observe_local(PgHaLocal *l)
 	l->system_identifier = GetSystemIdentifier();
 	l->server_version = PG_VERSION_NUM;
 	l->postmaster_start_time = (int64_t) timestamptz_to_time_t(PgStartTime);
+	l->wal_level_logical = wal_level >= WAL_LEVEL_LOGICAL;
 	l->primary_conninfo = PrimaryConnInfo;
 	if (!l->in_recovery)
 	{

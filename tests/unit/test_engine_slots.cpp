@@ -42,6 +42,7 @@ TEST_F(EngineSlotsTest, FailoverSlotSettingsFollowThePromotableMembersAndTheConf
     server.live_sessions.insert(556);
     Node n1(server, clock, "pg-1", true, peers_behind(0), 2000, dir);
     n1.local.server_version = 170012;
+    n1.local.wal_level_logical = true;
     n1.sql.conf_dir = dir;
     n1.sql.slots = {{"pg_2", "physical", "", "", "0", "1", "0/5000000"},
                     {"pg_3", "physical", "", "", "0", "1", "0/5000000"},

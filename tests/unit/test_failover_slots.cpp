@@ -23,6 +23,7 @@ struct World {
         in.server_version = 170012;
         in.me = "pg-1";
         in.physical_slots = {"pg_2", "pg_3"};
+        in.wal_level_logical = true;
     }
     FailoverSlotPlan plan() {
         in.view = &view;
@@ -59,6 +60,20 @@ TEST(FailoverSlots, OnSeventeenEveryMemberKeepsTheThreeSettings) {
     w.in.me = "pg-2";
     w.in.physical_slots = {"pg_1", "pg_3"};
     EXPECT_EQ(standby_slots(w), "pg_3");
+}
+
+TEST(FailoverSlots, WithoutLogicalWalLevelTheSlotSyncWorkerStaysOff) {
+    // PostgreSQL's slot sync worker refuses wal_level replica (and says so
+    // every few seconds); there is no logical slot to copy either. The other
+    // two settings are kept: the list follows the members all the same.
+    World w;
+    w.in.wal_level_logical = false;
+    const FailoverSlotPlan p = w.plan();
+    ASSERT_TRUE(p.active) << p.inactive_why;
+    auto m = as_map(p.params);
+    EXPECT_EQ(m["sync_replication_slots"], "off");
+    EXPECT_EQ(m["hot_standby_feedback"], "on");
+    EXPECT_EQ(m["synchronized_standby_slots"], "pg_2,pg_3");
 }
 
 TEST(FailoverSlots, InactiveBeforeSeventeenWhenTurnedOffOrWithoutSlots) {
