@@ -50,13 +50,15 @@ void ClusterCache::changed(const std::string &path) {
         all_ = true;
 }
 
-void ClusterCache::read(std::int64_t now_ms, ClusterStore::ReadCb cb) {
+void ClusterCache::read(std::int64_t now_ms, bool leader_every_pass, ClusterStore::ReadCb cb) {
     auto p = std::make_shared<Pass>();
     p->cb = std::move(cb);
     p->pending = 1;  // held until every request of this call is queued
     reading_ = true;
     last_requests_ = 0;
-    if (all_ || now_ms - full_at_ms_ >= kFullReadEveryMs) {
+    if (!zk_.connected()) {  // a pass that needs no request still needs the session's notices
+        p->fail(ZCONNECTIONLOSS, "read " + store_.base());
+    } else if (all_ || now_ms - full_at_ms_ >= kFullReadEveryMs) {
         all_ = false;
         full_at_ms_ = now_ms;
         marked_.clear();
@@ -67,7 +69,7 @@ void ClusterCache::read(std::int64_t now_ms, ClusterStore::ReadCb cb) {
     } else {
         std::set<std::string> todo;
         todo.swap(marked_);
-        get_key(p, "leader");
+        if (leader_every_pass) get_key(p, "leader");
         for (const auto &m : todo) {
             if (m == kBaseList) list_base(p);
             else if (m == kMemberList) list_members(p);

@@ -6,9 +6,12 @@
 // (the scope's children, members/'s children, each key, each member). A
 // watch is ZooKeeper's one-time notice that the znode (or the list) changed:
 // changed() marks it, and the next pass reads again only what was marked,
-// plus `leader` every pass (issued after a leader's renewal sync, so a leader
-// never decides on an older leader znode than before), and takes the rest
-// from the cache. A watch is set again by the read that follows its notice.
+// plus, for a leader, `leader` every pass (issued after its renewal sync, so
+// a leader never decides on an older leader znode than before), and takes
+// the rest from the cache. A watch is set again by the read that follows its
+// notice. An idle standby's pass sends nothing: its view is the cache, which
+// the notices keep current (the link starts a pass only while the session is
+// connected, so a standby cut off from ZooKeeper decides blind, as before).
 //
 // Everything is read again (the cache dropped) after a session event (a
 // reconnect, a new session: path "" in changed()), after a failed pass, and
@@ -46,8 +49,10 @@ class ClusterCache {
     // A watch's notice (the znode's full path), or "" for a session event.
     void changed(const std::string &path);
     // One pass; `cb` is called exactly once (inside ZkClient::process(), or
-    // at once when a request cannot be queued).
-    void read(std::int64_t now_ms, ClusterStore::ReadCb cb);
+    // at once when a request cannot be queued or none is needed).
+    // `leader_every_pass`: read the leader znode even without a notice (a
+    // leader's renewal).
+    void read(std::int64_t now_ms, bool leader_every_pass, ClusterStore::ReadCb cb);
     bool reading() const { return reading_; }
     // Requests the last pass sent (diagnostics and tests).
     int last_requests() const { return last_requests_; }

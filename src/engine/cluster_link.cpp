@@ -14,7 +14,7 @@ ClusterLink::ClusterLink(ZkClient &zk, const EngineSettings &s, Outbox &out, Clo
     : zk_(zk), s_(s), out_(out), clock_(std::move(clock)), store_(zk, s.ns, s.scope) {
     zk_.set_watcher([this](const std::string &path) {
         cache_.changed(path);
-        read_requested_ = true;
+        noticed_ = true;
     });
     // EngineSettings::validate() refused bad values before the engine was built.
     ZkAuth auth;
@@ -120,7 +120,7 @@ void ClusterLink::pump(bool readable, bool writable, bool leading) {
                 if (rc != ZOK) out_.log("cannot create the cluster's znodes: " + zk_error_text(rc));
             });
         }
-        if (!cache_.reading() && (read_requested_ || now >= next_read_ms_)) start_read(leading);
+        if (!cache_.reading() && (read_requested_ || noticed_ || now >= next_read_ms_)) start_read(leading);
     } else if (now >= next_read_ms_) {
         // No ZooKeeper: still observe, decide (the lease runs out on its own) and publish.
         force_blind_decision();
@@ -153,14 +153,18 @@ int ClusterLink::read_period_ms(bool leading) const {
 }
 
 void ClusterLink::start_read(bool leading) {
-    read_requested_ = false;
-    read_started_ms_ = clock_();
-    next_read_ms_ = read_started_ms_ + read_period_ms(leading);
+    const std::int64_t now = clock_();
+    // A leader renews on schedule and after its own writes; a pass only a
+    // notice asked for reads what changed and leaves the schedule alone.
+    const bool renewal = !leading || read_requested_ || now >= next_read_ms_;
+    read_requested_ = noticed_ = false;
+    read_started_ms_ = now;
+    if (renewal) next_read_ms_ = now + read_period_ms(leading);
     // A leader's renewal starts with a sync: only answers that went through
     // the ZooKeeper leader extend the lease (a follower cut off from it keeps
     // answering reads until syncLimit x tickTime).
-    if (leading) zk_.sync(store_.base(), [](int) {});
-    cache_.read(read_started_ms_, [this](bool ok, const ClusterView &v, const std::string &err) { on_read(ok, v, err); });
+    if (leading && renewal) zk_.sync(store_.base(), [](int) {});
+    cache_.read(read_started_ms_, leading && renewal, [this](bool ok, const ClusterView &v, const std::string &err) { on_read(ok, v, err); });
 }
 
 void ClusterLink::on_read(bool ok, const ClusterView &v, const std::string &err) {
@@ -288,7 +292,7 @@ void ClusterLink::wait_interest(int &fd, bool &read, bool &write, long &timeout_
         timeout = in.timeout_ms;
     }
     timeout = next_read_ms_ > now ? std::min<long>(timeout, static_cast<long>(next_read_ms_ - now)) : 0;
-    if (read_requested_ && zk_.connected() && !cache_.reading()) timeout = 0;
+    if ((read_requested_ || noticed_) && zk_.connected() && !cache_.reading()) timeout = 0;
     timeout_ms = timeout;
 }
 

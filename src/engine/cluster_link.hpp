@@ -106,6 +106,10 @@ class ClusterLink {
     std::uint64_t view_seq_ = 0;
     std::int64_t dcs_last_seen_ = 0;
     bool read_requested_ = true;
+    // A watch's notice came: a pass reads what it marked. For a leader that
+    // pass is not a renewal (no sync, no leader read, the renewal schedule
+    // kept): the renewals come every period whatever the notices.
+    bool noticed_ = false;
     std::int64_t next_read_ms_ = 0;
     std::int64_t read_started_ms_ = 0;
     std::int64_t retry_ms_ = 0;

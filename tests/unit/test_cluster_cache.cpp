@@ -32,10 +32,11 @@ class ClusterCacheTest : public ::testing::Test {
         server.live_sessions.insert(502);
     }
     // One pass of the cache; fails the test when it does not finish.
-    ClusterView pass() {
+    // `leading`: a leader's pass (reads the leader znode every time).
+    ClusterView pass(bool leading = true) {
         bool done = false, ok = false;
         ClusterView view;
-        cache.read(clock.now, [&](bool o, const ClusterView &v, const std::string &) {
+        cache.read(clock.now, leading, [&](bool o, const ClusterView &v, const std::string &) {
             done = true;
             ok = o;
             view = v;
@@ -83,6 +84,30 @@ TEST_F(ClusterCacheTest, AnIdlePassReadsOnlyTheLeaderZnode) {
         EXPECT_EQ(text(pass()), text(first));
         EXPECT_EQ(cache.last_requests(), 1);
     }
+}
+
+TEST_F(ClusterCacheTest, AnIdleStandbyPassSendsNothingAndStillSeesTheLeaderGo) {
+    const ClusterView first = pass(false);
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(text(pass(false)), text(first));
+        EXPECT_EQ(cache.last_requests(), 0);
+    }
+    server.expire(501);  // the leader's session ends: its znodes go, the watches fire
+    const ClusterView v = pass(false);
+    EXPECT_FALSE(v.leader.has_value());
+    EXPECT_EQ(v.member("pg-1"), nullptr);
+    EXPECT_EQ(text(v), text(full()));
+    server.put(kCacheBase + "/leader", "pg-2", 502);  // a new leader: the scope's list changed
+    EXPECT_EQ(pass(false).leader.value_or("-"), "pg-2");
+    // Without a connected session no pass is answered from the cache.
+    zk.partitioned = true;
+    bool done = false, ok = true;
+    cache.read(clock.now, false, [&](bool o, const ClusterView &, const std::string &) {
+        done = true;
+        ok = o;
+    });
+    EXPECT_TRUE(done);
+    EXPECT_FALSE(ok);
 }
 
 TEST_F(ClusterCacheTest, AChangedMemberIsReadAgainAloneAndEveryLaterChangeToo) {
@@ -153,7 +178,7 @@ TEST_F(ClusterCacheTest, SessionEventsFailuresAndTimeReadEverythingAgain) {
     // A pass that fails (here: nothing can be queued): the next one reads everything.
     zk.close();
     bool done = false, ok = true;
-    cache.read(clock.now, [&](bool o, const ClusterView &, const std::string &) {
+    cache.read(clock.now, true, [&](bool o, const ClusterView &, const std::string &) {
         done = true;
         ok = o;
     });
@@ -177,7 +202,7 @@ TEST_F(ClusterCacheTest, NoClusterYetIsReadAgainUntilItExists) {
     auto once = [&] {
         bool done = false;
         ClusterView view;
-        c.read(clock.now, [&](bool, const ClusterView &v, const std::string &) {
+        c.read(clock.now, false, [&](bool, const ClusterView &v, const std::string &) {
             done = true;
             view = v;
         });

@@ -107,9 +107,16 @@ class FakeZk final : public ZkClient {
     // depend on that, so the fake does not.)
     bool follower_cut_off = false;
     int opens = 0;
+    // Negotiate the session timeout the client asks for (ZooKeeper's bounds
+    // aside) instead of the constructor's.
+    bool negotiate_timeout = false;
+    // Requests this client sent, by kind and path below /service/batman
+    // ("get /members/pg-2", "sync /leader").
+    std::map<std::string, int> requests;
 
-    bool open(const std::string &, int, const ZkCredentials *resume, std::string &) override {
+    bool open(const std::string &, int session_timeout_ms, const ZkCredentials *resume, std::string &) override {
         ++opens;
+        if (negotiate_timeout) timeout_ms_ = session_timeout_ms;
         if (resume && server_.live_sessions.count(resume->session_id)) session_ = resume->session_id;
         else session_ = ++server_.next_session;
         server_.live_sessions.insert(session_);
@@ -151,10 +158,12 @@ class FakeZk final : public ZkClient {
     std::int64_t last_confirmed_send_ms() const override { return last_answered_; }
     void set_watcher(WatchCb cb) override { watcher_ = std::move(cb); }
 
-    int sync(const std::string &, VoidCb cb) override {
+    int sync(const std::string &path, VoidCb cb) override {
+        count("sync", path);
         return submit([cb] { cb(ZOK); }, true);
     }
     int get(const std::string &path, bool watch, GetCb cb) override {
+        count("get", path);
         return submit([this, path, watch, cb] {
             // As ZooKeeper: a read of a missing znode leaves no watch (only exists() would).
             if (watch && server_.has(path)) watch_path(path);
@@ -167,6 +176,7 @@ class FakeZk final : public ZkClient {
         });
     }
     int create(const std::string &path, const std::string &data, bool ephemeral, PathCb cb) override {
+        count("create", path);
         return submit([this, path, data, ephemeral, cb] {
             if (server_.has(path)) return cb(ZNODEEXISTS, "");
             if (!server_.has(FakeZkServer::parent(path)) && FakeZkServer::parent(path) != "/") return cb(ZNONODE, "");
@@ -175,6 +185,7 @@ class FakeZk final : public ZkClient {
         }, true);
     }
     int set(const std::string &path, const std::string &data, int version, StatCb cb) override {
+        count("set", path);
         return submit([this, path, data, version, cb] {
             auto it = server_.nodes.find(path);
             if (it == server_.nodes.end()) return cb(ZNONODE, ZkStat{});
@@ -184,6 +195,7 @@ class FakeZk final : public ZkClient {
         }, true);
     }
     int remove(const std::string &path, int, VoidCb cb) override {
+        count("remove", path);
         return submit([this, path, cb] {
             if (!server_.has(path)) return cb(ZNONODE);
             ++server_.removes[path];
@@ -194,6 +206,7 @@ class FakeZk final : public ZkClient {
         }, true);
     }
     int children(const std::string &path, bool watch, ChildrenCb cb) override {
+        count("children", path);
         return submit([this, path, watch, cb] {
             if (watch && server_.has(path)) watch_path(path);
             if (!server_.has(path)) return cb(ZNONODE, {});
@@ -202,6 +215,12 @@ class FakeZk final : public ZkClient {
     }
 
   private:
+    void count(const char *kind, const std::string &path) {
+        static const std::string base = "/service/batman";
+        if (!open_) return;
+        const bool below = path.compare(0, base.size(), base) == 0;
+        ++requests[std::string(kind) + " " + (below ? path.substr(base.size()) : path)];
+    }
     struct Op {
         std::int64_t sent;
         std::function<void()> run;

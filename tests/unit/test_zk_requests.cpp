@@ -1,0 +1,78 @@
+// ZooKeeper requests of an idle cluster (issue 14 item 4): what each member
+// sends per HA loop once the cluster has settled. The figures bench/zk_load.py
+// measures on a real ZooKeeper (with pings, which the fake does not count)
+// come from these requests; this test pins them per loop, so a change that
+// brings back a read of the whole cluster per pass, or a write nobody needs,
+// fails here rather than in a benchmark nobody reruns.
+#include "engine_fixture.hpp"
+
+#include <sstream>
+
+namespace {
+
+class ZkRequestsTest : public EngineTest {
+  protected:
+    static int total(const std::map<std::string, int> &r) {
+        int n = 0;
+        for (const auto &kv : r) n += kv.second;
+        return n;
+    }
+    static std::string show(const std::string &name, const std::map<std::string, int> &r) {
+        std::ostringstream o;
+        o << name << ":";
+        for (const auto &kv : r) o << " [" << kv.first << "] x" << kv.second;
+        return o.str();
+    }
+};
+
+}  // namespace
+
+TEST_F(ZkRequestsTest, AnIdleClusterSendsFewRequestsPerLoop) {
+    const int loop_wait = 10;
+    server.put(path("config"), "{\"ttl\":30,\"loop_wait\":10,\"retry_timeout\":10}");
+    Node n1(server, clock, "pg-1", true, peers_behind(1000));
+    Node n2(server, clock, "pg-2", false, peers_behind(1000));
+    Node n3(server, clock, "pg-3", false, peers_behind(1000));
+    std::vector<Node *> all{&n1, &n2, &n3};
+    for (auto *n : all) n->zk->negotiate_timeout = true;  // ttl 30: a 30 s session, as ZooKeeper gives
+    ASSERT_TRUE(run(all, [&] {
+        return server.get(path("leader")) == "pg-1" && server.has(path("members/pg-2")) &&
+               server.has(path("members/pg-3"));
+    }, 2000));
+    // Settle: slots, status, the first full reads, the members published.
+    ASSERT_FALSE(run(all, [] { return false; }, 60 * 20));  // 60 s
+    for (auto *n : all) n->zk->requests.clear();
+    const int loops = 12;  // 120 s idle, nothing changes
+    ASSERT_FALSE(run(all, [] { return false; }, loops * loop_wait * 20));
+    ASSERT_EQ(server.get(path("leader")), "pg-1");
+
+    std::string report;
+    for (auto *n : all) report += show(n->s.node_name, n->zk->requests) + "\n";
+    // The leader: per loop its renewal's sync and the read of its leader znode
+    // (the lease hardening: proof the lock is still its own, from the server).
+    EXPECT_LE(total(n1.zk->requests), 2 * loops + 2) << report;
+    // A standby reads nothing its watches did not report, writes nothing that
+    // did not change (pings aside: the C client sends those, ttl/3 apart).
+    EXPECT_LE(total(n2.zk->requests), 2) << report;
+    EXPECT_LE(total(n3.zk->requests), 2) << report;
+    std::cout << report;
+
+    // pg-2 replays more WAL every loop and publishes it: each change costs
+    // its write, its own read of it (that read re-arms the watch that shows
+    // another node writing under its name) and one read by each of the others; the
+    // leader's renewals stay on their schedule (a notice's pass is no renewal).
+    for (auto *n : all) n->zk->requests.clear();
+    for (int i = 0; i < loops; ++i) {
+        n2.local.receive_lsn = n2.local.replay_lsn = n2.local.replay_lsn + 100;
+        ASSERT_FALSE(run(all, [] { return false; }, loop_wait * 20));
+    }
+    report.clear();
+    for (auto *n : all) report += show(n->s.node_name, n->zk->requests) + "\n";
+    EXPECT_LE(n1.zk->requests["sync "], loops + 1) << report;
+    EXPECT_LE(n1.zk->requests["get /leader"], loops + 1) << report;
+    EXPECT_GE(n1.zk->requests["get /members/pg-2"], loops - 1) << report;
+    EXPECT_LE(total(n1.zk->requests), 3 * loops + 3) << report;
+    EXPECT_LE(total(n2.zk->requests), 2 * loops + 2) << report;
+    EXPECT_LE(total(n3.zk->requests), loops + 2) << report;  // its reads of members/pg-2
+    std::cout << report;
+}
