@@ -6,6 +6,7 @@ members.
     sudo PGHA_NET_ID=3 /usr/bin/python3 bench/zk_load.py                  # defaults, 3 members
     sudo /usr/bin/python3 bench/zk_load.py --tight --members 3 5 9
     sudo /usr/bin/python3 bench/zk_load.py --window 60 --trials 5
+    sudo /usr/bin/python3 bench/zk_load.py --breakdown --trials 1 --window 60
 
 A cluster of N nodes (tests/cluster/harness.py, no HAProxy, one ZooKeeper
 server), healthy and left alone for two loops; then ZooKeeper's own counter
@@ -15,8 +16,16 @@ before measuring, so only the members count. Prints each window's rate and
 the median, min, max and n per member count, and the rate per member. No
 pass/fail: the issue's figures to compare with are Patroni 3.0.2's 0.95
 requests/s (defaults) and 6.1 (tight), idle, 3 members.
+
+--breakdown has ZooKeeper log every request (PGHA_ZK_TRACE_REQUESTS: its
+FinalRequestProcessor at debug level) and prints, per member, the requests
+of the measurement windows by type and path: where the rate comes from.
 """
 import argparse
+import collections
+import datetime
+import os
+import re
 import statistics
 import time
 
@@ -51,9 +60,40 @@ def close_harness_zk(c):
             c._zk = None
 
 
-def measure(members, cfg, zk_kwargs, window, trials, keep):
+REQUEST = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) .*Processing request:: "
+                     r"sessionid:(0x[0-9a-f]+) type:(\w+) .*?reqpath:(\S+)")
+
+
+def sessions(c):
+    """{session id as ZooKeeper logs it: member name} from the members' ephemeral znodes."""
+    out = {}
+    for name in c.zk_children("members") or []:
+        _, stat = c.zk().get(c.zk_path("members", name))
+        out["0x%x" % stat.ephemeralOwner] = name
+    return out
+
+
+def breakdown(c, owners, windows):
+    """{member: Counter((type, path))} of the requests ZooKeeper logged inside `windows` (wall-clock pairs)."""
+    base = c.zk_path()
+    out = collections.defaultdict(collections.Counter)
+    for line in c.zookeepers[0].log_path.read_text(errors="replace").splitlines():
+        m = REQUEST.match(line)
+        if not m:
+            continue
+        t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        if not any(a <= t <= b for a, b in windows):
+            continue
+        path = m.group(4)
+        path = path[len(base):] or "/" if path.startswith(base) else path
+        out[owners.get(m.group(2), m.group(2))][(m.group(3), path)] += 1
+    return out
+
+
+def measure(members, cfg, zk_kwargs, window, trials, keep, want_breakdown=False):
     c = harness.Cluster(nodes=members, haproxy=False, keep_dir=keep, dynamic_config=cfg, **zk_kwargs)
     rates = []
+    windows = []
     try:
         c.setup()
         c.start_zookeeper()
@@ -62,17 +102,27 @@ def measure(members, cfg, zk_kwargs, window, trials, keep):
         c.start_nodes([n.name for n in c.nodes if n.name != "pg-1"])
         c.wait_healthy(timeout=240 + 30 * members)
         cb.wait_ready(c, timeout=240, members=True)
+        owners = sessions(c) if want_breakdown else {}
         close_harness_zk(c)
         settle = 2 * cfg["loop_wait"] + 2
         log("%d members healthy; settling %d s" % (members, settle))
         time.sleep(settle)
         for i in range(trials):
-            p0, t0 = packets(c), time.monotonic()
+            p0, t0, w0 = packets(c), time.monotonic(), time.time()
             time.sleep(window)
-            p1, t1 = packets(c), time.monotonic()
+            p1, t1, w1 = packets(c), time.monotonic(), time.time()
+            windows.append((w0, w1))
             rate = (p1 - p0) / (t1 - t0)
             rates.append(rate)
             log("%d members, window %d: %.2f requests/s (%d in %.1f s)" % (members, i + 1, rate, p1 - p0, t1 - t0))
+        if want_breakdown:
+            seconds = sum(b - a for a, b in windows)
+            print("\nrequests ZooKeeper logged in the %d windows (%.0f s), per member:" % (len(windows), seconds))
+            for who, counts in sorted(breakdown(c, owners, windows).items()):
+                total = sum(counts.values())
+                print("  %s: %d (%.2f/s)" % (who, total, total / seconds))
+                for (kind, path), n in counts.most_common():
+                    print("    %-14s %-28s %d" % (kind, path, n))
     finally:
         c.teardown()
     return rates
@@ -84,13 +134,17 @@ def main():
     ap.add_argument("--members", type=int, nargs="+", default=[3], help="cluster sizes [3]")
     ap.add_argument("--window", type=int, default=30, help="seconds per measurement window [30]")
     ap.add_argument("--trials", type=int, default=5, help="windows per cluster size [5]")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also print each member's requests by type and path (ZooKeeper logs every request)")
     args = ap.parse_args()
+    if args.breakdown:
+        os.environ["PGHA_ZK_TRACE_REQUESTS"] = "1"
     cfg, zk_kwargs = cb.timing_from_args(args)
     print(cb.environment_note(), flush=True)
     log("settings %s, ZooKeeper %s" % (cfg, zk_kwargs))
     results = {}
     for n in args.members:
-        results[n] = measure(n, cfg, zk_kwargs, args.window, args.trials, args.keep)
+        results[n] = measure(n, cfg, zk_kwargs, args.window, args.trials, args.keep, args.breakdown)
     print("\nZooKeeper requests/s, idle (settings %s, window %d s)" % (cfg, args.window))
     print("members  median   min      max      n   per member (median)")
     for n, r in results.items():

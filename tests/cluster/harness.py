@@ -591,8 +591,11 @@ class ZooKeeperServer:
                 "-Dzookeeper.jmx.log4j.disable=true",
                 "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
                 "-Dorg.slf4j.simpleLogger.showDateTime=true",
-                "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd HH:mm:ss.SSS",
-                "-cp", "%s:%s" % (self.dir, ZK_CLASSPATH),
+                "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd HH:mm:ss.SSS"]
+        if os.environ.get("PGHA_ZK_TRACE_REQUESTS"):
+            # One log line per request, pings included (bench/zk_load.py --breakdown).
+            argv.append("-Dorg.slf4j.simpleLogger.log.org.apache.zookeeper.server.FinalRequestProcessor=debug")
+        argv += ["-cp", "%s:%s" % (self.dir, ZK_CLASSPATH),
                 ZK_MAIN, str(self.cfg_path)]
         self.proc = self.host.spawn(argv, self.log_path)
         if wait:
