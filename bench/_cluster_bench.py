@@ -37,7 +37,8 @@ def log(msg):
     print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
 
 
-def add_timing_args(ap, default_ttl=30, default_loop_wait=10, default_retry_timeout=10):
+def add_timing_args(ap, default_ttl=30, default_loop_wait=10, default_retry_timeout=10, members=False):
+    """The timing options every cluster benchmark takes; `members`: also --members N (start_cluster's)."""
     ap.add_argument("--ttl", type=int, default=None, help="dynamic config ttl (s) [%d]" % default_ttl)
     ap.add_argument("--loop-wait", type=int, default=None, help="dynamic config loop_wait (s) [%d]" % default_loop_wait)
     ap.add_argument("--retry-timeout", type=int, default=None,
@@ -47,6 +48,9 @@ def add_timing_args(ap, default_ttl=30, default_loop_wait=10, default_retry_time
                          "(--ttl etc. still override single values)")
     ap.add_argument("--tick-time", type=int, default=None, help="ZooKeeper tickTime (ms) [2000, 500 with --tight]")
     ap.add_argument("--keep", action="store_true", help="keep the run directory")
+    if members:
+        ap.add_argument("--members", type=int, default=3,
+                        help="cluster size [3]; beyond 3 without HAProxy (docker/haproxy.cfg lists pg-1..pg-3)")
     ap.set_defaults(_timing_defaults=(default_ttl, default_loop_wait, default_retry_timeout))
 
 
@@ -87,9 +91,14 @@ def environment_note():
 
 
 def start_cluster(dynamic_config, zk_kwargs, haproxy=True, keep=False, first="pg-1", extra_settings="",
-                  timeout=240):
-    """A healthy 3-node cluster whose primary is `first` (started alone, the others after)."""
-    c = harness.Cluster(haproxy=haproxy, keep_dir=keep, dynamic_config=dynamic_config,
+                  timeout=240, members=3):
+    """A healthy cluster of `members` nodes whose primary is `first` (started
+    alone, the others after). HAProxy only with 3 members: its configuration,
+    docker/haproxy.cfg, used unchanged, lists pg-1..pg-3."""
+    if members != 3 and haproxy:
+        log("%d members: no HAProxy (docker/haproxy.cfg lists 3 servers); direct figures only" % members)
+        haproxy = False
+    c = harness.Cluster(nodes=members, haproxy=haproxy, keep_dir=keep, dynamic_config=dynamic_config,
                         extra_settings=extra_settings, **zk_kwargs)
     try:
         c.setup()
@@ -98,7 +107,7 @@ def start_cluster(dynamic_config, zk_kwargs, haproxy=True, keep=False, first="pg
         c.start_nodes([first])
         c.wait_for_primary(timeout=timeout, nodes=[first])
         c.start_nodes([n.name for n in c.nodes if n.name != first])
-        c.wait_healthy(timeout=timeout)
+        c.wait_healthy(timeout=timeout + 30 * max(0, members - 3))
         cfg = c.dynamic_config()
         for k, v in dynamic_config.items():
             if cfg.get(k) != v:

@@ -131,7 +131,7 @@ def main():
     ap.add_argument("--rejoin-timeout", type=float, default=300)
     ap.add_argument("--plain-kill", action="store_true",
                     help="harness kill_host() only (SIGKILL one process after the other; see power_cut())")
-    cb.add_timing_args(ap)
+    cb.add_timing_args(ap, members=True)
     args = ap.parse_args()
     args.direct = not args.only_proxy or args.only_direct
     args.proxy = not args.only_direct or args.only_proxy
@@ -140,7 +140,7 @@ def main():
 
     cb.log("failover bench: %d trials, dynamic config %s, ZooKeeper %s" % (args.trials, cfg, zk))
     cb.log(cb.environment_note())
-    c = cb.start_cluster(cfg, zk, haproxy=True, keep=args.keep)
+    c = cb.start_cluster(cfg, zk, haproxy=True, keep=args.keep, members=args.members)
     try:
         c.nodes[0].sql(cb.PROBE_TABLE_SQL)
 

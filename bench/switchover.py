@@ -160,7 +160,7 @@ def main():
     ap.add_argument("--rejoin-timeout", type=float, default=180)
     ap.add_argument("--no-wait-leader-view", dest="wait_leader_view", action="store_false",
                     help="trigger as soon as the member znodes say running (the leader may still refuse)")
-    cb.add_timing_args(ap)
+    cb.add_timing_args(ap, members=True)
     args = ap.parse_args()
     cb.require_root()
     cfg, zk = cb.timing_from_args(args)
@@ -168,7 +168,7 @@ def main():
     cb.log("switchover bench: %d trials, method %s, dynamic config %s, ZooKeeper %s"
            % (args.trials, args.method, cfg, zk))
     cb.log(cb.environment_note())
-    c = cb.start_cluster(cfg, zk, haproxy=True, keep=args.keep)
+    c = cb.start_cluster(cfg, zk, haproxy=True, keep=args.keep, members=args.members)
     rows = []
     try:
         c.nodes[0].sql(cb.PROBE_TABLE_SQL)
