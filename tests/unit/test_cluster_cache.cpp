@@ -46,6 +46,17 @@ class ClusterCacheTest : public ::testing::Test {
         EXPECT_TRUE(ok);
         return view;
     }
+    // A pass that cannot be sent: answered at once, as failed.
+    void expect_failed_at_once(bool leading) {
+        bool done = false, ok = true;
+        cache.read(clock.now, leading, [&](bool o, const ClusterView &, const std::string &) {
+            done = true;
+            ok = o;
+        });
+        EXPECT_TRUE(done);
+        EXPECT_FALSE(ok);
+        EXPECT_FALSE(cache.reading());
+    }
     // What a full read (pg_hactl's, ClusterStore::read without watches) sees.
     ClusterView full() {
         FakeZk other(server, clock);
@@ -101,13 +112,7 @@ TEST_F(ClusterCacheTest, AnIdleStandbyPassSendsNothingAndStillSeesTheLeaderGo) {
     EXPECT_EQ(pass(false).leader.value_or("-"), "pg-2");
     // Without a connected session no pass is answered from the cache.
     zk.partitioned = true;
-    bool done = false, ok = true;
-    cache.read(clock.now, false, [&](bool o, const ClusterView &, const std::string &) {
-        done = true;
-        ok = o;
-    });
-    EXPECT_TRUE(done);
-    EXPECT_FALSE(ok);
+    expect_failed_at_once(false);
 }
 
 TEST_F(ClusterCacheTest, AChangedMemberIsReadAgainAloneAndEveryLaterChangeToo) {
@@ -177,14 +182,7 @@ TEST_F(ClusterCacheTest, SessionEventsFailuresAndTimeReadEverythingAgain) {
     EXPECT_GE(cache.last_requests(), 7) << "the safety net";
     // A pass that fails (here: nothing can be queued): the next one reads everything.
     zk.close();
-    bool done = false, ok = true;
-    cache.read(clock.now, true, [&](bool o, const ClusterView &, const std::string &) {
-        done = true;
-        ok = o;
-    });
-    EXPECT_TRUE(done);
-    EXPECT_FALSE(ok);
-    EXPECT_FALSE(cache.reading());
+    expect_failed_at_once(true);
     std::string err;
     ASSERT_TRUE(zk.open("zk:2181", 10000, nullptr, err));
     EXPECT_EQ(text(pass()), text(full()));
