@@ -134,7 +134,7 @@ def main():
     cb.add_timing_args(ap, members=True)
     args = ap.parse_args()
     args.direct = not args.only_proxy or args.only_direct
-    args.proxy = not args.only_direct or args.only_proxy
+    args.proxy = (not args.only_direct or args.only_proxy) and args.members == 3  # HAProxy: 3 members only
     cb.require_root()
     cfg, zk = cb.timing_from_args(args)
 
