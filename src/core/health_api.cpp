@@ -307,7 +307,7 @@ json patroni_status_json(const NodeSnapshot &s) {
     return r;
 }
 
-int health_check_status(const NodeSnapshot &s, const HttpRequestView &req) {
+int health_check_status(const NodeSnapshot &s, const HttpRequestView &req, std::int64_t now_steady_ms) {
     const std::string path = req.path == "/" ? "/primary" : req.path;
     const std::string role = api_role(s);
     const bool running = is_running(s);
@@ -346,8 +346,10 @@ int health_check_status(const NodeSnapshot &s, const HttpRequestView &req) {
     }
     // pg_ha: /primary answers 200 only when the server really accepts writes
     // (leader znode on our session, lease valid, local probe connected, not in
-    // recovery), not merely when the leader key is ours (Patroni #2756).
-    const int primary_sc = s.accepts_writes && !standby_cluster_leader ? 200 : 503;
+    // recovery), not merely when the leader key is ours (Patroni #2756); and
+    // only until the lease the worker saw runs out, however old the snapshot.
+    const bool writes = s.accepts_writes && now_steady_ms < s.lease_until_steady_ms;
+    const int primary_sc = writes && !standby_cluster_leader ? 200 : 503;
 
     int sc = 503;
     bool ignore_tags = false;
@@ -639,7 +641,7 @@ HttpReply handle_request(const NodeSnapshot *snap, const HttpRequestView &req, s
 
         // Patroni's generic do_GET: every other path, unknown ones included
         // (they answer 503 with the status body unless a substring matches).
-        const int sc = health_check_status(*snap, req);
+        const int sc = health_check_status(*snap, req, now_steady_ms);
         if (head_like) return status_only(sc);
         return status_reply(sc);
     } catch (...) {

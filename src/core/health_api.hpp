@@ -167,7 +167,8 @@ inline constexpr const char *kApiClosedMessage =
 
 // Status code of Patroni's generic do_GET (/primary, /replica, /read-only,
 // /sync, /async, /health, ... and any path without its own handler).
-int health_check_status(const NodeSnapshot &snap, const HttpRequestView &req);
+// `now_steady_ms`: as handle_request's (a snapshot past its lease says no writes).
+int health_check_status(const NodeSnapshot &snap, const HttpRequestView &req, std::int64_t now_steady_ms);
 // GET /liveness, /readiness status codes.
 int liveness_status(const NodeSnapshot *snap, std::int64_t now_steady_ms);
 int readiness_status(const NodeSnapshot *snap, const HttpRequestView &req);

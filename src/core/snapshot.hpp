@@ -23,6 +23,10 @@ struct NodeSnapshot {
     std::string role;        // primary, replica, uninitialized
     bool is_leader = false;       // holds the leader znode on its current session
     bool accepts_writes = false;  // primary + leader + lease valid + local probe connected
+    // steady_clock ms at which the lease that made accepts_writes true runs
+    // out: a snapshot outliving it (a worker stuck in a call) no longer says
+    // the server accepts writes (/primary, /read-write: health_check_status).
+    std::int64_t lease_until_steady_ms = 0;
     bool dcs_ok = false;
     std::int64_t dcs_last_seen = 0;       // epoch seconds of the last successful cluster read
     std::int64_t loop_steady_ms = 0;      // steady_clock ms when the HA loop last finished

@@ -77,6 +77,7 @@ void Publisher::publish(const NodeView &v) {
     snap->dcs_ok = v.dcs_ok;
     snap->dcs_last_seen = v.dcs_last_seen;
     snap->loop_steady_ms = steady_now_ms();
+    snap->lease_until_steady_ms = v.accepts_writes ? snap->loop_steady_ms + v.lease_remaining_ms : 0;
     snap->postmaster_start_time = v.postmaster_start_time;
     snap->message = v.message;
     snap->sync_waiting = v.sync_waiting;

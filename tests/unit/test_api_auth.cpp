@@ -75,6 +75,7 @@ SnapshotPtr make_node(bool primary) {
     s->accepts_writes = primary;
     s->dcs_ok = true;
     s->loop_steady_ms = steady_ms();
+    s->lease_until_steady_ms = primary ? s->loop_steady_ms + 3600 * 1000 : 0;
     s->local.state = PgState::Running;
     s->local.in_recovery = !primary;
     s->local.write_lsn = 0x3000060;

@@ -47,6 +47,7 @@ SnapshotPtr primary_snapshot() {
     s->accepts_writes = true;
     s->dcs_ok = true;
     s->loop_steady_ms = ms_now();
+    s->lease_until_steady_ms = s->loop_steady_ms + 3600 * 1000;
     s->local.state = PgState::Running;
     s->local.write_lsn = 0x3000060;
     s->local.timeline = 1;

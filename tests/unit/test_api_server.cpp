@@ -53,6 +53,7 @@ SnapshotPtr make_primary(bool accepts_writes = true) {
     s->accepts_writes = accepts_writes;
     s->dcs_ok = true;
     s->loop_steady_ms = steady_ms();
+    s->lease_until_steady_ms = s->loop_steady_ms + 3600 * 1000;
     s->local.state = PgState::Running;
     s->local.in_recovery = false;
     s->local.write_lsn = 0x3000060;

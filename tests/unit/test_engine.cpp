@@ -679,3 +679,22 @@ TEST_F(EngineTest, OwnEarlierSessionAtTheSameAddressIsNoConflict) {
     EXPECT_FALSE(n1.logged("another node runs as member"));
 }
 
+
+// The snapshot a leader publishes says until when its lease held: /primary
+// stops answering 200 at that moment even if no newer snapshot comes.
+TEST_F(EngineTest, TheLeadersSnapshotCarriesItsLeaseEnd) {
+    Node n1(server, clock, "pg-1", true, peers_behind(0));
+    ASSERT_TRUE(run({&n1}, [&] {
+        const SnapshotPtr s = n1.engine->snapshots().get();
+        return s && s->accepts_writes;
+    }, 200));
+    const SnapshotPtr s = n1.engine->snapshots().get();
+    const std::int64_t now = Publisher::steady_now_ms();
+    EXPECT_GT(s->lease_until_steady_ms, now);
+    EXPECT_LE(s->lease_until_steady_ms, now + 10 * 1000) << "never beyond ttl (10 s here)";
+    HttpRequestView r;
+    r.method = "GET";
+    r.path = "/primary";
+    EXPECT_EQ(handle_request(s.get(), r, now, ManagementHook()).status, 200);
+    EXPECT_EQ(handle_request(s.get(), r, s->lease_until_steady_ms, ManagementHook()).status, 503);
+}

@@ -65,6 +65,7 @@ NodeSnapshot primary() {
     s.role = "primary";
     s.is_leader = true;
     s.accepts_writes = true;
+    s.lease_until_steady_ms = kNowMs + 10000;
     s.local.in_recovery = false;
     s.local.write_lsn = 100 * kMB;
     s.cluster.leader = "node1";
@@ -400,6 +401,21 @@ TEST(HealthApi, StatusTable) {
             }
         }
     }
+}
+
+// A snapshot can outlive the lease it was published under (a worker stuck
+// in a call, the HTTP thread still answering): from the lease's end on the
+// write checks say 503, as the commit check would refuse the writes.
+TEST(HealthApi, PrimaryChecksFailOnceTheSnapshotsLeaseRanOut) {
+    NodeSnapshot s = primary();
+    s.lease_until_steady_ms = kNowMs + 1;
+    for (const char *path : {"/primary", "/read-write", "/master", "/read-only"})
+        EXPECT_EQ(call(&s, "GET", path).status, 200) << path;
+    s.lease_until_steady_ms = kNowMs;
+    for (const char *path : {"/primary", "/read-write", "/master", "/read-only"})
+        EXPECT_EQ(call(&s, "OPTIONS", path).status, 503) << path;
+    EXPECT_EQ(call(&s, "GET", "/leader").status, 200) << "the lock is still ours";
+    EXPECT_EQ(call(&s, "GET", "/health").status, 200);
 }
 
 TEST(HealthApi, HealthPathsAnswerWithThePatroniStatusBody) {
