@@ -91,7 +91,7 @@ def environment_note():
 
 
 def start_cluster(dynamic_config, zk_kwargs, haproxy=True, keep=False, first="pg-1", extra_settings="",
-                  timeout=240, members=3):
+                  timeout=240, members=3, haproxy_config=None):
     """A healthy cluster of `members` nodes whose primary is `first` (started
     alone, the others after). HAProxy only with 3 members: its configuration,
     docker/haproxy.cfg, used unchanged, lists pg-1..pg-3."""
@@ -99,7 +99,7 @@ def start_cluster(dynamic_config, zk_kwargs, haproxy=True, keep=False, first="pg
         log("%d members: no HAProxy (docker/haproxy.cfg lists 3 servers); direct figures only" % members)
         haproxy = False
     c = harness.Cluster(nodes=members, haproxy=haproxy, keep_dir=keep, dynamic_config=dynamic_config,
-                        extra_settings=extra_settings, **zk_kwargs)
+                        extra_settings=extra_settings, haproxy_config=haproxy_config, **zk_kwargs)
     try:
         c.setup()
         c.start_zookeeper()

@@ -129,6 +129,8 @@ def main():
                     help="only the probe through HAProxy's write port")
     ap.add_argument("--direct", dest="only_direct", action="store_true", help="only the direct probes")
     ap.add_argument("--rejoin-timeout", type=float, default=300)
+    ap.add_argument("--haproxy-config", default=None,
+                    help="HAProxy configuration [docker/haproxy.cfg]; docker/haproxy-fast.cfg: the fast write listener")
     ap.add_argument("--plain-kill", action="store_true",
                     help="harness kill_host() only (SIGKILL one process after the other; see power_cut())")
     cb.add_timing_args(ap, members=True)
@@ -138,9 +140,11 @@ def main():
     cb.require_root()
     cfg, zk = cb.timing_from_args(args)
 
-    cb.log("failover bench: %d trials, dynamic config %s, ZooKeeper %s" % (args.trials, cfg, zk))
+    cb.log("failover bench: %d trials, dynamic config %s, ZooKeeper %s, HAProxy %s"
+           % (args.trials, cfg, zk, args.haproxy_config or "docker/haproxy.cfg"))
     cb.log(cb.environment_note())
-    c = cb.start_cluster(cfg, zk, haproxy=True, keep=args.keep, members=args.members)
+    c = cb.start_cluster(cfg, zk, haproxy=True, keep=args.keep, members=args.members,
+                         haproxy_config=args.haproxy_config)
     try:
         c.nodes[0].sql(cb.PROBE_TABLE_SQL)
 

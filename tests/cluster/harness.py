@@ -1347,7 +1347,8 @@ class Cluster:
                  tick_time=2000, min_session_timeout=1000, max_session_timeout=None,
                  extra_settings="", node_settings=None, node_env=None, env=None,
                  haproxy=True, base_dir=None, keep_dir=None, run_id=None, pg_hactl_dir=None,
-                 dynamic_config=None, watchdog=False, restapi_auth=True, zk_auth_data=None, zk_default_acl=None):
+                 dynamic_config=None, watchdog=False, restapi_auth=True, zk_auth_data=None, zk_default_acl=None,
+                 haproxy_config=None):
         """nodes: number of PostgreSQL nodes (pg-1..pg-N); zk_servers: 1 or 3;
         tick_time/min_session_timeout/max_session_timeout: ZooKeeper (ms);
         extra_settings: PGHA_EXTRA_SETTINGS lines for every node, node_settings:
@@ -1364,7 +1365,9 @@ class Cluster:
         API's defaults, i.e. unsafe methods refused); zk_auth_data /
         zk_default_acl: kazoo's auth_data (e.g. [("digest", "user:pw")]) and
         default_acl for the harness's own ZooKeeper client (zk()), when the
-        nodes use ZooKeeper authentication (the node settings are the test's)."""
+        nodes use ZooKeeper authentication (the node settings are the test's);
+        haproxy_config: another HAProxy configuration than docker/haproxy.cfg
+        (e.g. docker/haproxy-fast.cfg), used as is."""
         if zk_servers not in (1, 3):
             raise ValueError("zk_servers must be 1 (standalone) or 3 (ensemble)")
         self.run_id = run_id or "%s-%d-%04x" % (time.strftime("%Y%m%d-%H%M%S"), os.getpid(),
@@ -1402,7 +1405,8 @@ class Cluster:
             self.nodes.append(node)
         self.initial_dynamic_config = dict(dynamic_config or {})
         self.proxy_host = Host(*PROXY_HOST_SPEC) if haproxy else None
-        self.haproxy = HAProxy(self.proxy_host, self.base_dir) if haproxy else None
+        self.haproxy = (HAProxy(self.proxy_host, self.base_dir, config_path=haproxy_config or HAPROXY_CFG)
+                        if haproxy else None)
         hosts = self.zk_hosts + [n.host for n in self.nodes] + ([self.proxy_host] if haproxy else [])
         self.network = Network(hosts)
         self._zk = None
