@@ -1697,8 +1697,15 @@ class Cluster:
             return False, p, details
         # Every node registered: a /replica answer can come before the worker's
         # member znode (a node's boot hands its session over to the worker).
+        # Matched by address, not name: a node run from a Patroni YAML is
+        # registered under the YAML's name (postgresqlN), by Patroni or pg_ha.
         try:
-            details["registered"] = {n.name: self.zk_get("members/" + n.name) is not None for n in nodes}
+            addrs = set()
+            for m in self.zk_children("members"):
+                js = self.zk_json("members/" + m)
+                url = js.get("conn_url", "") if isinstance(js, dict) else ""
+                addrs.add(url.split("//", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0])
+            details["registered"] = {n.name: n.ip in addrs for n in nodes}
         except Exception as exc:  # noqa: BLE001
             details["registered"] = _describe(exc)
             return False, p, details
