@@ -121,6 +121,11 @@ def members(c):
     return {m: c.zk_json("members/" + m) for m in c.zk_children(c.zk_path("members"))}
 
 
+def running_replica(member):
+    m = member if isinstance(member, dict) else {}
+    return m.get("role") == "replica" and m.get("state") in ("running", "streaming")
+
+
 def runs_pg_ha(node):
     return bool(node.process_pids("pg_ha worker"))
 
@@ -168,8 +173,11 @@ def test_patroni_cluster_migrates_to_pg_ha_member_by_member(make_cluster, requir
             start_pg_ha(node)
             wait_for(lambda: runs_pg_ha(node) and node.streams_from(c.nodes[0]), timeout=120, interval=0.5,
                      description="pg_ha on %s to stream from Patroni's leader" % node.name)
-            m = members(c).get(node.member) or {}
-            assert m.get("role") == "replica" and m.get("state") in ("running", "streaming"), m
+            # Its member znode follows within a moment: Patroni's went with its
+            # session, pg_ha's worker writes its own once it runs.
+            wait_for(lambda: running_replica(members(c).get(node.member)), timeout=30, interval=0.5,
+                     description="%s's member znode: a running replica" % node.member,
+                     state=lambda: members(c).get(node.member))
             w.wait_more(50, "after %s moved to pg_ha" % node.name)
         assert c.leader_name() == "postgresql0" and not runs_pg_ha(c.nodes[0])
 
