@@ -58,7 +58,7 @@ using ManagementHook =
 
 // Answers one request.
 //   snap            newest snapshot, or nullptr before the first HA loop finished
-//   now_steady_ms   std::chrono::steady_clock in ms (same clock as snap->loop_steady_ms)
+//   now_steady_ms   snapshot_clock_ms() (the clock of snap->loop_steady_ms and lease_until_steady_ms)
 //   mgmt            optional handler for non-GET methods (may be empty)
 //   status_body     json_text(patroni_status_json(*snap)) when the caller
 //                   keeps it per snapshot (the body of /patroni and of every

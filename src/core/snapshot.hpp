@@ -10,8 +10,15 @@
 #include <string>
 
 #include "core/cluster.hpp"
+#include "core/monotonic.h"
 
 namespace pgha {
+
+// The clock of every time in a snapshot and of the readers' "now": the
+// lease's (CLOCK_BOOTTIME, core/monotonic.h), so the lease end a snapshot
+// carries compares with the same clock the backends' commit check reads,
+// suspend included.
+inline std::int64_t snapshot_clock_ms() { return pgha_monotonic_ms(); }
 
 struct NodeSnapshot {
     std::string scope;
@@ -23,13 +30,13 @@ struct NodeSnapshot {
     std::string role;        // primary, replica, uninitialized
     bool is_leader = false;       // holds the leader znode on its current session
     bool accepts_writes = false;  // primary + leader + lease valid + local probe connected
-    // steady_clock ms at which the lease that made accepts_writes true runs
+    // snapshot_clock_ms() at which the lease that made accepts_writes true runs
     // out: a snapshot outliving it (a worker stuck in a call) no longer says
     // the server accepts writes (/primary, /read-write: health_check_status).
     std::int64_t lease_until_steady_ms = 0;
     bool dcs_ok = false;
     std::int64_t dcs_last_seen = 0;       // epoch seconds of the last successful cluster read
-    std::int64_t loop_steady_ms = 0;      // steady_clock ms when the HA loop last finished
+    std::int64_t loop_steady_ms = 0;      // snapshot_clock_ms() when the HA loop last finished
     std::int64_t postmaster_start_time = 0;  // epoch seconds
     std::string message;                  // the state machine's last message
     std::string sync_waiting;             // strict synchronous mode: why commits wait ("" = they do not)

@@ -1,7 +1,6 @@
 #include "engine/publisher.hpp"
 #include "core/json_text.hpp"
 
-#include <chrono>
 
 #include <nlohmann/json.hpp>
 
@@ -34,10 +33,7 @@ nlohmann::json member_rows(const ClusterView &view) {
 
 }  // namespace
 
-std::int64_t Publisher::steady_now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
+std::int64_t Publisher::steady_now_ms() { return snapshot_clock_ms(); }
 
 Member Publisher::member_row(const NodeView &v) const {
     Member m;

@@ -17,7 +17,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <map>
 #include <vector>
@@ -29,11 +28,6 @@
 namespace pgha {
 
 namespace {
-
-std::int64_t steady_now_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
 
 // Socket options for the listening socket; Linux copies TCP_NODELAY and the
 // keepalive settings to every accepted connection.
@@ -312,7 +306,7 @@ ApiServer::Outgoing ApiServer::answer(const Incoming &in) noexcept {
             }
             body = body_;
         }
-        out.reply = handle_request(snap.get(), view, steady_now_ms(), mgmt_, body.get());
+        out.reply = handle_request(snap.get(), view, snapshot_clock_ms(), mgmt_, body.get());
     } catch (...) {
         out.reply = HttpReply{500, std::string(), std::string()};
     }

@@ -59,10 +59,7 @@ std::string b64(const std::string &in) {
     return out;
 }
 
-std::int64_t steady_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
+std::int64_t steady_ms() { return snapshot_clock_ms(); }  // the snapshots' clock
 
 SnapshotPtr make_node(bool primary) {
     auto s = std::make_shared<NodeSnapshot>();

@@ -32,10 +32,7 @@ using namespace pgha;
 
 namespace {
 
-std::int64_t ms_now() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
+std::int64_t ms_now() { return snapshot_clock_ms(); }  // the snapshots' clock
 
 SnapshotPtr primary_snapshot() {
     auto s = std::make_shared<NodeSnapshot>();

@@ -37,10 +37,7 @@ ApiServerOptions open_options() {
     return o;
 }
 
-std::int64_t steady_ms() {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
+std::int64_t steady_ms() { return snapshot_clock_ms(); }  // the snapshots' clock
 
 SnapshotPtr make_primary(bool accepts_writes = true) {
     auto s = std::make_shared<NodeSnapshot>();
