@@ -33,7 +33,6 @@ nlohmann::json member_rows(const ClusterView &view) {
 
 }  // namespace
 
-std::int64_t Publisher::steady_now_ms() { return snapshot_clock_ms(); }
 
 Member Publisher::member_row(const NodeView &v) const {
     Member m;
@@ -72,7 +71,7 @@ void Publisher::publish(const NodeView &v) {
     snap->accepts_writes = v.accepts_writes;
     snap->dcs_ok = v.dcs_ok;
     snap->dcs_last_seen = v.dcs_last_seen;
-    snap->loop_steady_ms = steady_now_ms();
+    snap->loop_steady_ms = snapshot_clock_ms();
     snap->lease_until_steady_ms = v.accepts_writes ? snap->loop_steady_ms + v.lease_remaining_ms : 0;
     snap->postmaster_start_time = v.postmaster_start_time;
     snap->message = v.message;

@@ -45,8 +45,6 @@ class Publisher {
     Member member_row(const NodeView &v) const;
     const std::string &status_json() const { return status_json_; }
     SnapshotBox &box() { return box_; }
-    // Milliseconds since the last publish (the HTTP threads' loop-liveness clock).
-    static std::int64_t steady_now_ms();
 
   private:
     const EngineSettings &s_;

@@ -689,7 +689,7 @@ TEST_F(EngineTest, TheLeadersSnapshotCarriesItsLeaseEnd) {
         return s && s->accepts_writes;
     }, 200));
     const SnapshotPtr s = n1.engine->snapshots().get();
-    const std::int64_t now = Publisher::steady_now_ms();
+    const std::int64_t now = snapshot_clock_ms();
     EXPECT_GT(s->lease_until_steady_ms, now);
     EXPECT_LE(s->lease_until_steady_ms, now + 10 * 1000) << "never beyond ttl (10 s here)";
     HttpRequestView r;
