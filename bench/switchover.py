@@ -95,7 +95,8 @@ def run_trial(c, args, trial):
     def leader_sees_running():
         _, js = old.http_json("/cluster")
         ms = (js or {}).get("members") or []
-        return all(m.get("state") == "running" for m in ms) and len(ms) == len(c.nodes)
+        # /cluster shows a streaming replica as "streaming" (Patroni 3+), the leader as "running".
+        return all(m.get("state") in ("running", "streaming") for m in ms) and len(ms) == len(c.nodes)
     if args.wait_leader_view:
         try:
             cb.wait_for(leader_sees_running, timeout=60, interval=0.1, description="leader's view: all running")
