@@ -27,6 +27,7 @@ SnapshotPtr node(bool primary) {
     s->accepts_writes = primary;
     s->dcs_ok = true;
     s->loop_steady_ms = 1000;
+    s->lease_until_steady_ms = primary ? 30000 : 0;  // requests come at 2000: the lease holds
     s->local.state = PgState::Running;
     s->local.in_recovery = !primary;
     s->local.write_lsn = 0x3000060;
