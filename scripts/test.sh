@@ -49,6 +49,9 @@ esac
 leg_time() { echo "== $1 took $(( $(date +%s) - $2 )) s"; }
 
 cluster() {  # full | smoke | none
+    # CI shows the end of the log: a wide terminal keeps each failure's first
+    # line whole in pytest's short summary.
+    export COLUMNS=400
     case "$1" in
         full) /usr/bin/python3 -m pytest -v -p no:cacheprovider --durations=40 tests/cluster ;;
         # shellcheck disable=SC2086

@@ -260,8 +260,21 @@ def _kill_pids(pids, sig=signal.SIGKILL):
 
 
 def _kill_ns_processes(ns, timeout=15.0):
-    """SIGKILL every process in namespace ns until none is left (bounded)."""
+    """SIGKILL every process in namespace ns until none is left (bounded).
+
+    A power cut stops every process at the same instant. Killing them one
+    after the other would let a survivor act on the others' deaths (a
+    pg_ha worker that sees its postmaster die leaves ZooKeeper cleanly), so
+    every process is stopped (SIGSTOP) first, until listing the namespace
+    shows none that is not stopped yet, and only then killed."""
     deadline = time.monotonic() + timeout
+    stopped = set()
+    for _ in range(20):
+        fresh = [p for p in _ns_pids(ns) if p not in stopped]
+        if not fresh or time.monotonic() > deadline:
+            break
+        _kill_pids(fresh, signal.SIGSTOP)
+        stopped.update(fresh)
     for _ in range(int(timeout / 0.05) + 10):
         pids = _ns_pids(ns)
         if not pids:

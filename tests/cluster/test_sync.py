@@ -561,8 +561,10 @@ def test_primary_stop_timeout_kills_a_shutdown_that_waits_for_the_sync_standby(c
     wait_sync(c, old, standby, timeout=REJOIN_TIMEOUT)
     assert old.sql_value("SHOW wal_sender_timeout") == "1min"
     c.set_dynamic_config({"primary_stop_timeout": 3})
-    # the worker has the new config key after its next read (a loop)
-    time.sleep(2 * LOOP_WAIT + 1)
+    # The primary's worker has the key (its /config is its own view of the config znode).
+    wait_for(lambda: (old.http_json("/config")[1] or {}).get("primary_stop_timeout") == 3, timeout=30, interval=0.2,
+             description="%s's worker to have primary_stop_timeout 3" % old.name,
+             state=lambda: old.http("GET", "/config"))
     old.stop_supervisor()   # a host stopped for good: nothing starts PostgreSQL again
     log_before = len(old.log_path.read_text(errors="replace"))
     try:
@@ -574,8 +576,10 @@ def test_primary_stop_timeout_kills_a_shutdown_that_waits_for_the_sync_standby(c
         log = old.log_path.read_text(errors="replace")[log_before:]
         print("pg_hactl stop of %s with its sync standby cut off: %.1f s (primary_stop_timeout 3 s, "
               "wal_sender_timeout 60 s)" % (old.name, took))
+        # The stopped node's own log first: the other nodes' diagnostics follow.
         check(p.returncode == 0 and "the postmaster was killed before it stopped" in p.stderr,
-              "pg_hactl stop: rc=%s\n%s%s" % (p.returncode, p.stdout, p.stderr), c)
+              "pg_hactl stop took %.1f s: rc=%s\n%s%s\n--- %s's log since the stop:\n%s"
+              % (took, p.returncode, p.stdout, p.stderr, old.name, log[-6000:]), c)
         check("within primary_stop_timeout (3 s)" in log and "killing the postmaster" in log,
               "no guard in the log:\n" + log[-3000:], c)
         check(3 <= took <= 3 + 6, "the stop took %.1f s" % took, c)
