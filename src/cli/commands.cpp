@@ -60,7 +60,7 @@ void note(const std::string &msg) { std::cerr << msg << std::endl; }
 // One session for one command; every failure to talk to ZooKeeper is exit 3.
 class Dcs {
   public:
-    explicit Dcs(const OperatorSettings &s) : hosts_(s.zk_hosts) {
+    explicit Dcs(const OperatorSettings &s) : hosts_(s.zk_hosts), auth_(s.zk_auth) {
         std::string err;
         zk_.set_auth(s.zk_auth);
         if (!zk_.open(s.zk_hosts, 30000, nullptr, err))
@@ -128,8 +128,20 @@ class Dcs {
         return result;
     }
 
+    // The session timeout ZooKeeper grants a client that asks for `ms` (a
+    // session of its own, closed at once); 0 when none could be opened.
+    int granted_session_timeout(int ms) const {
+        ZkSession probe;
+        std::string err;
+        probe.set_auth(auth_);
+        if (!probe.open(hosts_, ms, nullptr, err)) return 0;
+        if (!zk_run_until(probe, [&] { return probe.connected(); }, kZkConnectMs)) return 0;
+        return probe.negotiated_timeout_ms();
+    }
+
   private:
     std::string hosts_;
+    ZkAuth auth_;
     ZkSession zk_;
     std::unique_ptr<ClusterStore> store_;
 };
@@ -608,9 +620,42 @@ std::string read_input(const std::string &file) {
 
 }  // namespace
 
+namespace {
+
+// What a profile needs beyond the config key: ZooKeeper's granted session
+// timeout (checked with a session of that length) and the nodes' settings,
+// for the ttl written (the profile's unless --set changed it).
+void profile_notes(const Dcs &dcs, const TimingProfile &p, int ttl) {
+    const int want = ttl * 1000;
+    const int granted = dcs.granted_session_timeout(want);
+    if (granted <= 0)
+        note("warning: could not check the session timeout ZooKeeper grants for ttl " + std::to_string(ttl));
+    else if (granted != want)
+        note("warning: ZooKeeper grants " + std::to_string(granted) + " ms to a session that asks for " +
+             std::to_string(want) + " ms (ttl " + std::to_string(ttl) +
+             "): the members' sessions, and so a failover, then take " + std::to_string(granted) +
+             " ms. Set minSessionTimeout <= " + std::to_string(want) + " and maxSessionTimeout >= " +
+             std::to_string(want) + " in zoo.cfg");
+    note("profile " + std::string(p.name) + ": " + p.summary + ". It needs ZooKeeper tickTime <= " +
+         std::to_string(p.max_tick_time_ms) + " ms; on every node pg_ha.lease_safety_margin below " +
+         std::to_string(want * 2 / 3) + " ms and pg_ha.watchdog_safety_margin below " + std::to_string(ttl) +
+         " s or -1 (README \"Timing profiles\")");
+    const NodeSettings defaults;
+    if (std::string why = lease_margin_problem(defaults.lease_safety_margin, want); !why.empty())
+        note("warning: with its default " + why);
+}
+
+}  // namespace
+
 int cmd_edit_config(const OperatorSettings &s, const EditConfigOptions &o) {
-    if (o.set.empty() && o.file.empty())
-        fail(kExitUsage, "edit-config needs --set key=value, --file FILE or --file - (stdin)");
+    if (o.set.empty() && o.file.empty() && o.profile.empty())
+        fail(kExitUsage, "edit-config needs --set key=value, --profile NAME, --file FILE or --file - (stdin)");
+    const TimingProfile *profile = nullptr;
+    if (!o.profile.empty()) {
+        profile = find_timing_profile(o.profile);
+        if (!profile)
+            fail(kExitUsage, "no timing profile \"" + o.profile + "\" (profiles: " + timing_profile_names() + ")");
+    }
     if (o.replace && o.file.empty()) fail(kExitUsage, "--replace needs --file");
     json file_patch;
     if (!o.file.empty()) {
@@ -620,7 +665,8 @@ int cmd_edit_config(const OperatorSettings &s, const EditConfigOptions &o) {
     }
     if (o.file == "-" && !o.force)
         fail(kExitUsage, "--file - reads standard input, so there is no way to confirm: add --force");
-    json set_patch = json::object();
+    // The profile's timings, then --set (which wins over the profile).
+    json set_patch = profile ? timing_profile_patch(*profile) : json::object();
     for (const auto &kv : o.set) apply_set(set_patch, kv);
 
     Dcs dcs(s);
@@ -644,6 +690,7 @@ int cmd_edit_config(const OperatorSettings &s, const EditConfigOptions &o) {
     const json after = r.merged;
     if (after == before && raw.exists) {
         note("Not changed");
+        if (profile) profile_notes(dcs, *profile, r.config.ttl);
         return kExitOk;
     }
     std::cout << "--- " << path << " (version " << raw.version << ")\n+++ new\n"
@@ -654,6 +701,7 @@ int cmd_edit_config(const OperatorSettings &s, const EditConfigOptions &o) {
         fail(kExitFailed, "the configuration changed while you edited it; nothing written, run edit-config again");
     if (rc != ZOK) fail(kExitUnreachable, "cannot write " + path + ": " + ZkSession::error_text(rc));
     note("Configuration changed");
+    if (profile) profile_notes(dcs, *profile, r.config.ttl);
     return kExitOk;
 }
 

@@ -76,6 +76,7 @@ int cmd_show_config(const OperatorSettings &s, const std::string &format);
 struct EditConfigOptions {
     std::vector<std::string> set;  // --set key=value (dotted keys for nested objects, value JSON or text)
     std::string file;              // --file F ("-" = stdin): a JSON merge patch
+    std::string profile;           // --profile NAME: ttl, loop_wait, retry_timeout of a timing profile
     bool replace = false;          // --replace: the file is the whole new configuration
     bool force = false;            // --force: no confirmation
 };

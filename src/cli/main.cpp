@@ -24,6 +24,7 @@
 #include "cli/patroni_config.hpp"
 #include "cli/pgdata.hpp"
 #include "cli/stop.hpp"
+#include "core/dynamic_config.hpp"
 #include "core/node_settings.hpp"
 #include "core/settings_file.hpp"
 
@@ -46,7 +47,7 @@ void usage() {
                  "  resume       [--wait [SECONDS]]\n"
                  "  history      [--format table|json]\n"
                  "  show-config  [--format yaml|json]\n"
-                 "  edit-config  (--set KEY=VALUE ... | --file FILE | --file -) [--replace] [--force]\n"
+                 "  edit-config  (--set KEY=VALUE ... | --profile NAME | --file FILE | --file -) [--replace] [--force]\n"
                  "  restart      [MEMBER ...] [--pending] [--role primary|replica|any] [--scheduled TIME | --cancel] [--timeout S] [--force]\n"
                  "  reinit       MEMBER [--force]\n"
                  "Every command reads the settings file given by --config FILE (or $PGHA_CONFIG_FILE):\n"
@@ -130,6 +131,9 @@ int main(int argc, char **argv) {
     auto *edit_config = app.add_subcommand("edit-config", "change the dynamic configuration (validated)");
     edit_config->add_option("-s,--set", ec.set, "KEY=VALUE (dotted keys for nested settings; null removes)");
     edit_config->add_option("--file,--apply", ec.file, "JSON merge patch from FILE, - for standard input");
+    edit_config->add_option("--profile", ec.profile,
+                            "timing profile: ttl, loop_wait and retry_timeout together (" + pgha::timing_profile_names() +
+                                "); --set wins over it");
     edit_config->add_flag("--replace", ec.replace, "the file replaces the whole configuration");
     edit_config->add_flag("--force", ec.force, "do not ask for confirmation");
 

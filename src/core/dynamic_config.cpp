@@ -252,4 +252,38 @@ ConfigPatchResult apply_config_patch(const json &current, const json &patch_in, 
     return r;
 }
 
+const std::vector<TimingProfile> &timing_profiles() {
+    static const std::vector<TimingProfile> profiles = {
+        {"default", 30, 10, 10, 2000,
+         "Patroni's defaults: a lost primary host is replaced in about 25 s"},
+        {"fast", 4, 1, 1, 500,
+         "the tightest timing pg_ha is measured with: a lost primary host is replaced in about 3.6 s "
+         "(bench/README.md)"},
+    };
+    return profiles;
+}
+
+const TimingProfile *find_timing_profile(const std::string &name) {
+    for (const auto &p : timing_profiles())
+        if (name == p.name) return &p;
+    return nullptr;
+}
+
+std::string timing_profile_names() {
+    std::string out;
+    for (const auto &p : timing_profiles()) out += (out.empty() ? "" : ", ") + std::string(p.name);
+    return out;
+}
+
+json timing_profile_patch(const TimingProfile &p) {
+    return json{{"ttl", p.ttl}, {"loop_wait", p.loop_wait}, {"retry_timeout", p.retry_timeout}};
+}
+
+std::string lease_margin_problem(int margin_ms, int session_timeout_ms) {
+    if (margin_ms < session_timeout_ms * 2 / 3) return "";
+    return "pg_ha.lease_safety_margin (" + std::to_string(margin_ms) +
+           " ms) leaves no usable lease with a ZooKeeper session timeout of " + std::to_string(session_timeout_ms) +
+           " ms (it must stay below two thirds of it: raise ttl or lower the margin)";
+}
+
 }  // namespace pgha

@@ -60,6 +60,28 @@ struct DynamicConfig {
 // Smallest ttl pg_ha accepts (seconds). See README "Timing".
 constexpr int kMinTtl = 2;
 
+// Named timings for `pg_hactl edit-config --profile NAME` (README "Timing
+// profiles"): ttl, loop_wait and retry_timeout written together, plus what
+// the rest of the deployment needs for the figures to hold.
+struct TimingProfile {
+    const char *name;
+    int ttl, loop_wait, retry_timeout;
+    // ZooKeeper tickTime (ms) at most: the servers expire sessions once per
+    // tick and grant no session shorter than minSessionTimeout (2 ticks by default).
+    int max_tick_time_ms;
+    const char *summary;  // one line: what it gives, measured (bench/README.md)
+};
+const std::vector<TimingProfile> &timing_profiles();
+const TimingProfile *find_timing_profile(const std::string &name);  // nullptr: no such profile
+std::string timing_profile_names();                                 // "default, fast"
+nlohmann::json timing_profile_patch(const TimingProfile &p);        // {"ttl", "loop_wait", "retry_timeout"}
+
+// Why a node with this pg_ha.lease_safety_margin cannot lead with this
+// ZooKeeper session timeout ("" = it can): the lease must outlast the next
+// renewal, every third of the timeout. Used by the worker (the node's status
+// says why it does not lead) and by pg_hactl edit-config.
+std::string lease_margin_problem(int margin_ms, int session_timeout_ms);
+
 // Every error of a configuration: types and ranges (from_json), then the
 // relations between values (validate). Empty = valid.
 std::vector<std::string> config_errors(const nlohmann::json &j);

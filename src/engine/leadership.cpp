@@ -1,4 +1,5 @@
 #include "engine/leadership.hpp"
+#include "core/dynamic_config.hpp"
 #include "core/json_text.hpp"
 
 #include <fcntl.h>
@@ -371,10 +372,7 @@ std::string Leadership::cannot_lead() const {
     const ClusterView &v = link_.view();
     int timeout = link_.negotiated_timeout_ms();
     if (timeout <= 0) timeout = (v.config_present ? v.config.ttl : 30) * 1000;
-    if (s_.lease_safety_margin >= timeout * 2 / 3)
-        return "pg_ha.lease_safety_margin (" + std::to_string(s_.lease_safety_margin) +
-               " ms) leaves no usable lease with a ZooKeeper session timeout of " + std::to_string(timeout) +
-               " ms (it must stay below two thirds of it: raise ttl or lower the margin)";
+    if (std::string why = lease_margin_problem(s_.lease_safety_margin, timeout); !why.empty()) return why;
     // required mode: is the device there at all? (Opening a real device
     // would arm it, so only look.)
     if (watchdog_.mode() != WatchdogMode::Required) return "";

@@ -454,6 +454,21 @@ def test_edit_config_refuses_invalid_values_and_applies_valid_ones(cluster):
     check(p.returncode == 0 and "Adjusting" not in p.stderr, out(p), c)
     check(c.dynamic_config() == json.loads(before), "config after undoing the timing change: %r" % c.dynamic_config(), c)
 
+    # Timing profiles: an unknown one is a usage error; "fast" shows its three
+    # timings (unconfirmed here: nothing written); --set wins over a profile,
+    # and the profile's requirements are printed with ZooKeeper's grant checked.
+    p = hactl(c, "edit-config", "--profile", "tight", "--force")
+    check(p.returncode == 2 and 'no timing profile "tight" (profiles: default, fast)' in p.stderr, out(p), c)
+    p = hactl(c, "edit-config", "--profile", "fast")
+    check(p.returncode == 1 and "+ ttl: 4" in p.stdout and "+ loop_wait: 1" in p.stdout
+          and "+ retry_timeout: 1" in p.stdout and "not a terminal" in p.stderr, out(p), c)
+    check(c.dynamic_config() == json.loads(before), "config changed by an unconfirmed profile", c)
+    p = hactl(c, "edit-config", "--profile", "default", "--set", "ttl=%d" % TTL, "--set", "loop_wait=%d" % LOOP_WAIT,
+              "--set", "retry_timeout=%d" % RETRY_TIMEOUT, "--force")
+    check(p.returncode == 0 and "Not changed" in p.stderr and "profile default: " in p.stderr
+          and "tickTime <= 2000 ms" in p.stderr and "ZooKeeper grants" not in p.stderr, out(p), c)
+    check(c.dynamic_config() == json.loads(before), "config changed by --profile default with --set", c)
+
 
 # --------------------------------------------------------------------------
 # maintenance mode

@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include "core/dynamic_config.hpp"
+#include "core/node_settings.hpp"
 #include "core/patroni_parameters.hpp"
+
+#include <set>
 
 using namespace pgha;
 using nlohmann::json;
@@ -169,4 +172,54 @@ TEST(StandbyMinimums, RaisedToTheControlFilesValuesOnly) {
     EXPECT_EQ(raise_to_primary_values(conf, cd).size(), 1u);
     EXPECT_TRUE(raise_to_primary_values(conf, {}).empty());
     EXPECT_EQ(standby_minimum_parameters().size(), 5u);
+}
+
+// ---- timing profiles (pg_hactl edit-config --profile) ----
+
+TEST(TimingProfiles, EachIsAValidConfigurationAsWrittenWithANodesDefaultMargin) {
+    ASSERT_GE(timing_profiles().size(), 2u);
+    const NodeSettings node_defaults;
+    std::set<std::string> names;
+    for (const auto &p : timing_profiles()) {
+        SCOPED_TRACE(p.name);
+        EXPECT_TRUE(names.insert(p.name).second) << "duplicate profile name";
+        ConfigPatchResult r = apply_config_patch(json::object(), timing_profile_patch(p), false);
+        ASSERT_TRUE(r.ok()) << config_errors_text(r.errors);
+        // Taken as written: Patroni's adjustment would change what the profile promises.
+        EXPECT_TRUE(r.config.adjusted.empty()) << r.config.adjusted.front();
+        EXPECT_EQ(r.config.ttl, p.ttl);
+        EXPECT_EQ(r.config.loop_wait, p.loop_wait);
+        EXPECT_EQ(r.config.retry_timeout, p.retry_timeout);
+        // A node left at its default lease margin can lead with it.
+        EXPECT_EQ(lease_margin_problem(node_defaults.lease_safety_margin, p.ttl * 1000), "");
+        // ZooKeeper's default minSessionTimeout (2 ticks) grants the session ttl asks for.
+        EXPECT_LE(2 * p.max_tick_time_ms, p.ttl * 1000);
+        EXPECT_GT(std::string(p.summary).size(), 10u);
+    }
+    EXPECT_EQ(timing_profile_names(), "default, fast");
+}
+
+TEST(TimingProfiles, DefaultIsTheBuiltInTimingAndLookupIsExact) {
+    const TimingProfile *d = find_timing_profile("default");
+    ASSERT_NE(d, nullptr);
+    const DynamicConfig builtin;
+    EXPECT_EQ(d->ttl, builtin.ttl);
+    EXPECT_EQ(d->loop_wait, builtin.loop_wait);
+    EXPECT_EQ(d->retry_timeout, builtin.retry_timeout);
+    const TimingProfile *f = find_timing_profile("fast");
+    ASSERT_NE(f, nullptr);
+    EXPECT_LT(f->ttl, d->ttl);
+    EXPECT_EQ(timing_profile_patch(*f), json::parse(R"({"ttl": 4, "loop_wait": 1, "retry_timeout": 1})"));
+    for (const char *bad : {"", "Fast", "fast ", "tight", "default\n"}) EXPECT_EQ(find_timing_profile(bad), nullptr) << bad;
+}
+
+TEST(TimingProfiles, LeaseMarginMustStayBelowTwoThirdsOfTheSession) {
+    EXPECT_EQ(lease_margin_problem(2000, 4000), "");
+    EXPECT_EQ(lease_margin_problem(1999, 3000), "");
+    EXPECT_NE(lease_margin_problem(2000, 3000), "");  // 2000 >= 2/3 of 3000
+    EXPECT_NE(lease_margin_problem(20000, 30000), "");
+    EXPECT_EQ(lease_margin_problem(19999, 30000), "");
+    const std::string why = lease_margin_problem(2000, 3000);
+    EXPECT_NE(why.find("pg_ha.lease_safety_margin (2000 ms)"), std::string::npos) << why;
+    EXPECT_NE(why.find("3000 ms"), std::string::npos) << why;
 }
