@@ -18,5 +18,5 @@ apt-get install -y -qq --no-install-recommends \
     zookeeper libzookeeper-st-dev \
     libcurl4-openssl-dev libcpp-httplib-dev libssl-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev \
     googletest libgtest-dev \
-    haproxy iproute2 nftables procps psmisc curl wrk openssl \
+    haproxy iproute2 nftables iptables libnetfilter-queue-dev procps psmisc curl wrk openssl \
     python3 python3-pytest python3-psycopg2 python3-kazoo patroni >/dev/null
