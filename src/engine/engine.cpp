@@ -498,7 +498,8 @@ StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk
     const std::int64_t now = clock_();
 
     ensure_api(now);
-    leadership_.check_clocks(wall_clock_());
+    // A revoked lease is renewed by the next read: send it now, not a loop later.
+    if (leadership_.check_clocks(wall_clock_())) link_.request_read();
     link_.pump(zk_readable, zk_writable, leadership_.is_leader());
     if (link_.take_session_expired()) leadership_.on_session_expired(local_.role());
     if (leadership_.is_leader() && !out_.fence && local_.role() == LocalRole::Primary && !leadership_.lease_valid() &&

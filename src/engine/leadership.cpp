@@ -187,21 +187,25 @@ std::int64_t Leadership::lease_deadline() const {
     return std::max(lease, sent + timeout - s_.lease_safety_margin);
 }
 
-void Leadership::check_clocks(std::int64_t wall_ms) {
+bool Leadership::check_clocks(std::int64_t wall_ms) {
     const std::int64_t now = clock_();
+    bool revoked = false;
     if (last_clock_ms_ != 0) {
         const std::int64_t gap = (wall_ms - last_wall_ms_) - (now - last_clock_ms_);
         if (gap > 1000) {
             lease_floor_ms_ = now;
             failsafe_deadline_ = 0;
-            if (is_leader_)
+            if (is_leader_) {
+                revoked = true;
                 out_.log("the wall clock moved " + std::to_string(gap) +
                          " ms further than the lease clock since the last step (was this machine paused?): no "
                          "write commits until ZooKeeper answers a request sent from now on");
+            }
         }
     }
     last_wall_ms_ = wall_ms;
     last_clock_ms_ = now;
+    return revoked;
 }
 
 void Leadership::adopt(const Decision &d, bool dcs_ok) {

@@ -95,8 +95,9 @@ class Leadership {
     bool failsafe_active() const { return is_leader_ && failsafe_deadline_ > clock_(); }
     // Every step: a wall clock that ran ahead of the lease clock means this
     // machine was stopped (a paused VM; the lease clock may not count that
-    // time): no answer sent before now renews the lease.
-    void check_clocks(std::int64_t wall_ms);
+    // time): no answer sent before now renews the lease. True when that
+    // happened to a leader, which should then renew at once.
+    bool check_clocks(std::int64_t wall_ms);
     // Maintenance mode stops automatic actions, never fencing (review F5).
     bool enforced() const { return s_.lease_enforcement; }
 

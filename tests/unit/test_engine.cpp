@@ -376,6 +376,30 @@ TEST_F(EngineTest, WallClockJumpRevokesTheLeaseUntilAFreshAnswer) {
     EXPECT_TRUE(n1.last.is_leader);
 }
 
+// A jump seen while ZooKeeper answers costs one round trip, not a loop_wait
+// (2 s here) of refused writes.
+TEST_F(EngineTest, WallClockJumpIsConfirmedAtOnceNotAtTheNextLoop) {
+    Node n1(server, clock, "pg-1", true, peers_behind(0));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader && n1.last.lease_deadline_ms > clock.now; }, 100));
+    // jump right after a renewal started: the next one is loop_wait away
+    auto syncs = [&] {
+        int n = 0;
+        for (const auto &[k, v] : n1.zk->requests)
+            if (k.rfind("sync ", 0) == 0) n += v;
+        return n;
+    };
+    const int before = syncs();
+    ASSERT_TRUE(run({&n1}, [&] { return syncs() > before; }, 100));
+    run({&n1}, [] { return false; }, 4);
+    clock.wall_offset += 5000;
+    const std::int64_t t_jump = clock.now;
+    n1.step();
+    EXPECT_TRUE(n1.logged("was this machine paused?"));
+    ASSERT_TRUE(run({&n1}, [&] { return n1.last.lease_deadline_ms > clock.now; }, 40, 10));
+    EXPECT_LT(clock.now - t_jump, 200) << "the lease came back only with the next loop";
+    EXPECT_TRUE(n1.last.is_leader);
+}
+
 TEST_F(EngineTest, RewrittenLeaderContentIsRepairedAndDoesNotDemote) {
     Node n1(server, clock, "pg-1", true, peers_behind(0));
     ASSERT_TRUE(run({&n1}, [&] { return n1.last.is_leader; }, 100));
