@@ -3,6 +3,7 @@
 
 #include "core/node_settings.hpp"
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@
 #include "core/patroni_codec.hpp"
 #include "core/settings_file.hpp"
 #include "dcs/cluster_store.hpp"
+#include "dcs/session_file.hpp"
 #include "dcs/zk_session.hpp"
 
 namespace pgha::cli {
@@ -59,6 +61,44 @@ bool try_connect_zk(ZkSession &zk, const NodeConfig &c, int timeout_ms) {
 void connect_zk(ZkSession &zk, const NodeConfig &c, int timeout_ms) {
     if (!try_connect_zk(zk, c, timeout_ms))
         die("cannot connect to ZooKeeper at " + c.zk_hosts + " within " + std::to_string(timeout_ms / 1000) + " s");
+}
+
+// True when postmaster.pid names a live postgres process (its worker then
+// uses the saved session).
+bool postmaster_alive(const std::string &pgdata) {
+    const std::string pidfile = pgdata + "/postmaster.pid";
+    if (!file_exists(pidfile)) return false;
+    const long pid = std::atol(read_file(pidfile).c_str());
+    if (pid <= 0 || (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM)) return false;
+    std::string comm = read_file("/proc/" + std::to_string(pid) + "/comm");
+    while (!comm.empty() && (comm.back() == '\n' || comm.back() == ' ')) comm.pop_back();
+    return comm == "postgres" || comm == "postmaster";
+}
+
+// A restart (pg_ctl restart, a container restarted by its policy) keeps the
+// leader lock only if the stopped worker's ZooKeeper session outlives the
+// gap until the next worker resumes it: ttl from the stopped worker's last
+// request. The boot of a restart resumes that session first thing, which
+// restarts ZooKeeper's expiry clock for it, and leaves it without closing it
+// (closing would drop the lock): a full ttl from here for the boot and the
+// server's start, whatever the restart took so far. Resuming proves nothing
+// to anyone (the lease starts over with the next worker's own answers) and
+// extends the lock by at most one ttl if this boot then fails.
+void touch_saved_session(const NodeConfig &c) {
+    ZkCredentials creds;
+    int timeout_ms = 0;
+    if (!read_session_file(session_file_path(c.pgdata), c.name, creds, timeout_ms) || timeout_ms <= 0) return;
+    if (postmaster_alive(c.pgdata)) return;  // its worker has the session; taking it over would break its link
+    ZkSession zk;
+    zk.set_auth(c.zk_auth);
+    std::string err;
+    if (!zk.open(c.zk_hosts, timeout_ms, &creds, err)) return;
+    zk_run_until(zk, [&] { return zk.connected() || zk.expired(); }, std::min(timeout_ms / 2, 2000));
+    if (zk.connected() && zk.session_id() == creds.session_id)
+        info("resumed ZooKeeper session 0x" + session_id_hex(creds.session_id) +
+             " of the stopped server: its leader lock (if it holds it) lasts another " +
+             std::to_string(timeout_ms / 1000) + " s for this start");
+    zk.abandon();  // never zookeeper_close(): that would end the session and free the lock
 }
 
 // boot_steps' answer for "started as a read-only standby without ZooKeeper".
@@ -706,6 +746,7 @@ int boot_steps(NodeConfig &c) {
     if (c.bindir.empty()) c.bindir = find_bindir(c.pgdata);
     ZkSession zk;
     if (file_exists(c.pgdata + "/PG_VERSION") && !file_exists(c.pgdata + "/pg_ha.reinitialize")) {
+        touch_saved_session(c);
         // An existing data directory without ZooKeeper (a primary that fenced
         // itself, a restart during an outage): never start as a primary, but
         // serve reads as a standby (issue 9 item 9). The worker follows the
