@@ -666,8 +666,10 @@ def test_nofailover_and_lagging_standbys_are_never_promoted(make_cluster):
         wait_for(lambda: lw.current() == "pg-1", timeout=REJOIN_TIMEOUT, interval=0.2,
                  description="pg-1 to take the leader lock back", state=c.diagnostics)
         c.wait_healthy(timeout=REJOIN_TIMEOUT)
-        wait_for(lambda: p3.current_lsn() >= p1.current_lsn(), timeout=30, interval=0.5,
-                 description="pg-3 caught up", state=c.diagnostics)
+        # the split-brain checker writes every 20 ms: read the primary's
+        # position first, then the standby's (the other order never catches up)
+        wait_for(lambda: (lambda target: p3.current_lsn() >= target)(p1.current_lsn()), timeout=30,
+                 interval=0.5, description="pg-3 caught up", state=c.diagnostics)
         # phase B: pg-3 is eligible, pg-2 still tagged
         time.sleep(2 * LOOP_WAIT)             # the status znode and member znodes catch up
         t_kill2 = time.monotonic()
