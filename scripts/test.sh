@@ -117,17 +117,19 @@ case "$mode" in
         # runs on 15 (the host) at once, and on 17 as soon as its root is
         # ready, side by side (each its own network, PGHA_NET_ID 1 and 2: the
         # tests mostly wait on timeouts, so two suites share 2 cores); then the
-        # 18 smoke.
+        # 18 smoke. The 17 root is on the critical path and the 18 root is
+        # needed only at the end, so 18 is built after 17, not beside it (two
+        # debootstraps at once made the 17 suite start 9 minutes late).
         mkdir -p .cache
+        rm -f .cache/pgroot-17.rc .cache/pgroot-18.rc
         # Each root job leaves its exit status in .cache/pgroot-M.rc (the legs
         # below run in subshells, which cannot `wait` for it).
-        for m in 17 18; do
-            rm -f .cache/pgroot-$m.rc
-            ( rc=0
-              { nice -n 19 bash scripts/pgroot.sh create $m &&
-                nice -n 19 bash scripts/pgroot.sh run $m nice -n 19 make -j1 >/dev/null; } || rc=$?
-              echo $rc >.cache/pgroot-$m.rc ) >.cache/pgroot-$m.log 2>&1 &
-        done
+        ( for m in 17 18; do
+              ( rc=0
+                { nice -n 19 bash scripts/pgroot.sh create $m &&
+                  nice -n 19 bash scripts/pgroot.sh run $m nice -n 19 make -j1 >/dev/null; } || rc=$?
+                echo $rc >.cache/pgroot-$m.rc ) >.cache/pgroot-$m.log 2>&1
+          done ) &
         # Waits (at most 40 min) for root $1; its log; false when it failed.
         wait_root() {
             local i
