@@ -17,9 +17,10 @@ the CLI ships. Then, for --duration seconds:
   * write probes every 50 ms, straight to each node and through HAProxy;
   * a poll of the leader znode every 50 ms (kazoo);
   * faults, at fixed fractions of the duration: at 25 % the ZooKeeper
-    ensemble's leader server restarts (SIGTERM, --zk-downtime s down, start),
+    ensemble's leader server is killed (SIGKILL: a JVM's SIGTERM stop lingers
+    up to 15 s) and started again --zk-downtime s later,
     at 45 % the server the primary's session uses (a follower when it can be
-    one) restarts the same way, at 65 % every packet the primary's host sends
+    one) is killed and restarted the same way, at 65 % every packet the primary's host sends
     is held --delay-ms ms for --delay-s s (bench/net_delay.cpp on an NFQUEUE
     rule in the host's namespace: `tc qdisc netem` needs sch_netem, which this
     kernel lacks; an egress delay, like netem on the primary's interface).
@@ -118,12 +119,16 @@ def operator_conf(c):
     return str(path)
 
 
-def apply_profile(c, name):
-    """`pg_hactl edit-config --profile NAME --force` on the empty scope; the config znode it wrote."""
+def apply_profile(c, name, sets=()):
+    """`pg_hactl edit-config --profile NAME [--set K=V ...] --force` on the
+    empty scope; the config znode it wrote."""
     c.zk().ensure_path("%s/%s" % (c.namespace.rstrip("/"), c.scope))
-    p = subprocess.run([str(harness.PG_HACTL), "edit-config", "--profile", name, "--force", "--config",
-                        operator_conf(c)], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-    cb.log("pg_hactl edit-config --profile %s: rc %d\n%s%s" % (name, p.returncode, p.stdout, p.stderr))
+    extra = [a for kv in sets for a in ("--set", kv)]
+    p = subprocess.run([str(harness.PG_HACTL), "edit-config", "--profile", name] + extra +
+                       ["--force", "--config", operator_conf(c)],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    cb.log("pg_hactl edit-config --profile %s %s: rc %d\n%s%s" % (name, " ".join(extra), p.returncode, p.stdout,
+                                                                  p.stderr))
     if p.returncode != 0:
         raise SystemExit("pg_hactl edit-config --profile %s failed" % name)
     if "ZooKeeper grants" in p.stderr:
@@ -133,7 +138,7 @@ def apply_profile(c, name):
 
 def restart_zk(c, server, downtime):
     t0 = time.monotonic()
-    server.stop()
+    server.stop(kill=True)
     time.sleep(downtime)
     server.start(wait=True, timeout=60)
     return time.monotonic() - t0
@@ -171,6 +176,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=int, default=1800, help="seconds of load [1800]")
     ap.add_argument("--profile", default="fast", help="pg_hactl edit-config --profile NAME [fast]")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="also set this config key after the profile (e.g. ttl=8), repeatable")
     ap.add_argument("--zk-servers", type=int, choices=(1, 3), default=3)
     ap.add_argument("--tick-time", type=int, default=500, help="ZooKeeper tickTime (ms) [500]")
     ap.add_argument("--zk-downtime", type=float, default=2.0, help="seconds a restarted ZooKeeper server is down [2]")
@@ -188,16 +195,16 @@ def main():
     build_net_delay()
 
     zk = {"tick_time": args.tick_time, "min_session_timeout": 1000, "max_session_timeout": 60000}
-    cb.log("soak: %d s, profile %s, %d ZooKeeper servers %s, pgbench -c %d -j %d scale %d, ZooKeeper restarts "
+    cb.log("soak: %d s, profile %s%s, %d ZooKeeper servers %s, pgbench -c %d -j %d scale %d, ZooKeeper restarts "
            "%.1f s down, delay %d ms for %d s on the primary" % (
-               args.duration, args.profile, args.zk_servers, zk, args.clients, args.jobs, args.scale,
+               args.duration, args.profile, "".join(" --set " + kv for kv in args.set), args.zk_servers, zk, args.clients, args.jobs, args.scale,
                args.zk_downtime, args.delay_ms, args.delay_s))
     cb.log(cb.environment_note())
     c = harness.Cluster(nodes=3, zk_servers=args.zk_servers, haproxy=True, keep_dir=args.keep, **zk)
     try:
         c.setup()
         c.start_zookeeper()
-        cfg = apply_profile(c, args.profile)
+        cfg = apply_profile(c, args.profile, args.set)
         cb.log("config znode: %s" % cfg)
         c.start_haproxy()
         c.start_nodes(["pg-1"])
@@ -231,17 +238,18 @@ def main():
         zl = c.zk_leader()
         t = time.monotonic()
         took = restart_zk(c, zl, args.zk_downtime)
-        faults.append((t, "ZooKeeper leader %s restarted" % zl.host.hostname))
-        cb.log("restarted the ZooKeeper leader %s: back serving after %.1f s" % (zl.host.hostname, took))
+        faults.append((t, "ZooKeeper leader %s killed and restarted" % zl.host.hostname))
+        cb.log("killed and restarted the ZooKeeper leader %s: back serving after %.1f s" % (zl.host.hostname, took))
 
         at(0.45)
         current = c.primary() or primary
         server = zk_server_of(c, current) or c.zookeepers[0]
+        mode = server.mode() or "?"
         t = time.monotonic()
         took = restart_zk(c, server, args.zk_downtime)
-        faults.append((t, "%s's ZooKeeper server %s (%s) restarted" % (current.name, server.host.hostname,
-                                                                        server.mode() or "?")))
-        cb.log("restarted %s's ZooKeeper server %s: back after %.1f s" % (current.name, server.host.hostname, took))
+        faults.append((t, "%s's ZooKeeper server %s (%s) killed and restarted" % (current.name, server.host.hostname,
+                                                                                  mode)))
+        cb.log("killed and restarted %s's ZooKeeper server %s: back after %.1f s" % (current.name, server.host.hostname, took))
 
         at(0.65)
         current = c.primary() or primary
