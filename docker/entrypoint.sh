@@ -78,56 +78,71 @@ die() { printf 'pg_ha entrypoint: %s\n' "$*" >&2; exit 1; }
 # echo: dash's echo would undo the doubled backslashes.)
 quote() { printf "'%s'" "$(printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/''/g")"; }
 
-# Where the entrypoint's defaults differ from the setting's own (see the header).
-entry_default() {
-    case "$1" in
-        scope) echo batman ;;
-        namespace) echo /service ;;
-        node_name) printf '%s\n' "$PGHA_NAME" ;;
-        zookeeper_hosts) echo zoo1:2181 ;;
-        connect_address) printf '%s\n' "$PGHA_NAME:${PGHA_PORT:-5432}" ;;
-        api_listen) echo 0.0.0.0:8008 ;;
-        api_connect_address) printf '%s\n' "$PGHA_NAME:8008" ;;
-        superuser) echo postgres ;;
-        replication_user) echo replicator ;;
-        rewind_user) [ -n "${PGHA_REWIND_PASSWORD:-}" ] && echo rewind_user ;;
-        admin_user) [ -n "${PGHA_ADMIN_PASSWORD:-}" ] && echo admin ;;
-        nofailover | noloadbalance | nosync | clonefrom) echo off ;;
-        *) return 1 ;;
-    esac
-}
-
 # the variables of this script that are not pg_ha settings
 entry_vars=" PGHA_CONFIG_FILE PGHA_PATRONI_CONFIG PGHA_NAME PGHA_LISTEN_ADDRESSES PGHA_PORT PGHA_UNIX_SOCKET_DIR PGHA_EXTRA_SETTINGS PGHA_SETTINGS_LIST "
 
-# pg_ha.<name> = value lines for every setting in the list that has a value.
+# pg_ha.<name> = value lines for every setting in the list that has a value
+# (PGHA_<NAME>, or the entrypoint's default where it differs from the
+# setting's own: see the header), values quoted as PostgreSQL string
+# literals; a warning for every PGHA_* variable that names no setting (most
+# likely a typo). One awk process: a restarting leader keeps its lock only
+# if it is back within ttl, and a shell loop forking a few processes per
+# setting took 1 s on an idle 2-core machine and 8 s on a loaded one.
 pg_ha_settings() {
-    list=$1
-    known=$entry_vars
-    while read -r name type secret; do
-        case "$name" in '' | '#'*) continue ;; esac
-        case "$name" in *[!a-z0-9_]*) die "$list: bad setting name \"$name\"" ;; esac
-        var=PGHA_$(printf '%s' "$name" | tr a-z A-Z)
-        known="$known$var "
-        eval "val=\${$var:-}"
-        if [ -z "$val" ]; then
-            val=$(entry_default "$name") || continue
-        fi
-        case "$val" in *'
-'*) die "$var: a value cannot span lines" ;; esac
-        if [ "$type" = bool ]; then
-            case "$(printf '%s' "$val" | tr A-Z a-z)" in
-                1 | on | true | yes | t | y) val=on ;;
-                0 | off | false | no | f | n) val=off ;;
-                *) die "$var: \"$val\" is not a boolean (on/off, true/false, yes/no, 1/0)" ;;
-            esac
-        fi
-        printf '%s\n' "pg_ha.$name = $(quote "$val")"
-    done < "$list"
-    # a PGHA_* variable that names no setting is most likely a typo
-    for var in $(env | sed -n 's/^\(PGHA_[A-Za-z0-9_]*\)=.*/\1/p'); do
-        case "$known" in *" $var "*) ;; *) echo "pg_ha entrypoint: warning: $var is not a pg_ha setting (see $list); ignored" >&2 ;; esac
-    done
+    awk -v list="$1" -v entry_vars="$entry_vars" '
+        function fail(msg) { printf "pg_ha entrypoint: %s\n", msg > "/dev/stderr"; failed = 1; exit 1 }
+        function env(v) { return (v in ENVIRON) ? ENVIRON[v] : "" }
+        # a PostgreSQL string literal: quotes and backslashes doubled
+        function quote(s,    out, i, c) {
+            out = ""
+            for (i = 1; i <= length(s); i++) {
+                c = substr(s, i, 1)
+                if (c == "\\" || c == "\047") out = out c
+                out = out c
+            }
+            return "\047" out "\047"
+        }
+        # "" when the setting has no entrypoint default (the setting keeps its own)
+        function entry_default(name) {
+            if (name == "scope") return "batman"
+            if (name == "namespace") return "/service"
+            if (name == "node_name") return env("PGHA_NAME")
+            if (name == "zookeeper_hosts") return "zoo1:2181"
+            if (name == "connect_address") return env("PGHA_NAME") ":" (env("PGHA_PORT") != "" ? env("PGHA_PORT") : "5432")
+            if (name == "api_listen") return "0.0.0.0:8008"
+            if (name == "api_connect_address") return env("PGHA_NAME") ":8008"
+            if (name == "superuser") return "postgres"
+            if (name == "replication_user") return "replicator"
+            if (name == "rewind_user") return env("PGHA_REWIND_PASSWORD") != "" ? "rewind_user" : ""
+            if (name == "admin_user") return env("PGHA_ADMIN_PASSWORD") != "" ? "admin" : ""
+            if (name ~ /^(nofailover|noloadbalance|nosync|clonefrom)$/) return "off"
+            return ""
+        }
+        BEGIN { n = split(entry_vars, ev, " "); for (i = 1; i <= n; i++) known[ev[i]] = 1 }
+        $1 == "" || $1 ~ /^#/ { next }
+        {
+            name = $1; type = $2
+            if (name ~ /[^a-z0-9_]/) fail(list ": bad setting name \"" name "\"")
+            var = "PGHA_" toupper(name)
+            known[var] = 1
+            val = env(var)
+            if (val == "") val = entry_default(name)
+            if (val == "") next
+            if (index(val, "\n")) fail(var ": a value cannot span lines")
+            if (type == "bool") {
+                b = tolower(val)
+                if (b ~ /^(1|on|true|yes|t|y)$/) val = "on"
+                else if (b ~ /^(0|off|false|no|f|n)$/) val = "off"
+                else fail(var ": \"" val "\" is not a boolean (on/off, true/false, yes/no, 1/0)")
+            }
+            print "pg_ha." name " = " quote(val)
+        }
+        END {
+            if (failed) exit 1
+            for (v in ENVIRON)
+                if (v ~ /^PGHA_[A-Za-z0-9_]*$/ && !(v in known))
+                    printf "pg_ha entrypoint: warning: %s is not a pg_ha setting (see %s); ignored\n", v, list > "/dev/stderr"
+        }' "$1"
 }
 
 if [ -n "${PGHA_NAME:-}" ]; then
