@@ -26,6 +26,12 @@ case "$major" in
     *) echo "scripts/pgroot.sh: no Debian suite known for PostgreSQL $major (17: trixie, 18: sid)" >&2; exit 2 ;;
 esac
 root="$tree/.cache/roots/pg$major"
+# dpkg without fsync while it builds a root: CI builds one while cluster
+# tests run beside it, and dpkg's fsync storms stalled them for seconds. A
+# root is a cache: `sync` before it is marked ready, and a crash while
+# building leaves it unmarked (rebuilt). The other two are dpkg's defaults,
+# which DPKG_FORCE would otherwise switch off.
+dpkg_force=unsafe-io,security-mac,downgrade
 
 # The URI of the host's Debian archive (not -security/-updates), from
 # deb822 .sources files or one-line .list files.
@@ -65,8 +71,9 @@ create() {
         rm -rf "$root"
         mkdir -p "$root"
         echo "pgroot: debootstrap $suite from $mirror into $root"
-        nice -n 10 debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$root.debootstrap.log" 2>&1 \
-            || { tail -20 "$root.debootstrap.log" >&2; exit 1; }
+        DPKG_FORCE=$dpkg_force nice -n 10 debootstrap --variant=minbase "$suite" "$root" "$mirror" \
+            >"$root.debootstrap.log" 2>&1 || { tail -20 "$root.debootstrap.log" >&2; exit 1; }
+        sync
         touch "$root/.pgha-debootstrap"
         echo "pgroot: debootstrap took $((SECONDS - t0)) s"
     fi
@@ -78,8 +85,9 @@ create() {
     echo 'Acquire::Check-Valid-Until "false";' >"$root/etc/apt/apt.conf.d/99pgha-valid-until"
     chmod 755 "$root/usr/sbin/policy-rc.d"
     cp scripts/install-deps.sh "$root/tmp/install-deps.sh"
-    in_root env PG_MAJOR="$major" sh /tmp/install-deps.sh
+    in_root env PG_MAJOR="$major" DPKG_FORCE="$dpkg_force" sh /tmp/install-deps.sh
     echo "pgroot: dependencies took $((SECONDS - t0)) s"
+    sync
     stamp >"$root/.pgha-ready"
 }
 
