@@ -178,6 +178,8 @@ def main():
     ap.add_argument("--profile", default="fast", help="pg_hactl edit-config --profile NAME [fast]")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="also set this config key after the profile (e.g. ttl=8), repeatable")
+    ap.add_argument("--node-setting", action="append", default=[], metavar="LINE",
+                    help="a pg_ha setting line for every node, e.g. \"pg_ha.lease_safety_margin = 1000\", repeatable")
     ap.add_argument("--zk-servers", type=int, choices=(1, 3), default=3)
     ap.add_argument("--tick-time", type=int, default=500, help="ZooKeeper tickTime (ms) [500]")
     ap.add_argument("--zk-downtime", type=float, default=2.0, help="seconds a restarted ZooKeeper server is down [2]")
@@ -195,12 +197,14 @@ def main():
     build_net_delay()
 
     zk = {"tick_time": args.tick_time, "min_session_timeout": 1000, "max_session_timeout": 60000}
-    cb.log("soak: %d s, profile %s%s, %d ZooKeeper servers %s, pgbench -c %d -j %d scale %d, ZooKeeper restarts "
+    cb.log("soak: %d s, profile %s%s%s, %d ZooKeeper servers %s, pgbench -c %d -j %d scale %d, ZooKeeper restarts "
            "%.1f s down, delay %d ms for %d s on the primary" % (
-               args.duration, args.profile, "".join(" --set " + kv for kv in args.set), args.zk_servers, zk, args.clients, args.jobs, args.scale,
+               args.duration, args.profile, "".join(" --set " + kv for kv in args.set),
+               "".join(", node setting %s" % line for line in args.node_setting), args.zk_servers, zk, args.clients, args.jobs, args.scale,
                args.zk_downtime, args.delay_ms, args.delay_s))
     cb.log(cb.environment_note())
-    c = harness.Cluster(nodes=3, zk_servers=args.zk_servers, haproxy=True, keep_dir=args.keep, **zk)
+    c = harness.Cluster(nodes=3, zk_servers=args.zk_servers, haproxy=True, keep_dir=args.keep,
+                        extra_settings="\n".join(args.node_setting), **zk)
     try:
         c.setup()
         c.start_zookeeper()
