@@ -431,6 +431,12 @@ Decision decide(const Observation &obs) {
              : obs.role == LocalRole::Stopped ? PublishedRole::Uninitialized
                                               : PublishedRole::Primary;
     if (!obs.dcs_ok) {
+        if (obs.role == LocalRole::Primary && obs.was_leader && !obs.lease_valid && !obs.cluster.config.pause &&
+            obs.lease_grace) {
+            d.message = "the leader lease ran out: commits are refused until ZooKeeper confirms the lock (after "
+                        "retry_timeout without an answer this node fences and shuts down)";
+            return d;
+        }
         if (obs.role == LocalRole::Primary && obs.was_leader && !obs.lease_valid && !obs.cluster.config.pause) {
             // Another member may take over from now on: stop writing, shut down,
             // come back through pg_hactl boot as a standby of whoever leads.

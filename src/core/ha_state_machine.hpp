@@ -33,6 +33,10 @@ struct Observation {
     bool dcs_ok = false;            // the cluster view below was read on a live session this loop
     std::int64_t session_id = 0;    // our current ZooKeeper session
     bool lease_valid = false;       // our leader lease has not run out
+    // Our lease ran out less than retry_timeout ago while ZooKeeper stays
+    // connected (answers come late): commits are refused (the lease), but no
+    // demotion yet, as Patroni's retry_timeout.
+    bool lease_grace = false;
     ClusterView cluster;
     // Positions of peers as confirmed directly over their REST API this loop
     // (name -> position); peers missing here were unreachable. When

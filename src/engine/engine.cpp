@@ -195,6 +195,11 @@ void Engine::watch_api(std::int64_t now) {
     });
 }
 
+bool Engine::lease_grace(std::int64_t now) const {
+    return lease_lapsed_ms_ != 0 && link_.connected() &&
+           now - lease_lapsed_ms_ < std::int64_t(link_.view().config.retry_timeout) * 1000;
+}
+
 // A leader whose lease ran out cannot trust a view the ZooKeeper leader did
 // not confirm (reads may come from a follower cut off from it): it decides as
 // without ZooKeeper, which fences.
@@ -214,6 +219,7 @@ Observation Engine::observe(const LocalState &ls) {
     obs.dcs_ok = dcs_confirmed();
     obs.session_id = link_.session_id();
     obs.lease_valid = leadership_.lease_valid();
+    obs.lease_grace = lease_grace(now);
     obs.was_leader = leadership_.is_leader();
     obs.cluster = view;
     if (view.config.failsafe_mode) obs.failsafe_leader = leadership_.failsafe_box().active(now);
@@ -502,11 +508,17 @@ StepResult Engine::step(const LocalSample &local, const SqlRequest &req, bool zk
     if (leadership_.check_clocks(wall_clock_())) link_.request_read();
     link_.pump(zk_readable, zk_writable, leadership_.is_leader());
     if (link_.take_session_expired()) leadership_.on_session_expired(local_.role());
-    if (leadership_.is_leader() && !out_.fence && local_.role() == LocalRole::Primary && !leadership_.lease_valid() &&
-        link_.connected() && link_.read_due())
-        // Connected, but no answer renewed the lease in time (ZooKeeper
-        // stalled): decide on what we know, which fences.
-        link_.force_blind_decision();
+    // Connected, but no answer renewed the lease in time (ZooKeeper stalled,
+    // or its answers come late): commits stop at the lease's end (the
+    // backends check it); after retry_timeout more without an answer,
+    // decide on what we know, which fences. As Patroni's retry_timeout, a
+    // ZooKeeper or network hiccup shorter than that does not demote: a
+    // renewal answered late restores the lease and writes go on.
+    const bool lapsed =
+        leadership_.is_leader() && !out_.fence && local_.role() == LocalRole::Primary && !leadership_.lease_valid();
+    if (!lapsed) lease_lapsed_ms_ = 0;
+    else if (lease_lapsed_ms_ == 0) lease_lapsed_ms_ = now;
+    if (lapsed && link_.connected() && link_.read_due() && !lease_grace(now)) link_.force_blind_decision();
     if (local_.take_role_change()) link_.request_read();  // promotion finished, ...: act now, not a loop later
     desk_.take_sql_request(req.id, req.json, req.pid);
     if (woken) {

@@ -114,6 +114,7 @@ class Engine {
     void decide_and_act();
     Observation observe(const LocalState &ls);
     bool dcs_confirmed() const;
+    bool lease_grace(std::int64_t now) const;  // see Observation::lease_grace
     void execute(const Decision &d, const Observation &obs);
     void record_promotion(const LocalState &ls);
     NodeView node_view(const LocalState &ls);
@@ -155,6 +156,7 @@ class Engine {
     bool publish_due_ = false;
     std::int64_t publish_decided_ms_ = 0;
     std::int64_t stream_retry_ms_ = 0;  // when the startup process was last woken for it
+    std::int64_t lease_lapsed_ms_ = 0;   // when a leader's lease was first seen run out (0: valid)
     bool stream_retry_wanted() const;
     std::int64_t promote_requested_ms_ = 0;
     bool promoting(std::int64_t now) const {

@@ -117,22 +117,27 @@ TEST(SettingsTable, DockerVariablesNameSettings) {
     ASSERT_FALSE(ep.empty()) << PGHA_ENTRYPOINT_PATH;
     std::vector<std::string> problems;
 
-    // entry_default() { case "$1" in name | name) ... ;; *) return 1 ;; esac }
-    const auto b = ep.find("entry_default() {");
-    const auto e = ep.find("\n}", b);
+    // the awk function entry_default(name): `if (name == "x") return ...`
+    // lines and one `if (name ~ /^(a|b|c)$/) return ...`
+    const auto b = ep.find("function entry_default(name) {");
+    const auto e = ep.find("\n        }", b);
     ASSERT_NE(b, std::string::npos);
     ASSERT_NE(e, std::string::npos);
     std::istringstream body(ep.substr(b, e - b));
     std::string line;
-    const std::regex label(R"(^\s+([a-z0-9_ |]+)\))");
+    const std::regex one(R"re(name == "([a-z0-9_]+)")re");
+    const std::regex alternatives(R"re(name ~ /\^\(([a-z0-9_|]+)\)\$/)re");
     int defaults = 0;
     while (std::getline(body, line)) {
         std::smatch m;
-        if (!std::regex_search(line, m, label)) continue;
-        std::istringstream names(m[1].str());
-        std::string n;
-        while (std::getline(names, n, '|')) {
-            n = trim(n);
+        std::vector<std::string> names;
+        if (std::regex_search(line, m, one)) {
+            names.push_back(m[1].str());
+        } else if (std::regex_search(line, m, alternatives)) {
+            std::istringstream alt(m[1].str());
+            for (std::string n; std::getline(alt, n, '|');) names.push_back(n);
+        }
+        for (const auto &n : names) {
             defaults++;
             if (!settings.count(n)) problems.push_back("entrypoint.sh has a default for no setting: " + n);
         }

@@ -369,6 +369,21 @@ TEST(StateMachine, LeaderWithoutZooKeeperFencesWhenLeaseRunsOut) {
     EXPECT_FALSE(d.is_leader);
 }
 
+// Patroni's retry_timeout: a lease that ran out while ZooKeeper stays
+// connected waits for the late answer; commits are refused meanwhile.
+TEST(StateMachine, LeaderInLeaseGraceDoesNotFenceYet) {
+    auto o = base(LocalRole::Primary);
+    o.dcs_ok = false;
+    o.was_leader = true;
+    o.lease_valid = false;
+    o.lease_grace = true;
+    auto d = decide(o);
+    EXPECT_TRUE(d.actions.empty());
+    EXPECT_NE(d.message.find("commits are refused"), std::string::npos) << d.message;
+    o.lease_grace = false;
+    EXPECT_TRUE(decide(o).has(ActionKind::Demote));
+}
+
 TEST(StateMachine, NoFencingWithoutZooKeeperWhenPausedOrNotLeaderOrStandby) {
     auto paused = base(LocalRole::Primary);
     paused.dcs_ok = false;
