@@ -85,19 +85,15 @@ bool postmaster_alive(const std::string &pgdata) {
 // to anyone (the lease starts over with the next worker's own answers) and
 // extends the lock by at most one ttl if this boot then fails.
 void touch_saved_session(const NodeConfig &c) {
-    ZkCredentials creds;
-    int timeout_ms = 0;
-    if (!read_session_file(session_file_path(c.pgdata), c.name, creds, timeout_ms) || timeout_ms <= 0) return;
+    SavedSession s = read_saved_session(c, c.pgdata);
+    if (s.state == SavedSession::None) return;
     if (postmaster_alive(c.pgdata)) return;  // its worker has the session; taking it over would break its link
     ZkSession zk;
-    zk.set_auth(c.zk_auth);
-    std::string err;
-    if (!zk.open(c.zk_hosts, timeout_ms, &creds, err)) return;
-    zk_run_until(zk, [&] { return zk.connected() || zk.expired(); }, std::min(timeout_ms / 2, 2000));
-    if (zk.connected() && zk.session_id() == creds.session_id)
-        info("resumed ZooKeeper session 0x" + session_id_hex(creds.session_id) +
+    resume_saved_session(c, s, zk, std::min(s.timeout_ms / 2, 2000));
+    if (s.state == SavedSession::Resumed)
+        info("resumed ZooKeeper session 0x" + session_id_hex(s.creds.session_id) +
              " of the stopped server: its leader lock (if it holds it) lasts another " +
-             std::to_string(timeout_ms / 1000) + " s for this start");
+             std::to_string(s.timeout_ms / 1000) + " s for this start");
     zk.abandon();  // never zookeeper_close(): that would end the session and free the lock
 }
 

@@ -19,34 +19,47 @@
 
 namespace pgha::cli {
 
+SavedSession read_saved_session(const NodeConfig &c, const std::string &pgdata) {
+    SavedSession s;
+    s.file = session_file_path(pgdata);
+    if (read_session_file(s.file, c.name, s.creds, s.timeout_ms)) s.state = SavedSession::Unreachable;
+    return s;
+}
+
+void resume_saved_session(const NodeConfig &c, SavedSession &s, ZkSession &zk, int wait_ms) {
+    if (s.state == SavedSession::None) return;
+    zk.set_auth(c.zk_auth);
+    if (!std::getenv("PGHA_ZK_DEBUG")) zoo_set_debug_level(static_cast<ZooLogLevel>(0));
+    s.state = SavedSession::Unreachable;
+    if (!zk.open(c.zk_hosts, s.timeout_ms, &s.creds, s.error)) return;
+    zk_run_until(zk, [&] { return zk.connected() || zk.expired(); }, wait_ms);
+    if (zk.expired() || (zk.connected() && zk.session_id() != s.creds.session_id))
+        s.state = SavedSession::Expired;
+    else if (zk.connected())
+        s.state = SavedSession::Resumed;
+    else
+        s.error = "no answer within " + std::to_string(wait_ms / 1000) + " s";
+}
+
 SavedSessionClose close_saved_session(const NodeConfig &c, const std::string &pgdata) {
     SavedSessionClose r;
-    const std::string file = session_file_path(pgdata);
-    ZkCredentials creds;
-    int timeout_ms = 30000;
-    if (!read_session_file(file, c.name, creds, timeout_ms)) {
-        r.message = "no saved ZooKeeper session of member " + c.name + ": nothing to hand over";
-        return r;
-    }
     ZkSession zk;
-    zk.set_auth(c.zk_auth);
-    std::string err;
-    if (!std::getenv("PGHA_ZK_DEBUG")) zoo_set_debug_level(static_cast<ZooLogLevel>(0));
-    if (!zk.open(c.zk_hosts, timeout_ms, &creds, err)) {
-        r.outcome = SavedSessionClose::Unreachable;
-        r.message = "cannot reach ZooKeeper at " + c.zk_hosts + ": " + err + "; the leader lock expires after ttl";
-        return r;
-    }
-    zk_run_until(zk, [&] { return zk.connected() || zk.expired(); }, 10000);
-    if (zk.expired() || (zk.connected() && zk.session_id() != creds.session_id)) {
-        std::remove(file.c_str());
-        r.message = "ZooKeeper session 0x" + session_id_hex(creds.session_id) + " already expired: nothing to hand over";
-        return r;
-    }
-    if (!zk.connected()) {
-        r.outcome = SavedSessionClose::Unreachable;
-        r.message = "cannot connect to ZooKeeper at " + c.zk_hosts + " within 10 s; the leader lock expires after ttl";
-        return r;
+    SavedSession s = read_saved_session(c, pgdata);
+    resume_saved_session(c, s, zk, 10000);
+    const ZkCredentials &creds = s.creds;
+    switch (s.state) {
+        case SavedSession::None:
+            r.message = "no saved ZooKeeper session of member " + c.name + ": nothing to hand over";
+            return r;
+        case SavedSession::Unreachable:
+            r.outcome = SavedSessionClose::Unreachable;
+            r.message = "cannot reach ZooKeeper at " + c.zk_hosts + ": " + s.error + "; the leader lock expires after ttl";
+            return r;
+        case SavedSession::Expired:
+            std::remove(s.file.c_str());
+            r.message = "ZooKeeper session 0x" + session_id_hex(creds.session_id) + " already expired: nothing to hand over";
+            return r;
+        case SavedSession::Resumed: break;
     }
     // Which znodes the session owns, for the message only.
     ClusterStore store(zk, c.ns, c.scope);
@@ -57,7 +70,7 @@ SavedSessionClose close_saved_session(const NodeConfig &c, const std::string &pg
     });
     zk_run_until(zk, [&] { return done; }, 5000);
     zk.close();
-    std::remove(file.c_str());
+    std::remove(s.file.c_str());
     r.outcome = SavedSessionClose::Closed;
     r.released_leader = leader;
     r.message = "closed ZooKeeper session 0x" + session_id_hex(creds.session_id) +

@@ -17,6 +17,12 @@
 
 #include <string>
 
+#include "dcs/zk_client.hpp"
+
+namespace pgha {
+class ZkSession;
+}
+
 namespace pgha::cli {
 
 struct StopOptions {
@@ -38,5 +44,20 @@ struct SavedSessionClose {
 };
 struct NodeConfig;
 SavedSessionClose close_saved_session(const NodeConfig &c, const std::string &pgdata);
+
+// The node's saved ZooKeeper session (the session file in `pgdata`), resumed
+// in a ZkSession of the caller's. Shared by close_saved_session and the boot
+// of a restart (which resumes it to restart its expiry clock, then abandons it).
+struct SavedSession {
+    enum State { None, Unreachable, Expired, Resumed } state = None;  // None: no (valid) session file
+    ZkCredentials creds;
+    int timeout_ms = 30000;  // the saved session timeout (30 s when the file does not say)
+    std::string file;        // its path
+    std::string error;       // why Unreachable
+};
+// Reads the session file: state None (no valid file) or Unreachable (not tried yet).
+SavedSession read_saved_session(const NodeConfig &c, const std::string &pgdata);
+// Opens `s` in `zk` and waits up to `wait_ms` for ZooKeeper's answer: Resumed, Expired or Unreachable.
+void resume_saved_session(const NodeConfig &c, SavedSession &s, ZkSession &zk, int wait_ms);
 
 }  // namespace pgha::cli
