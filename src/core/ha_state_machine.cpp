@@ -99,7 +99,7 @@ void decide_as_leader(const Observation &obs, Decision &d) {
             // publish our position, keep slots for the members.
             d.role = PublishedRole::Primary;
             d.message = "no action: I am (" + obs.me + ") the leader with the lock";
-            if (obs.local.write_lsn != obs.cluster.status_optime) {
+            if (obs.local.write_lsn != obs.cluster.status_optime && (obs.status_due || !obs.cluster.status_optime)) {
                 Action a = act(ActionKind::WriteStatus);
                 a.lsn = obs.local.write_lsn;
                 d.actions.push_back(a);

@@ -37,6 +37,10 @@ struct Observation {
     // connected (answers come late): commits are refused (the lease), but no
     // demotion yet, as Patroni's retry_timeout.
     bool lease_grace = false;
+    // The leader's `status` (optime) was written loop_wait or longer ago: a
+    // new position is published then, not on every loop (under write load
+    // every loop has one, and each write wakes every watcher).
+    bool status_due = true;
     ClusterView cluster;
     // Positions of peers as confirmed directly over their REST API this loop
     // (name -> position); peers missing here were unreachable. When

@@ -90,6 +90,14 @@ std::string encode_member(const Member &m) {
     return json_text(j);
 }
 
+bool differs_only_in_position(const Member &a, const Member &b) {
+    Member x = a;
+    x.xlog_location = b.xlog_location;
+    x.receive_lsn = b.receive_lsn;
+    x.replay_lsn = b.replay_lsn;
+    return encode_member(x) == encode_member(b);
+}
+
 std::optional<Member> decode_member(const std::string &name, const std::string &data, std::string &error) {
     auto j = parse_json(data, error);
     if (!j) return std::nullopt;

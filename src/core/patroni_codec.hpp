@@ -14,6 +14,13 @@ namespace pgha {
 
 // members/<name>
 std::string encode_member(const Member &m);
+// True when the rows encode alike once their WAL positions (xlog_location,
+// receive_lsn, replay_lsn) are set aside. Such a change is published at most
+// once per loop_wait, as Patroni's members do once per HA loop: every write
+// wakes each watcher (the leader, and the writer itself), and under write load
+// the positions change on every loop. Peers that race for the lock ask each
+// other's REST API for fresh positions; the znode's are for display.
+bool differs_only_in_position(const Member &a, const Member &b);
 // Returns nullopt (and an error text) when the data is not a JSON object.
 std::optional<Member> decode_member(const std::string &name, const std::string &data, std::string &error);
 

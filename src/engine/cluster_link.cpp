@@ -265,8 +265,15 @@ void ClusterLink::touch_member(const Member &m) {
     std::int64_t owner = cur ? cur->session : 0;
     const std::int64_t session = zk_.session_id();
     if (owner == 0 && session != 0 && member_written_session_ == session) owner = session;  // a stale view
-    if (json == last_member_json_ && owner == session && last_member_session_ == owner) return;
+    const bool written = owner == session && last_member_session_ == owner && !last_member_json_.empty();
+    if (written && json == last_member_json_) return;
+    const std::int64_t now = clock_();
+    if (written && differs_only_in_position(m, last_member_) &&
+        now - last_member_write_ms_ < std::int64_t(view_.config.loop_wait) * 1000)
+        return;
     last_member_json_ = json;
+    last_member_ = m;
+    last_member_write_ms_ = now;
     last_member_session_ = session;
     store_.touch_member(m.name, json, owner, [this, session](int rc) {
         if (rc != ZOK) {

@@ -118,6 +118,8 @@ class ClusterLink {
     std::set<std::int64_t> our_sessions_;  // every session this member had (the session file's included)
     int requested_timeout_ms_ = 30000;
     std::string last_member_json_;
+    Member last_member_;                     // the row last written (last_member_json_ decoded)
+    std::int64_t last_member_write_ms_ = 0;  // when: a change of positions only waits loop_wait after it
     std::int64_t last_member_session_ = 0;
     // The session whose member znode we last wrote successfully: a view read
     // before that write must not make us delete and re-create it (the leader

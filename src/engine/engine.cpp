@@ -220,6 +220,7 @@ Observation Engine::observe(const LocalState &ls) {
     obs.session_id = link_.session_id();
     obs.lease_valid = leadership_.lease_valid();
     obs.lease_grace = lease_grace(now);
+    obs.status_due = status_written_ms_ == 0 || now - status_written_ms_ >= std::int64_t(view.config.loop_wait) * 1000;
     obs.was_leader = leadership_.is_leader();
     obs.cluster = view;
     if (view.config.failsafe_mode) obs.failsafe_leader = leadership_.failsafe_box().active(now);
@@ -412,6 +413,7 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                 if (const Member *m = view.member(a.target)) local_.follow(*m, view.config.use_slots);
                 break;
             case ActionKind::WriteStatus:
+                status_written_ms_ = clock_();
                 link_.set_or_create("status", encode_status(a.lsn, slots_.retain()));
                 break;
             case ActionKind::Handover:

@@ -156,6 +156,7 @@ class Engine {
     bool publish_due_ = false;
     std::int64_t publish_decided_ms_ = 0;
     std::int64_t stream_retry_ms_ = 0;  // when the startup process was last woken for it
+    std::int64_t status_written_ms_ = 0;  // when this node last wrote `status` (Observation::status_due)
     std::int64_t lease_lapsed_ms_ = 0;   // when a leader's lease was first seen run out (0: valid)
     bool stream_retry_wanted() const;
     std::int64_t promote_requested_ms_ = 0;

@@ -44,6 +44,7 @@ TEST_F(EngineTest, AMemberZnodeIsWrittenInPlaceWhenTheViewLagsBehindOurWrite) {
     ASSERT_EQ(server.owner(path("members/pg-1")), zk.session_id());
     for (Lsn pos = 1000; pos < 1010; ++pos) {
         m->xlog_location = pos;
+        clock.now += 10000;     // a new position alone is published once per loop_wait (10 s: no config read)
         link.touch_member(*m);  // the view still has no pg-1: no read ran
         zk.process(true, true);
         zk.process(true, true);
@@ -53,10 +54,54 @@ TEST_F(EngineTest, AMemberZnodeIsWrittenInPlaceWhenTheViewLagsBehindOurWrite) {
     // Removed by someone else meanwhile: created again.
     server.nodes.erase(path("members/pg-1"));
     m->xlog_location = 2000;
+    clock.now += 10000;
     link.touch_member(*m);
     zk.process(true, true);
     zk.process(true, true);
     EXPECT_EQ(server.owner(path("members/pg-1")), zk.session_id());
+}
+
+TEST_F(EngineTest, AMemberPublishesANewPositionOncePerLoopAndAnythingElseAtOnce) {
+    FakeZk zk(server, clock);
+    std::string err;
+    ASSERT_TRUE(zk.open("zk:2181", 10000, nullptr, err));
+    EngineSettings s;
+    s.scope = "batman";
+    s.ns = "/service";
+    s.node_name = "pg-1";
+    Outbox out;
+    ClusterLink link(zk, s, out, clock.fn());
+    auto m = decode_member("pg-1", member_json("pg-1", "replica", 900), err);
+    ASSERT_TRUE(m.has_value());
+    const auto publish = [&] {
+        link.touch_member(*m);
+        zk.process(true, true);
+        zk.process(true, true);
+    };
+    publish();
+    ASSERT_NE(server.get(path("members/pg-1")).find("900"), std::string::npos);
+    zk.requests.clear();
+    // Positions only, every 100 ms for 9.9 s (loop_wait is 10 s): nothing written.
+    for (Lsn pos = 1000; pos < 1100; ++pos) {
+        m->xlog_location = m->xlog_location + 1;
+        m->replay_lsn = m->receive_lsn = pos;
+        clock.now += 100;
+        if (pos < 1099) publish();
+    }
+    EXPECT_EQ(zk.requests["set /members/pg-1"], 0);
+    EXPECT_NE(server.get(path("members/pg-1")).find("900"), std::string::npos);
+    // loop_wait after the last write: the newest position goes out.
+    publish();
+    EXPECT_EQ(zk.requests["set /members/pg-1"], 1);
+    EXPECT_NE(server.get(path("members/pg-1")).find("1099"), std::string::npos);
+    // A change of state goes out at once, with the position it has then.
+    clock.now += 100;
+    m->state = "starting";
+    m->replay_lsn = m->receive_lsn = 1200;
+    publish();
+    EXPECT_EQ(zk.requests["set /members/pg-1"], 2);
+    EXPECT_NE(server.get(path("members/pg-1")).find("\"starting\""), std::string::npos);
+    EXPECT_NE(server.get(path("members/pg-1")).find("1200"), std::string::npos);
 }
 
 TEST_F(EngineTest, PendingRestartIsPublishedInTheMemberZnode) {

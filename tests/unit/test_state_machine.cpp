@@ -64,6 +64,25 @@ TEST(StateMachine, PrimaryWithLockRenewsAndPublishes) {
     EXPECT_FALSE(d.has(ActionKind::Demote));
 }
 
+TEST(StateMachine, LeaderPublishesItsPositionOncePerLoop) {
+    auto o = base(LocalRole::Primary);
+    o.cluster.leader = "pg-1";
+    o.cluster.leader_owner = 42;
+    o.cluster.status_optime = 500;
+    o.status_due = false;  // written less than loop_wait ago
+    auto d = decide(o);
+    EXPECT_TRUE(d.is_leader);
+    EXPECT_FALSE(d.has(ActionKind::WriteStatus));
+    EXPECT_TRUE(d.has(ActionKind::EnsureSlots));  // the rest of the loop is unchanged
+    o.cluster.status_optime = 0;                  // no optime at all yet: at once
+    EXPECT_TRUE(decide(o).has(ActionKind::WriteStatus));
+    o.cluster.status_optime = 500;
+    o.status_due = true;
+    EXPECT_TRUE(decide(o).has(ActionKind::WriteStatus));
+    o.cluster.status_optime = 1000;  // unchanged: nothing to write
+    EXPECT_FALSE(decide(o).has(ActionKind::WriteStatus));
+}
+
 TEST(StateMachine, LeaderWritesDefaultConfigWhenMissing) {
     auto o = base(LocalRole::Primary);
     o.cluster.leader = "pg-1";

@@ -76,3 +76,47 @@ TEST_F(ZkRequestsTest, AnIdleClusterSendsFewRequestsPerLoop) {
     EXPECT_LE(total(n3.zk->requests), loops + 2) << report;  // its reads of members/pg-2
     std::cout << report;
 }
+
+// Under write load every position moves on every pass: the primary's
+// write_lsn and the standbys' replay. Each write wakes every watcher (the
+// writer itself included), so publishing each new position at once made the
+// primary write its member znode and `status` tens of times a second, and a
+// 1 s network delay then queued its lease renewals behind those writes.
+// Positions go out once per loop_wait, as Patroni's. Per loop the leader
+// sends its renewal (sync + leader read), its member row and `status`, and
+// reads the rows that changed (each member's, its own included, and
+// `status`); a standby writes its row and reads the changed ones.
+TEST_F(ZkRequestsTest, UnderWriteLoadPositionsArePublishedOncePerLoop) {
+    const int loop_wait = 2;  // the fixture's config
+    Node n1(server, clock, "pg-1", true, peers_behind(1000));
+    Node n2(server, clock, "pg-2", false, peers_behind(1000));
+    Node n3(server, clock, "pg-3", false, peers_behind(1000));
+    std::vector<Node *> all{&n1, &n2, &n3};
+    ASSERT_TRUE(run(all, [&] {
+        return server.get(path("leader")) == "pg-1" && server.has(path("members/pg-2")) &&
+               server.has(path("members/pg-3"));
+    }, 2000));
+    ASSERT_FALSE(run(all, [] { return false; }, 20 * 20));  // settle: 20 s
+    for (auto *n : all) n->zk->requests.clear();
+    const int loops = 10;
+    ASSERT_FALSE(run(all, [&] {  // every 50 ms: new WAL everywhere
+        n1.local.write_lsn += 100;
+        for (Node *n : {&n2, &n3}) n->local.receive_lsn = n->local.replay_lsn = n1.local.write_lsn;
+        return false;
+    }, loops * loop_wait * 20));
+    ASSERT_EQ(server.get(path("leader")), "pg-1");
+    std::string report;
+    for (auto *n : all) report += show(n->s.node_name, n->zk->requests) + "\n";
+    for (auto *n : all) EXPECT_LE(n->zk->requests["set /members/" + n->s.node_name], loops + 1) << report;
+    EXPECT_LE(n1.zk->requests["set /status"], loops + 1) << report;
+    EXPECT_LE(total(n1.zk->requests), 8 * loops + 8) << report;
+    EXPECT_LE(total(n2.zk->requests), 5 * loops + 5) << report;
+    // and they were published: the newest positions are at most a loop old
+    std::string err;
+    auto m2 = decode_member("pg-2", server.get(path("members/pg-2")), err);
+    ASSERT_TRUE(m2.has_value()) << err;
+    EXPECT_GE(m2->position() + Lsn(loop_wait * 20 * 100 + 100), n2.local.replay_lsn) << report;
+    EXPECT_GE(decode_status(server.get(path("status")), err) + Lsn(loop_wait * 20 * 100 + 100), n1.local.write_lsn)
+        << report;
+    std::cout << report;
+}
