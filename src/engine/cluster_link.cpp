@@ -120,7 +120,21 @@ void ClusterLink::pump(bool readable, bool writable, bool leading) {
                 if (rc != ZOK) out_.log("cannot create the cluster's znodes: " + zk_error_text(rc));
             });
         }
-        if (!cache_.reading() && (read_requested_ || noticed_ || now >= next_read_ms_)) start_read(leading);
+        if (!cache_.reading() && (read_requested_ || noticed_ || now >= next_read_ms_)) {
+            start_read(leading);
+        } else if (leading && cache_.reading() && now >= next_read_ms_) {
+            // A leader renews on schedule even while a pass still waits for
+            // its answers. Otherwise renewals come every period + round trip,
+            // and once a round trip (a slow network, a loaded ZooKeeper)
+            // reaches ttl - margin - period the lease (send time + ttl -
+            // margin) runs out between two answers that each came in time.
+            // The sync's answer counts as a write's does (README "Timing and
+            // safety"): only while the view shows our session owns the lock,
+            // and the next pass reads the leader znode again.
+            next_read_ms_ = now + read_period_ms(true);
+            leader_read_owed_ = true;
+            zk_.sync(store_.base(), [](int) {});
+        }
     } else if (now >= next_read_ms_) {
         // No ZooKeeper: still observe, decide (the lease runs out on its own) and publish.
         force_blind_decision();
@@ -164,7 +178,9 @@ void ClusterLink::start_read(bool leading) {
     // the ZooKeeper leader extend the lease (a follower cut off from it keeps
     // answering reads until syncLimit x tickTime).
     if (leading && renewal) zk_.sync(store_.base(), [](int) {});
-    cache_.read(read_started_ms_, leading && renewal, [this](bool ok, const ClusterView &v, const std::string &err) { on_read(ok, v, err); });
+    const bool read_leader = leading && (renewal || leader_read_owed_);
+    leader_read_owed_ = false;
+    cache_.read(read_started_ms_, read_leader, [this](bool ok, const ClusterView &v, const std::string &err) { on_read(ok, v, err); });
 }
 
 void ClusterLink::on_read(bool ok, const ClusterView &v, const std::string &err) {

@@ -110,6 +110,9 @@ class ClusterLink {
     // pass is not a renewal (no sync, no leader read, the renewal schedule
     // kept): the renewals come every period whatever the notices.
     bool noticed_ = false;
+    // A renewal's sync went out while a pass was still waiting for its
+    // answers: the next pass reads the leader znode (as a renewal's does).
+    bool leader_read_owed_ = false;
     std::int64_t next_read_ms_ = 0;
     std::int64_t read_started_ms_ = 0;
     std::int64_t retry_ms_ = 0;

@@ -120,3 +120,29 @@ TEST_F(ZkRequestsTest, UnderWriteLoadPositionsArePublishedOncePerLoop) {
         << report;
     std::cout << report;
 }
+
+// Answers that come late (a slow network, a loaded ZooKeeper) must not stretch
+// the renewal cadence. The lease is send time + ttl - margin (3 s here); with
+// a renewal per second, answers 1.6 s late still leave 0.4 s to spare, but
+// only if the next sync goes out on schedule while the last pass still waits
+// for its answers. Waiting for the pass first made renewals 1.6 s apart,
+// answered 3.2 s after the previous send: the lease ran out on every cycle.
+TEST_F(ZkRequestsTest, LateAnswersDoNotStretchTheRenewalCadence) {
+    server.put(path("config"), "{\"ttl\":4,\"loop_wait\":1,\"retry_timeout\":1}");
+    Node n1(server, clock, "pg-1", true, peers_behind(1000), /*margin_ms=*/1000);
+    n1.zk->negotiate_timeout = true;  // ttl 4: a 4 s session
+    ASSERT_TRUE(run({&n1}, [&] { return server.get(path("leader")) == "pg-1" && n1.last.lease_deadline_ms > clock.now; },
+                    400));
+    ASSERT_FALSE(run({&n1}, [] { return false; }, 100));  // settle: 5 s
+    n1.zk->latency_ms = 1600;
+    int lapsed = 0, steps = 0;
+    ASSERT_FALSE(run({&n1}, [&] {
+        ++steps;
+        if (n1.last.lease_deadline_ms <= clock.now) ++lapsed;
+        return false;
+    }, 30 * 20));  // 30 s
+    EXPECT_EQ(lapsed, 0) << "steps without a lease: " << lapsed << " of " << steps;
+    EXPECT_EQ(server.get(path("leader")), "pg-1");
+    EXPECT_FALSE(n1.logged("fenc")) << ::testing::PrintToString(n1.logs);
+    EXPECT_LE(n1.zk->requests["sync "], 2 * 35) << show("pg-1", n1.zk->requests);  // about one a second
+}

@@ -107,6 +107,9 @@ class FakeZk final : public ZkClient {
     // depend on that, so the fake does not.)
     bool follower_cut_off = false;
     int opens = 0;
+    // Every answer comes this long after its request (in order, as on one
+    // TCP connection); notices are not delayed.
+    int latency_ms = 0;
     // Negotiate the session timeout the client asks for (ZooKeeper's bounds
     // aside) instead of the constructor's.
     bool negotiate_timeout = false;
@@ -135,8 +138,14 @@ class FakeZk final : public ZkClient {
         if (partitioned) return;
         auto q = std::move(queue_);
         queue_.clear();
+        bool late = false;
         for (auto &op : q) {
             if (!server_.live_sessions.count(session_)) break;
+            late = late || clock_.now < op.sent + latency_ms;
+            if (late) {  // not answered yet, nor anything after it (FIFO)
+                queue_.push_back(op);
+                continue;
+            }
             if (op.confirms && follower_cut_off) {
                 queue_.push_back(op);  // waits for the leader that never answers
                 continue;
