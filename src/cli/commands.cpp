@@ -637,12 +637,18 @@ void profile_notes(const Dcs &dcs, const TimingProfile &p, int ttl) {
              " ms. Set minSessionTimeout <= " + std::to_string(want) + " and maxSessionTimeout >= " +
              std::to_string(want) + " in zoo.cfg");
     note("profile " + std::string(p.name) + ": " + p.summary + ". It needs ZooKeeper tickTime <= " +
-         std::to_string(p.max_tick_time_ms) + " ms; on every node pg_ha.lease_safety_margin below " +
-         std::to_string(want * 2 / 3) + " ms and pg_ha.watchdog_safety_margin below " + std::to_string(ttl) +
+         std::to_string(p.max_tick_time_ms) + " ms; on every node pg_ha.lease_safety_margin = " +
+         std::to_string(p.lease_safety_margin_ms) + " (at least tickTime, below " + std::to_string(want * 2 / 3) +
+         " ms) and pg_ha.watchdog_safety_margin below " + std::to_string(ttl) +
          " s or -1 (README \"Timing profiles\")");
     const NodeSettings defaults;
     if (std::string why = lease_margin_problem(defaults.lease_safety_margin, want); !why.empty())
         note("warning: with its default " + why);
+    else if (defaults.lease_safety_margin != p.lease_safety_margin_ms)
+        note("note: the nodes' default pg_ha.lease_safety_margin (" + std::to_string(defaults.lease_safety_margin) +
+             " ms) leads too, but then ZooKeeper answers more than " +
+             std::to_string(want - defaults.lease_safety_margin - p.loop_wait * 1000) +
+             " ms late end the lease (commits stop; after retry_timeout more the primary fences)");
 }
 
 }  // namespace

@@ -69,6 +69,10 @@ struct TimingProfile {
     // ZooKeeper tickTime (ms) at most: the servers expire sessions once per
     // tick and grant no session shorter than minSessionTimeout (2 ticks by default).
     int max_tick_time_ms;
+    // pg_ha.lease_safety_margin (ms) the profile is measured with on every
+    // node: lease = send time + ttl - margin, renewed every loop_wait, so it
+    // rides out ZooKeeper answers up to ttl - margin - loop_wait late.
+    int lease_safety_margin_ms;
     const char *summary;  // one line: what it gives, measured (bench/README.md)
 };
 const std::vector<TimingProfile> &timing_profiles();

@@ -192,6 +192,11 @@ TEST(TimingProfiles, EachIsAValidConfigurationAsWrittenWithANodesDefaultMargin) 
         EXPECT_EQ(r.config.retry_timeout, p.retry_timeout);
         // A node left at its default lease margin can lead with it.
         EXPECT_EQ(lease_margin_problem(node_defaults.lease_safety_margin, p.ttl * 1000), "");
+        // The margin it is measured with is usable, covers a tick (a follower
+        // touches sessions every tickTime/2), and leaves slack for late answers.
+        EXPECT_EQ(lease_margin_problem(p.lease_safety_margin_ms, p.ttl * 1000), "");
+        EXPECT_GE(p.lease_safety_margin_ms, p.max_tick_time_ms);
+        EXPECT_GE(p.ttl * 1000 - p.lease_safety_margin_ms - p.loop_wait * 1000, 1000);
         // ZooKeeper's default minSessionTimeout (2 ticks) grants the session ttl asks for.
         EXPECT_LE(2 * p.max_tick_time_ms, p.ttl * 1000);
         EXPECT_GT(std::string(p.summary).size(), 10u);
