@@ -22,32 +22,48 @@ TEST_F(EngineTest, StandbyWinsFreeLockAfterPeerCheckAndPromotes) {
     EXPECT_TRUE(std::any_of(n1.sql.ran.begin(), n1.sql.ran.end(), [](auto &q) { return q == "CHECKPOINT"; }));
 }
 
+namespace {
+
+// pg-1's ClusterLink alone on a fake ZooKeeper, publishing its member row.
+struct MemberLink {
+    FakeZk zk;
+    EngineSettings s;
+    Outbox out;
+    std::unique_ptr<ClusterLink> link;
+    std::optional<Member> m;
+    MemberLink(FakeZkServer &server, ManualClock &clock) : zk(server, clock) {
+        std::string err;
+        zk.open("zk:2181", 10000, nullptr, err);
+        s.scope = "batman";
+        s.ns = "/service";
+        s.node_name = "pg-1";
+        link = std::make_unique<ClusterLink>(zk, s, out, clock.fn());
+        m = decode_member("pg-1", member_json("pg-1", "replica", 900), err);
+    }
+    void publish() {
+        link->touch_member(*m);
+        zk.process(true, true);
+        zk.process(true, true);  // a create follows its cleanup
+    }
+};
+
+}  // namespace
+
 TEST_F(EngineTest, AMemberZnodeIsWrittenInPlaceWhenTheViewLagsBehindOurWrite) {
     // The member's data changes before a read shows the znode it just created:
     // it must be updated in place. Removing and re-creating it made the leader
     // see the member vanish and come back on every loop (and re-pick its
     // synchronous standbys each time).
-    FakeZk zk(server, clock);
-    std::string err;
-    ASSERT_TRUE(zk.open("zk:2181", 10000, nullptr, err));
-    EngineSettings s;
-    s.scope = "batman";
-    s.ns = "/service";
-    s.node_name = "pg-1";
-    Outbox out;
-    ClusterLink link(zk, s, out, clock.fn());
-    auto m = decode_member("pg-1", member_json("pg-1", "replica", 900), err);
-    ASSERT_TRUE(m.has_value());
-    link.touch_member(*m);
-    zk.process(true, true);
-    zk.process(true, true);  // the create follows the cleanup
+    MemberLink ml(server, clock);
+    ASSERT_TRUE(ml.m.has_value());
+    FakeZk &zk = ml.zk;
+    auto &m = ml.m;
+    ml.publish();
     ASSERT_EQ(server.owner(path("members/pg-1")), zk.session_id());
     for (Lsn pos = 1000; pos < 1010; ++pos) {
         m->xlog_location = pos;
-        clock.now += 10000;     // a new position alone is published once per loop_wait (10 s: no config read)
-        link.touch_member(*m);  // the view still has no pg-1: no read ran
-        zk.process(true, true);
-        zk.process(true, true);
+        clock.now += 10000;  // a new position alone is published once per loop_wait (10 s: no config read)
+        ml.publish();        // the view still has no pg-1: no read ran
     }
     EXPECT_EQ(server.removes[path("members/pg-1")], 0);
     EXPECT_NE(server.get(path("members/pg-1")).find("1009"), std::string::npos);
@@ -55,29 +71,16 @@ TEST_F(EngineTest, AMemberZnodeIsWrittenInPlaceWhenTheViewLagsBehindOurWrite) {
     server.nodes.erase(path("members/pg-1"));
     m->xlog_location = 2000;
     clock.now += 10000;
-    link.touch_member(*m);
-    zk.process(true, true);
-    zk.process(true, true);
+    ml.publish();
     EXPECT_EQ(server.owner(path("members/pg-1")), zk.session_id());
 }
 
 TEST_F(EngineTest, AMemberPublishesANewPositionOncePerLoopAndAnythingElseAtOnce) {
-    FakeZk zk(server, clock);
-    std::string err;
-    ASSERT_TRUE(zk.open("zk:2181", 10000, nullptr, err));
-    EngineSettings s;
-    s.scope = "batman";
-    s.ns = "/service";
-    s.node_name = "pg-1";
-    Outbox out;
-    ClusterLink link(zk, s, out, clock.fn());
-    auto m = decode_member("pg-1", member_json("pg-1", "replica", 900), err);
-    ASSERT_TRUE(m.has_value());
-    const auto publish = [&] {
-        link.touch_member(*m);
-        zk.process(true, true);
-        zk.process(true, true);
-    };
+    MemberLink ml(server, clock);
+    ASSERT_TRUE(ml.m.has_value());
+    FakeZk &zk = ml.zk;
+    auto &m = ml.m;
+    const auto publish = [&] { ml.publish(); };
     publish();
     ASSERT_NE(server.get(path("members/pg-1")).find("900"), std::string::npos);
     zk.requests.clear();
