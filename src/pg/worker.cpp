@@ -67,6 +67,9 @@ pgha_register_worker(void)
 /* primary_stop_timeout in effect at the last step (0: none) */
 static int	stop_kill_after_s = 0;
 
+/* the engine asks for the stop on every step until the postmaster ends us: log it once */
+static bool shutdown_logged = false;
+
 /*
  * Patroni's primary_stop_timeout (synchronous mode): a fast shutdown of a
  * primary can wait for a standby that does not answer (the walsenders wait
@@ -316,7 +319,9 @@ apply_outputs(const PgHaOutputs *out)
 		}
 		else
 		{
-			ereport(LOG, (errmsg("pg_ha: requesting a fast shutdown")));
+			if (!shutdown_logged)
+				ereport(LOG, (errmsg("pg_ha: requesting a fast shutdown")));
+			shutdown_logged = true;
 			kill(PostmasterPid, SIGINT);
 		}
 	}
