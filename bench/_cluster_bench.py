@@ -213,6 +213,22 @@ def rejoin_kind(text):
 # --------------------------------------------------------------------------
 # write probes
 
+PGBENCH_PATHS = ["/usr/lib/postgresql/%s/bin/pgbench" % v for v in ("18", "17", "16", "15")]
+
+
+def pgbench_bin():
+    """Debian's pgbench, newest major first."""
+    for p in PGBENCH_PATHS:
+        if os.path.exists(p):
+            return p
+    raise SystemExit("pgbench not found (%s)" % ", ".join(PGBENCH_PATHS))
+
+
+def pgbench_env():
+    """Environment for pgbench against a harness node (the superuser's password, a connect timeout)."""
+    return dict(os.environ, PGPASSWORD=harness.SUPERUSER_PASSWORD, PGCONNECT_TIMEOUT="5")
+
+
 PROBE_TABLE_SQL = ("create table if not exists bench_probe(id bigserial primary key, probe text not null, "
                    "at timestamptz not null default clock_timestamp())")
 

@@ -29,6 +29,7 @@ Prints one row per trial and median / min / max. No pass/fail.
 """
 import argparse
 import os
+import re
 import signal
 import sys
 import time
@@ -54,6 +55,33 @@ def power_cut(node):
     node.kill_host()
 
 
+def leader_session(c):
+    """The ZooKeeper session that holds the leader lock (its ephemeralOwner), or None."""
+    try:
+        stat = c.zk().exists(c.zk_path("leader"))
+    except Exception:  # a figure, not a check: the trial goes on without it
+        return None
+    return stat.ephemeralOwner if stat else None
+
+
+EXPIRING = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3}) .*Expiring session 0x([0-9a-f]+)")
+
+
+def zk_expiry(c, offsets, session):
+    """Wall time at which a ZooKeeper server logged that it expires `session`
+    ("Expiring session 0x..., timeout of N ms exceeded", written since
+    `offsets`), or None. Splits the outage into ZooKeeper's part (the dead
+    session's expiry) and pg_ha's (expiry -> a new primary takes writes)."""
+    if session is None:
+        return None
+    for z, offset in zip(c.zookeepers, offsets):
+        for line in cb.log_since(z, offset).splitlines():
+            m = EXPIRING.match(line)
+            if m and int(m.group(3), 16) == session:
+                return time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000.0
+    return None
+
+
 def run_trial(c, lw, args, cfg, trial):
     old = cb.wait_ready(c)
     others = [n for n in c.nodes if n is not old]
@@ -63,6 +91,9 @@ def run_trial(c, lw, args, cfg, trial):
         cb.wait_probes_writing(probes, old)
         time.sleep(0.5)
         offset = cb.log_size(old)
+        owner = leader_session(c)
+        zk_offsets = [cb.log_size(z) for z in c.zookeepers]
+        wall0 = time.time()
         t0 = time.monotonic()
         if args.plain_kill:
             old.kill_host()
@@ -88,6 +119,8 @@ def run_trial(c, lw, args, cfg, trial):
     finally:
         cb.stop_probes(probes)
 
+    expired = zk_expiry(c, zk_offsets, owner)
+    row["zk_expired"] = expired - wall0 if expired is not None else None
     t_elect = lw.first_time(lambda v: v not in (None, old.name), after=t0)
     t_gone = lw.first_time(lambda v: v != old.name, after=t0)
     row["leader_gone"] = t_gone - t0 if t_gone else None
@@ -149,9 +182,11 @@ def main():
         c.nodes[0].sql(cb.PROBE_TABLE_SQL)
 
         def report(row):
-            lines = ["trial %d: killed %s, leader znode gone %s, new leader %s at %s, first write direct %s "
-                     "(on %s), via haproxy %s; old host streaming %s (/replica 200 %s) after restart (%s)" % (
-                         row["trial"], row["killed"], cb.fmt(row.get("leader_gone")), row["new"],
+            lines = ["trial %d: killed %s, ZooKeeper expired its session %s, leader znode gone %s, new leader %s "
+                     "at %s, first write direct %s (on %s), via haproxy %s; old host streaming %s (/replica 200 %s) "
+                     "after restart (%s)" % (
+                         row["trial"], row["killed"], cb.fmt(row.get("zk_expired")), cb.fmt(row.get("leader_gone")),
+                         row["new"],
                          cb.fmt(row.get("elected")), cb.fmt(row.get("direct")), row.get("direct_node", "-"),
                          cb.fmt(row.get("proxy")), cb.fmt(row.get("rejoin_wal")), cb.fmt(row.get("rejoin")),
                          row["rejoin_kind"])]
@@ -164,12 +199,17 @@ def main():
         print("== failover after host loss: ttl %(ttl)s, loop_wait %(loop_wait)s, retry_timeout %(retry_timeout)s"
               % cfg + ", ZooKeeper tickTime %d ms" % zk["tick_time"])
         cb.print_table(
-            ["trial", "killed", "znode gone", "new leader", "elected", "outage direct", "outage haproxy",
+            ["trial", "killed", "zk expired", "znode gone", "new leader", "elected", "outage direct", "outage haproxy",
              "rejoin WAL", "rejoin /replica", "rejoin kind"],
-            [[r["trial"], r.get("killed", "-"), cb.fmt(r.get("leader_gone")), r.get("new", "-"),
+            [[r["trial"], r.get("killed", "-"), cb.fmt(r.get("zk_expired")), cb.fmt(r.get("leader_gone")), r.get("new", "-"),
               cb.fmt(r.get("elected")), cb.fmt(r.get("direct")), cb.fmt(r.get("proxy")), cb.fmt(r.get("rejoin_wal")),
               cb.fmt(r.get("rejoin")), r.get("rejoin_kind", r.get("error", "-"))] for r in rows])
+        print(cb.stats_line("ZooKeeper expired the dead session after kill", [r.get("zk_expired") for r in rows]))
         print(cb.stats_line("leader znode gone after kill", [r.get("leader_gone") for r in rows]))
+        if args.direct:
+            print(cb.stats_line("  pg_ha's part: session expired -> first write direct",
+                                [r["direct"] - r["zk_expired"] if r.get("direct") is not None
+                                 and r.get("zk_expired") is not None else None for r in rows]))
         print(cb.stats_line("new leader znode after kill", [r.get("elected") for r in rows]))
         if args.direct:
             print(cb.stats_line("write outage, direct", [r.get("direct") for r in rows]))

@@ -7,7 +7,7 @@ pg_ha.lease_enforcement on and off.
     sudo /usr/bin/python3 bench/lease_cost.py --toggle pause                # switch by ha_pause()/ha_resume()
 
 A 3-node cluster (tests/cluster/harness.py, no HAProxy), pgbench (Debian's
-/usr/lib/postgresql/15/bin/pgbench) from the root namespace straight to the
+pgbench of the newest PostgreSQL installed) from the root namespace straight to the
 primary. `pg_ha.lease_enforcement` is a postmaster-context GUC. How it is
 switched (SHOW on the primary confirms the value before measuring):
   --toggle cluster (default): a fresh cluster whenever the setting changes,
@@ -36,7 +36,7 @@ import time
 
 import _cluster_bench as cb
 
-PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+PGBENCH = cb.pgbench_bin()
 
 
 def pgbench(node, args, select_only):

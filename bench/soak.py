@@ -35,7 +35,6 @@ pgbench (postgresql-15), iptables and libnetfilter-queue-dev (g++ builds
 net_delay).
 """
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -50,7 +49,6 @@ import _cluster_bench as cb
 harness = cb.harness
 HERE = Path(__file__).resolve().parent
 QUEUE_NUM = 7
-PGBENCH_DIRS = ["/usr/lib/postgresql/%s/bin/pgbench" % v for v in ("18", "17", "16", "15")]
 
 
 def build_net_delay():
@@ -62,13 +60,6 @@ def build_net_delay():
     return out
 
 
-def pgbench_bin():
-    for p in PGBENCH_DIRS:
-        if os.path.exists(p):
-            return p
-    raise SystemExit("pgbench not found (%s)" % ", ".join(PGBENCH_DIRS))
-
-
 class PgbenchLoop(threading.Thread):
     """pgbench runs of `chunk` s back to back until `end` (monotonic)."""
 
@@ -78,13 +69,13 @@ class PgbenchLoop(threading.Thread):
         self.runs = []        # (start, tps or None, failed transactions, error text)
 
     def run(self):
-        env = dict(os.environ, PGPASSWORD=harness.SUPERUSER_PASSWORD, PGCONNECT_TIMEOUT="5")
+        env = cb.pgbench_env()
         for _ in range(100000):
             left = self.end - time.monotonic()
             if left < 5:
                 return
             t = int(min(self.args.chunk, left))
-            argv = [pgbench_bin(), "-h", self.host, "-p", str(self.port), "-U", "postgres", "-c",
+            argv = [cb.pgbench_bin(), "-h", self.host, "-p", str(self.port), "-U", "postgres", "-c",
                     str(self.args.clients), "-j", str(self.args.jobs), "-T", str(t), "postgres"]
             start = time.monotonic()
             try:
@@ -216,8 +207,8 @@ def main():
         c.start_nodes(["pg-2", "pg-3"])
         primary = cb.wait_ready(c, timeout=240)
         primary.sql(cb.PROBE_TABLE_SQL)
-        env = dict(os.environ, PGPASSWORD=harness.SUPERUSER_PASSWORD)
-        subprocess.run([pgbench_bin(), "-i", "-q", "-s", str(args.scale), "-h", primary.ip, "-p", str(primary.port),
+        env = cb.pgbench_env()
+        subprocess.run([cb.pgbench_bin(), "-i", "-q", "-s", str(args.scale), "-h", primary.ip, "-p", str(primary.port),
                         "-U", "postgres", "postgres"], check=True, capture_output=True, env=env, timeout=600)
         offsets = {n.name: harness.log_size(n) for n in c.nodes}
 
