@@ -97,7 +97,7 @@ def write_gaps(probe, label, faults, start, end, min_gap=1.0):
     gaps = []
     for a, b in zip(acks, acks[1:]):
         if b - a > min_gap:
-            before = [f for f in faults if f[0] <= b]
+            before = [f for f in faults if f[0] <= a]  # the fault before the gap began
             after = "%s +%.1fs" % (before[-1][1], a - before[-1][0]) if before else "no fault yet"
             gaps.append((label, a - start, b - a, after))
     return gaps
