@@ -7,6 +7,7 @@ Every wait is bounded. Times are time.monotonic() (CLOCK_MONOTONIC), the clock
 the harness's LeaderWatch and pg_ha's lease use, so they can be compared.
 """
 import contextlib
+import datetime
 import os
 import re
 import statistics
@@ -212,6 +213,16 @@ def rejoin_kind(text):
 
 # --------------------------------------------------------------------------
 # write probes
+
+# The timestamp that starts each line of the harness's ZooKeeper logs
+# (slf4j simple logger, dateTimeFormat "yyyy-MM-dd HH:mm:ss.SSS", local time).
+ZK_LOG_TIME = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})"
+
+
+def zk_log_time(stamp):
+    """Wall-clock seconds of a ZK_LOG_TIME match."""
+    return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+
 
 PGBENCH_PATHS = ["/usr/lib/postgresql/%s/bin/pgbench" % v for v in ("18", "17", "16", "15")]
 

@@ -64,7 +64,7 @@ def leader_session(c):
     return stat.ephemeralOwner if stat else None
 
 
-EXPIRING = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3}) .*Expiring session 0x([0-9a-f]+)")
+EXPIRING = re.compile("^" + cb.ZK_LOG_TIME + r" .*Expiring session 0x([0-9a-f]+)")
 
 
 def zk_expiry(c, offsets, session):
@@ -77,8 +77,8 @@ def zk_expiry(c, offsets, session):
     for z, offset in zip(c.zookeepers, offsets):
         for line in cb.log_since(z, offset).splitlines():
             m = EXPIRING.match(line)
-            if m and int(m.group(3), 16) == session:
-                return time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000.0
+            if m and int(m.group(2), 16) == session:
+                return cb.zk_log_time(m.group(1))
     return None
 
 

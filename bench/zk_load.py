@@ -29,7 +29,6 @@ of the measurement windows by type and path: where the rate comes from.
 """
 import argparse
 import collections
-import datetime
 import os
 import re
 import statistics
@@ -67,7 +66,7 @@ def close_harness_zk(c):
             c._zk = None
 
 
-REQUEST = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) .*Processing request:: "
+REQUEST = re.compile("^" + cb.ZK_LOG_TIME + r" .*Processing request:: "
                      r"sessionid:(0x[0-9a-f]+) type:(\w+) .*?reqpath:(\S+)")
 
 
@@ -88,7 +87,7 @@ def breakdown(c, owners, windows):
         m = REQUEST.match(line)
         if not m:
             continue
-        t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        t = cb.zk_log_time(m.group(1))
         if not any(a <= t <= b for a, b in windows):
             continue
         path = m.group(4)
