@@ -50,7 +50,10 @@ void ClusterCache::changed(const std::string &path) {
         all_ = true;
 }
 
-void ClusterCache::read(std::int64_t now_ms, bool leader_every_pass, ClusterStore::ReadCb cb) {
+void ClusterCache::read(std::int64_t now_ms, bool leader_every_pass, bool watch_member_rows, ClusterStore::ReadCb cb) {
+    if (watch_member_rows && !watch_rows_)  // a new leader: read every row again, this time with a watch
+        for (const auto &m : members_) marked_.insert("members/" + m.first);
+    watch_rows_ = watch_member_rows;
     auto p = std::make_shared<Pass>();
     p->cb = std::move(cb);
     p->pending = 1;  // held until every request of this call is queued
@@ -127,8 +130,10 @@ void ClusterCache::list_members(const std::shared_ptr<Pass> &p) {
             const std::set<std::string> present(names.begin(), names.end());
             for (auto it = members_.begin(); it != members_.end();)
                 it = present.count(it->first) ? std::next(it) : members_.erase(it);
+            // Without data watches, a replaced row (a member's news) shows only
+            // here, as a notice on the list: read every row again.
             for (const auto &name : names)
-                if (!members_.count(name)) get_member(p, name);
+                if (!watch_rows_ || !members_.count(name)) get_member(p, name);
         }
         finish(p);
     });
@@ -138,19 +143,21 @@ void ClusterCache::list_members(const std::shared_ptr<Pass> &p) {
     }
 }
 
-void ClusterCache::get_key(const std::shared_ptr<Pass> &p, const std::string &key) { get_entry(p, keys_, key, key); }
-
-void ClusterCache::get_member(const std::shared_ptr<Pass> &p, const std::string &name) {
-    get_entry(p, members_, "members/" + name, name);
+void ClusterCache::get_key(const std::shared_ptr<Pass> &p, const std::string &key) {
+    get_entry(p, keys_, key, key, true);
 }
 
-// Reads <base>/`rel` (with a watch) into `into`[`name`]; a missing znode leaves it.
+void ClusterCache::get_member(const std::shared_ptr<Pass> &p, const std::string &name) {
+    get_entry(p, members_, "members/" + name, name, watch_rows_);
+}
+
+// Reads <base>/`rel` into `into`[`name`]; a missing znode leaves it.
 void ClusterCache::get_entry(const std::shared_ptr<Pass> &p, std::map<std::string, Entry> &into, const std::string &rel,
-                             const std::string &name) {
+                             const std::string &name, bool watch) {
     if (!p->requested.insert(rel).second) return;
     ++p->pending;
     ++last_requests_;
-    const int rc = zk_.get(store_.path(rel), true,
+    const int rc = zk_.get(store_.path(rel), watch,
                            [this, p, &into, rel, name](int rc, const std::string &data, const ZkStat &st) {
                                if (rc == ZOK) into[name] = Entry{data, st};
                                else if (rc == ZNONODE) into.erase(name);

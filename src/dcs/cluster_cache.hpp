@@ -52,7 +52,12 @@ class ClusterCache {
     // at once when a request cannot be queued or none is needed).
     // `leader_every_pass`: read the leader znode even without a notice (a
     // leader's renewal).
-    void read(std::int64_t now_ms, bool leader_every_pass, ClusterStore::ReadCb cb);
+    // `watch_member_rows`: leave a data watch on every member row (the
+    // leader, which follows the positions; turning it on reads every row
+    // again). Without it, rows are read when members/'s children change
+    // (a member's news replaces its row: ClusterStore::touch_member) and
+    // at the full reads.
+    void read(std::int64_t now_ms, bool leader_every_pass, bool watch_member_rows, ClusterStore::ReadCb cb);
     bool reading() const { return reading_; }
     // Requests the last pass sent (diagnostics and tests).
     int last_requests() const { return last_requests_; }
@@ -66,7 +71,7 @@ class ClusterCache {
     void get_key(const std::shared_ptr<Pass> &p, const std::string &key);
     void get_member(const std::shared_ptr<Pass> &p, const std::string &name);
     void get_entry(const std::shared_ptr<Pass> &p, std::map<std::string, Entry> &into, const std::string &rel,
-                   const std::string &name);
+                   const std::string &name, bool watch);
     void list_base(const std::shared_ptr<Pass> &p);
     void list_members(const std::shared_ptr<Pass> &p);
     void finish(const std::shared_ptr<Pass> &p);
@@ -79,6 +84,7 @@ class ClusterCache {
     std::set<std::string> marked_;
     bool all_ = true;  // read everything at the next pass
     bool members_listed_ = false;  // members/'s children were read (their watch is set)
+    bool watch_rows_ = false;      // member rows are read with a data watch (a leader)
     bool reading_ = false;
     std::int64_t full_at_ms_ = 0;
     int last_requests_ = 0;

@@ -259,10 +259,10 @@ void ClusterStore::remove(const std::string &key, int version, DoneCb cb) {
 }
 
 void ClusterStore::touch_member(const std::string &name, const std::string &data, std::int64_t current_owner,
-                                DoneCb cb) {
+                                bool notify, DoneCb cb) {
     const std::string p = path("members/" + name);
     if (current_owner != 0 && current_owner == zk_.session_id()) {
-        int rc = zk_.set(p, data, -1, [this, p, data, cb](int rc, const ZkStat &) {
+        auto recreate_if_gone = [this, p, data, cb](int rc) {
             if (rc != ZNONODE) {
                 cb(rc);
                 return;
@@ -270,7 +270,9 @@ void ClusterStore::touch_member(const std::string &name, const std::string &data
             // Gone after all (removed by someone): create it again.
             int rc2 = zk_.create(p, data, true, [cb](int rc, const std::string &) { cb(rc); });
             if (rc2 != ZOK) cb(rc2);
-        });
+        };
+        int rc = notify ? zk_.replace_ephemeral(p, data, recreate_if_gone)
+                        : zk_.set(p, data, -1, [recreate_if_gone](int rc, const ZkStat &) { recreate_if_gone(rc); });
         if (rc != ZOK) cb(rc);
         return;
     }

@@ -49,7 +49,13 @@ class ClusterStore {
     void set_versioned(const std::string &key, const std::string &data, int version, DoneCb cb);
     void remove(const std::string &key, int version, DoneCb cb);
     // members/<name>: set when it exists on our session, else recreate (ephemeral).
-    void touch_member(const std::string &name, const std::string &data, std::int64_t current_owner, DoneCb cb);
+    // `notify`: the change matters to every member (state, role, timeline,
+    // tags, anything but the positions), so the znode is replaced (deleted
+    // and created in one transaction) and every member's watch on members/'s
+    // children fires, as Patroni's touch_member does. A plain set reaches
+    // only the members that watch the znode's data (the leader).
+    void touch_member(const std::string &name, const std::string &data, std::int64_t current_owner, bool notify,
+                      DoneCb cb);
 
   private:
     ZkClient &zk_;

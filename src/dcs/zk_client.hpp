@@ -86,6 +86,11 @@ class ZkClient {
     virtual int set(const std::string &path, const std::string &data, int version, StatCb cb) = 0;
     virtual int remove(const std::string &path, int version, VoidCb cb) = 0;
     virtual int children(const std::string &path, bool watch, ChildrenCb cb) = 0;
+    // Deletes the znode and creates it again, ephemeral with `data`, in one
+    // transaction (a multi): its data watchers are told it was deleted, its
+    // parent's children watchers that the list changed, and no reader finds
+    // it missing in between. ZNONODE when it did not exist (nothing changed).
+    virtual int replace_ephemeral(const std::string &path, const std::string &data, VoidCb cb) = 0;
     // ZooKeeper's sync: answered once the server caught up with the leader.
     virtual int sync(const std::string &path, VoidCb cb) = 0;
 };

@@ -24,6 +24,14 @@ int to_zoo_perms(int perms) {
     return out;
 }
 
+// The ACL entries of every znode created (pointing into `auth`).
+std::vector<struct ACL> acl_entries(const ZkAuth &auth) {
+    std::vector<struct ACL> entries;
+    for (const auto &e : auth.acl)
+        entries.push_back(ACL{to_zoo_perms(e.perms), Id{const_cast<char *>(e.scheme.c_str()), const_cast<char *>(e.id.c_str())}});
+    return entries;
+}
+
 // Digest authentication never fails on the server (any user:password is a
 // valid identity); a failure would move the handle to ZOO_AUTH_FAILED_STATE,
 // which expired() reports.
@@ -40,6 +48,9 @@ struct Pending {
     ZkSession::VoidCb void_cb;
     ZkSession::ChildrenCb children_cb;
     bool confirms = false;  // a sync or write: answered through the ZooKeeper leader
+    // A multi's results and a created path: the C client fills them when the answer comes.
+    std::vector<zoo_op_result_t> multi_results{};
+    std::vector<char> created_path{};
 };
 
 ZkStat to_stat(const struct Stat *s) {
@@ -281,13 +292,27 @@ int ZkSession::get(const std::string &path, bool watch, GetCb cb) {
 int ZkSession::create(const std::string &path, const std::string &data, bool ephemeral, PathCb cb) {
     auto *p = new Pending{this, steady_ms(), session_id(), {}, {}, std::move(cb), {}, {}, true};
     // Our digest id ALL plus pg_ha.zookeeper_set_acls; open without credentials.
-    std::vector<struct ACL> entries;
-    for (const auto &e : auth_.acl)
-        entries.push_back(ACL{to_zoo_perms(e.perms), Id{const_cast<char *>(e.scheme.c_str()), const_cast<char *>(e.id.c_str())}});
+    std::vector<struct ACL> entries = acl_entries(auth_);
     struct ACL_vector acl = {static_cast<std::int32_t>(entries.size()), entries.data()};
     const struct ACL_vector *acl_ptr = entries.empty() ? &ZOO_OPEN_ACL_UNSAFE : &acl;  // copied by zoo_acreate
     PGHA_SUBMIT(zoo_acreate(zh_, path.c_str(), data.data(), static_cast<int>(data.size()), acl_ptr,
                             ephemeral ? ZOO_EPHEMERAL : ZOO_PERSISTENT, string_completion, p));
+}
+
+// One transaction: watchers of the znode see it deleted, watchers of the
+// parent's children see one change, and no reader ever finds it missing.
+int ZkSession::replace_ephemeral(const std::string &path, const std::string &data, VoidCb cb) {
+    auto *p = new Pending{this, steady_ms(), session_id(), {}, {}, {}, std::move(cb), {}, true};
+    p->multi_results.resize(2);
+    p->created_path.resize(path.size() + 1);
+    std::vector<struct ACL> entries = acl_entries(auth_);
+    struct ACL_vector acl = {static_cast<std::int32_t>(entries.size()), entries.data()};
+    const struct ACL_vector *acl_ptr = entries.empty() ? &ZOO_OPEN_ACL_UNSAFE : &acl;  // serialized by zoo_amulti
+    zoo_op_t ops[2];
+    zoo_delete_op_init(&ops[0], path.c_str(), -1);
+    zoo_create_op_init(&ops[1], path.c_str(), data.data(), static_cast<int>(data.size()), acl_ptr, ZOO_EPHEMERAL,
+                       p->created_path.data(), static_cast<int>(p->created_path.size()));
+    PGHA_SUBMIT(zoo_amulti(zh_, 2, ops, p->multi_results.data(), void_completion, p));
 }
 
 int ZkSession::set(const std::string &path, const std::string &data, int version, StatCb cb) {

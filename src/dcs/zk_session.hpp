@@ -64,6 +64,7 @@ class ZkSession final : public ZkClient {
     int create(const std::string &path, const std::string &data, bool ephemeral, PathCb cb) override;
     int set(const std::string &path, const std::string &data, int version, StatCb cb) override;
     int remove(const std::string &path, int version, VoidCb cb) override;
+    int replace_ephemeral(const std::string &path, const std::string &data, VoidCb cb) override;
     int children(const std::string &path, bool watch, ChildrenCb cb) override;
     int sync(const std::string &path, VoidCb cb) override;
 

@@ -180,7 +180,7 @@ void ClusterLink::start_read(bool leading) {
     if (leading && renewal) zk_.sync(store_.base(), [](int) {});
     const bool read_leader = leading && (renewal || leader_read_owed_);
     leader_read_owed_ = false;
-    cache_.read(read_started_ms_, read_leader, [this](bool ok, const ClusterView &v, const std::string &err) { on_read(ok, v, err); });
+    cache_.read(read_started_ms_, read_leader, leading, [this](bool ok, const ClusterView &v, const std::string &err) { on_read(ok, v, err); });
 }
 
 void ClusterLink::on_read(bool ok, const ClusterView &v, const std::string &err) {
@@ -284,14 +284,16 @@ void ClusterLink::touch_member(const Member &m) {
     const bool written = owner == session && last_member_session_ == owner && !last_member_json_.empty();
     if (written && json == last_member_json_) return;
     const std::int64_t now = clock_();
-    if (written && differs_only_in_position(m, last_member_) &&
-        now - last_member_write_ms_ < std::int64_t(view_.config.loop_wait) * 1000)
-        return;
+    // Positions change all the time: published once per loop_wait with a
+    // plain set, read by the leader only. Anything else is news for every
+    // member, published at once (issue 14 items 2 and 4).
+    const bool positions_only = written && differs_only_in_position(m, last_member_);
+    if (positions_only && now - last_member_write_ms_ < std::int64_t(view_.config.loop_wait) * 1000) return;
     last_member_json_ = json;
     last_member_ = m;
     last_member_write_ms_ = now;
     last_member_session_ = session;
-    store_.touch_member(m.name, json, owner, [this, session](int rc) {
+    store_.touch_member(m.name, json, owner, !positions_only, [this, session](int rc) {
         if (rc != ZOK) {
             last_member_json_.clear();
             if (member_written_session_ == session) member_written_session_ = 0;

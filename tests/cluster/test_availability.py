@@ -533,6 +533,69 @@ def test_switchover_to_a_member_right_after_it_rejoined(cluster):
     wait_members_running(c)
 
 
+def test_a_standby_sees_another_members_news_at_once(cluster):
+    """Issue 14 items 2 and 4: a standby leaves no watch on member rows
+    (positions, written every loop_wait, are read by the leader alone, so
+    ZooKeeper's load stays linear in the members); a member's news (state,
+    role, timeline, tags, pending_restart) replaces its row in one
+    transaction (same session, new znode), which every member's watch on
+    members/ sees. Here the news is a restart-only parameter changed on one
+    standby: the other standby's /cluster shows it within a second of the
+    znode, and again when it is undone."""
+    c = cluster
+    wait_members_running(c)
+    p = c.primary()
+    s = c.node(NOFAILOVER)
+    t = c.node(next(n for n in ELIGIBLE if n != p.name))
+    zpath = c.zk_path("members", s.name)
+
+    def znode():
+        data, stat = c.zk().get(zpath)
+        return bool(json.loads(data.decode()).get("pending_restart")), stat
+
+    def seen_by_t():
+        code, body = rest(t, "GET", "/cluster", timeout=3)
+        assert code == 200, (code, body)
+        row = next((m for m in json.loads(body).get("members", []) if m.get("name") == s.name), None)
+        assert row is not None, body
+        return bool(row.get("pending_restart"))
+
+    def follow(want, what):
+        t0 = time.monotonic()
+        z_at = v_at = None
+        for _ in range(3000):  # 60 s at 20 ms
+            now = time.monotonic() - t0
+            if z_at is None and znode()[0] == want:
+                z_at = now
+            if v_at is None and seen_by_t() == want:
+                v_at = now
+            if z_at is not None and v_at is not None:
+                break
+            time.sleep(0.02)
+        line = "%s: %s's znode after %s s, %s's /cluster after %s s" % (
+            what, s.name, "%.2f" % z_at if z_at is not None else "never", t.name,
+            "%.2f" % v_at if v_at is not None else "never")
+        TIMINGS.append(line)
+        print("\n" + line)
+        assert z_at is not None and v_at is not None, line
+        assert v_at - z_at < 1.0, line
+
+    before, stat0 = znode()
+    assert not before and not seen_by_t()
+    try:
+        s.sql("ALTER SYSTEM SET shared_buffers = '129MB'")
+        s.sql("SELECT pg_reload_conf()")
+        follow(True, "pending_restart set")
+        _, stat1 = znode()
+        assert stat1.ephemeralOwner == stat0.ephemeralOwner, "the same session"
+        assert stat1.czxid != stat0.czxid, "the news replaced the znode (a set would reach the leader alone)"
+    finally:
+        s.sql("ALTER SYSTEM RESET shared_buffers")
+        s.sql("SELECT pg_reload_conf()")
+    follow(False, "pending_restart cleared")
+    wait_members_running(c)
+
+
 # --------------------------------------------------------------------------
 # clean stop of the primary
 

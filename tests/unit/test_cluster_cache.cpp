@@ -36,7 +36,7 @@ class ClusterCacheTest : public ::testing::Test {
     ClusterView pass(bool leading = true) {
         bool done = false, ok = false;
         ClusterView view;
-        cache.read(clock.now, leading, [&](bool o, const ClusterView &v, const std::string &) {
+        cache.read(clock.now, leading, leading, [&](bool o, const ClusterView &v, const std::string &) {
             done = true;
             ok = o;
             view = v;
@@ -49,7 +49,7 @@ class ClusterCacheTest : public ::testing::Test {
     // A pass that cannot be sent: answered at once, as failed.
     void expect_failed_at_once(bool leading) {
         bool done = false, ok = true;
-        cache.read(clock.now, leading, [&](bool o, const ClusterView &, const std::string &) {
+        cache.read(clock.now, leading, leading, [&](bool o, const ClusterView &, const std::string &) {
             done = true;
             ok = o;
         });
@@ -126,6 +126,44 @@ TEST_F(ClusterCacheTest, AChangedMemberIsReadAgainAloneAndEveryLaterChangeToo) {
     }
 }
 
+// Issue 14 item 4: positions, written by every member every loop_wait, are
+// read by the leader only; a member's news (a replaced row) reaches all.
+TEST_F(ClusterCacheTest, AStandbyIsNotWokenByPositionsButSeesEveryMembersNews) {
+    pass(false);
+    server.put(kCacheBase + "/members/pg-1", member_json("pg-1", "primary", 5100), 501);
+    ClusterView v = pass(false);
+    EXPECT_EQ(cache.last_requests(), 0) << "a standby leaves no watch on member rows";
+    EXPECT_EQ(v.member("pg-1")->position(), 5000u) << "positions are the leader's business";
+    // News (here a new role) replaces the row: members/'s list fires, every row is read again.
+    server.replace(kCacheBase + "/members/pg-2", member_json("pg-2", "primary", 4000), 502);
+    v = pass(false);
+    EXPECT_EQ(cache.last_requests(), 3) << "the list + both rows";
+    EXPECT_EQ(v.member("pg-2")->role, "primary");
+    EXPECT_EQ(text(v), text(full()));
+    v = pass(false);
+    EXPECT_EQ(cache.last_requests(), 0) << "the rows were read without a watch";
+    // Once leader, it reads every row again with a watch, and follows positions.
+    v = pass(true);
+    EXPECT_EQ(cache.last_requests(), 3) << "leader + both rows";
+    server.put(kCacheBase + "/members/pg-2", member_json("pg-2", "primary", 4100), 502);
+    v = pass(true);
+    EXPECT_EQ(cache.last_requests(), 2) << "leader + members/pg-2";
+    EXPECT_EQ(v.member("pg-2")->position(), 4100u);
+    EXPECT_EQ(text(v), text(full()));
+}
+
+TEST_F(ClusterCacheTest, ALeaderSeesAReplacedRowAndNeverMissesTheMember) {
+    pass(true);
+    server.replace(kCacheBase + "/members/pg-2", member_json("pg-2", "replica", 4500), 502);
+    const ClusterView v = pass(true);
+    ASSERT_NE(v.member("pg-2"), nullptr);
+    EXPECT_EQ(v.member("pg-2")->position(), 4500u);
+    EXPECT_EQ(cache.last_requests(), 3) << "leader + the list + members/pg-2 (its data watch fired)";
+    EXPECT_EQ(text(v), text(full()));
+    server.put(kCacheBase + "/members/pg-2", member_json("pg-2", "replica", 4600), 502);
+    EXPECT_EQ(pass(true).member("pg-2")->position(), 4600u) << "the replaced row is watched again";
+}
+
 TEST_F(ClusterCacheTest, KeysAndMembersThatComeAndGoAreSeen) {
     pass();
     server.put(kCacheBase + "/failover", "{\"leader\":\"pg-1\",\"member\":\"pg-2\"}");
@@ -200,7 +238,7 @@ TEST_F(ClusterCacheTest, NoClusterYetIsReadAgainUntilItExists) {
     auto once = [&] {
         bool done = false;
         ClusterView view;
-        c.read(clock.now, false, [&](bool, const ClusterView &v, const std::string &) {
+        c.read(clock.now, false, false, [&](bool, const ClusterView &v, const std::string &) {
             done = true;
             view = v;
         });

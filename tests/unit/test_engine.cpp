@@ -97,12 +97,16 @@ TEST_F(EngineTest, AMemberPublishesANewPositionOncePerLoopAndAnythingElseAtOnce)
     publish();
     EXPECT_EQ(zk.requests["set /members/pg-1"], 1);
     EXPECT_NE(server.get(path("members/pg-1")).find("1099"), std::string::npos);
-    // A change of state goes out at once, with the position it has then.
+    // A change of state goes out at once, with the position it has then, as
+    // a replaced znode (every member's watch on members/ fires; positions
+    // reach the leader's data watch only).
     clock.now += 100;
     m->state = "starting";
     m->replay_lsn = m->receive_lsn = 1200;
     publish();
-    EXPECT_EQ(zk.requests["set /members/pg-1"], 2);
+    EXPECT_EQ(zk.requests["set /members/pg-1"], 1);
+    EXPECT_EQ(zk.requests["replace /members/pg-1"], 1);
+    EXPECT_EQ(server.replaces[path("members/pg-1")], 1);
     EXPECT_NE(server.get(path("members/pg-1")).find("\"starting\""), std::string::npos);
     EXPECT_NE(server.get(path("members/pg-1")).find("1200"), std::string::npos);
 }

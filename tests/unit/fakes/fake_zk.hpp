@@ -38,6 +38,7 @@ struct FakeZkServer {
     std::set<std::int64_t> live_sessions;
     std::map<std::string, std::vector<std::function<void(const std::string &)>>> watches;
     std::map<std::string, int> removes;  // per path, by clients
+    std::map<std::string, int> replaces;  // per path, replace_ephemeral by clients
 
     void fire(const std::string &path) {
         auto it = watches.find(path);
@@ -82,6 +83,18 @@ struct FakeZkServer {
         if (existed) ++n.version;
         fire(p);
         if (!existed) fire(parent(p));
+    }
+    // A replace_ephemeral, as ZooKeeper applies the multi: the delete's
+    // notices (the znode's data watchers, the parent's children watchers),
+    // then the create, which finds no watch left to fire.
+    void replace(const std::string &p, const std::string &data, std::int64_t owner) {
+        ++replaces[p];
+        Node n;
+        n.data = data;
+        n.owner = owner;
+        nodes[p] = n;
+        fire(p);
+        fire(parent(p));
     }
     bool has(const std::string &p) const { return nodes.count(p) > 0; }
     std::string get(const std::string &p) const {
@@ -211,6 +224,14 @@ class FakeZk final : public ZkClient {
             server_.nodes.erase(path);
             server_.fire(path);
             server_.fire(FakeZkServer::parent(path));
+            cb(ZOK);
+        }, true);
+    }
+    int replace_ephemeral(const std::string &path, const std::string &data, VoidCb cb) override {
+        count("replace", path);
+        return submit([this, path, data, cb] {
+            if (!server_.has(path)) return cb(ZNONODE);
+            server_.replace(path, data, session_);
             cb(ZOK);
         }, true);
     }
