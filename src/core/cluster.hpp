@@ -118,6 +118,7 @@ struct ClusterView {
     std::optional<FailoverRequest> failover;
     Lsn status_optime = 0;
     std::vector<std::string> status_retain_slots;  // the status key's retain_slots
+    std::map<std::string, Lsn> status_slots;       // the status key's slots (slot name -> position)
     std::vector<HistoryEntry> history;
     // failsafe_mode: the members (name -> api_url) the leader listed while
     // ZooKeeper answered; they are the ones it asks for promises when it

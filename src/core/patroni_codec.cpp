@@ -224,16 +224,20 @@ std::optional<FailoverRequest> decode_failover(const std::string &data, std::str
     return f;
 }
 
-std::string encode_status(Lsn optime, const std::vector<std::string> &retain_slots) {
+std::string encode_status(Lsn optime, const std::vector<std::string> &retain_slots,
+                          const std::map<std::string, Lsn> &slots) {
     json j;
     j["optime"] = optime;
     j["slots"] = nullptr;
+    for (const auto &[name, pos] : slots) j["slots"][name] = pos;
     if (!retain_slots.empty()) j["retain_slots"] = retain_slots;
     return json_text(j);
 }
 
-Lsn decode_status(const std::string &data, std::string &error, std::vector<std::string> *retain_slots) {
+Lsn decode_status(const std::string &data, std::string &error, std::vector<std::string> *retain_slots,
+                  std::map<std::string, Lsn> *slots) {
     if (retain_slots) retain_slots->clear();
+    if (slots) slots->clear();
     if (data.empty()) return 0;
     auto j = parse_json(data, error);
     if (!j) return 0;
@@ -258,6 +262,16 @@ Lsn decode_status(const std::string &data, std::string &error, std::vector<std::
                 for (const auto &e : *r) {
                     if (e.is_string()) retain_slots->push_back(e.get<std::string>());
                     else error = "status: retain_slots holds a non-string " + e.dump();
+                }
+        }
+    }
+    if (slots) {
+        if (auto r = j->find("slots"); r != j->end() && !r->is_null()) {
+            if (!r->is_object()) error = "status: slots is not an object";
+            else
+                for (const auto &[name, pos] : r->items()) {
+                    if (pos.is_number_unsigned()) (*slots)[name] = pos.get<Lsn>();
+                    else error = "status: slot " + name + " has position " + pos.dump() + ", not a number of 0 or more";
                 }
         }
     }

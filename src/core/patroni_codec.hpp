@@ -35,11 +35,16 @@ std::map<std::string, std::string> decode_failsafe(const std::string &data, std:
 std::string encode_failover(const FailoverRequest &f);
 std::optional<FailoverRequest> decode_failover(const std::string &data, std::string &error);
 
-// status: {"optime":<int>,"slots":{..}|null,"retain_slots":[names]} (Patroni 4;
-// retain_slots only when given). `retain_slots`, when not null, receives the
-// list (names that are not strings are an error and are left out).
-std::string encode_status(Lsn optime, const std::vector<std::string> &retain_slots = {});
-Lsn decode_status(const std::string &data, std::string &error, std::vector<std::string> *retain_slots = nullptr);
+// status: {"optime":<int>,"slots":{name:<int>}|null,"retain_slots":[names]}
+// (Patroni 4; retain_slots only when given, slots null when empty). The
+// leader's `slots` are the positions of the other members' slots: standbys
+// move their copies with them (member rows carry positions too, but only the
+// leader watches those). `retain_slots` and `slots`, when not null, receive
+// the list and the map (entries of the wrong type are an error and are left out).
+std::string encode_status(Lsn optime, const std::vector<std::string> &retain_slots = {},
+                          const std::map<std::string, Lsn> &slots = {});
+Lsn decode_status(const std::string &data, std::string &error, std::vector<std::string> *retain_slots = nullptr,
+                  std::map<std::string, Lsn> *slots = nullptr);
 
 // history: [[tl, lsn, reason, timestamp, new_leader], ...]
 std::string encode_history(const std::vector<HistoryEntry> &h);

@@ -3,8 +3,8 @@
 // every member re-reading every znode every loop.
 //
 // The first pass reads everything and leaves a watch on every znode it read
-// (the scope's children, members/'s children, each key, each member). A
-// watch is ZooKeeper's one-time notice that the znode (or the list) changed:
+// (the scope's children, members/'s children, each key, and, on the leader,
+// each member row). A watch is ZooKeeper's one-time notice that the znode (or the list) changed:
 // changed() marks it, and the next pass reads again only what was marked,
 // plus, for a leader, `leader` every pass (issued after its renewal sync, so
 // a leader never decides on an older leader znode than before), and takes
@@ -12,6 +12,19 @@
 // notice. An idle standby's pass sends nothing: its view is the cache, which
 // the notices keep current (the link starts a pass only while the session is
 // connected, so a standby cut off from ZooKeeper decides blind, as before).
+//
+// Member rows (issue 14 item 4, as Patroni): every member rewrites its row
+// once per loop_wait while WAL moves. If every member watched every row,
+// each write would be read by all the others: n(n-1) reads per loop, the
+// quadratic load measured under pgbench. So only the leader, which follows
+// the positions (lag, sync standbys, switchover candidates), watches rows.
+// A member's news (state, role, timeline, tags: anything but positions)
+// replaces its row in one transaction (ClusterStore::touch_member), which
+// fires every member's watch on members/'s children; a standby then reads
+// every row again (without a watch). A standby's copy of other members'
+// positions is therefore as of their last news or the last full read,
+// while every other field is current; nothing a standby decides on uses
+// them (the failover race asks the peers' APIs).
 //
 // Everything is read again (the cache dropped) after a session event (a
 // reconnect, a new session: path "" in changed()), after a failed pass, and

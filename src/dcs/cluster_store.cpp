@@ -98,7 +98,7 @@ void assemble_view(ClusterView &v, const std::map<std::string, std::string> &raw
     }
     if (auto *s = take("status")) {
         err.clear();
-        v.status_optime = decode_status(*s, err, &v.status_retain_slots);
+        v.status_optime = decode_status(*s, err, &v.status_retain_slots, &v.status_slots);
         if (!err.empty()) v.warnings.push_back(err);
     }
     if (auto *s = take("failsafe")) {

@@ -414,7 +414,7 @@ void Engine::execute(const Decision &d, const Observation &obs) {
                 break;
             case ActionKind::WriteStatus:
                 status_written_ms_ = clock_();
-                link_.set_or_create("status", encode_status(a.lsn, slots_.retain()));
+                link_.set_or_create("status", encode_status(a.lsn, slots_.retain(), slots_.positions()));
                 break;
             case ActionKind::Handover:
                 handover_.begin(a.target);

@@ -2,6 +2,8 @@
 
 #include "core/patroni_codec.hpp"
 
+#include <algorithm>
+
 namespace pgha {
 
 SlotKeeper::SlotKeeper(const std::string &me, ClusterLink &link, LocalServer &local, Outbox &out, Clock clock)
@@ -10,6 +12,7 @@ SlotKeeper::SlotKeeper(const std::string &me, ClusterLink &link, LocalServer &lo
 void SlotKeeper::tick(bool run, bool leading, Lsn write_lsn) {
     const ClusterView &view = link_.view();
     if (!run) listed_ = false;
+    if (!leading) positions_.clear();
     if (!run || !view.config.use_slots) {
         if (!leading) retain_.clear();
         if (run) keep_failover_settings(view);  // inactive without use_slots
@@ -22,10 +25,20 @@ void SlotKeeper::tick(bool run, bool leading, Lsn write_lsn) {
     in.ttl_ms = static_cast<std::int64_t>(view.config.member_slots_ttl) * 1000;
     in.my_slot = slot_name_for_member(me_);
     std::string key = leading ? "L" : "S";
+    if (leading) positions_.clear();
     for (const auto &m : view.members) {
         if (m.name == me_) continue;
         const std::string slot = slot_name_for_member(m.name);
-        in.member_slots[slot] = m.position();
+        Lsn pos = m.position();
+        if (leading) {
+            if (pos != 0) positions_[slot] = pos;
+        } else {
+            // A standby's copy of a member row has positions as of that
+            // member's last news: the leader's status key has them fresh.
+            if (auto it = view.status_slots.find(slot); it != view.status_slots.end()) pos = std::max(pos, it->second);
+            if (view.leader && *view.leader == m.name) pos = std::max(pos, view.status_optime);
+        }
+        in.member_slots[slot] = pos;
         key += "," + slot;
     }
     // Seen now, even between runs: a departed member's ttl counts from its last loop.
@@ -50,7 +63,7 @@ void SlotKeeper::tick(bool run, bool leading, Lsn write_lsn) {
     for (const auto &d : p.drop) local_.drop_slot(d);
     retain_ = leading ? p.retain : std::vector<std::string>{};
     if (leading && p.retain != view.status_retain_slots)
-        link_.set_or_create("status", encode_status(write_lsn, p.retain));
+        link_.set_or_create("status", encode_status(write_lsn, p.retain, positions_));
     keep_failover_settings(view);
 }
 

@@ -36,6 +36,11 @@ class SlotKeeper {
     void tick(bool run, bool leading, Lsn write_lsn);
     // What the leader keeps, for every write of the status key.
     const std::vector<std::string> &retain() const { return retain_; }
+    // And the positions of the other members' slots (the status key's
+    // `slots`), from the leader's view of the member rows, which it alone
+    // watches: the standbys move their copies with them.
+    const std::map<std::string, Lsn> &positions() const { return positions_; }
+
   private:
     void keep_failover_settings(const ClusterView &view);
 
@@ -47,6 +52,7 @@ class SlotKeeper {
     std::map<std::string, std::int64_t> last_seen_;
     std::int64_t last_run_ms_ = 0;
     std::vector<std::string> retain_;
+    std::map<std::string, Lsn> positions_;
     std::string last_key_;  // role + member slots of the last run
     std::set<std::string> physical_;  // physical slots on this node at the last listing
     bool listed_ = false;             // physical_ was read since the server last ran

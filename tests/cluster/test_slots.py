@@ -18,8 +18,10 @@ slot "backup_rx" in the config key's `slots`:
    ttl too; one listed in ignore_slots ("keep_me") and the running member's
    slot are kept;
 4. a standby holds a slot for every other member (the leader's too), moved
-   forward as that member advances (it does not pin the standby's WAL), and
-   an unknown one is dropped after the ttl;
+   forward as that member advances (it does not pin the standby's WAL): the
+   leader's from the status key's optime, the others' from its `slots`,
+   since standbys do not watch member rows; an unknown one is dropped after
+   the ttl;
 5. so after the primary's host dies, the standby that takes over already has
    the old primary's slot, and the old primary streams through it when it
    is back.
@@ -87,6 +89,50 @@ def test_permanent_slot_on_every_node(cluster):
     wait_for(moved, timeout=30, interval=1, description="%s on the standby follows its replay" % PERMANENT,
              state=lambda: slots(s))
     assert slots(p)[PERMANENT] == on_leader, "pg_ha moved the leader's permanent slot (its consumer's)"
+
+
+def wait_members_settled(c):
+    """Every member running and streaming, and no news for 3 s (news
+    replaces a member's row, and every standby reads all rows again)."""
+    def czxids():
+        return {n: c.zk().get(c.zk_path("members", n))[1].czxid for n in c.members()}
+    wait_for(lambda: all(m.get("state") == "running" for m in c.members().values()), timeout=60,
+             description="every member running", state=c.members)
+    before = None
+    for _ in range(20):
+        now = czxids()
+        if now == before:
+            return
+        before = now
+        time.sleep(3)
+    raise AssertionError("member rows still replaced every 3 s: %r" % before)
+
+
+def test_standby_moves_its_copy_of_another_standbys_slot(cluster):
+    """Standbys leave no watch on member rows (issue 14 item 4: positions,
+    rewritten every loop_wait, are read by the leader alone), so a standby
+    takes the other members' positions from the leader's status key
+    (`slots`, Patroni's field) and its copy of another standby's slot still
+    moves forward."""
+    c = cluster
+    p = c.primary()
+    s, other = c.replicas()[:2]
+    other_slot = slot_name(other.name)
+    wait_for(lambda: other_slot in slots(s), timeout=30, description="%s's slot for %s" % (s.name, other.name),
+             state=lambda: slots(s))
+    wait_members_settled(c)
+    make_wal(p, 2)
+    target = other.sql_value("SELECT pg_last_wal_replay_lsn()::text")
+
+    def caught_up():
+        make_wal(p, 1)  # the leader rewrites the status key while WAL moves
+        return s.sql_value("SELECT (restart_lsn >= %s::pg_lsn) FROM pg_replication_slots WHERE slot_name = %s",
+                           (target, other_slot))
+    wait_for(caught_up, timeout=30, interval=1, description="%s's slot for the standby %s at %s" % (
+        s.name, other.name, target), state=lambda: (slots(s), c.zk_json("status")))
+    published = c.zk_json("status").get("slots") or {}
+    assert other_slot in published and slot_name(s.name) in published, c.zk_json("status")
+    assert slot_name(p.name) not in published, "the leader's own position is the optime"
 
 
 def test_departed_member_slot_expires_and_frees_wal(cluster):

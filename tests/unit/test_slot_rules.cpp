@@ -251,6 +251,25 @@ TEST(SlotRules, PermanentSlotFollowsReplayOnAStandbyOnly) {
     EXPECT_FALSE(has(plan_slots(in, seen).drop, "backup_rx")) << "never dropped";
 }
 
+TEST(SlotRules, StatusKeyCarriesTheMemberSlotsPositions) {
+    std::string err;
+    std::map<std::string, Lsn> slots;
+    EXPECT_EQ(decode_status(encode_status(777, {}, {{"pg_2", 700}, {"pg_3", 650}}), err, nullptr, &slots), 777u);
+    EXPECT_TRUE(err.empty()) << err;
+    EXPECT_EQ(slots, (std::map<std::string, Lsn>{{"pg_2", 700}, {"pg_3", 650}}));
+    EXPECT_NE(encode_status(5).find("\"slots\":null"), std::string::npos) << "Patroni's shape when there are none";
+    decode_status(encode_status(5), err, nullptr, &slots);
+    EXPECT_TRUE(slots.empty());
+    // Someone else's data: bad entries are reported and left out, the rest is kept.
+    EXPECT_EQ(decode_status(R"({"optime": 9, "slots": {"a": 5, "b": -1, "c": "x"}})", err, nullptr, &slots), 9u);
+    EXPECT_FALSE(err.empty());
+    EXPECT_EQ(slots, (std::map<std::string, Lsn>{{"a", 5}}));
+    err.clear();
+    decode_status(R"({"optime": 9, "slots": [1]})", err, nullptr, &slots);
+    EXPECT_FALSE(err.empty());
+    EXPECT_TRUE(slots.empty());
+}
+
 TEST(SlotRules, StatusKeyCarriesRetainSlots) {
     std::string err;
     std::vector<std::string> retain;
