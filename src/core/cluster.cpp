@@ -1,5 +1,7 @@
 #include "core/cluster.hpp"
 
+#include "core/patroni_codec.hpp"
+
 #include <algorithm>
 
 namespace pgha {
@@ -175,6 +177,13 @@ const Member *ClusterView::member(const std::string &name) const {
 }
 
 const Member *ClusterView::leader_member() const { return leader ? member(*leader) : nullptr; }
+
+Lsn ClusterView::position_of(const Member &m) const {
+    Lsn pos = m.position();
+    if (leader && *leader == m.name) return std::max(pos, status_optime);
+    if (auto it = status_slots.find(slot_name_for_member(m.name)); it != status_slots.end()) pos = std::max(pos, it->second);
+    return pos;
+}
 
 const Member *ClusterView::clone_member(const std::string &self) const {
     const Member *best = nullptr;

@@ -133,6 +133,12 @@ struct ClusterView {
 
     const Member *member(const std::string &name) const;
     const Member *leader_member() const;
+    // Where member `m` stands, as well as this view knows: its row's
+    // positions, or the newer one the leader published in the status key
+    // (its optime for itself, `slots` for the others). A standby does not
+    // watch member rows (dcs/cluster_cache.hpp), so its copy of a row's
+    // positions is as of that member's last news; the status key is current.
+    Lsn position_of(const Member &m) const;
     // Where a new replica `self` copies its data from (Patroni's
     // get_clone_member): a running member tagged clonefrom (the first by
     // name: stable), else the leader's member data; nullptr when neither.

@@ -48,7 +48,7 @@ std::vector<MemberRow> cluster_report(const ClusterView &c) {
         else r.role = ReportRole::Replica;
         r.state = !r.is_leader && !m->replication_state.empty() ? m->replication_state : m->state;
         r.timeline = m->timeline;
-        r.lsn = m->position();
+        r.lsn = c.position_of(*m);
         if (r.is_leader) r.lag = 0;
         else if (r.lsn != 0) r.lag = c.status_optime > r.lsn ? c.status_optime - r.lsn : 0;
         r.tags = m->tags;

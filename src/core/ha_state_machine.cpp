@@ -69,14 +69,15 @@ std::int64_t newest_history_timeline(const ClusterView &c) {
 }
 
 // Position of a peer for the failover race: what its API said this loop
-// when peers were checked (unreachable peers drop out), else its znode.
+// when peers were checked (unreachable peers drop out), else its znode (or
+// the newer position the leader published in the status key).
 std::optional<Lsn> peer_position(const Observation &obs, const Member &m) {
     if (obs.peers_checked) {
         auto it = obs.peer_positions.find(m.name);
         if (it == obs.peer_positions.end()) return std::nullopt;
         return it->second;
     }
-    return m.position();
+    return obs.cluster.position_of(m);
 }
 
 std::string mb(Lsn bytes) { return std::to_string(bytes) + " bytes"; }

@@ -64,9 +64,9 @@ std::string best_switchover_candidate(const ClusterView &c, const std::string &l
     Lsn best_pos = 0;
     for (const auto &m : c.members) {
         if (!switchover_ineligibility(c, leader, m.name).empty()) continue;
-        if (best.empty() || m.position() > best_pos) {
+        if (best.empty() || c.position_of(m) > best_pos) {
             best = m.name;
-            best_pos = m.position();
+            best_pos = c.position_of(m);
         }
     }
     return best;

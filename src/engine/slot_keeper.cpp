@@ -2,8 +2,6 @@
 
 #include "core/patroni_codec.hpp"
 
-#include <algorithm>
-
 namespace pgha {
 
 SlotKeeper::SlotKeeper(const std::string &me, ClusterLink &link, LocalServer &local, Outbox &out, Clock clock)
@@ -29,15 +27,10 @@ void SlotKeeper::tick(bool run, bool leading, Lsn write_lsn) {
     for (const auto &m : view.members) {
         if (m.name == me_) continue;
         const std::string slot = slot_name_for_member(m.name);
-        Lsn pos = m.position();
-        if (leading) {
-            if (pos != 0) positions_[slot] = pos;
-        } else {
-            // A standby's copy of a member row has positions as of that
-            // member's last news: the leader's status key has them fresh.
-            if (auto it = view.status_slots.find(slot); it != view.status_slots.end()) pos = std::max(pos, it->second);
-            if (view.leader && *view.leader == m.name) pos = std::max(pos, view.status_optime);
-        }
+        // The leader publishes what it sees in the rows (it watches them);
+        // a standby's rows may be older than the status key that publishes.
+        const Lsn pos = leading ? m.position() : view.position_of(m);
+        if (leading && pos != 0) positions_[slot] = pos;
         in.member_slots[slot] = pos;
         key += "," + slot;
     }

@@ -77,6 +77,23 @@ TEST(ClusterReport, RolesStatesAndLag) {
     EXPECT_EQ(cluster_report(v)[3].role, ReportRole::Replica);
 }
 
+// A standby's member rows carry positions as of each member's last news
+// (it does not watch them); the leader's status key is newer: lag is
+// measured from whichever is ahead, and a row ahead of it wins.
+TEST(ClusterReport, PositionsFromTheStatusKeyWhenNewerThanTheRow) {
+    ClusterView v;
+    v.leader = "pg-1";
+    v.status_optime = 9000;
+    v.members = {member("pg-1", 5000), member("pg-2", 4000), member("pg-3", 8000)};
+    v.status_slots = {{"pg_2", 8800}, {"pg_3", 7000}};
+    EXPECT_EQ(v.position_of(v.members[0]), 9000u) << "the leader: its optime";
+    EXPECT_EQ(v.position_of(v.members[1]), 8800u) << "the status key is newer than the row";
+    EXPECT_EQ(v.position_of(v.members[2]), 8000u) << "the row is newer than the status key";
+    auto rows = cluster_report(v);
+    EXPECT_EQ(rows[1].lag, std::optional<Lsn>(200));
+    EXPECT_EQ(rows[2].lag, std::optional<Lsn>(1000));
+}
+
 TEST(ClusterReport, StandbyLeaderAndLeaderState) {
     ClusterView v;
     v.leader = "pg-1";
