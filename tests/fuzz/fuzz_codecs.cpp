@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -38,10 +39,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
             break;
         case 3: {
             std::vector<std::string> retain, again;
-            const Lsn optime = decode_status(text, err, &retain);
+            std::map<std::string, Lsn> slots, slots_again;
+            const Lsn optime = decode_status(text, err, &retain, &slots);
             std::string err2;
-            if (err.empty() && decode_status(encode_status(optime, retain), err2, &again) != optime) std::abort();
-            if (err.empty() && again != retain) std::abort();
+            if (err.empty() && decode_status(encode_status(optime, retain, slots), err2, &again, &slots_again) != optime)
+                std::abort();
+            if (err.empty() && (again != retain || slots_again != slots)) std::abort();
             break;
         }
         case 4: {
