@@ -318,6 +318,10 @@ void ClusterLink::wait_interest(int &fd, bool &read, bool &write, long &timeout_
     }
     timeout = next_read_ms_ > now ? std::min<long>(timeout, static_cast<long>(next_read_ms_ - now)) : 0;
     if ((read_requested_ || noticed_) && zk_.connected() && !cache_.reading()) timeout = 0;
+    // No session and none failing to open: open one now (after the first
+    // read found a ttl other than the session's, the loop slept up to a
+    // second here, and a restarted standby was published that much later).
+    if (!zk_.is_open() && now >= retry_ms_) timeout = 0;
     timeout_ms = timeout;
 }
 

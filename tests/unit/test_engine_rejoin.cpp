@@ -41,6 +41,32 @@ TEST_F(EngineRejoinTest, AStandbyWithoutItsStreamIsWokenToRetryEveryHalfSecond) 
     EXPECT_EQ(wakes, 0) << "streaming: nothing to retry";
 }
 
+// A worker's first session asks for the built-in 30 s; once the first read
+// shows another ttl it starts a session with that timeout, at once (the
+// loop slept up to a second without a session, so a restarted standby was
+// published "running" a second after it streamed).
+TEST_F(EngineRejoinTest, TheSessionForAnotherTtlIsOpenedAtOnce) {
+    server.put(path("config"), "{\"ttl\":4,\"loop_wait\":1,\"retry_timeout\":1}");
+    pg2_leads();
+    Node n1(server, clock, "pg-1", false, nullptr);
+    bool closed_seen = false;
+    for (int i = 0; i < 50 && !(closed_seen && n1.zk->is_open()); ++i) {
+        n1.step();
+        int fd = -1, wake_fd = -1;
+        bool r = false, w = false;
+        long timeout = 1000;
+        n1.engine->wait_interest(fd, r, w, wake_fd, timeout);
+        if (!n1.zk->is_open()) {
+            closed_seen = true;
+            EXPECT_EQ(timeout, 0) << "no session: the loop must open one at once";
+        }
+        clock.now += std::max<long>(timeout, 1);
+    }
+    EXPECT_TRUE(closed_seen) << "the session for ttl 4 replaced the first one";
+    EXPECT_EQ(n1.zk->opens, 2);
+    EXPECT_TRUE(n1.zk->is_open());
+}
+
 // Issue 14 item 2: a rejoined standby is published "running" (and
 // "streaming") as soon as it accepts connections, not a loop_wait later;
 // a switchover to it in that window was refused with "is not running".
