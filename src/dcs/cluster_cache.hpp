@@ -4,7 +4,8 @@
 //
 // The first pass reads everything and leaves a watch on every znode it read
 // (the scope's children, members/'s children, each key, and, on the leader,
-// each member row). A watch is ZooKeeper's one-time notice that the znode (or the list) changed:
+// each member row). A watch is ZooKeeper's one-time notice that the znode
+// (or the list) changed:
 // changed() marks it, and the next pass reads again only what was marked,
 // plus, for a leader, `leader` every pass (issued after its renewal sync, so
 // a leader never decides on an older leader znode than before), and takes
@@ -23,8 +24,9 @@
 // fires every member's watch on members/'s children; a standby then reads
 // every row again (without a watch). A standby's copy of other members'
 // positions is therefore as of their last news or the last full read,
-// while every other field is current; nothing a standby decides on uses
-// them (the failover race asks the peers' APIs).
+// while every other field is current; whatever reads positions takes the
+// newer of the row and the leader's status key (ClusterView::position_of),
+// and the failover race asks the peers' APIs.
 //
 // Everything is read again (the cache dropped) after a session event (a
 // reconnect, a new session: path "" in changed()), after a failed pass, and
