@@ -151,21 +151,24 @@ class FakeZk final : public ZkClient {
         if (partitioned) return;
         auto q = std::move(queue_);
         queue_.clear();
+        std::deque<Op> held;  // still unanswered, in the order they were sent
         bool late = false;
         for (auto &op : q) {
             if (!server_.live_sessions.count(session_)) break;
             late = late || clock_.now < op.sent + latency_ms;
             if (late) {  // not answered yet, nor anything after it (FIFO)
-                queue_.push_back(op);
+                held.push_back(op);
                 continue;
             }
             if (op.confirms && follower_cut_off) {
-                queue_.push_back(op);  // waits for the leader that never answers
+                held.push_back(op);  // waits for the leader that never answers
                 continue;
             }
             if (op.confirms) last_answered_ = std::max(last_answered_, op.sent);
-            op.run();
+            op.run();  // may send more: those queue behind the ones held
         }
+        held.insert(held.end(), queue_.begin(), queue_.end());
+        queue_ = std::move(held);
     }
     bool connected() const override { return open_ && !partitioned && server_.live_sessions.count(session_); }
     bool expired() const override { return open_ && !server_.live_sessions.count(session_); }
