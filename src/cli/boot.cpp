@@ -455,7 +455,8 @@ void fail_over_after_crash(const NodeConfig &c, ZkSession &zk, ClusterStore &sto
     }
     info("this primary crashed (cluster state \"" + state + "\") and primary_start_timeout is 0: " + r.message +
          " so that " + target + " (or another eligible member) takes over; this node rejoins as a standby");
-    const std::int64_t until = ZkSession::steady_ms() + (v.config.ttl + 2 * v.config.loop_wait + 10) * 1000LL;
+    const int wait_ms = v.config.ttl_ms + 2 * v.config.loop_wait_ms + 10000;
+    const std::int64_t until = ZkSession::steady_ms() + wait_ms;
     while (ZkSession::steady_ms() < until) {
         ClusterView now;
         if (read_view(zk, store, now, err) && now.leader && *now.leader != c.name) {
@@ -464,7 +465,7 @@ void fail_over_after_crash(const NodeConfig &c, ZkSession &zk, ClusterStore &sto
         }
         pause_ms(zk, 500);
     }
-    info("nobody took the leader lock within " + std::to_string(v.config.ttl + 2 * v.config.loop_wait + 10) +
+    info("nobody took the leader lock within " + seconds_text(wait_ms) +
          " s: starting with the existing data");
 }
 

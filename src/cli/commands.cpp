@@ -37,6 +37,7 @@
 #include "dcs/cluster_store.hpp"
 #include "dcs/zk_session.hpp"
 #include "http/peer_client.hpp"
+#include "watchdog/watchdog.hpp"
 
 namespace pgha::cli {
 
@@ -625,29 +626,36 @@ namespace {
 // What a profile needs beyond the config key: ZooKeeper's granted session
 // timeout (checked with a session of that length) and the nodes' settings,
 // for the ttl written (the profile's unless --set changed it).
-void profile_notes(const Dcs &dcs, const TimingProfile &p, int ttl) {
-    const int want = ttl * 1000;
+void profile_notes(const Dcs &dcs, const TimingProfile &p, int ttl_ms) {
+    const int want = ttl_ms;
+    const std::string ttl = seconds_text(ttl_ms);
     const int granted = dcs.granted_session_timeout(want);
     if (granted <= 0)
-        note("warning: could not check the session timeout ZooKeeper grants for ttl " + std::to_string(ttl));
+        note("warning: could not check the session timeout ZooKeeper grants for ttl " + ttl);
     else if (granted != want)
         note("warning: ZooKeeper grants " + std::to_string(granted) + " ms to a session that asks for " +
-             std::to_string(want) + " ms (ttl " + std::to_string(ttl) +
+             std::to_string(want) + " ms (ttl " + ttl +
              "): the members' sessions, and so a failover, then take " + std::to_string(granted) +
              " ms. Set minSessionTimeout <= " + std::to_string(want) + " and maxSessionTimeout >= " +
              std::to_string(want) + " in zoo.cfg");
+    const int ttl_s = ttl_ms / 1000;
+    const std::string watchdog =
+        ttl_s < kMinLeaderWatchdogTimeout
+            ? "no watchdog (its timeout is whole seconds, at least " + std::to_string(kMinLeaderWatchdogTimeout) +
+                  ", and below ttl): pg_ha.watchdog_mode = automatic leads without one, required refuses to lead"
+            : "pg_ha.watchdog_safety_margin at most " + std::to_string(ttl_s - kMinLeaderWatchdogTimeout) + " s" +
+                  (ttl_s / 2 >= kMinLeaderWatchdogTimeout ? " or -1" : "");
     note("profile " + std::string(p.name) + ": " + p.summary + ". It needs ZooKeeper tickTime <= " +
          std::to_string(p.max_tick_time_ms) + " ms; on every node pg_ha.lease_safety_margin = " +
          std::to_string(p.lease_safety_margin_ms) + " (at least tickTime, below " + std::to_string(want * 2 / 3) +
-         " ms) and pg_ha.watchdog_safety_margin below " + std::to_string(ttl) +
-         " s or -1 (README \"Timing profiles\")");
+         " ms) and " + watchdog + " (README \"Timing profiles\")");
     const NodeSettings defaults;
     if (std::string why = lease_margin_problem(defaults.lease_safety_margin, want); !why.empty())
         note("warning: with its default " + why);
     else if (defaults.lease_safety_margin != p.lease_safety_margin_ms)
         note("note: the nodes' default pg_ha.lease_safety_margin (" + std::to_string(defaults.lease_safety_margin) +
              " ms) leads too, but then ZooKeeper answers more than " +
-             std::to_string(want - defaults.lease_safety_margin - p.loop_wait * 1000) +
+             std::to_string(want - defaults.lease_safety_margin - p.loop_wait_ms) +
              " ms late end the lease (commits stop; after retry_timeout more the primary fences)");
 }
 
@@ -696,7 +704,7 @@ int cmd_edit_config(const OperatorSettings &s, const EditConfigOptions &o) {
     const json after = r.merged;
     if (after == before && raw.exists) {
         note("Not changed");
-        if (profile) profile_notes(dcs, *profile, r.config.ttl);
+        if (profile) profile_notes(dcs, *profile, r.config.ttl_ms);
         return kExitOk;
     }
     std::cout << "--- " << path << " (version " << raw.version << ")\n+++ new\n"
@@ -707,7 +715,7 @@ int cmd_edit_config(const OperatorSettings &s, const EditConfigOptions &o) {
         fail(kExitFailed, "the configuration changed while you edited it; nothing written, run edit-config again");
     if (rc != ZOK) fail(kExitUnreachable, "cannot write " + path + ": " + ZkSession::error_text(rc));
     note("Configuration changed");
-    if (profile) profile_notes(dcs, *profile, r.config.ttl);
+    if (profile) profile_notes(dcs, *profile, r.config.ttl_ms);
     return kExitOk;
 }
 

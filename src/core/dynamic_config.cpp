@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cctype>
 #include <cstdint>
 
 #include "core/node_settings.hpp"
@@ -79,27 +80,76 @@ bool read_bool(const json &j, const char *key, bool &out, std::vector<std::strin
     return false;
 }
 
-// ttl, loop_wait, retry_timeout: Patroni raises a value below its minimum to
-// the minimum with a warning instead of refusing it.
-void read_timing(const json &j, const char *key, int min, int &out, std::vector<std::string> &errors,
+// ttl, loop_wait, retry_timeout: seconds, as a number or a numeric string,
+// with at most three decimals (milliseconds); Patroni raises a value below
+// its minimum to the minimum with a warning instead of refusing it.
+void read_timing(const json &j, const char *key, int min_ms, int &out_ms, std::vector<std::string> &errors,
                  std::vector<std::string> &adjusted) {
-    std::int64_t v = 0;
-    if (!read_int(j, key, INT32_MIN, 3600, v, errors)) return;
-    if (v < min) {
-        adjusted.push_back(std::string(key) + "=" + std::to_string(v) + " can't be smaller than " +
-                           std::to_string(min) + ", adjusting");
-        v = min;
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return;
+    double d = 0;
+    bool number = false;
+    if (it->is_number()) {
+        d = it->get<double>();
+        number = true;
+    } else if (it->is_string()) {
+        const std::string s = it->get<std::string>();
+        try {
+            std::size_t pos = 0;
+            d = std::stod(s, &pos);
+            number = pos == s.size() && !s.empty() && !std::isspace(static_cast<unsigned char>(s[0]));
+        } catch (const std::exception &) {
+            number = false;
+        }
     }
-    out = static_cast<int>(v);
+    if (!number || !std::isfinite(d)) {
+        errors.push_back(std::string(key) + ": expected a number of seconds, got " + it->dump());
+        return;
+    }
+    if (d < -2147483.0 || d > 3600.0) {
+        errors.push_back(std::string(key) + ": " + it->dump() + " is out of range [-2147483, 3600] seconds");
+        return;
+    }
+    const double ms = d * 1000.0;
+    const long long v = std::llround(ms);
+    if (std::fabs(ms - static_cast<double>(v)) > 1e-6) {
+        errors.push_back(std::string(key) + ": " + it->dump() + " has more than three decimals (milliseconds)");
+        return;
+    }
+    int value = static_cast<int>(v);
+    if (value < min_ms) {
+        adjusted.push_back(std::string(key) + "=" + seconds_text(value) + " can't be smaller than " +
+                           seconds_text(min_ms) + ", adjusting");
+        value = min_ms;
+    }
+    out_ms = value;
 }
 
 }  // namespace
 
+std::string seconds_text(int ms) {
+    const bool neg = ms < 0;
+    const long long a = neg ? -static_cast<long long>(ms) : ms;
+    std::string out = (neg ? "-" : "") + std::to_string(a / 1000);
+    if (long long frac = a % 1000) {
+        std::string f = std::to_string(frac);
+        f = std::string(3 - f.size(), '0') + f;
+        while (!f.empty() && f.back() == '0') f.pop_back();
+        out += "." + f;
+    }
+    return out;
+}
+
+json seconds_json(int ms) {
+    if (ms % 1000 == 0) return json(ms / 1000);
+    return json(std::stod(seconds_text(ms)));
+}
+
 json DynamicConfig::to_json() const {
     json j = raw.is_object() ? raw : json::object();
-    j["ttl"] = ttl;
-    j["loop_wait"] = loop_wait;
-    j["retry_timeout"] = retry_timeout;
+    j["ttl"] = seconds_json(ttl_ms);
+    j["loop_wait"] = seconds_json(loop_wait_ms);
+    j["retry_timeout"] = seconds_json(retry_timeout_ms);
     j["maximum_lag_on_failover"] = maximum_lag_on_failover;
     j["master_start_timeout"] = master_start_timeout;
     j["synchronous_mode"] = synchronous_mode_quorum ? json("quorum") : json(synchronous_mode);
@@ -123,9 +173,9 @@ DynamicConfig DynamicConfig::from_json(const json &j, std::vector<std::string> &
     }
     c.raw = j;
     std::int64_t v;
-    read_timing(j, "loop_wait", 1, c.loop_wait, errors, c.adjusted);
-    read_timing(j, "retry_timeout", 1, c.retry_timeout, errors, c.adjusted);
-    read_timing(j, "ttl", kMinTtl, c.ttl, errors, c.adjusted);
+    read_timing(j, "loop_wait", kMinLoopWaitMs, c.loop_wait_ms, errors, c.adjusted);
+    read_timing(j, "retry_timeout", kMinRetryTimeoutMs, c.retry_timeout_ms, errors, c.adjusted);
+    read_timing(j, "ttl", kMinTtlMs, c.ttl_ms, errors, c.adjusted);
     c.adjust_timeouts();
     if (read_int(j, "maximum_lag_on_failover", 0, INT64_MAX, v, errors)) c.maximum_lag_on_failover = v;
     if (read_int(j, "master_start_timeout", 0, 86400, v, errors)) c.master_start_timeout = static_cast<int>(v);
@@ -184,30 +234,36 @@ DynamicConfig DynamicConfig::from_json(const json &j, std::vector<std::string> &
 }
 
 // Patroni's rule loop_wait + 2*retry_timeout <= ttl: loop_wait is lowered
-// first, retry_timeout only when loop_wait is already at its minimum (1).
+// first, retry_timeout only when loop_wait is already at Patroni's minimum
+// (1 s, or less when the operator chose less). A retry_timeout of a second or
+// more stays whole seconds, as Patroni's.
 void DynamicConfig::adjust_timeouts() {
-    if (loop_wait + 2 * retry_timeout <= ttl) return;
-    const std::string rule = "Violated the rule \"loop_wait + 2*retry_timeout <= ttl\", where ttl=" + std::to_string(ttl);
-    if (1 + 2 * retry_timeout > ttl) {
-        const int retry = std::max(1, (ttl - 1) / 2);
-        adjusted.push_back(rule + ". Adjusting loop_wait from " + std::to_string(loop_wait) +
-                           " to 1 and retry_timeout from " + std::to_string(retry_timeout) + " to " +
-                           std::to_string(retry));
-        loop_wait = 1;
-        retry_timeout = retry;
+    if (loop_wait_ms + 2 * retry_timeout_ms <= ttl_ms) return;
+    const std::string rule = "Violated the rule \"loop_wait + 2*retry_timeout <= ttl\", where ttl=" + seconds_text(ttl_ms);
+    const int least_loop = std::min(loop_wait_ms, 1000);
+    if (least_loop + 2 * retry_timeout_ms > ttl_ms) {
+        int retry = (ttl_ms - least_loop) / 2;
+        if (retry >= 1000) retry -= retry % 1000;
+        retry = std::max(kMinRetryTimeoutMs, retry);
+        adjusted.push_back(rule + ". Adjusting loop_wait from " + seconds_text(loop_wait_ms) + " to " +
+                           seconds_text(least_loop) + " and retry_timeout from " + seconds_text(retry_timeout_ms) +
+                           " to " + seconds_text(retry));
+        loop_wait_ms = least_loop;
+        retry_timeout_ms = retry;
     } else {
-        adjusted.push_back(rule + " and retry_timeout=" + std::to_string(retry_timeout) + ". Adjusting loop_wait from " +
-                           std::to_string(loop_wait) + " to " + std::to_string(ttl - 2 * retry_timeout));
-        loop_wait = ttl - 2 * retry_timeout;
+        adjusted.push_back(rule + " and retry_timeout=" + seconds_text(retry_timeout_ms) +
+                           ". Adjusting loop_wait from " + seconds_text(loop_wait_ms) + " to " +
+                           seconds_text(ttl_ms - 2 * retry_timeout_ms));
+        loop_wait_ms = ttl_ms - 2 * retry_timeout_ms;
     }
 }
 
 std::vector<std::string> DynamicConfig::validate() const {
     std::vector<std::string> errors;
     // (from_json raised ttl, loop_wait and retry_timeout to their minimums.)
-    if (loop_wait + 2 * retry_timeout > ttl)
-        errors.push_back("loop_wait + 2 * retry_timeout (" + std::to_string(loop_wait + 2 * retry_timeout) +
-                         ") must not exceed ttl (" + std::to_string(ttl) + ")");
+    if (loop_wait_ms + 2 * retry_timeout_ms > ttl_ms)
+        errors.push_back("loop_wait + 2 * retry_timeout (" + seconds_text(loop_wait_ms + 2 * retry_timeout_ms) +
+                         ") must not exceed ttl (" + seconds_text(ttl_ms) + ")");
     if (maximum_lag_on_failover < 0) errors.push_back("maximum_lag_on_failover must not be negative");
     if (synchronous_mode_strict && !synchronous_mode)
         errors.push_back("synchronous_mode_strict requires synchronous_mode (it is off)");
@@ -254,11 +310,14 @@ ConfigPatchResult apply_config_patch(const json &current, const json &patch_in, 
 
 const std::vector<TimingProfile> &timing_profiles() {
     static const std::vector<TimingProfile> profiles = {
-        {"default", 30, 10, 10, 2000, 2000,
+        {"default", 30000, 10000, 10000, 2000, 2000,
          "Patroni's defaults: a lost primary host is replaced in about 25 s"},
-        {"fast", 4, 1, 1, 500, 1000,
-         "the tightest timing pg_ha is measured with: a lost primary host is replaced in about 3.6 s, and the "
-         "leader keeps its lock through ZooKeeper answers up to 2 s late (bench/README.md)"},
+        {"fast", 4000, 1000, 1000, 500, 1000,
+         "a lost primary host is replaced in about 3.6 s, and the leader keeps its lease through ZooKeeper "
+         "answers up to 2 s late (bench/README.md)"},
+        {"fastest", 1700, 100, 500, 100, 100,
+         "the tightest timing pg_ha is measured with: a lost primary host is replaced in about 1.9 s, and the "
+         "leader keeps its lease through ZooKeeper answers up to 1.5 s late (bench/README.md)"},
     };
     return profiles;
 }
@@ -276,7 +335,9 @@ std::string timing_profile_names() {
 }
 
 json timing_profile_patch(const TimingProfile &p) {
-    return json{{"ttl", p.ttl}, {"loop_wait", p.loop_wait}, {"retry_timeout", p.retry_timeout}};
+    return json{{"ttl", seconds_json(p.ttl_ms)},
+                {"loop_wait", seconds_json(p.loop_wait_ms)},
+                {"retry_timeout", seconds_json(p.retry_timeout_ms)}};
 }
 
 std::string lease_margin_problem(int margin_ms, int session_timeout_ms) {

@@ -13,9 +13,11 @@
 namespace pgha {
 
 struct DynamicConfig {
-    int ttl = 30;             // seconds: ZooKeeper session timeout = leader lease
-    int loop_wait = 10;       // seconds between HA loops when nothing happens
-    int retry_timeout = 10;   // seconds a DCS/PostgreSQL operation may be retried
+    // The three timings, in milliseconds. The config key holds seconds, as in
+    // Patroni; pg_ha also takes decimals (1.5), to the millisecond.
+    int ttl_ms = 30000;            // ZooKeeper session timeout = leader lease
+    int loop_wait_ms = 10000;      // between HA loops when nothing happens
+    int retry_timeout_ms = 10000;  // a DCS/PostgreSQL operation may be retried
     std::int64_t maximum_lag_on_failover = 1048576;  // bytes
     int master_start_timeout = 300;
     int primary_stop_timeout = 0;  // seconds a stopping primary may take in synchronous mode; 0: no limit
@@ -57,15 +59,23 @@ struct DynamicConfig {
     std::vector<std::string> validate() const;
 };
 
-// Smallest ttl pg_ha accepts (seconds). See README "Timing".
-constexpr int kMinTtl = 2;
+// Smallest timings pg_ha accepts (ms; a smaller value is raised to it with a
+// warning, as Patroni does with its own minimums). See README "Timing profiles".
+constexpr int kMinTtlMs = 1000;
+constexpr int kMinLoopWaitMs = 100;
+constexpr int kMinRetryTimeoutMs = 100;
+
+// A timing in seconds as the config key and messages show it: "30", "1.5".
+std::string seconds_text(int ms);
+// The same as a JSON number: an integer when whole (Patroni's form).
+nlohmann::json seconds_json(int ms);
 
 // Named timings for `pg_hactl edit-config --profile NAME` (README "Timing
 // profiles"): ttl, loop_wait and retry_timeout written together, plus what
 // the rest of the deployment needs for the figures to hold.
 struct TimingProfile {
     const char *name;
-    int ttl, loop_wait, retry_timeout;
+    int ttl_ms, loop_wait_ms, retry_timeout_ms;
     // ZooKeeper tickTime (ms) at most: the servers expire sessions once per
     // tick and grant no session shorter than minSessionTimeout (2 ticks by default).
     int max_tick_time_ms;
@@ -77,7 +87,7 @@ struct TimingProfile {
 };
 const std::vector<TimingProfile> &timing_profiles();
 const TimingProfile *find_timing_profile(const std::string &name);  // nullptr: no such profile
-std::string timing_profile_names();                                 // "default, fast"
+std::string timing_profile_names();                                 // "default, fast, fastest"
 nlohmann::json timing_profile_patch(const TimingProfile &p);        // {"ttl", "loop_wait", "retry_timeout"}
 
 // Why a node with this pg_ha.lease_safety_margin cannot lead with this

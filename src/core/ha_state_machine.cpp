@@ -252,7 +252,7 @@ void decide_with_other_leader(const Observation &obs, Decision &d) {
                 return;
             }
             if (lm->timeline > obs.local.timeline && obs.local.timeline > 0 && !c.config.pause &&
-                obs.not_streaming_s >= std::max(30, 3 * c.config.loop_wait)) {
+                obs.not_streaming_s >= std::max(30, 3 * c.config.loop_wait_ms / 1000)) {
                 // Typically "new timeline forked off before current recovery
                 // point": only pg_rewind (in pg_hactl boot) gets us back.
                 d.message = "cannot follow " + leader + ": not streaming for " + std::to_string(obs.not_streaming_s) +

@@ -410,7 +410,7 @@ int liveness_status(const NodeSnapshot *s, std::int64_t now_steady_ms) {
     if (!s) return 503;
     if (s->paused()) return 200;
     const bool primary = api_role(*s) == "primary" && is_running(*s);
-    const std::int64_t ttl_ms = static_cast<std::int64_t>(std::max(s->cluster.config.ttl, 1)) * 1000;
+    const std::int64_t ttl_ms = std::max(s->cluster.config.ttl_ms, 1000);
     const std::int64_t threshold = ttl_ms * (primary ? 1 : 2);
     return s->loop_steady_ms + threshold > now_steady_ms ? 200 : 503;
 }

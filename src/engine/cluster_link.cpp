@@ -82,7 +82,7 @@ void ClusterLink::ensure_session(std::int64_t now) {
     bool resume = load_session(creds, timeout);
     if (resume) our_sessions_.insert(creds.session_id);
     if (resume) requested_timeout_ms_ = timeout;
-    else if (view_.config_present) requested_timeout_ms_ = view_.config.ttl * 1000;
+    else if (view_.config_present) requested_timeout_ms_ = view_.config.ttl_ms;
     if (!auth_announced_) {
         auth_announced_ = true;
         if (s_.zookeeper_user.empty())
@@ -160,7 +160,7 @@ bool ClusterLink::take_session_expired() {
 }
 
 int ClusterLink::read_period_ms(bool leading) const {
-    int period = (view_.config_present ? view_.config.loop_wait : 10) * 1000;
+    int period = view_.config_present ? view_.config.loop_wait_ms : 10000;
     // A leader renews its lease more often than loop_wait: every third of the session timeout.
     if (leading && zk_.negotiated_timeout_ms() > 0) period = std::min(period, zk_.negotiated_timeout_ms() / 3);
     return period;
@@ -203,11 +203,11 @@ void ClusterLink::on_read(bool ok, const ClusterView &v, const std::string &err)
     // primary_start_timeout counts) must not wait that long for its second loop.
     next_read_ms_ = std::min(next_read_ms_, read_started_ms_ + read_period_ms(leading_));
     dcs_last_seen_ = std::time(nullptr);
-    if (view_.config_present && view_.config.ttl * 1000 != requested_timeout_ms_ && !leading_) {
+    if (view_.config_present && view_.config.ttl_ms != requested_timeout_ms_ && !leading_) {
         // A session's timeout is fixed when it is created: start a new one
         // (a leader keeps its session; the new ttl applies to its next).
-        requested_timeout_ms_ = view_.config.ttl * 1000;
-        reset_session("ttl is " + std::to_string(view_.config.ttl) +
+        requested_timeout_ms_ = view_.config.ttl_ms;
+        reset_session("ttl is " + seconds_text(view_.config.ttl_ms) +
                       " s: reconnecting to ZooKeeper with that session timeout");
         decision_due_ = false;
     }
@@ -288,7 +288,7 @@ void ClusterLink::touch_member(const Member &m) {
     // plain set, read by the leader only. Anything else is news for every
     // member, published at once (issue 14 items 2 and 4).
     const bool positions_only = written && differs_only_in_position(m, last_member_);
-    if (positions_only && now - last_member_write_ms_ < std::int64_t(view_.config.loop_wait) * 1000) return;
+    if (positions_only && now - last_member_write_ms_ < view_.config.loop_wait_ms) return;
     last_member_json_ = json;
     last_member_ = m;
     last_member_write_ms_ = now;

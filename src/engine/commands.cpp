@@ -294,7 +294,7 @@ void CommandDesk::cancel_restart(Command &c) {
 void CommandDesk::run_scheduled_restart() {
     if (!scheduled_ || out_.shutdown) return;
     const ClusterView &view = link_.view();
-    switch (scheduled_restart_step(scheduled_->schedule_epoch_s, wall_now_s(), view.config.loop_wait,
+    switch (scheduled_restart_step(scheduled_->schedule_epoch_s, wall_now_s(), (view.config.loop_wait_ms + 999) / 1000,
                                    view.config.pause)) {
         case ScheduledStep::Wait: return;
         case ScheduledStep::Stale:

@@ -197,7 +197,7 @@ void Engine::watch_api(std::int64_t now) {
 
 bool Engine::lease_grace(std::int64_t now) const {
     return lease_lapsed_ms_ != 0 && link_.connected() &&
-           now - lease_lapsed_ms_ < std::int64_t(link_.view().config.retry_timeout) * 1000;
+           now - lease_lapsed_ms_ < link_.view().config.retry_timeout_ms;
 }
 
 // A leader whose lease ran out cannot trust a view the ZooKeeper leader did
@@ -220,7 +220,7 @@ Observation Engine::observe(const LocalState &ls) {
     obs.session_id = link_.session_id();
     obs.lease_valid = leadership_.lease_valid();
     obs.lease_grace = lease_grace(now);
-    obs.status_due = status_written_ms_ == 0 || now - status_written_ms_ >= std::int64_t(view.config.loop_wait) * 1000;
+    obs.status_due = status_written_ms_ == 0 || now - status_written_ms_ >= view.config.loop_wait_ms;
     obs.was_leader = leadership_.is_leader();
     obs.cluster = view;
     if (view.config.failsafe_mode) obs.failsafe_leader = leadership_.failsafe_box().active(now);

@@ -233,7 +233,7 @@ void Leadership::on_session_expired(LocalRole role) {
 
 int Leadership::peer_timeout_ms() const {
     const ClusterView &v = link_.view();
-    int ttl_ms = (v.config_present ? v.config.ttl : 30) * 1000;
+    const int ttl_ms = v.config_present ? v.config.ttl_ms : 30000;
     return std::max(300, std::min(2000, ttl_ms / 4));
 }
 
@@ -316,7 +316,7 @@ void Leadership::failsafe_tick(LocalRole role, bool dcs_ok) {
     if (dcs_ok) failsafe_alone_logged_ = false;
     if (!v.config.failsafe_mode || !is_leader_ || role != LocalRole::Primary || dcs_ok) return;
     if (failsafe_in_flight_ || now < next_failsafe_ms_) return;
-    const int ttl_ms = v.config.ttl * 1000;
+    const int ttl_ms = v.config.ttl_ms;
     next_failsafe_ms_ = now + std::max(1000, ttl_ms / 4);
     nlohmann::json body = {{"name", s_.node_name}, {"conn_url", s_.member_conn_url()}, {"api_url", s_.member_api_url()}};
     std::vector<PeerRequest> reqs;
@@ -375,7 +375,7 @@ std::string Leadership::cannot_lead() const {
     // not capped (review F9), so it can leave no usable lease at all.
     const ClusterView &v = link_.view();
     int timeout = link_.negotiated_timeout_ms();
-    if (timeout <= 0) timeout = (v.config_present ? v.config.ttl : 30) * 1000;
+    if (timeout <= 0) timeout = v.config_present ? v.config.ttl_ms : 30000;
     if (std::string why = lease_margin_problem(s_.lease_safety_margin, timeout); !why.empty()) return why;
     // required mode: is the device there at all? (Opening a real device
     // would arm it, so only look.)
@@ -387,9 +387,10 @@ std::string Leadership::cannot_lead() const {
     if (!S_ISCHR(st.st_mode) && !S_ISFIFO(st.st_mode)) return "watchdog is required but " + dev + " is not a device";
     if (::access(dev.c_str(), W_OK) != 0)
         return "watchdog is required but " + dev + " is not writable by this user (" + std::strerror(errno) + ")";
-    const int ttl = link_.view().config.ttl;
-    if (watchdog_timeout_for(ttl, s_.watchdog_safety_margin) == 0)
-        return "watchdog is required but ttl " + std::to_string(ttl) + " s leaves no timeout after the safety margin";
+    const int ttl_ms = link_.view().config.ttl_ms;
+    if (watchdog_timeout_for(ttl_ms / 1000, s_.watchdog_safety_margin) < kMinLeaderWatchdogTimeout)
+        return "watchdog is required but ttl " + seconds_text(ttl_ms) + " s leaves no timeout of " +
+               std::to_string(kMinLeaderWatchdogTimeout) + " whole seconds or more after the safety margin";
     return "";
 }
 
@@ -399,7 +400,7 @@ void Leadership::tend_watchdog(LocalRole role) {
     if (watchdog_.mode() == WatchdogMode::Off) return;
     std::string msg;
     if (is_leader_ && !out_.fence && !link_.view().config.pause) {
-        bool ok = watchdog_.activate(link_.view().config.ttl, msg, 2);
+        bool ok = watchdog_.activate(link_.view().config.ttl_ms / 1000, msg, kMinLeaderWatchdogTimeout);
         if (ok && watchdog_.active()) ok = watchdog_.keepalive(msg);
         if (!msg.empty() && msg != watchdog_msg_) out_.log("watchdog: " + msg);
         watchdog_msg_ = msg;

@@ -60,7 +60,7 @@ HttpReply ManagementApi::failsafe(const NodeSnapshot *snap, const HttpRequestVie
     leader.state = "running";
     leader.role = "primary";
     // The promise: no bid for the lock for one ttl (ours) from now.
-    const int promise_ms = snap->cluster.config.ttl * 1000;
+    const int promise_ms = snap->cluster.config.ttl_ms;
     if (!failsafe_.accept(leader, clock_(), wall_clock_(), promise_ms))
         return text(500, "Running as a leader, or the promise cannot be stored");
     return text(200, failsafe_accepted_body(promise_ms));

@@ -59,7 +59,7 @@ void SyncKeeper::tick(bool leading, const LocalState &ls) {
         confirm_at_ms_ = 0;
     }
     in.quorum = quorum_;
-    in.grace_ms = static_cast<std::int64_t>(view.config.loop_wait) * 1000;
+    in.grace_ms = view.config.loop_wait_ms;
     // How long each listed standby (quorum: and voter) has been unhealthy.
     std::map<std::string, std::int64_t> since;
     std::vector<std::string> watched = listed;

@@ -62,6 +62,12 @@ const char *to_string(WatchdogMode mode);  // "off", "automatic", "required"
 // the largest a Linux driver takes), and for safety_margin < -1.
 int watchdog_timeout_for(int ttl_s, int safety_margin_s);
 
+// The shortest timeout a leader arms the device with (s): a loop that runs
+// late under load must not reset a healthy host. The device takes whole
+// seconds, so a ttl under this many seconds leads without a watchdog
+// (automatic mode) or not at all (required).
+constexpr int kMinLeaderWatchdogTimeout = 2;
+
 class Watchdog {
 public:
     static constexpr const char *kDefaultDevice = "/dev/watchdog";

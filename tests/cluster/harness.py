@@ -577,8 +577,9 @@ class ZooKeeperServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         lines = [
             "tickTime=%d" % self.tick_time,
-            "initLimit=10",
-            "syncLimit=5",
+            # in ticks: at least 10 / 5, and at least 5 s / 2 s with short ticks
+            "initLimit=%d" % max(10, -(-5000 // self.tick_time)),
+            "syncLimit=%d" % max(5, -(-2000 // self.tick_time)),
             "dataDir=%s" % self.data_dir,
             "clientPort=%d" % ZK_CLIENT_PORT,
             "minSessionTimeout=%d" % self.min_session_timeout,

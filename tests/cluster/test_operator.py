@@ -458,10 +458,14 @@ def test_edit_config_refuses_invalid_values_and_applies_valid_ones(cluster):
     # timings (unconfirmed here: nothing written); --set wins over a profile,
     # and the profile's requirements are printed with ZooKeeper's grant checked.
     p = hactl(c, "edit-config", "--profile", "tight", "--force")
-    check(p.returncode == 2 and 'no timing profile "tight" (profiles: default, fast)' in p.stderr, out(p), c)
+    check(p.returncode == 2 and 'no timing profile "tight" (profiles: default, fast, fastest)' in p.stderr, out(p), c)
     p = hactl(c, "edit-config", "--profile", "fast")
     check(p.returncode == 1 and "+ ttl: 4" in p.stdout and "+ loop_wait: 1" in p.stdout
           and "+ retry_timeout: 1" in p.stdout and "not a terminal" in p.stderr, out(p), c)
+    check(c.dynamic_config() == json.loads(before), "config changed by an unconfirmed profile", c)
+    p = hactl(c, "edit-config", "--profile", "fastest")  # timings to the millisecond
+    check(p.returncode == 1 and "+ ttl: 1.7" in p.stdout and "+ loop_wait: 0.1" in p.stdout
+          and "+ retry_timeout: 0.5" in p.stdout, out(p), c)
     check(c.dynamic_config() == json.loads(before), "config changed by an unconfirmed profile", c)
     p = hactl(c, "edit-config", "--profile", "default", "--set", "ttl=%d" % TTL, "--set", "loop_wait=%d" % LOOP_WAIT,
               "--set", "retry_timeout=%d" % RETRY_TIMEOUT, "--force")

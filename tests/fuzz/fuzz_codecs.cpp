@@ -59,6 +59,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
             DynamicConfig c = DynamicConfig::from_json(j, errors);
             (void)c.validate();
             (void)c.to_json().dump();
+            if (errors.empty()) {
+                // The timings (to the millisecond) survive their own encoding.
+                std::vector<std::string> again;
+                DynamicConfig d = DynamicConfig::from_json(c.to_json(), again);
+                if (!again.empty() || d.ttl_ms != c.ttl_ms || d.loop_wait_ms != c.loop_wait_ms ||
+                    d.retry_timeout_ms != c.retry_timeout_ms)
+                    std::abort();
+            }
             auto r = apply_config_patch(nlohmann::json::object(), j, false);
             (void)r.merged.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
             break;

@@ -76,7 +76,7 @@ class ClusterCacheTest : public ::testing::Test {
     }
     static std::string text(const ClusterView &v) {
         std::string out = "leader=" + v.leader.value_or("-") + "@" + std::to_string(v.leader_owner) +
-                          " config=" + std::to_string(v.config_version) + "/" + std::to_string(v.config.ttl) +
+                          " config=" + std::to_string(v.config_version) + "/" + std::to_string(v.config.ttl_ms) +
                           " init=" + v.initialize.value_or("-") + " failover=" + (v.failover ? v.failover->candidate : "-") +
                           " sync=" + std::to_string(v.sync_version) + " members:";
         for (const auto &m : v.members)
@@ -198,7 +198,7 @@ TEST_F(ClusterCacheTest, ChangedDataOfEveryKeyIsSeen) {
     server.put(kCacheBase + "/sync", "{\"leader\":\"pg-1\",\"sync_standby\":\"pg-2\"}");
     server.put(kCacheBase + "/status", "{\"optime\":6000}");
     ClusterView v = pass();
-    EXPECT_EQ(v.config.ttl, 20);
+    EXPECT_EQ(v.config.ttl_ms, 20000);
     EXPECT_EQ(v.sync.sync_standby, std::vector<std::string>{"pg-2"});
     EXPECT_EQ(v.status_optime, 6000u);
     EXPECT_EQ(text(v), text(full()));

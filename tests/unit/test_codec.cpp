@@ -90,11 +90,11 @@ TEST(DynamicConfig, DefaultsAndValidation) {
     EXPECT_TRUE(c.validate().empty());
     c = DynamicConfig::from_json(nlohmann::json::parse(R"({"ttl": 10, "loop_wait": 10, "retry_timeout": 10})"), errors);
     EXPECT_TRUE(c.validate().empty()) << "adjusted as Patroni does (test_dynamic_config.cpp)";
-    EXPECT_EQ(c.loop_wait + 2 * c.retry_timeout, 9);
+    EXPECT_EQ(c.loop_wait_ms + 2 * c.retry_timeout_ms, 9000);
     errors.clear();
     c = DynamicConfig::from_json(nlohmann::json::parse(R"({"ttl": "abc", "loop_wait": "x", "pause": "maybe", "x": 1})"), errors);
     EXPECT_EQ(errors.size(), 3u);
-    EXPECT_EQ(c.ttl, 30);  // bad values leave defaults
+    EXPECT_EQ(c.ttl_ms, 30000);  // bad values leave defaults
     EXPECT_EQ(c.to_json()["x"], 1);  // unknown keys survive a round trip
     c = DynamicConfig::from_json(nlohmann::json::parse(R"({"postgresql": {"use_slots": false}})"), errors);
     EXPECT_FALSE(c.use_slots);

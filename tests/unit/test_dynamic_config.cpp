@@ -27,17 +27,46 @@ TEST(DynamicConfig, HugeAndFractionalNumbersAreErrorsNotCasts) {
         ASSERT_EQ(e.size(), 1u) << text;
         EXPECT_NE(e[0].find("out of range"), std::string::npos) << text << ": " << e[0];
     }
-    auto e = errors_of(json::parse(R"({"ttl": 30.5})"));
+    auto e = errors_of(json::parse(R"({"maximum_lag_on_failover": 30.5})"));
     ASSERT_EQ(e.size(), 1u);
-    EXPECT_EQ(e[0], "ttl: expected an integer, got 30.5");
+    EXPECT_EQ(e[0], "maximum_lag_on_failover: expected an integer, got 30.5");
     std::vector<std::string> none;
     DynamicConfig c = DynamicConfig::from_json(json::parse(R"({"ttl": 40.0, "maximum_lag_on_failover": 9223372036854775807})"), none);
     EXPECT_TRUE(none.empty());
-    EXPECT_EQ(c.ttl, 40);
+    EXPECT_EQ(c.ttl_ms, 40000);
     EXPECT_EQ(c.maximum_lag_on_failover, INT64_MAX);
     e = errors_of(json::parse(R"({"ttl": 3601})"));
     ASSERT_EQ(e.size(), 1u);
-    EXPECT_EQ(e[0], "ttl: 3601 is out of range [-2147483648, 3600]");
+    EXPECT_EQ(e[0], "ttl: 3601 is out of range [-2147483, 3600] seconds");
+}
+
+// pg_ha takes the timings to the millisecond (Patroni: whole seconds), as a
+// number or a numeric string, and writes them back in the same form.
+TEST(DynamicConfig, TimingsTakeMilliseconds) {
+    std::vector<std::string> errors;
+    auto c = DynamicConfig::from_json(json::parse(R"({"ttl": 1.6, "loop_wait": "0.2", "retry_timeout": 0.25})"), errors);
+    EXPECT_TRUE(errors.empty()) << config_errors_text(errors);
+    EXPECT_TRUE(c.adjusted.empty());
+    EXPECT_EQ(c.ttl_ms, 1600);
+    EXPECT_EQ(c.loop_wait_ms, 200);
+    EXPECT_EQ(c.retry_timeout_ms, 250);
+    EXPECT_EQ(c.to_json()["ttl"].dump(), "1.6");
+    EXPECT_EQ(c.to_json()["loop_wait"].dump(), "0.2");
+    EXPECT_EQ(c.to_json()["retry_timeout"].dump(), "0.25");
+    c = DynamicConfig::from_json(json::parse(R"({"ttl": "30"})"), errors);
+    EXPECT_EQ(c.to_json()["ttl"].dump(), "30") << "whole seconds stay integers";
+    for (const char *text : {R"({"ttl": 1.0005})", R"({"ttl": "1.5s"})", R"({"ttl": ""})", R"({"ttl": " 2"})",
+                             R"({"ttl": true})", R"({"ttl": [2]})", R"({"ttl": "nan"})", R"({"ttl": "inf"})"}) {
+        auto e = errors_of(json::parse(text));
+        ASSERT_EQ(e.size(), 1u) << text;
+        EXPECT_EQ(e[0].rfind("ttl: ", 0), 0u) << text << ": " << e[0];
+    }
+    EXPECT_EQ(errors_of(json::parse(R"({"ttl": 1.0005})"))[0], "ttl: 1.0005 has more than three decimals (milliseconds)");
+    EXPECT_EQ(errors_of(json::parse(R"({"ttl": "x"})"))[0], "ttl: expected a number of seconds, got \"x\"");
+    EXPECT_EQ(seconds_text(30000), "30");
+    EXPECT_EQ(seconds_text(1050), "1.05");
+    EXPECT_EQ(seconds_text(7), "0.007");
+    EXPECT_EQ(seconds_text(-1500), "-1.5");
 }
 
 // Patroni adjusts these with a warning instead of refusing them.
@@ -45,36 +74,49 @@ TEST(DynamicConfig, TimingsAdjustedAsPatroniDoes) {
     std::vector<std::string> errors;
     auto c = DynamicConfig::from_json(json{{"ttl", 20}, {"loop_wait", 10}, {"retry_timeout", 10}}, errors);
     EXPECT_TRUE(errors.empty());
-    EXPECT_EQ(c.loop_wait, 1);
-    EXPECT_EQ(c.retry_timeout, 9);
+    EXPECT_EQ(c.loop_wait_ms, 1000);
+    EXPECT_EQ(c.retry_timeout_ms, 9000);
     ASSERT_EQ(c.adjusted.size(), 1u);
     EXPECT_EQ(c.adjusted[0], "Violated the rule \"loop_wait + 2*retry_timeout <= ttl\", where ttl=20. "
                              "Adjusting loop_wait from 10 to 1 and retry_timeout from 10 to 9");
     EXPECT_EQ(c.raw["loop_wait"], 10) << "the key keeps what was written";
     c = DynamicConfig::from_json(json{{"ttl", 30}, {"loop_wait", 15}, {"retry_timeout", 10}}, errors);
-    EXPECT_EQ(c.loop_wait, 10);
-    EXPECT_EQ(c.retry_timeout, 10);
+    EXPECT_EQ(c.loop_wait_ms, 10000);
+    EXPECT_EQ(c.retry_timeout_ms, 10000);
     ASSERT_EQ(c.adjusted.size(), 1u);
     EXPECT_NE(c.adjusted[0].find("Adjusting loop_wait from 15 to 10"), std::string::npos) << c.adjusted[0];
-    c = DynamicConfig::from_json(json{{"ttl", 1}, {"loop_wait", 0}, {"retry_timeout", -3}}, errors);
+    c = DynamicConfig::from_json(json{{"ttl", 0.5}, {"loop_wait", 0}, {"retry_timeout", -3}}, errors);
     EXPECT_TRUE(errors.empty());
-    EXPECT_EQ(c.ttl, kMinTtl);
-    EXPECT_EQ(c.loop_wait, 1);
-    EXPECT_EQ(c.retry_timeout, 1);
-    ASSERT_GE(c.adjusted.size(), 3u);
-    EXPECT_EQ(c.adjusted[0], "loop_wait=0 can't be smaller than 1, adjusting");
-    EXPECT_EQ(c.adjusted[1], "retry_timeout=-3 can't be smaller than 1, adjusting");
-    EXPECT_EQ(c.adjusted[2], "ttl=1 can't be smaller than 2, adjusting");
+    EXPECT_EQ(c.ttl_ms, kMinTtlMs);
+    EXPECT_EQ(c.loop_wait_ms, kMinLoopWaitMs);
+    EXPECT_EQ(c.retry_timeout_ms, kMinRetryTimeoutMs);
+    ASSERT_EQ(c.adjusted.size(), 3u);
+    EXPECT_EQ(c.adjusted[0], "loop_wait=0 can't be smaller than 0.1, adjusting");
+    EXPECT_EQ(c.adjusted[1], "retry_timeout=-3 can't be smaller than 0.1, adjusting");
+    EXPECT_EQ(c.adjusted[2], "ttl=0.5 can't be smaller than 1, adjusting");
     c = DynamicConfig::from_json(json{{"ttl", 10}, {"loop_wait", 2}, {"retry_timeout", 2}}, errors);
     EXPECT_TRUE(c.adjusted.empty());
-    EXPECT_EQ(c.loop_wait, 2);
+    EXPECT_EQ(c.loop_wait_ms, 2000);
+    // A ttl of 4 with Patroni's loop_wait 10 and retry_timeout 10: whole seconds, as Patroni.
+    c = DynamicConfig::from_json(json{{"ttl", 4}}, errors);
+    EXPECT_EQ(c.loop_wait_ms, 1000);
+    EXPECT_EQ(c.retry_timeout_ms, 1000);
+    // Below a second of retry_timeout, milliseconds; a loop_wait already under 1 s is kept.
+    c = DynamicConfig::from_json(json{{"ttl", 2}}, errors);
+    EXPECT_EQ(c.loop_wait_ms, 1000);
+    EXPECT_EQ(c.retry_timeout_ms, 500);
+    c = DynamicConfig::from_json(json{{"ttl", 1.5}, {"loop_wait", 0.3}, {"retry_timeout", 1}}, errors);
+    EXPECT_EQ(c.loop_wait_ms, 300);
+    EXPECT_EQ(c.retry_timeout_ms, 600);
+    EXPECT_EQ(c.adjusted.back(), "Violated the rule \"loop_wait + 2*retry_timeout <= ttl\", where ttl=1.5. "
+                                 "Adjusting loop_wait from 0.3 to 0.3 and retry_timeout from 1 to 0.6");
 }
 
 TEST(DynamicConfig, ConfigErrorsIncludeRelations) {
     EXPECT_TRUE(config_errors(json{{"ttl", 10}, {"loop_wait", 10}}).empty()) << "adjusted, not refused";
-    auto e = config_errors(json{{"ttl", 2}});
+    auto e = config_errors(json{{"ttl", 1}});
     ASSERT_EQ(e.size(), 1u) << "too small a ttl to adjust for";
-    EXPECT_EQ(e[0], "loop_wait + 2 * retry_timeout (3) must not exceed ttl (2)");
+    EXPECT_EQ(e[0], "loop_wait + 2 * retry_timeout (1.2) must not exceed ttl (1)");
     EXPECT_EQ(config_errors_text({"a", "b"}), "invalid configuration: a; b");
     EXPECT_TRUE(config_errors(json::object()).empty());
     EXPECT_FALSE(config_errors(json::array()).empty());
@@ -87,7 +129,7 @@ TEST(ConfigPatch, MergePatchNullRemovesAndNestedMerges) {
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r.merged, json({{"ttl", 30}, {"postgresql", {{"parameters", {{"work_mem", "4MB"}}}}}}));
     EXPECT_FALSE(r.config.pause);
-    EXPECT_EQ(r.config.ttl, 30);
+    EXPECT_EQ(r.config.ttl_ms, 30000);
 }
 
 TEST(ConfigPatch, ReplaceByFlagOrMarker) {
@@ -176,9 +218,8 @@ TEST(StandbyMinimums, RaisedToTheControlFilesValuesOnly) {
 
 // ---- timing profiles (pg_hactl edit-config --profile) ----
 
-TEST(TimingProfiles, EachIsAValidConfigurationAsWrittenWithANodesDefaultMargin) {
+TEST(TimingProfiles, EachIsAValidConfigurationAsWrittenWithItsMargin) {
     ASSERT_GE(timing_profiles().size(), 2u);
-    const NodeSettings node_defaults;
     std::set<std::string> names;
     for (const auto &p : timing_profiles()) {
         SCOPED_TRACE(p.name);
@@ -187,34 +228,35 @@ TEST(TimingProfiles, EachIsAValidConfigurationAsWrittenWithANodesDefaultMargin) 
         ASSERT_TRUE(r.ok()) << config_errors_text(r.errors);
         // Taken as written: Patroni's adjustment would change what the profile promises.
         EXPECT_TRUE(r.config.adjusted.empty()) << r.config.adjusted.front();
-        EXPECT_EQ(r.config.ttl, p.ttl);
-        EXPECT_EQ(r.config.loop_wait, p.loop_wait);
-        EXPECT_EQ(r.config.retry_timeout, p.retry_timeout);
-        // A node left at its default lease margin can lead with it.
-        EXPECT_EQ(lease_margin_problem(node_defaults.lease_safety_margin, p.ttl * 1000), "");
+        EXPECT_EQ(r.config.ttl_ms, p.ttl_ms);
+        EXPECT_EQ(r.config.loop_wait_ms, p.loop_wait_ms);
+        EXPECT_EQ(r.config.retry_timeout_ms, p.retry_timeout_ms);
         // The margin it is measured with is usable, covers a tick (a follower
         // touches sessions every tickTime/2), and leaves slack for late answers.
-        EXPECT_EQ(lease_margin_problem(p.lease_safety_margin_ms, p.ttl * 1000), "");
+        EXPECT_EQ(lease_margin_problem(p.lease_safety_margin_ms, p.ttl_ms), "");
         EXPECT_GE(p.lease_safety_margin_ms, p.max_tick_time_ms);
-        EXPECT_GE(p.ttl * 1000 - p.lease_safety_margin_ms - p.loop_wait * 1000, 1000);
+        EXPECT_GE(p.ttl_ms - p.lease_safety_margin_ms - p.loop_wait_ms, 1000);
         // ZooKeeper's default minSessionTimeout (2 ticks) grants the session ttl asks for.
-        EXPECT_LE(2 * p.max_tick_time_ms, p.ttl * 1000);
+        EXPECT_LE(2 * p.max_tick_time_ms, p.ttl_ms);
         EXPECT_GT(std::string(p.summary).size(), 10u);
     }
-    EXPECT_EQ(timing_profile_names(), "default, fast");
+    EXPECT_EQ(timing_profile_names(), "default, fast, fastest");
 }
 
 TEST(TimingProfiles, DefaultIsTheBuiltInTimingAndLookupIsExact) {
     const TimingProfile *d = find_timing_profile("default");
     ASSERT_NE(d, nullptr);
     const DynamicConfig builtin;
-    EXPECT_EQ(d->ttl, builtin.ttl);
-    EXPECT_EQ(d->loop_wait, builtin.loop_wait);
-    EXPECT_EQ(d->retry_timeout, builtin.retry_timeout);
+    EXPECT_EQ(d->ttl_ms, builtin.ttl_ms);
+    EXPECT_EQ(d->loop_wait_ms, builtin.loop_wait_ms);
+    EXPECT_EQ(d->retry_timeout_ms, builtin.retry_timeout_ms);
     const TimingProfile *f = find_timing_profile("fast");
     ASSERT_NE(f, nullptr);
-    EXPECT_LT(f->ttl, d->ttl);
+    EXPECT_LT(f->ttl_ms, d->ttl_ms);
     EXPECT_EQ(timing_profile_patch(*f), json::parse(R"({"ttl": 4, "loop_wait": 1, "retry_timeout": 1})"));
+    const TimingProfile *x = find_timing_profile("fastest");
+    ASSERT_NE(x, nullptr);
+    EXPECT_EQ(timing_profile_patch(*x), json::parse(R"({"ttl": 1.7, "loop_wait": 0.1, "retry_timeout": 0.5})"));
     for (const char *bad : {"", "Fast", "fast ", "tight", "default\n"}) EXPECT_EQ(find_timing_profile(bad), nullptr) << bad;
 }
 

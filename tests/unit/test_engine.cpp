@@ -256,6 +256,46 @@ TEST_F(EngineTest, ALeaseLapseShorterThanRetryTimeoutDoesNotFence) {
     EXPECT_FALSE(run({&n1}, [&] { return n1.last.fence || n1.last.shutdown; }, 100));
 }
 
+// Every timing profile keeps a leader's lease through ZooKeeper answers 1 s
+// late (bench/soak.py's delay on the primary), with the timings to the
+// millisecond (fastest: ttl 1.7, loop_wait 0.1): renewals go out every
+// loop_wait while earlier answers are still on their way. Cut off, it fences
+// retry_timeout after the lease ran out.
+TEST_F(EngineTest, EveryProfileRidesOutAnswersOneSecondLateAndFencesAfterRetryTimeout) {
+    for (const TimingProfile &p : timing_profiles()) {
+        SCOPED_TRACE(p.name);
+        FakeZkServer srv;
+        srv.put(path("initialize"), "7000");
+        srv.put(path("config"), timing_profile_patch(p).dump());
+        srv.put(path("members"), "");
+        Node n1(srv, clock, "pg-1", true, peers_behind(0), p.lease_safety_margin_ms);
+        n1.zk->negotiate_timeout = true;
+        ASSERT_TRUE(run({&n1}, [&] {
+            return n1.last.is_leader && n1.last.lease_deadline_ms > clock.now && n1.zk->negotiated_timeout_ms() == p.ttl_ms;
+        }, 400, 20));
+        n1.zk->latency_ms = 1000;
+        std::int64_t least = INT64_MAX;
+        for (int i = 0; i < 400; ++i) {  // 8 s
+            n1.step();
+            least = std::min(least, n1.last.lease_deadline_ms - clock.now);
+            clock.now += 20;
+        }
+        EXPECT_GE(least, p.ttl_ms - p.lease_safety_margin_ms - p.loop_wait_ms - 1000 - 40)
+            << "the lease ran out with answers 1 s late";
+        EXPECT_TRUE(n1.last.is_leader);
+        EXPECT_FALSE(n1.last.fence);
+        n1.zk->latency_ms = 0;
+        n1.zk->follower_cut_off = true;
+        const std::int64_t cut = clock.now;
+        ASSERT_TRUE(run({&n1}, [&] { return n1.last.lease_deadline_ms <= clock.now; }, 2000, 20));
+        EXPECT_LE(clock.now - cut, p.ttl_ms - p.lease_safety_margin_ms + 40);
+        const std::int64_t lapse = clock.now;
+        ASSERT_TRUE(run({&n1}, [&] { return n1.last.fence; }, 2000, 20));
+        EXPECT_GE(clock.now - lapse, p.retry_timeout_ms);
+        EXPECT_LE(clock.now - lapse, p.retry_timeout_ms + p.loop_wait_ms + 40);
+    }
+}
+
 // primary_start_timeout: a leader whose server crashed and has been
 // recovering for that long gives the lock up (pg-2 can take over); before
 // that it keeps it.

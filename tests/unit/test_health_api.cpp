@@ -51,7 +51,7 @@ NodeSnapshot base(const std::string &me) {
     s.local.server_version = 150004;
     s.local.timeline = 2;
     s.cluster.config_present = true;
-    s.cluster.config.ttl = 30;
+    s.cluster.config.ttl_ms = 30000;
     s.cluster.status_optime = 100 * kMB;
     s.cluster.members = {member("node2", "10.0.0.2", 100 * kMB), member("node1", "10.0.0.1", 100 * kMB),
                          member("node3", "10.0.0.3", 90 * kMB)};
@@ -486,7 +486,7 @@ TEST(HealthApi, LivenessPrimaryUsesTtlReplicaTwiceTtl) {
     EXPECT_EQ(live(r, 59'999), 200);
     EXPECT_EQ(live(r, 60'000), 503);
     // ttl comes from the cluster config
-    p.cluster.config.ttl = 10;
+    p.cluster.config.ttl_ms = 10000;
     EXPECT_EQ(live(p, 9'000), 200);
     EXPECT_EQ(live(p, 11'000), 503);
     // a stopped primary is judged like a replica (Patroni: role primary AND running)
@@ -672,7 +672,7 @@ TEST(HealthApi, HistoryAndConfig) {
     EXPECT_EQ(hj[0], json({1, 50331808, "no recovery target specified", "2024-01-02T03:04:05.123456+00:00",
                            "node1"}));
 
-    s.cluster.config.ttl = 20;
+    s.cluster.config.ttl_ms = 20000;
     s.cluster.config.synchronous_mode = true;
     const HttpReply c = get(s, "/config");
     EXPECT_EQ(c.status, 200);
