@@ -38,17 +38,26 @@ def log(msg):
     print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
 
 
+def seconds(text):
+    """A timing in seconds as the config key takes it: an int when whole (1.5 stays 1.5)."""
+    v = float(text)
+    return int(v) if v.is_integer() else v
+
+
 def add_timing_args(ap, default_ttl=30, default_loop_wait=10, default_retry_timeout=10, members=False):
     """The timing options every cluster benchmark takes; `members`: also --members N (start_cluster's)."""
-    ap.add_argument("--ttl", type=int, default=None, help="dynamic config ttl (s) [%d]" % default_ttl)
-    ap.add_argument("--loop-wait", type=int, default=None, help="dynamic config loop_wait (s) [%d]" % default_loop_wait)
-    ap.add_argument("--retry-timeout", type=int, default=None,
+    ap.add_argument("--ttl", type=seconds, default=None, help="dynamic config ttl (s) [%d]" % default_ttl)
+    ap.add_argument("--loop-wait", type=seconds, default=None,
+                    help="dynamic config loop_wait (s) [%d]" % default_loop_wait)
+    ap.add_argument("--retry-timeout", type=seconds, default=None,
                     help="dynamic config retry_timeout (s) [%d]" % default_retry_timeout)
     ap.add_argument("--tight", action="store_true",
                     help="ttl 4, loop_wait 1, retry_timeout 1, ZooKeeper tickTime 500 / minSessionTimeout 1000 "
                          "(--ttl etc. still override single values)")
     ap.add_argument("--tick-time", type=int, default=None, help="ZooKeeper tickTime (ms) [2000, 500 with --tight]")
     ap.add_argument("--keep", action="store_true", help="keep the run directory")
+    ap.add_argument("--node-setting", action="append", default=[],
+                    help="a pg_ha setting line for every node, e.g. \"pg_ha.lease_safety_margin = 300\", repeatable")
     if members:
         ap.add_argument("--members", type=int, default=3,
                         help="cluster size [3]; beyond 3 without HAProxy (docker/haproxy.cfg lists pg-1..pg-3)")
@@ -69,7 +78,7 @@ def timing_from_args(args):
     if args.tick_time is not None:
         zk["tick_time"] = args.tick_time
     # the server clamps session timeouts to [min, max]; keep ttl inside
-    zk["max_session_timeout"] = max(20 * zk["tick_time"], cfg["ttl"] * 1000)
+    zk["max_session_timeout"] = max(20 * zk["tick_time"], int(cfg["ttl"] * 1000))
     return cfg, zk
 
 

@@ -177,6 +177,7 @@ def main():
            % (args.trials, cfg, zk, args.haproxy_config or "docker/haproxy.cfg"))
     cb.log(cb.environment_note())
     c = cb.start_cluster(cfg, zk, haproxy=True, keep=args.keep, members=args.members,
+                         extra_settings="\n".join(args.node_setting),
                          haproxy_config=args.haproxy_config)
     try:
         c.nodes[0].sql(cb.PROBE_TABLE_SQL)

@@ -171,7 +171,8 @@ def main():
     cb.log("switchover bench: %d trials, method %s, dynamic config %s, ZooKeeper %s"
            % (args.trials, args.method, cfg, zk))
     cb.log(cb.environment_note())
-    c = cb.start_cluster(cfg, zk, haproxy=True, keep=args.keep, members=args.members)
+    c = cb.start_cluster(cfg, zk, haproxy=True, keep=args.keep, members=args.members,
+                         extra_settings="\n".join(args.node_setting))
     rows = []
     try:
         c.nodes[0].sql(cb.PROBE_TABLE_SQL)
