@@ -78,7 +78,9 @@ def timing_from_args(args):
     if args.tick_time is not None:
         zk["tick_time"] = args.tick_time
     # the server clamps session timeouts to [min, max]; keep ttl inside
-    zk["max_session_timeout"] = max(20 * zk["tick_time"], int(cfg["ttl"] * 1000))
+    # and pg_hactl boot's 30 s (README "Timing profiles": with ZooKeeper's
+    # default, 20 ticks, a bootstrap at tickTime 100 lost its session in initdb)
+    zk["max_session_timeout"] = max(20 * zk["tick_time"], int(cfg["ttl"] * 1000), 30000)
     return cfg, zk
 
 
